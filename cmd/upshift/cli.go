@@ -1,0 +1,141 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+
+	"github.com/upshift-dev/upshift/playbooks"
+	"github.com/upshift-dev/upshift/runner"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitInvalid = 1 // invalid playbook, or a run that failed
+	exitUsage   = 2
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// exitError carries an exit code out of a command.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// longFlags may be written with one dash, as Terraform users do
+// (-var-file x); cobra wants two.
+var longFlags = map[string]bool{"var": true, "var-file": true, "json": true, "parallelism": true, "check": true, "diff": true, "recursive": true}
+
+func normalizeArgs(args []string) []string {
+	out := make([]string, 0, len(args))
+	for i, a := range args {
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") {
+			name, _, _ := strings.Cut(a[1:], "=")
+			if longFlags[name] {
+				a = "-" + a
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	root := newRootCommand(stdout, stderr)
+	root.SetArgs(normalizeArgs(args))
+	err := root.Execute()
+	var ee exitError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ee):
+		return ee.code
+	default:
+		fmt.Fprintf(stderr, "Error: %s\n", err)
+		fmt.Fprintf(stderr, "Run 'upshift --help' for usage.\n")
+		return exitUsage
+	}
+}
+
+func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "upshift",
+		Short: "Rolling upgrades of clustered platforms, without downtime",
+		Long: `upshift runs rolling upgrades of a clustered platform behind a load balancer
+from declarative HCL playbooks, through plugins for each load balancer,
+database and kind of node.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(
+		newValidateCommand(),
+		newPlanCommand(),
+		newGraphCommand(),
+		newFmtCommand(),
+	)
+	return root
+}
+
+// varFlags are the flags every command that loads a playbook takes.
+type varFlags struct {
+	vars     []string
+	varFiles []string
+}
+
+func (v *varFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringArrayVar(&v.vars, "var", nil, "set a variable: -var 'name=value' (repeatable)")
+	cmd.Flags().StringArrayVar(&v.varFiles, "var-file", nil, "read variables from an .hcl or .json file (repeatable)")
+}
+
+// loaded is a playbook with everything needed to report on it.
+type loaded struct {
+	dir   string
+	pb    *playbooks.Playbook
+	graph *runner.Graph
+	files map[string]*hcl.File
+}
+
+// load reads and checks a playbook and builds its graph, printing
+// diagnostics to stderr. It returns exitError{1} when the playbook is
+// invalid.
+func load(cmd *cobra.Command, dir string, vf varFlags) (*loaded, error) {
+	p := playbooks.NewParser()
+	pb, diags := p.Load(dir, playbooks.LoadOptions{Vars: vf.vars, VarFiles: vf.varFiles})
+	l := &loaded{dir: dir, pb: pb, files: p.Files()}
+	if !diags.HasErrors() {
+		g, ds := runner.BuildGraph(pb)
+		diags = append(diags, ds...)
+		l.graph = g
+	}
+	if len(diags) > 0 {
+		printDiagnostics(cmd.ErrOrStderr(), l.files, diags)
+	}
+	if diags.HasErrors() {
+		return nil, exitError{exitInvalid}
+	}
+	return l, nil
+}
+
+func printDiagnostics(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics) {
+	cwd, _ := os.Getwd()
+	_ = playbooks.WriteDiagnostics(w, files, diags, cwd, isTerminal(w))
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && isatty.IsTerminal(f.Fd()) && os.Getenv("NO_COLOR") == ""
+}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/upshift-dev/upshift/runner"
+)
+
+func newValidateCommand() *cobra.Command {
+	var vf varFlags
+	cmd := &cobra.Command{
+		Use:   "validate DIR",
+		Short: "Check a playbook: syntax, types, references, action arguments and cycles",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := load(cmd, args[0], vf)
+			if err != nil {
+				return err
+			}
+			if _, diags := runner.MakePlan(l.graph); diags.HasErrors() {
+				printDiagnostics(cmd.ErrOrStderr(), l.files, diags)
+				return exitError{exitInvalid}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "The playbook %s is valid: %d steps.\n", args[0], len(l.graph.Instances))
+			return nil
+		},
+	}
+	vf.register(cmd)
+	return cmd
+}
+
+func newPlanCommand() *cobra.Command {
+	var vf varFlags
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "plan DIR",
+		Short: "Show the steps a run would execute, in order, with their arguments",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := load(cmd, args[0], vf)
+			if err != nil {
+				return err
+			}
+			plan, diags := runner.MakePlan(l.graph)
+			if diags.HasErrors() {
+				printDiagnostics(cmd.ErrOrStderr(), l.files, diags)
+				return exitError{exitInvalid}
+			}
+			if asJSON {
+				return plan.WriteJSON(cmd.OutOrStdout())
+			}
+			return plan.WriteText(cmd.OutOrStdout())
+		},
+	}
+	vf.register(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
+	return cmd
+}
+
+func newGraphCommand() *cobra.Command {
+	var vf varFlags
+	cmd := &cobra.Command{
+		Use:   "graph DIR",
+		Short: "Print the step graph in Graphviz DOT (pipe it to dot -Tsvg)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := load(cmd, args[0], vf)
+			if err != nil {
+				return err
+			}
+			return l.graph.WriteDOT(cmd.OutOrStdout())
+		},
+	}
+	vf.register(cmd)
+	return cmd
+}

@@ -1,0 +1,128 @@
+package playbooks
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/agext/levenshtein"
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/upshift-dev/upshift/schema"
+)
+
+// Scope is what an expression can see beyond variables, locals and
+// resources: the current item of a for_each or rollout, and the values of
+// the steps it may refer to.
+type Scope struct {
+	// Each is the object {key, value} of the current item, or cty.NilVal
+	// outside a for_each step or rollout.
+	Each cty.Value
+	// Steps maps a step name to its value: an object {result = ...} for a
+	// single instance, or an object keyed by instance key whose attributes
+	// are such objects.
+	Steps map[string]cty.Value
+}
+
+// EvalContext builds the evaluation context for an expression in scope
+// (nil for none).
+func (pb *Playbook) EvalContext(scope *Scope) *hcl.EvalContext {
+	vars := map[string]cty.Value{
+		"var":   objectOrEmpty(pb.varValues),
+		"local": objectOrEmpty(pb.localValues),
+		"path": cty.ObjectVal(map[string]cty.Value{
+			"playbook": cty.StringVal(pb.Dir),
+			"cwd":      cty.StringVal(cwd()),
+		}),
+	}
+	byKind := map[schema.Kind]map[string]cty.Value{}
+	for _, r := range pb.Resources {
+		if byKind[r.Kind] == nil {
+			byKind[r.Kind] = map[string]cty.Value{}
+		}
+		byKind[r.Kind][r.Name] = r.value()
+	}
+	for _, k := range schema.Kinds {
+		vars[string(k)] = objectOrEmpty(byKind[k])
+	}
+	if scope != nil {
+		if scope.Each != cty.NilVal {
+			vars["each"] = scope.Each
+		}
+		vars["step"] = objectOrEmpty(scope.Steps)
+	}
+	return &hcl.EvalContext{Variables: vars, Functions: Functions(pb.Dir)}
+}
+
+func (r *Resource) value() cty.Value {
+	attrs := map[string]cty.Value{
+		"name":   cty.StringVal(r.Name),
+		"plugin": cty.StringVal(r.PluginName),
+	}
+	if r.Kind == schema.KindNodePool {
+		attrs["nodes"] = r.Nodes
+	}
+	return cty.ObjectVal(attrs)
+}
+
+func objectOrEmpty(m map[string]cty.Value) cty.Value {
+	if len(m) == 0 {
+		return cty.EmptyObjectVal
+	}
+	return cty.ObjectVal(m)
+}
+
+func cwd() string {
+	d, err := os.Getwd()
+	if err != nil {
+		return "."
+	}
+	return d
+}
+
+// suggest returns ` (did you mean "x"?)` for the closest candidate, or "".
+func suggest(given string, candidates []string) string {
+	best, bestDist := "", 3
+	for _, c := range candidates {
+		if d := levenshtein.Distance(given, c, nil); d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(` (did you mean %q?)`, best)
+}
+
+func typeString(ty cty.Type) string {
+	if ty == cty.DynamicPseudoType {
+		return "any"
+	}
+	return ty.FriendlyName()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// joinQuoted renders names as "a", "b" and "c".
+func joinQuoted(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	switch len(q) {
+	case 0:
+		return "none"
+	case 1:
+		return q[0]
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " and " + q[len(q)-1]
+}

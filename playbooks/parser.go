@@ -1,0 +1,340 @@
+package playbooks
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
+
+	"github.com/upshift-dev/upshift/schema"
+)
+
+// SchemaSource returns the schema of the plugin that implements a resource
+// of the given kind. The default, ContractSchemas, answers with the kind's
+// standard contract, which is all validate and plan need.
+type SchemaSource func(plugin *Plugin, kind schema.Kind) (*schema.Plugin, error)
+
+// ContractSchemas is the SchemaSource used before real plugins are known.
+func ContractSchemas(_ *Plugin, kind schema.Kind) (*schema.Plugin, error) {
+	return schema.ContractPlugin(kind), nil
+}
+
+// LoadOptions are the inputs of Load beyond the folder.
+type LoadOptions struct {
+	// Vars are -var name=value flags, in order.
+	Vars []string
+	// VarFiles are -var-file paths (.hcl or .json), in order.
+	VarFiles []string
+	// Env is the environment searched for UPSHIFT_VAR_<name>; nil means
+	// os.Environ().
+	Env []string
+	// Schemas supplies plugin schemas; nil means ContractSchemas.
+	Schemas SchemaSource
+}
+
+var fileSchema = &hcl.BodySchema{
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "variable", LabelNames: []string{"name"}},
+		{Type: "locals"},
+		{Type: "plugin", LabelNames: []string{"name"}},
+		{Type: string(schema.KindLoadBalancer), LabelNames: []string{"name"}},
+		{Type: string(schema.KindDatabase), LabelNames: []string{"name"}},
+		{Type: string(schema.KindNodePool), LabelNames: []string{"name"}},
+		{Type: "step", LabelNames: []string{"name"}},
+		{Type: "rollout", LabelNames: []string{"name"}},
+	},
+}
+
+// Parser reads playbook and variable files and keeps them for rendering
+// diagnostics with source snippets.
+type Parser struct {
+	p *hclparse.Parser
+}
+
+// NewParser returns an empty parser.
+func NewParser() *Parser { return &Parser{p: hclparse.NewParser()} }
+
+// Files returns every file read so far, by name.
+func (p *Parser) Files() map[string]*hcl.File { return p.p.Files() }
+
+// ParseSource parses one file's contents (used by tests and the fuzzer).
+func (p *Parser) ParseSource(src []byte, filename string) (*hcl.File, hcl.Diagnostics) {
+	if strings.HasSuffix(filename, ".json") {
+		return p.p.ParseJSON(src, filename)
+	}
+	return p.p.ParseHCL(src, filename)
+}
+
+func (p *Parser) parseFile(path string) (*hcl.File, hcl.Diagnostics) {
+	if strings.HasSuffix(path, ".json") {
+		return p.p.ParseJSONFile(path)
+	}
+	return p.p.ParseHCLFile(path)
+}
+
+// Load reads every .hcl file of dir (not its subfolders), applies variables
+// and returns the checked playbook. Diagnostics carry file, line and column;
+// render them with WriteDiagnostics and the parser's Files.
+func (p *Parser) Load(dir string, opts LoadOptions) (*Playbook, hcl.Diagnostics) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Cannot read playbook folder",
+			Detail:   fmt.Sprintf("The playbook folder %s cannot be read: %s.", dir, err),
+		}}
+	}
+	var names []string
+	for _, e := range entries {
+		if !e.IsDir() && strings.HasSuffix(e.Name(), ".hcl") && e.Name() != "upshift.lock.hcl" {
+			names = append(names, filepath.Join(dir, e.Name()))
+		}
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return nil, hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "No playbook files",
+			Detail:   fmt.Sprintf("The folder %s has no .hcl files. A playbook is a folder of .hcl files.", dir),
+		}}
+	}
+	var diags hcl.Diagnostics
+	var files []*hcl.File
+	for _, name := range names {
+		f, ds := p.parseFile(name)
+		diags = append(diags, ds...)
+		if f != nil {
+			files = append(files, f)
+		}
+	}
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	pb, ds := p.decode(dir, files, opts)
+	return pb, append(diags, ds...)
+}
+
+// LoadFiles is Load for in-memory sources, keyed by file name; dir is used
+// to resolve relative paths.
+func (p *Parser) LoadFiles(dir string, sources map[string]string, opts LoadOptions) (*Playbook, hcl.Diagnostics) {
+	names := make([]string, 0, len(sources))
+	for n := range sources {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var diags hcl.Diagnostics
+	var files []*hcl.File
+	for _, n := range names {
+		f, ds := p.ParseSource([]byte(sources[n]), n)
+		diags = append(diags, ds...)
+		if f != nil {
+			files = append(files, f)
+		}
+	}
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	pb, ds := p.decode(dir, files, opts)
+	return pb, append(diags, ds...)
+}
+
+func (p *Parser) decode(dir string, files []*hcl.File, opts LoadOptions) (*Playbook, hcl.Diagnostics) {
+	if opts.Schemas == nil {
+		opts.Schemas = ContractSchemas
+	}
+	if opts.Env == nil {
+		opts.Env = os.Environ()
+	}
+	pb := &Playbook{
+		Dir:       dir,
+		Files:     p.Files(),
+		Variables: map[string]*Variable{},
+		Locals:    map[string]*Local{},
+		Plugins:   map[string]*Plugin{},
+		Resources: map[string]*Resource{},
+	}
+	var diags hcl.Diagnostics
+	var resourceBlocks, stepBlocks, rolloutBlocks []*hcl.Block
+	var localsBlocks []*hcl.Block
+
+	for _, f := range files {
+		content, ds := f.Body.Content(fileSchema)
+		diags = append(diags, ds...)
+		for _, b := range content.Blocks {
+			switch b.Type {
+			case "variable":
+				v, ds := decodeVariable(b)
+				diags = append(diags, ds...)
+				if v == nil {
+					continue
+				}
+				if prev, ok := pb.Variables[v.Name]; ok {
+					diags = append(diags, duplicate("variable", v.Name, prev.DeclRange, b.DefRange))
+					continue
+				}
+				pb.Variables[v.Name] = v
+			case "locals":
+				localsBlocks = append(localsBlocks, b)
+			case "plugin":
+				pl, ds := decodePlugin(b)
+				diags = append(diags, ds...)
+				if pl == nil {
+					continue
+				}
+				if prev, ok := pb.Plugins[pl.Name]; ok {
+					diags = append(diags, duplicate("plugin", pl.Name, prev.DeclRange, b.DefRange))
+					continue
+				}
+				pb.Plugins[pl.Name] = pl
+			case "step":
+				stepBlocks = append(stepBlocks, b)
+			case "rollout":
+				rolloutBlocks = append(rolloutBlocks, b)
+			default:
+				resourceBlocks = append(resourceBlocks, b)
+			}
+		}
+	}
+
+	for _, b := range localsBlocks {
+		attrs, ds := b.Body.JustAttributes()
+		diags = append(diags, ds...)
+		for name, a := range attrs {
+			if prev, ok := pb.Locals[name]; ok {
+				diags = append(diags, duplicate("local value", name, prev.DeclRange, a.Range))
+				continue
+			}
+			pb.Locals[name] = &Local{Name: name, Expr: a.Expr, DeclRange: a.Range}
+		}
+	}
+
+	// Values first: everything else may refer to variables and locals.
+	diags = append(diags, pb.assignVariables(p, opts)...)
+	if diags.HasErrors() {
+		return pb, diags
+	}
+	diags = append(diags, pb.evaluateLocals()...)
+	if diags.HasErrors() {
+		return pb, diags
+	}
+
+	for _, b := range resourceBlocks {
+		r, ds := pb.decodeResource(b, opts.Schemas)
+		diags = append(diags, ds...)
+		if r == nil {
+			continue
+		}
+		if prev, ok := pb.Resources[r.Address()]; ok {
+			diags = append(diags, duplicate(string(r.Kind), r.Name, prev.DeclRange, b.DefRange))
+			continue
+		}
+		pb.Resources[r.Address()] = r
+	}
+	if diags.HasErrors() {
+		return pb, diags
+	}
+
+	for _, b := range stepBlocks {
+		s, ds := pb.decodeStep(b, nil, 0)
+		diags = append(diags, ds...)
+		if s != nil {
+			pb.Steps = append(pb.Steps, s)
+		}
+	}
+	for _, b := range rolloutBlocks {
+		r, ds := pb.decodeRollout(b)
+		diags = append(diags, ds...)
+		if r == nil {
+			continue
+		}
+		if prev := pb.Rollout(r.Name); prev != nil {
+			diags = append(diags, duplicate("rollout", r.Name, prev.DeclRange, b.DefRange))
+			continue
+		}
+		pb.Rollouts = append(pb.Rollouts, r)
+		pb.Steps = append(pb.Steps, r.Steps...)
+	}
+	// Step names are global, rollout steps included, so that an instance
+	// address such as step.drain["node-1"] names one thing.
+	seen := map[string]*Step{}
+	for _, s := range pb.Steps {
+		if prev, ok := seen[s.Name]; ok {
+			diags = append(diags, duplicate("step", s.Name, prev.DeclRange, s.DeclRange))
+			continue
+		}
+		seen[s.Name] = s
+	}
+	sort.SliceStable(pb.Steps, func(i, j int) bool { return rangeLess(pb.Steps[i].DeclRange, pb.Steps[j].DeclRange) })
+	if diags.HasErrors() {
+		return pb, diags
+	}
+	diags = append(diags, pb.checkReferences()...)
+	return pb, diags
+}
+
+func rangeLess(a, b hcl.Range) bool {
+	if a.Filename != b.Filename {
+		return a.Filename < b.Filename
+	}
+	return a.Start.Byte < b.Start.Byte
+}
+
+func duplicate(what, name string, first, again hcl.Range) *hcl.Diagnostic {
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  fmt.Sprintf("Duplicate %s %q", what, name),
+		Detail:   fmt.Sprintf("A %s named %q was already declared at %s. Names must be unique within a playbook.", what, name, first),
+		Subject:  again.Ptr(),
+	}
+}
+
+func decodePlugin(b *hcl.Block) (*Plugin, hcl.Diagnostics) {
+	name := b.Labels[0]
+	diags := checkName("plugin", name, b.LabelRanges[0])
+	pl := &Plugin{Name: name, DeclRange: b.DefRange}
+	content, ds := b.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "source"}, {Name: "version"}}})
+	diags = append(diags, ds...)
+	if a, ok := content.Attributes["source"]; ok {
+		diags = append(diags, decodeStaticString(a, &pl.Source)...)
+	}
+	if a, ok := content.Attributes["version"]; ok {
+		diags = append(diags, decodeStaticString(a, &pl.Version)...)
+	}
+	if pl.Source == "" {
+		pl.Source = "upshift-plugin-" + name
+	}
+	return pl, diags
+}
+
+// checkName reports a block label that is not a valid identifier, since the
+// name is used in references such as step.<name>.
+func checkName(what, name string, rng hcl.Range) hcl.Diagnostics {
+	if hclValidIdentifier(name) {
+		return nil
+	}
+	return hcl.Diagnostics{{
+		Severity: hcl.DiagError,
+		Summary:  fmt.Sprintf("Invalid %s name", what),
+		Detail:   fmt.Sprintf("%q is not a valid name: a name starts with a letter or underscore and holds only letters, digits, underscores and dashes.", name),
+		Subject:  rng.Ptr(),
+	}}
+}
+
+func hclValidIdentifier(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z'):
+		case i > 0 && (r == '-' || (r >= '0' && r <= '9')):
+		default:
+			return false
+		}
+	}
+	return true
+}

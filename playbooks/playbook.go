@@ -1,0 +1,234 @@
+// Package playbooks owns the upshift playbook language: it reads a folder of
+// .hcl files, decodes variables, locals, plugins, resources (load balancers,
+// databases, node pools), steps and rollouts, evaluates what can be known
+// before a run (variables, locals, resource configuration, node lists), and
+// builds the evaluation contexts the runner uses to decode a step's `with`
+// body against its action's schema. The shipped playbooks live beside it as
+// .hcl folders (playbooks/rolling-upgrade).
+//
+// The package knows nothing of graphs or of running anything: the runner
+// expands steps into instances, orders them and executes them.
+package playbooks
+
+import (
+	"sort"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/ext/typeexpr"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/upshift-dev/upshift/schema"
+)
+
+// Playbook is a loaded and statically checked playbook folder.
+type Playbook struct {
+	Dir   string
+	Files map[string]*hcl.File
+
+	Variables map[string]*Variable
+	Locals    map[string]*Local
+	Plugins   map[string]*Plugin
+	Resources map[string]*Resource // by address, "node_pool.cluster"
+	// Steps holds every step, top-level and inside rollouts, in source order.
+	Steps    []*Step
+	Rollouts []*Rollout
+
+	varValues   map[string]cty.Value
+	localValues map[string]cty.Value
+}
+
+// Variable is a `variable` block and the value it ended up with.
+type Variable struct {
+	Name        string
+	Description string
+	Type        cty.Type
+	Default     cty.Value
+	Sensitive   bool
+	Validations []*Validation
+	DeclRange   hcl.Range
+	Value       cty.Value
+
+	typeDefaults *typeexpr.Defaults
+}
+
+// Validation is a `validation` block inside a variable.
+type Validation struct {
+	Condition    hcl.Expression
+	ErrorMessage hcl.Expression
+	DeclRange    hcl.Range
+}
+
+// Local is one attribute of a `locals` block.
+type Local struct {
+	Name      string
+	Expr      hcl.Expression
+	DeclRange hcl.Range
+	Value     cty.Value
+}
+
+// Plugin is a `plugin` block: where the binary for a vendor comes from.
+type Plugin struct {
+	Name      string
+	Source    string // binary name or path; default upshift-plugin-<name>
+	Version   string
+	DeclRange hcl.Range
+	// Implicit is true when no block declared the plugin and a resource
+	// named it; Source then takes its default.
+	Implicit bool
+}
+
+// Resource is a load_balancer, database or node_pool block: one configured
+// plugin instance.
+type Resource struct {
+	Kind       schema.Kind
+	Name       string
+	PluginName string
+	Schema     *schema.Plugin
+	// Config is the decoded config block, conforming to Schema.Config when
+	// the plugin's schema is known, otherwise an object of whatever the
+	// block set.
+	Config      cty.Value
+	ConfigRange hcl.Range
+	// Nodes is the node list of a node_pool: a list of objects each with at
+	// least a string `name`. Null for other kinds.
+	Nodes     cty.Value
+	DeclRange hcl.Range
+}
+
+// Address is the resource's address in expressions, e.g. "node_pool.cluster".
+func (r *Resource) Address() string { return string(r.Kind) + "." + r.Name }
+
+// ActionRef is what a step's `run` names: an action of a resource.
+type ActionRef struct {
+	Resource *Resource
+	Action   *schema.Action
+	Range    hcl.Range
+}
+
+// String renders the reference as written, e.g. "load_balancer.front.drain".
+func (a ActionRef) String() string { return a.Resource.Address() + "." + a.Action.Name }
+
+// Retry says how often and how patiently a failing step is tried again.
+type Retry struct {
+	Attempts int           // total attempts, at least 1
+	Delay    time.Duration // before the second attempt
+	Backoff  float64       // multiplier for each further delay (1 = constant)
+	MaxDelay time.Duration
+}
+
+// Reference is a reference from one block to a step or rollout, which makes
+// an edge in the graph.
+type Reference struct {
+	Kind  string // "step" or "rollout"
+	Name  string
+	Range hcl.Range
+}
+
+// Step is a `step` block.
+type Step struct {
+	Name        string
+	Description string
+	// Rollout is the rollout the step belongs to, nil for a top-level step;
+	// Index is its position in that rollout's body.
+	Rollout *Rollout
+	Index   int
+
+	Run       ActionRef
+	With      hcl.Body // nil when the step has no with block
+	WithRange hcl.Range
+	ForEach   hcl.Expression // nil when unset
+	When      hcl.Expression // nil when unset
+	Timeout   time.Duration  // 0: no limit beyond the action's own
+	Retry     Retry
+	Always    bool
+
+	DependsOn []Reference
+	// References are the steps this step's expressions read from.
+	References []Reference
+	DeclRange  hcl.Range
+}
+
+// Address is the step's address without instance key, e.g. "step.drain".
+func (s *Step) Address() string { return "step." + s.Name }
+
+// Failure policies of a rollout.
+const (
+	OnFailureHalt     = "halt"
+	OnFailureRollback = "rollback"
+	OnFailurePause    = "pause"
+)
+
+// Rollout is a `rollout` block: its steps run in the order written for each
+// item of `over`, items grouped in batches that follow one another.
+type Rollout struct {
+	Name        string
+	Description string
+	Over        hcl.Expression
+	Key         hcl.Expression // nil: key from each.value.name, or the index
+	// Batches lists batch sizes; the last size repeats. Each is a count or a
+	// percentage of all items.
+	Batches   []BatchSize
+	OnFailure string
+	DependsOn []Reference
+	// References are the steps that `over` reads from.
+	References []Reference
+	Steps      []*Step
+	DeclRange  hcl.Range
+}
+
+// Address is the rollout's address, e.g. "rollout.upgrade".
+func (r *Rollout) Address() string { return "rollout." + r.Name }
+
+// BatchSize is one batch size: Count items, or Percent of all items.
+type BatchSize struct {
+	Count   int
+	Percent int
+	Range   hcl.Range
+}
+
+// Of returns the size for a rollout of total items: at least one item.
+func (b BatchSize) Of(total int) int {
+	n := b.Count
+	if b.Percent > 0 {
+		n = total * b.Percent / 100
+	}
+	if n < 1 {
+		n = 1
+	}
+	return n
+}
+
+// Step returns the step called name, or nil.
+func (p *Playbook) Step(name string) *Step {
+	for _, s := range p.Steps {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// Rollout returns the rollout called name, or nil.
+func (p *Playbook) Rollout(name string) *Rollout {
+	for _, r := range p.Rollouts {
+		if r.Name == name {
+			return r
+		}
+	}
+	return nil
+}
+
+// SensitiveMark marks values that come from sensitive variables, so that
+// plans and journals show "(sensitive)" in their place.
+const SensitiveMark = "sensitive"
+
+// ResourceNames returns the resource addresses sorted.
+func (p *Playbook) ResourceNames() []string {
+	names := make([]string, 0, len(p.Resources))
+	for n := range p.Resources {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

@@ -1,0 +1,170 @@
+package dag
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+)
+
+// State is where a vertex ended up after a walk.
+type State int
+
+// States of a walked vertex.
+const (
+	// NotStarted: the walk stopped (Stop closed or ctx done) before the
+	// vertex could start.
+	NotStarted State = iota
+	Done
+	Failed
+	// Skipped: something it depends on failed or was skipped.
+	Skipped
+)
+
+func (s State) String() string {
+	return [...]string{"not started", "done", "failed", "skipped"}[s]
+}
+
+// Outcome is one vertex's result.
+type Outcome struct {
+	State State
+	Err   error
+	// Cause names the failed vertex that made this one skipped.
+	Cause string
+	// Tainted: this vertex, or something it depends on, failed. A vertex
+	// that ran anyway (RunAnyway) after an upstream failure is Done but
+	// still tainted, so its own dependents are skipped.
+	Tainted bool
+}
+
+// WalkOptions tune a walk.
+type WalkOptions struct {
+	// Parallelism caps how many vertices run at once; 0 means 10.
+	Parallelism int
+	// Stop, when closed, stops the walk from starting further vertices;
+	// running ones finish. ctx cancellation does the same and is also passed
+	// to the running callbacks.
+	Stop <-chan struct{}
+	// RunAnyway reports whether v runs even though something it depends on
+	// failed (a step with always = true).
+	RunAnyway func(v Vertex) bool
+	// Skip, when it returns true, marks v done without calling the walk
+	// function (a step already done in a resumed run).
+	Skip func(v Vertex) bool
+}
+
+// WalkFunc does the work of one vertex.
+type WalkFunc func(ctx context.Context, v Vertex) error
+
+// ErrStopped is returned by Walk when it stopped before every vertex ran.
+var ErrStopped = errors.New("walk stopped before every vertex ran")
+
+// Walk calls fn for every vertex once all of its dependencies are done,
+// at most Parallelism at a time, earliest-added first among the ready ones.
+// The dependents of a failed vertex are skipped, not failed, so the outcome
+// names one cause. The graph must be acyclic.
+func (g *Graph) Walk(ctx context.Context, opts WalkOptions, fn WalkFunc) (map[string]*Outcome, error) {
+	if err := g.Validate(); err != nil {
+		return nil, err
+	}
+	par := opts.Parallelism
+	if par <= 0 {
+		par = 10
+	}
+	outcomes := make(map[string]*Outcome, len(g.order))
+	remaining := make(map[string]int, len(g.order))
+	ready := &nameHeap{index: g.index}
+	for _, v := range g.order {
+		outcomes[v] = &Outcome{}
+		remaining[v] = len(g.deps[v])
+		if remaining[v] == 0 {
+			heap.Push(ready, v)
+		}
+	}
+	type result struct {
+		name string
+		err  error
+	}
+	results := make(chan result)
+	running := 0
+	stopped := false
+	completed := 0
+
+	finish := func(v string) {
+		completed++
+		for w := range g.dependents[v] {
+			remaining[w]--
+			if remaining[w] == 0 {
+				heap.Push(ready, w)
+			}
+		}
+	}
+	isStopped := func() bool {
+		if stopped {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			stopped = true
+		case <-opts.Stop:
+			stopped = true
+		default:
+		}
+		return stopped
+	}
+
+	for completed < len(g.order) {
+		for ready.Len() > 0 && running < par && !isStopped() {
+			v := heap.Pop(ready).(string)
+			out := outcomes[v]
+			var cause string
+			for d := range g.deps[v] {
+				if outcomes[d].Tainted {
+					out.Tainted = true
+					if c := causeOf(d, outcomes); cause == "" || g.index[c] < g.index[cause] {
+						cause = c
+					}
+				}
+			}
+			vertex := g.vertices[v]
+			out.Cause = cause
+			if out.Tainted && (opts.RunAnyway == nil || !opts.RunAnyway(vertex)) {
+				out.State = Skipped
+				finish(v)
+				continue
+			}
+			if opts.Skip != nil && opts.Skip(vertex) {
+				out.State = Done
+				finish(v)
+				continue
+			}
+			running++
+			go func() {
+				err := fn(ctx, vertex)
+				results <- result{v, err}
+			}()
+		}
+		if running == 0 {
+			break // stopped, or nothing left that can start
+		}
+		r := <-results
+		running--
+		out := outcomes[r.name]
+		if r.err != nil {
+			out.State, out.Err, out.Tainted = Failed, r.err, true
+		} else {
+			out.State = Done
+		}
+		finish(r.name)
+	}
+	if completed < len(g.order) {
+		return outcomes, ErrStopped
+	}
+	return outcomes, nil
+}
+
+func causeOf(name string, outcomes map[string]*Outcome) string {
+	if c := outcomes[name].Cause; c != "" && outcomes[name].State != Failed {
+		return c
+	}
+	return name
+}

@@ -1,0 +1,347 @@
+// Package runner owns turning a playbook into a graph of step instances and
+// walking it: expansion of for_each and rollouts, edges from references and
+// depends_on, batch chaining, cycle diagnostics, plans, and (in run.go) the
+// execution itself with bounded parallelism, timeouts, retries and the
+// journal. It knows nothing of any vendor: plugins are reached through the
+// plugins.Provider interface.
+package runner
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/upshift-dev/upshift/playbooks"
+	"github.com/upshift-dev/upshift/runner/dag"
+)
+
+// Instance is one execution of a step: the step itself, or one of its
+// for_each items, or one rollout item's run of it.
+type Instance struct {
+	Addr string // step.drain["node-1"], or step.backup
+	Step *playbooks.Step
+	// Key is the instance key; Keyed is false for a single-instance step.
+	Key   string
+	Keyed bool
+	// Each is {key, value} for keyed instances, cty.NilVal otherwise.
+	Each cty.Value
+	// Batch and Item place a rollout instance (both 1-based); 0 outside.
+	Batch int
+	Item  int
+	// Seq is the instance's position in source order, for stable output.
+	Seq int
+}
+
+// Name makes Instance a dag.Vertex.
+func (i *Instance) Name() string { return i.Addr }
+
+// Graph is a playbook expanded into instances and their dependencies.
+type Graph struct {
+	Playbook  *playbooks.Playbook
+	DAG       *dag.Graph
+	Instances []*Instance
+	// ByStep lists a step's instances in key order.
+	ByStep map[string][]*Instance
+	// Items lists each rollout's items (keys) by batch.
+	Items map[string][][]string
+}
+
+// InstanceAddr renders the address of an instance.
+func InstanceAddr(step string, key string, keyed bool) string {
+	if !keyed {
+		return "step." + step
+	}
+	return fmt.Sprintf("step.%s[%q]", step, key)
+}
+
+// BuildGraph expands pb into instances and connects them. for_each and
+// rollout `over` must be known before the run: they may refer to variables,
+// locals and resources, not to step results.
+func BuildGraph(pb *playbooks.Playbook) (*Graph, hcl.Diagnostics) {
+	g := &Graph{Playbook: pb, DAG: dag.New(), ByStep: map[string][]*Instance{}, Items: map[string][][]string{}}
+	var diags hcl.Diagnostics
+
+	// Expand in source order: top-level steps and rollouts interleaved as
+	// written, a rollout item-major, so ties in a walk go the way they read.
+	type unit struct {
+		step    *playbooks.Step
+		rollout *playbooks.Rollout
+		rng     hcl.Range
+	}
+	var units []unit
+	for _, s := range pb.Steps {
+		if s.Rollout == nil {
+			units = append(units, unit{step: s, rng: s.DeclRange})
+		}
+	}
+	for _, r := range pb.Rollouts {
+		units = append(units, unit{rollout: r, rng: r.DeclRange})
+	}
+	sort.SliceStable(units, func(i, j int) bool {
+		a, b := units[i].rng, units[j].rng
+		if a.Filename != b.Filename {
+			return a.Filename < b.Filename
+		}
+		return a.Start.Byte < b.Start.Byte
+	})
+	add := func(inst *Instance) {
+		inst.Seq = len(g.Instances)
+		g.Instances = append(g.Instances, inst)
+		g.ByStep[inst.Step.Name] = append(g.ByStep[inst.Step.Name], inst)
+		g.DAG.Add(inst)
+	}
+	for _, u := range units {
+		if u.step != nil {
+			items, ds := expandForEach(pb, u.step)
+			diags = append(diags, ds...)
+			if items == nil {
+				add(&Instance{Addr: InstanceAddr(u.step.Name, "", false), Step: u.step, Each: cty.NilVal})
+				continue
+			}
+			for _, it := range items {
+				add(&Instance{Addr: InstanceAddr(u.step.Name, it.key, true), Step: u.step, Key: it.key, Keyed: true, Each: it.each()})
+			}
+			continue
+		}
+		r := u.rollout
+		items, ds := expandOver(pb, r)
+		diags = append(diags, ds...)
+		batches := batch(items, r.Batches)
+		for bi, b := range batches {
+			var keys []string
+			for _, it := range b {
+				keys = append(keys, it.key)
+				for _, s := range r.Steps {
+					add(&Instance{Addr: InstanceAddr(s.Name, it.key, true), Step: s, Key: it.key, Keyed: true, Each: it.each(), Batch: bi + 1, Item: it.index + 1})
+				}
+			}
+			g.Items[r.Name] = append(g.Items[r.Name], keys)
+		}
+	}
+	if diags.HasErrors() {
+		return g, diags
+	}
+	g.connect()
+	if err := g.DAG.Validate(); err != nil {
+		diags = append(diags, g.cycleDiagnostics(err.(*dag.CycleError))...)
+	}
+	return g, diags
+}
+
+type item struct {
+	index int
+	key   string
+	value cty.Value
+}
+
+func (it item) each() cty.Value {
+	return cty.ObjectVal(map[string]cty.Value{"key": cty.StringVal(it.key), "value": it.value})
+}
+
+func expandForEach(pb *playbooks.Playbook, s *playbooks.Step) ([]item, hcl.Diagnostics) {
+	if s.ForEach == nil {
+		return nil, nil
+	}
+	return collectionItems(pb, s.ForEach, nil, "for_each", s.Address())
+}
+
+func expandOver(pb *playbooks.Playbook, r *playbooks.Rollout) ([]item, hcl.Diagnostics) {
+	return collectionItems(pb, r.Over, r.Key, "over", r.Address())
+}
+
+// collectionItems evaluates a for_each or over expression into keyed
+// items. A map or object is keyed by its keys; a list, tuple or set by the
+// `key` expression when given, else by each element's name (objects) or the
+// element itself (strings).
+func collectionItems(pb *playbooks.Playbook, expr, keyExpr hcl.Expression, what, owner string) ([]item, hcl.Diagnostics) {
+	bad := func(detail string) hcl.Diagnostics {
+		return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: fmt.Sprintf("Invalid %s", what), Detail: detail, Subject: expr.Range().Ptr()}}
+	}
+	v, diags := expr.Value(pb.EvalContext(&playbooks.Scope{Each: cty.NilVal}))
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	if !v.IsWhollyKnown() {
+		var refs []string
+		for _, tr := range expr.Variables() {
+			if tr.RootName() == "step" && len(tr) > 1 {
+				if a, ok := tr[1].(hcl.TraverseAttr); ok {
+					refs = append(refs, "step."+a.Name)
+				}
+			}
+		}
+		return nil, bad(fmt.Sprintf("The %s of %s must be known before the run starts, to know how many instances there are; it depends on %s. Use variables, locals or node_pool nodes instead.", what, owner, strings.Join(refs, ", ")))
+	}
+	v, _ = v.Unmark()
+	if v.IsNull() {
+		return nil, bad(fmt.Sprintf("The %s of %s is null; it must be a map, a set of strings or a list.", what, owner))
+	}
+	ty := v.Type()
+	var items []item
+	seen := map[string]bool{}
+	addItem := func(key string, val cty.Value) hcl.Diagnostics {
+		if seen[key] {
+			return bad(fmt.Sprintf("Two items of %s have the key %q; keys must be unique so every instance has its own address.", owner, key))
+		}
+		seen[key] = true
+		items = append(items, item{index: len(items), key: key, value: val})
+		return nil
+	}
+	switch {
+	case ty.IsMapType() || ty.IsObjectType():
+		for it := v.ElementIterator(); it.Next(); {
+			k, val := it.Element()
+			if ds := addItem(k.AsString(), val); ds != nil {
+				return nil, ds
+			}
+		}
+	case ty.IsListType() || ty.IsTupleType() || ty.IsSetType():
+		i := 0
+		for it := v.ElementIterator(); it.Next(); i++ {
+			_, val := it.Element()
+			key, ds := itemKey(pb, val, i, keyExpr)
+			if ds != nil {
+				return nil, ds
+			}
+			if key == "" {
+				return nil, bad(fmt.Sprintf("Element %d of the %s of %s has no key: give each element a name, use strings, or set `key`.", i, what, owner))
+			}
+			if ds := addItem(key, val); ds != nil {
+				return nil, ds
+			}
+		}
+	default:
+		return nil, bad(fmt.Sprintf("The %s of %s is %s; it must be a map, a set of strings or a list.", what, owner, ty.FriendlyName()))
+	}
+	return items, nil
+}
+
+func itemKey(pb *playbooks.Playbook, val cty.Value, index int, keyExpr hcl.Expression) (string, hcl.Diagnostics) {
+	if keyExpr != nil {
+		each := cty.ObjectVal(map[string]cty.Value{"key": cty.NumberIntVal(int64(index)), "value": val})
+		k, diags := keyExpr.Value(pb.EvalContext(&playbooks.Scope{Each: each}))
+		if diags.HasErrors() {
+			return "", diags
+		}
+		k, _ = k.Unmark()
+		if k.IsNull() || !k.IsKnown() || k.Type() != cty.String {
+			return "", hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid key", Detail: "key must evaluate to a string for every item.", Subject: keyExpr.Range().Ptr()}}
+		}
+		return k.AsString(), nil
+	}
+	val, _ = val.Unmark()
+	switch {
+	case val.Type() == cty.String && !val.IsNull():
+		return val.AsString(), nil
+	case val.Type().IsObjectType() && val.Type().HasAttribute("name"):
+		n := val.GetAttr("name")
+		if n.Type() == cty.String && !n.IsNull() {
+			return n.AsString(), nil
+		}
+	}
+	return "", nil
+}
+
+// batch groups items by the rollout's batch sizes; the last size repeats.
+func batch(items []item, sizes []playbooks.BatchSize) [][]item {
+	var out [][]item
+	for i, b := 0, 0; i < len(items); b++ {
+		size := sizes[min(b, len(sizes)-1)].Of(len(items))
+		end := min(i+size, len(items))
+		out = append(out, items[i:end])
+		i = end
+	}
+	return out
+}
+
+// connect adds every edge: from depends_on and references (all instances of
+// the target), rollout step order within an item, and batch after batch.
+func (g *Graph) connect() {
+	pb := g.Playbook
+	all := func(ref playbooks.Reference) []*Instance {
+		if ref.Kind == "rollout" {
+			var out []*Instance
+			for _, s := range pb.Rollout(ref.Name).Steps {
+				out = append(out, g.ByStep[s.Name]...)
+			}
+			return out
+		}
+		return g.ByStep[ref.Name]
+	}
+	for _, inst := range g.Instances {
+		s := inst.Step
+		for _, ref := range append(append([]playbooks.Reference(nil), s.DependsOn...), s.References...) {
+			if ref.Kind == "step" && s.Rollout != nil {
+				if t := pb.Step(ref.Name); t != nil && t.Rollout == s.Rollout {
+					continue // same item's earlier step: the chain below covers it
+				}
+			}
+			for _, t := range all(ref) {
+				g.DAG.Connect(inst.Addr, t.Addr)
+			}
+		}
+	}
+	for _, r := range pb.Rollouts {
+		first, last := r.Steps[0], r.Steps[len(r.Steps)-1]
+		var prevBatch []string
+		for _, keys := range g.Items[r.Name] {
+			for _, key := range keys {
+				firstAddr := InstanceAddr(first.Name, key, true)
+				for k := 1; k < len(r.Steps); k++ {
+					g.DAG.Connect(InstanceAddr(r.Steps[k].Name, key, true), InstanceAddr(r.Steps[k-1].Name, key, true))
+				}
+				for _, ref := range append(append([]playbooks.Reference(nil), r.DependsOn...), r.References...) {
+					for _, t := range all(ref) {
+						g.DAG.Connect(firstAddr, t.Addr)
+					}
+				}
+				for _, p := range prevBatch {
+					g.DAG.Connect(firstAddr, InstanceAddr(last.Name, p, true))
+				}
+			}
+			prevBatch = keys
+		}
+	}
+}
+
+// cycleDiagnostics turns a cycle between instances into one diagnostic per
+// cycle of steps, naming each step with its file and line.
+func (g *Graph) cycleDiagnostics(ce *dag.CycleError) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	reported := map[string]bool{}
+	for _, c := range ce.Cycles {
+		var parts []string
+		var steps []*playbooks.Step
+		for _, name := range c {
+			s := g.DAG.Vertex(name).(*Instance).Step
+			if len(steps) > 0 && steps[len(steps)-1] == s {
+				continue
+			}
+			steps = append(steps, s)
+		}
+		if len(steps) > 1 && steps[0] == steps[len(steps)-1] {
+			steps = steps[:len(steps)-1]
+		}
+		for _, s := range steps {
+			parts = append(parts, fmt.Sprintf("%s (%s:%d)", s.Address(), s.DeclRange.Filename, s.DeclRange.Start.Line))
+		}
+		key := strings.Join(parts, ",")
+		if reported[key] {
+			continue
+		}
+		reported[key] = true
+		parts = append(parts, steps[0].Address())
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Dependency cycle",
+			Detail:   fmt.Sprintf("These steps wait for each other, so none can start: %s. Remove a depends_on or a reference to break the cycle.", strings.Join(parts, " -> ")),
+			Subject:  steps[0].DeclRange.Ptr(),
+		})
+	}
+	return diags
+}
+
+var _ dag.Vertex = (*Instance)(nil)

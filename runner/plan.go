@@ -1,0 +1,305 @@
+package runner
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclwrite"
+	"github.com/zclconf/go-cty/cty"
+	ctyjson "github.com/zclconf/go-cty/cty/json"
+
+	"github.com/upshift-dev/upshift/playbooks"
+	"github.com/upshift-dev/upshift/runner/dag"
+)
+
+// Plan is the ordered list of instances a run would execute, with the
+// arguments known before the run.
+type Plan struct {
+	Graph *Graph
+	Steps []*PlannedStep
+}
+
+// PlannedStep is one instance in plan order.
+type PlannedStep struct {
+	Instance *Instance
+	// Args is the decoded argument object; attributes that depend on other
+	// steps' results are unknown.
+	Args cty.Value
+	// KnownAfter maps an unknown argument to the steps it waits for.
+	KnownAfter map[string][]string
+	// DependsOn lists the direct dependencies, after transitive reduction.
+	DependsOn []string
+}
+
+// MakePlan builds g's plan: every instance in walk order (dependencies
+// first, source order among equals), with its arguments decoded.
+func MakePlan(g *Graph) (*Plan, hcl.Diagnostics) {
+	order, err := g.DAG.TopologicalOrder()
+	if err != nil {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Dependency cycle", Detail: err.Error()}}
+	}
+	none := func(*Instance) (cty.Value, bool) { return cty.NilVal, false }
+	p := &Plan{Graph: g}
+	var diags hcl.Diagnostics
+	decoded := map[*playbooks.Step]bool{}
+	for _, name := range order {
+		inst := g.DAG.Vertex(name).(*Instance)
+		args, ds := g.DecodeArgs(inst, none)
+		// One diagnostic per step is enough: its instances share the body.
+		if ds.HasErrors() {
+			if !decoded[inst.Step] {
+				diags = append(diags, ds...)
+			}
+			decoded[inst.Step] = true
+			continue
+		}
+		if _, ds := g.EvalWhen(inst, none); ds.HasErrors() && !decoded[inst.Step] {
+			diags = append(diags, ds...)
+			decoded[inst.Step] = true
+		}
+		p.Steps = append(p.Steps, &PlannedStep{Instance: inst, Args: args, KnownAfter: knownAfter(inst.Step, args)})
+	}
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return p, nil
+}
+
+// knownAfter finds, for each unknown argument, the steps its expression
+// refers to.
+func knownAfter(s *playbooks.Step, args cty.Value) map[string][]string {
+	if s.With == nil || args.IsWhollyKnown() {
+		return nil
+	}
+	attrs, _ := s.With.JustAttributes()
+	out := map[string][]string{}
+	for name, a := range attrs {
+		if !args.Type().HasAttribute(name) || args.GetAttr(name).IsWhollyKnown() {
+			continue
+		}
+		seen := map[string]bool{}
+		for _, tr := range a.Expr.Variables() {
+			if tr.RootName() != "step" || len(tr) < 2 {
+				continue
+			}
+			if at, ok := tr[1].(hcl.TraverseAttr); ok && !seen[at.Name] {
+				seen[at.Name] = true
+				out[name] = append(out[name], "step."+at.Name)
+			}
+		}
+	}
+	return out
+}
+
+// WriteText renders the plan for a person.
+func (p *Plan) WriteText(w io.Writer) error {
+	pb := p.Graph.Playbook
+	fmt.Fprintf(w, "Plan: %d steps", len(p.Steps))
+	if len(pb.Rollouts) > 0 {
+		var parts []string
+		for _, r := range pb.Rollouts {
+			parts = append(parts, fmt.Sprintf("rollout %q: %d items in %d batches", r.Name, countItems(p.Graph.Items[r.Name]), len(p.Graph.Items[r.Name])))
+		}
+		fmt.Fprintf(w, " (%s)", strings.Join(parts, "; "))
+	}
+	fmt.Fprintln(w)
+	var lastBatch string
+	for i, ps := range p.Steps {
+		inst := ps.Instance
+		if r := inst.Step.Rollout; r != nil {
+			b := fmt.Sprintf("%s/%d", r.Name, inst.Batch)
+			if b != lastBatch {
+				fmt.Fprintf(w, "\nrollout %q batch %d of %d: %s (on_failure = %s)\n", r.Name, inst.Batch, len(p.Graph.Items[r.Name]), strings.Join(p.Graph.Items[r.Name][inst.Batch-1], ", "), r.OnFailure)
+				lastBatch = b
+			}
+		} else if lastBatch != "" {
+			fmt.Fprintln(w)
+			lastBatch = ""
+		}
+		fmt.Fprintf(w, "%4d  %s  %s", i+1, inst.Addr, inst.Step.Run)
+		if inst.Step.When != nil {
+			fmt.Fprintf(w, "  (when: %s)", exprText(inst.Step.When))
+		}
+		fmt.Fprintln(w)
+		for _, line := range argLines(inst, ps) {
+			fmt.Fprintf(w, "        %s\n", line)
+		}
+	}
+	return nil
+}
+
+func countItems(batches [][]string) int {
+	n := 0
+	for _, b := range batches {
+		n += len(b)
+	}
+	return n
+}
+
+func exprText(e hcl.Expression) string {
+	rng := e.Range()
+	return fmt.Sprintf("%s:%d", rng.Filename, rng.Start.Line)
+}
+
+// argLines renders a step's set arguments in schema order, one per line,
+// with sensitive values hidden and unknown ones named by what they wait for.
+func argLines(inst *Instance, ps *PlannedStep) []string {
+	schemaArgs := inst.Step.Run.Action.Args
+	width := 0
+	for _, a := range schemaArgs.Attributes {
+		if v := ps.Args.GetAttr(a.Name); !v.IsNull() || !v.IsKnown() {
+			width = max(width, len(a.Name))
+		}
+	}
+	var lines []string
+	for _, a := range schemaArgs.Attributes {
+		v := ps.Args.GetAttr(a.Name)
+		if v.IsKnown() && v.IsNull() {
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("%-*s = %s", width, a.Name, renderValue(v, a.Sensitive, ps.KnownAfter[a.Name])))
+	}
+	return lines
+}
+
+func renderValue(v cty.Value, sensitive bool, after []string) string {
+	secret := sensitive || containsSensitive(v)
+	if !v.IsWhollyKnown() {
+		what := "known after " + strings.Join(after, ", ")
+		if len(after) == 0 {
+			what = "known during the run"
+		}
+		if secret {
+			what = "sensitive, " + what
+		}
+		return "(" + what + ")"
+	}
+	if secret {
+		return "(sensitive)"
+	}
+	return strings.TrimSpace(string(hclwrite.TokensForValue(v).Bytes()))
+}
+
+func containsSensitive(v cty.Value) bool {
+	_, pvm := v.UnmarkDeepWithPaths()
+	for _, pm := range pvm {
+		if _, ok := pm.Marks[playbooks.SensitiveMark]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// jsonPlan is the machine-readable form of a plan.
+type jsonPlan struct {
+	Playbook string        `json:"playbook"`
+	Steps    []jsonStep    `json:"steps"`
+	Rollouts []jsonRollout `json:"rollouts,omitempty"`
+}
+
+type jsonRollout struct {
+	Name      string     `json:"name"`
+	OnFailure string     `json:"on_failure"`
+	Batches   [][]string `json:"batches"`
+}
+
+type jsonStep struct {
+	Index      int                        `json:"index"`
+	Address    string                     `json:"address"`
+	Step       string                     `json:"step"`
+	Key        *string                    `json:"key,omitempty"`
+	Rollout    string                     `json:"rollout,omitempty"`
+	Batch      int                        `json:"batch,omitempty"`
+	Action     string                     `json:"action"`
+	Args       map[string]json.RawMessage `json:"args"`
+	KnownAfter map[string][]string        `json:"known_after,omitempty"`
+	DependsOn  []string                   `json:"depends_on"`
+}
+
+// WriteJSON renders the plan as one JSON document.
+func (p *Plan) WriteJSON(w io.Writer) error {
+	reduced := p.Graph.reduced()
+	out := jsonPlan{Playbook: p.Graph.Playbook.Dir, Steps: []jsonStep{}}
+	for _, r := range p.Graph.Playbook.Rollouts {
+		out.Rollouts = append(out.Rollouts, jsonRollout{Name: r.Name, OnFailure: r.OnFailure, Batches: p.Graph.Items[r.Name]})
+	}
+	for i, ps := range p.Steps {
+		inst := ps.Instance
+		js := jsonStep{Index: i + 1, Address: inst.Addr, Step: inst.Step.Name, Action: inst.Step.Run.String(), Batch: inst.Batch, Args: map[string]json.RawMessage{}, KnownAfter: ps.KnownAfter, DependsOn: reduced.Dependencies(inst.Addr)}
+		if inst.Keyed {
+			k := inst.Key
+			js.Key = &k
+		}
+		if inst.Step.Rollout != nil {
+			js.Rollout = inst.Step.Rollout.Name
+		}
+		for _, a := range inst.Step.Run.Action.Args.Attributes {
+			v := ps.Args.GetAttr(a.Name)
+			switch {
+			case v.IsKnown() && v.IsNull():
+				continue
+			case a.Sensitive || containsSensitive(v):
+				js.Args[a.Name] = json.RawMessage(`"(sensitive)"`)
+			case !v.IsWhollyKnown():
+				js.Args[a.Name] = json.RawMessage(`null`)
+			default:
+				b, err := ctyjson.Marshal(v, v.Type())
+				if err != nil {
+					return err
+				}
+				js.Args[a.Name] = b
+			}
+		}
+		out.Steps = append(out.Steps, js)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+// reduced returns a copy of the graph's DAG after transitive reduction.
+func (g *Graph) reduced() *dag.Graph {
+	c := g.DAG.Copy()
+	c.TransitiveReduction()
+	return c
+}
+
+// WriteDOT renders the graph in Graphviz DOT, after transitive reduction,
+// with one cluster per rollout batch.
+func (g *Graph) WriteDOT(w io.Writer) error {
+	c := g.reduced()
+	fmt.Fprintln(w, "digraph upshift {")
+	fmt.Fprintln(w, "  rankdir = \"LR\";")
+	fmt.Fprintln(w, "  node [shape = box, fontname = \"Helvetica\", fontsize = 10];")
+	clusters := map[string][]*Instance{}
+	var clusterNames []string
+	for _, inst := range g.Instances {
+		if inst.Step.Rollout == nil {
+			fmt.Fprintf(w, "  %q [label = %q];\n", inst.Addr, inst.Addr+"\n"+inst.Step.Run.String())
+			continue
+		}
+		cn := fmt.Sprintf("%s_batch_%d", inst.Step.Rollout.Name, inst.Batch)
+		if _, ok := clusters[cn]; !ok {
+			clusterNames = append(clusterNames, cn)
+		}
+		clusters[cn] = append(clusters[cn], inst)
+	}
+	for _, cn := range clusterNames {
+		insts := clusters[cn]
+		fmt.Fprintf(w, "  subgraph %q {\n    label = %q;\n", "cluster_"+cn, fmt.Sprintf("rollout %s, batch %d", insts[0].Step.Rollout.Name, insts[0].Batch))
+		for _, inst := range insts {
+			fmt.Fprintf(w, "    %q [label = %q];\n", inst.Addr, inst.Addr+"\n"+inst.Step.Run.String())
+		}
+		fmt.Fprintln(w, "  }")
+	}
+	for _, inst := range g.Instances {
+		for _, d := range c.Dependencies(inst.Addr) {
+			fmt.Fprintf(w, "  %q -> %q;\n", d, inst.Addr)
+		}
+	}
+	fmt.Fprintln(w, "}")
+	return nil
+}

@@ -1,0 +1,333 @@
+package schema
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Helpers that keep the contract tables below readable.
+func req(name string, ty cty.Type, desc string) *Attribute {
+	return &Attribute{Name: name, Type: ty, Required: true, Description: desc}
+}
+
+func opt(name string, ty cty.Type, desc string) *Attribute {
+	return &Attribute{Name: name, Type: ty, Description: desc}
+}
+
+func secret(a *Attribute) *Attribute {
+	a.Sensitive = true
+	return a
+}
+
+func obj(attrs ...*Attribute) *Object { return &Object{Attributes: attrs} }
+
+// ServerStatusType is one server as a load balancer reports it.
+var ServerStatusType = cty.Object(map[string]cty.Type{
+	"name":     cty.String,
+	"state":    cty.String, // ready | drain | maint
+	"health":   cty.String, // up | down | unknown
+	"sessions": cty.Number, // current sessions (in-flight requests)
+})
+
+// contracts holds the standard actions of each kind. Every vendor of a kind
+// implements all of them, so a playbook switches vendor by changing one word.
+var contracts = map[Kind][]*Action{
+	KindLoadBalancer: {
+		{
+			Name:        "drain",
+			Description: "Stops sending new requests to a server, waits until its in-flight requests have finished, then takes it out of rotation (maintenance). Refuses when fewer than min_in_service other servers would remain in service.",
+			Args: obj(
+				req("server", cty.String, "Server name as the load balancer knows it."),
+				opt("timeout", cty.String, "How long to wait for in-flight requests to finish, as a duration (\"60s\"). Default 60s."),
+				opt("min_in_service", cty.Number, "Refuse to drain unless at least this many other servers are up and in rotation. Default 1."),
+			),
+			Result: obj(
+				req("server", cty.String, "The server drained."),
+				req("state", cty.String, "The server's state afterwards (maint)."),
+			),
+			Idempotent: true,
+			Undo:       "enable",
+		},
+		{
+			Name:        "enable",
+			Description: "Puts a server back in rotation and waits until the load balancer's own health check reports it up.",
+			Args: obj(
+				req("server", cty.String, "Server name as the load balancer knows it."),
+				opt("timeout", cty.String, "How long to wait for the server to be reported up. Default 60s."),
+			),
+			Result: obj(
+				req("server", cty.String, "The server enabled."),
+				req("state", cty.String, "The server's state afterwards (ready)."),
+			),
+			Idempotent: true,
+		},
+		{
+			Name:        "status",
+			Description: "Reports every server of the backend with its state, health and current sessions.",
+			Args:        obj(),
+			Result: obj(
+				req("servers", cty.List(ServerStatusType), "Every server of the backend."),
+			),
+			Idempotent: true,
+		},
+	},
+	KindDatabase: {
+		{
+			Name:        "backup",
+			Description: "Writes a consistent backup of the database to a path, readable while the database keeps serving reads.",
+			Args: obj(
+				req("to", cty.String, "Path of the backup file to write."),
+			),
+			Result: obj(
+				req("path", cty.String, "Path of the backup written."),
+				req("bytes", cty.Number, "Size of the backup in bytes."),
+			),
+			Idempotent: true,
+		},
+		{
+			Name:        "copy",
+			Description: "Copies the configured database (A) to a new database (B) that upgraded nodes will use.",
+			Args: obj(
+				req("to", cty.String, "Name of the new database (a file path for embedded databases)."),
+				opt("replace", cty.Bool, "Replace B if it already exists and differs. Default false: an existing B is an error unless it is a finished copy from this run."),
+			),
+			Result: obj(
+				req("name", cty.String, "Name of the new database."),
+				secret(req("dsn", cty.String, "How nodes connect to the new database (may hold credentials).")),
+				req("method", cty.String, "How the copy was made, e.g. template, dump-restore, vacuum-into."),
+			),
+			Idempotent: true,
+			Undo:       "drop",
+		},
+		{
+			Name:        "read_only",
+			Description: "Turns database-level read-only mode on or off.",
+			Args: obj(
+				req("enabled", cty.Bool, "true for read-only."),
+			),
+			Result: obj(
+				req("enabled", cty.Bool, "Read-only mode afterwards."),
+			),
+			Idempotent: true,
+		},
+		{
+			Name:        "drop",
+			Description: "Drops a database made by copy. Refuses the configured database (A).",
+			Args: obj(
+				req("name", cty.String, "Name of the database to drop."),
+			),
+			Result: obj(
+				req("dropped", cty.Bool, "Whether a database was dropped (false when it did not exist)."),
+			),
+			Idempotent: true,
+		},
+		{
+			Name:        "check",
+			Description: "Connects and reports what the database is.",
+			Args:        obj(),
+			Result: obj(
+				req("name", cty.String, "Configured database name."),
+				req("version", cty.String, "Server version."),
+			),
+			Idempotent: true,
+		},
+	},
+	KindNodePool: {
+		{
+			Name:        "start",
+			Description: "Starts a node's service. A node already running is left as it is.",
+			Args: obj(
+				req("node", cty.String, "Node name."),
+				opt("timeout", cty.String, "How long to wait for the service to be running. Default 30s."),
+			),
+			Result:     obj(req("node", cty.String, "The node started.")),
+			Idempotent: true,
+			Undo:       "stop",
+		},
+		{
+			Name:        "stop",
+			Description: "Stops a node's service gracefully, then forcibly after the timeout. A stopped node is left as it is.",
+			Args: obj(
+				req("node", cty.String, "Node name."),
+				opt("timeout", cty.String, "Grace period before the service is killed. Default 30s."),
+			),
+			Result:     obj(req("node", cty.String, "The node stopped.")),
+			Idempotent: true,
+			Undo:       "start",
+		},
+		{
+			Name:        "exec",
+			Description: "Runs a command on a node, as an argument vector, or through the shell when `shell` is given instead.",
+			Args: obj(
+				req("node", cty.String, "Node name."),
+				opt("command", cty.List(cty.String), "Argument vector; no shell is involved."),
+				opt("shell", cty.String, "A shell command line, run with sh -c. Exactly one of command and shell."),
+				opt("timeout", cty.String, "Deadline for the command. Default 10m."),
+				opt("env", cty.Map(cty.String), "Extra environment variables."),
+			),
+			Result: obj(
+				req("exit_code", cty.Number, "The command's exit code (0; a non-zero exit fails the step)."),
+				req("stdout", cty.String, "Standard output, truncated to 64 KiB."),
+				req("stderr", cty.String, "Standard error, truncated to 64 KiB."),
+			),
+		},
+		{
+			Name:        "set_config",
+			Description: "Sets one key of the node's configuration file.",
+			Args: obj(
+				req("node", cty.String, "Node name."),
+				req("key", cty.String, "Configuration key."),
+				req("value", cty.String, "New value. Shown as (sensitive) when it comes from a sensitive value, such as a copy's dsn."),
+			),
+			Result:     obj(req("changed", cty.Bool, "Whether the file changed.")),
+			Idempotent: true,
+		},
+		{
+			Name:        "touch",
+			Description: "Creates an empty file in the node's data folder (a marker such as rolling-upgrade).",
+			Args: obj(
+				req("node", cty.String, "Node name."),
+				req("path", cty.String, "Path relative to the node's data folder."),
+			),
+			Result:     obj(req("path", cty.String, "Absolute path of the file.")),
+			Idempotent: true,
+		},
+		{
+			Name:        "read_only",
+			Description: "Turns the platform's full read-only mode on or off on a node: reads keep being served, writes are refused cleanly.",
+			Args: obj(
+				req("node", cty.String, "Node name."),
+				req("enabled", cty.Bool, "true for read-only."),
+			),
+			Result: obj(
+				req("node", cty.String, "Node name."),
+				req("enabled", cty.Bool, "Read-only mode afterwards."),
+			),
+			Idempotent: true,
+		},
+		{
+			Name:        "wait_healthy",
+			Description: "Waits until a node's health check succeeds several times in a row.",
+			Args: obj(
+				req("node", cty.String, "Node name."),
+				opt("timeout", cty.String, "Deadline. Default 2m."),
+				opt("successes", cty.Number, "Consecutive successes required. Default 3."),
+			),
+			Result: obj(
+				req("node", cty.String, "Node name."),
+				req("version", cty.String, "Version the node reports, where it reports one."),
+			),
+			Idempotent: true,
+		},
+		{
+			Name:        "backup_data",
+			Description: "Copies a node's data folder to a path.",
+			Args: obj(
+				req("node", cty.String, "Node name."),
+				req("to", cty.String, "Destination folder."),
+			),
+			Result: obj(
+				req("path", cty.String, "Destination folder written."),
+				req("bytes", cty.Number, "Bytes copied."),
+			),
+			Idempotent: true,
+		},
+	},
+}
+
+// NodeType is the part of a node that upshift itself relies on: every node of
+// a node_pool has a name. Vendors read further attributes (address, data
+// folder, command, ...) from the same objects.
+var NodeType = cty.Object(map[string]cty.Type{"name": cty.String})
+
+// Contract returns the standard actions of kind, keyed by name. The returned
+// map is a fresh copy; the actions themselves are shared and must not be
+// modified.
+func Contract(kind Kind) map[string]*Action {
+	out := map[string]*Action{}
+	for _, a := range contracts[kind] {
+		out[a.Name] = a
+	}
+	return out
+}
+
+// ContractAction returns one standard action, or nil.
+func ContractAction(kind Kind, name string) *Action {
+	for _, a := range contracts[kind] {
+		if a.Name == name {
+			return a
+		}
+	}
+	return nil
+}
+
+// ContractPlugin is the schema of a plugin that implements exactly its kind's
+// contract. validate and plan use it until a real plugin's schema is known.
+// Its Config is nil: the contract does not say what a vendor's configuration
+// holds (a real plugin's schema always has a non-nil Config).
+func ContractPlugin(kind Kind) *Plugin {
+	return &Plugin{Kind: kind, Actions: Contract(kind)}
+}
+
+// CheckContract reports how p falls short of its kind's contract: a missing
+// standard action, an argument the contract passes that p does not accept or
+// types differently, an argument p requires that the contract does not, or a
+// result attribute the contract promises that p does not return.
+func CheckContract(p *Plugin) error {
+	var problems []string
+	for _, want := range contracts[p.Kind] {
+		got := p.Actions[want.Name]
+		if got == nil {
+			problems = append(problems, fmt.Sprintf("missing standard action %q", want.Name))
+			continue
+		}
+		for _, wa := range want.Args.Attributes {
+			ga := got.Args.Attribute(wa.Name)
+			switch {
+			case ga == nil:
+				problems = append(problems, fmt.Sprintf("%s: does not accept argument %q", want.Name, wa.Name))
+			case !ga.Type.Equals(wa.Type):
+				problems = append(problems, fmt.Sprintf("%s: argument %q is %s, the contract says %s", want.Name, wa.Name, ga.Type.FriendlyName(), wa.Type.FriendlyName()))
+			case ga.Required && !wa.Required:
+				problems = append(problems, fmt.Sprintf("%s: requires argument %q, which the contract makes optional", want.Name, wa.Name))
+			}
+		}
+		if got.Args != nil {
+			for _, ga := range got.Args.Attributes {
+				if ga.Required && want.Args.Attribute(ga.Name) == nil {
+					problems = append(problems, fmt.Sprintf("%s: requires argument %q, which the contract does not have", want.Name, ga.Name))
+				}
+			}
+		}
+		for _, wr := range want.Result.Attributes {
+			gr := got.Result.Attribute(wr.Name)
+			switch {
+			case gr == nil:
+				problems = append(problems, fmt.Sprintf("%s: result lacks %q", want.Name, wr.Name))
+			case !gr.Type.Equals(wr.Type):
+				problems = append(problems, fmt.Sprintf("%s: result %q is %s, the contract says %s", want.Name, wr.Name, gr.Type.FriendlyName(), wr.Type.FriendlyName()))
+			}
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	sort.Strings(problems)
+	return &ContractError{Kind: p.Kind, Problems: problems}
+}
+
+// ContractError lists every way a plugin breaks its kind's contract.
+type ContractError struct {
+	Kind     Kind
+	Problems []string
+}
+
+func (e *ContractError) Error() string {
+	msg := fmt.Sprintf("plugin does not implement the %s contract:", e.Kind)
+	for _, p := range e.Problems {
+		msg += "\n  - " + p
+	}
+	return msg
+}

@@ -1,0 +1,212 @@
+// Package schema owns how plugin actions describe their arguments and results:
+// typed attributes (cty types, required, sensitive, description), the standard
+// action sets every vendor of a plugin kind must implement ("kinds are
+// contracts"), conversion of those descriptions to hcldec specs so a step's
+// `with` body is decoded and checked before anything runs, and the wire form
+// of values (cty msgpack) and types (cty JSON).
+package schema
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Kind names a plugin kind. Every vendor plugin is of exactly one kind.
+type Kind string
+
+// The plugin kinds a playbook can declare, each a resource block type.
+const (
+	KindLoadBalancer Kind = "load_balancer"
+	KindDatabase     Kind = "database"
+	KindNodePool     Kind = "node_pool"
+)
+
+// Kinds lists every plugin kind in a stable order.
+var Kinds = []Kind{KindLoadBalancer, KindDatabase, KindNodePool}
+
+// Valid reports whether k is a known plugin kind.
+func (k Kind) Valid() bool {
+	for _, known := range Kinds {
+		if k == known {
+			return true
+		}
+	}
+	return false
+}
+
+// Attribute describes one argument or result attribute.
+type Attribute struct {
+	Name        string
+	Type        cty.Type
+	Required    bool
+	Sensitive   bool
+	Description string
+}
+
+// Object describes a set of attributes: an action's arguments, its result or
+// a plugin's configuration. Attributes keep their declared order so generated
+// documentation reads the way the author wrote it.
+type Object struct {
+	Attributes []*Attribute
+}
+
+// Attribute returns the attribute called name, or nil.
+func (o *Object) Attribute(name string) *Attribute {
+	if o == nil {
+		return nil
+	}
+	for _, a := range o.Attributes {
+		if a.Name == name {
+			return a
+		}
+	}
+	return nil
+}
+
+// Names returns the attribute names in declared order.
+func (o *Object) Names() []string {
+	if o == nil {
+		return nil
+	}
+	names := make([]string, len(o.Attributes))
+	for i, a := range o.Attributes {
+		names[i] = a.Name
+	}
+	return names
+}
+
+// ImpliedType is the cty object type of a value conforming to o. Optional
+// attributes are present in the type and null when not set, so every value
+// that crosses the wire has the same shape.
+func (o *Object) ImpliedType() cty.Type {
+	if o == nil || len(o.Attributes) == 0 {
+		return cty.EmptyObject
+	}
+	attrs := make(map[string]cty.Type, len(o.Attributes))
+	for _, a := range o.Attributes {
+		attrs[a.Name] = a.Type
+	}
+	return cty.Object(attrs)
+}
+
+// DecoderSpec converts o into the hcldec spec that decodes a body written
+// against it: an unknown argument, a wrong type or a missing required one
+// become diagnostics pointing into the body.
+func (o *Object) DecoderSpec() hcldec.Spec {
+	spec := hcldec.ObjectSpec{}
+	if o == nil {
+		return spec
+	}
+	for _, a := range o.Attributes {
+		spec[a.Name] = &hcldec.AttrSpec{Name: a.Name, Type: a.Type, Required: a.Required}
+	}
+	return spec
+}
+
+// Validate reports a description that cannot be used: empty or duplicate
+// names, or a missing type.
+func (o *Object) Validate() error {
+	if o == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, a := range o.Attributes {
+		switch {
+		case a.Name == "":
+			return fmt.Errorf("an attribute has no name")
+		case seen[a.Name]:
+			return fmt.Errorf("attribute %q is declared twice", a.Name)
+		case a.Type == cty.NilType:
+			return fmt.Errorf("attribute %q has no type", a.Name)
+		}
+		seen[a.Name] = true
+	}
+	return nil
+}
+
+// Action describes one verb a plugin offers.
+type Action struct {
+	Name        string
+	Description string
+	Args        *Object
+	Result      *Object
+	// Idempotent actions can be rerun safely, which is what lets a resumed
+	// run repeat a step that was in flight when the runner died.
+	Idempotent bool
+	// Undo names the action that reverses this one, run with the same
+	// arguments on rollback; empty when there is none.
+	Undo string
+}
+
+// Plugin is the full description a plugin gives of itself.
+type Plugin struct {
+	Kind    Kind
+	Config  *Object
+	Actions map[string]*Action
+}
+
+// Action returns the named action, or nil.
+func (p *Plugin) Action(name string) *Action {
+	if p == nil {
+		return nil
+	}
+	return p.Actions[name]
+}
+
+// ActionNames returns the action names sorted.
+func (p *Plugin) ActionNames() []string {
+	names := make([]string, 0, len(p.Actions))
+	for n := range p.Actions {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Validate checks that the plugin's description is usable and that it
+// implements its kind's contract exactly: every standard action present with
+// argument and result schemas that the contract's callers can rely on.
+func (p *Plugin) Validate() error {
+	if !p.Kind.Valid() {
+		return fmt.Errorf("unknown plugin kind %q", p.Kind)
+	}
+	if err := p.Config.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	for name, a := range p.Actions {
+		if a.Name != name {
+			return fmt.Errorf("action %q is registered as %q", a.Name, name)
+		}
+		if err := a.Args.Validate(); err != nil {
+			return fmt.Errorf("action %s arguments: %w", name, err)
+		}
+		if err := a.Result.Validate(); err != nil {
+			return fmt.Errorf("action %s result: %w", name, err)
+		}
+		if a.Undo != "" && p.Actions[a.Undo] == nil {
+			return fmt.Errorf("action %s names undo action %q, which does not exist", name, a.Undo)
+		}
+	}
+	return CheckContract(p)
+}
+
+// ConstraintType is ImpliedType with every optional attribute marked
+// optional, for converting a whole object value (config = var.x) rather
+// than decoding a body: a missing optional attribute becomes null.
+func (o *Object) ConstraintType() cty.Type {
+	if o == nil || len(o.Attributes) == 0 {
+		return cty.EmptyObject
+	}
+	attrs := make(map[string]cty.Type, len(o.Attributes))
+	var optional []string
+	for _, a := range o.Attributes {
+		attrs[a.Name] = a.Type
+		if !a.Required {
+			optional = append(optional, a.Name)
+		}
+	}
+	return cty.ObjectWithOptionalAttrs(attrs, optional)
+}
