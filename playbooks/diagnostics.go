@@ -1,6 +1,7 @@
 package playbooks
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -20,7 +21,8 @@ func WriteDiagnostics(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnos
 		byName[name] = f
 		byName[relPath(base, name)] = f
 	}
-	tw := hcl.NewDiagnosticTextWriter(w, byName, 0, color)
+	var buf bytes.Buffer
+	tw := hcl.NewDiagnosticTextWriter(&buf, byName, 0, color)
 	for _, d := range diags {
 		sev := "error"
 		if d.Severity == hcl.DiagWarning {
@@ -44,7 +46,16 @@ func WriteDiagnostics(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnos
 			ctx.Filename = relPath(base, ctx.Filename)
 			shown.Context = &ctx
 		}
+		buf.Reset()
 		if err := tw.WriteDiagnostic(&shown); err != nil {
+			return err
+		}
+		// The header line above already says severity and summary.
+		body := buf.Bytes()
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			body = body[i+1:]
+		}
+		if _, err := w.Write(body); err != nil {
 			return err
 		}
 	}

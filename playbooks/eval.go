@@ -27,8 +27,29 @@ type Scope struct {
 }
 
 // EvalContext builds the evaluation context for an expression in scope
-// (nil for none).
+// (nil for none). Variables, locals, resources and functions are shared by
+// every context once resources are decoded; only each and step differ, in a
+// child context, so planning thousands of instances stays cheap.
 func (pb *Playbook) EvalContext(scope *Scope) *hcl.EvalContext {
+	base := pb.base
+	if base == nil {
+		base = pb.baseContext()
+		if pb.resourcesDone {
+			pb.base = base
+		}
+	}
+	if scope == nil {
+		return base
+	}
+	child := base.NewChild()
+	child.Variables = map[string]cty.Value{"step": objectOrEmpty(scope.Steps)}
+	if scope.Each != cty.NilVal {
+		child.Variables["each"] = scope.Each
+	}
+	return child
+}
+
+func (pb *Playbook) baseContext() *hcl.EvalContext {
 	vars := map[string]cty.Value{
 		"var":   objectOrEmpty(pb.varValues),
 		"local": objectOrEmpty(pb.localValues),
@@ -46,12 +67,6 @@ func (pb *Playbook) EvalContext(scope *Scope) *hcl.EvalContext {
 	}
 	for _, k := range schema.Kinds {
 		vars[string(k)] = objectOrEmpty(byKind[k])
-	}
-	if scope != nil {
-		if scope.Each != cty.NilVal {
-			vars["each"] = scope.Each
-		}
-		vars["step"] = objectOrEmpty(scope.Steps)
 	}
 	return &hcl.EvalContext{Variables: vars, Functions: Functions(pb.Dir)}
 }

@@ -237,6 +237,7 @@ func (p *Parser) decode(dir string, files []*hcl.File, opts LoadOptions) (*Playb
 	if diags.HasErrors() {
 		return pb, diags
 	}
+	pb.resourcesDone = true
 
 	for _, b := range stepBlocks {
 		s, ds := pb.decodeStep(b, nil, 0)
@@ -287,7 +288,7 @@ func duplicate(what, name string, first, again hcl.Range) *hcl.Diagnostic {
 	return &hcl.Diagnostic{
 		Severity: hcl.DiagError,
 		Summary:  fmt.Sprintf("Duplicate %s %q", what, name),
-		Detail:   fmt.Sprintf("A %s named %q was already declared at %s. Names must be unique within a playbook.", what, name, first),
+		Detail:   fmt.Sprintf("A %s named %q was already declared at %s. Names must be unique within a playbook.", what, name, At(first)),
 		Subject:  again.Ptr(),
 	}
 }
@@ -338,3 +339,6 @@ func hclValidIdentifier(s string) bool {
 	}
 	return true
 }
+
+// At renders a range as file:line for use inside a message.
+func At(rng hcl.Range) string { return fmt.Sprintf("%s:%d", rng.Filename, rng.Start.Line) }

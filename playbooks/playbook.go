@@ -36,6 +36,9 @@ type Playbook struct {
 
 	varValues   map[string]cty.Value
 	localValues map[string]cty.Value
+	// base is the shared evaluation context, built once resourcesDone.
+	base          *hcl.EvalContext
+	resourcesDone bool
 }
 
 // Variable is a `variable` block and the value it ended up with.

@@ -67,7 +67,7 @@ func (pb *Playbook) decodeResource(b *hcl.Block, schemas SchemaSource) (*Resourc
 	var configBlock *hcl.Block
 	for _, cb := range content.Blocks {
 		if configBlock != nil {
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate config block", Detail: fmt.Sprintf("Only one config block is allowed; the first is at %s.", configBlock.DefRange), Subject: cb.DefRange.Ptr()})
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate config block", Detail: fmt.Sprintf("Only one config block is allowed; the first is at %s.", At(configBlock.DefRange)), Subject: cb.DefRange.Ptr()})
 			continue
 		}
 		configBlock = cb
@@ -77,7 +77,7 @@ func (pb *Playbook) decodeResource(b *hcl.Block, schemas SchemaSource) (*Resourc
 		// config = var.lb_config: an object value, so a vendor-neutral
 		// playbook can take each vendor's settings from a variable.
 		if configBlock != nil {
-			return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate config", Detail: fmt.Sprintf("config is set both as an argument and as a block (at %s); use one.", configBlock.DefRange), Subject: ca.NameRange.Ptr()})
+			return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate config", Detail: fmt.Sprintf("config is set both as an argument and as a block (at %s); use one.", At(configBlock.DefRange)), Subject: ca.NameRange.Ptr()})
 		}
 		r.ConfigRange = ca.Range
 		v, ds := ca.Expr.Value(ctx)

@@ -54,7 +54,7 @@ func (pb *Playbook) decodeStep(b *hcl.Block, rollout *Rollout, index int) (*Step
 		switch blk.Type {
 		case "with":
 			if s.With != nil {
-				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate with block", Detail: fmt.Sprintf("A step has at most one with block; the first is at %s.", s.WithRange), Subject: blk.DefRange.Ptr()})
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate with block", Detail: fmt.Sprintf("A step has at most one with block; the first is at %s.", At(s.WithRange)), Subject: blk.DefRange.Ptr()})
 				continue
 			}
 			s.With, s.WithRange = blk.Body, blk.DefRange

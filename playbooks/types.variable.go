@@ -74,6 +74,7 @@ func decodeVariable(b *hcl.Block) (*Variable, hcl.Diagnostics) {
 					Detail:   fmt.Sprintf("The default value of variable %q does not fit its type: %s.", name, err),
 					Subject:  a.Expr.Range().Ptr(),
 				})
+				v.Default = cty.DynamicVal // reported; not "missing" too
 			} else {
 				v.Default = conv
 			}
@@ -190,6 +191,9 @@ func (pb *Playbook) assignVariables(p *Parser, opts LoadOptions) hcl.Diagnostics
 			v.Value = val
 		case v.Default != cty.NilVal:
 			v.Value = v.Default
+			if !v.Default.IsKnown() {
+				continue // its invalid default was reported
+			}
 		default:
 			diags = append(diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError,
@@ -291,7 +295,7 @@ func (val *Validation) check(v *Variable, value cty.Value, dir string) hcl.Diagn
 	return hcl.Diagnostics{{
 		Severity: hcl.DiagError,
 		Summary:  "Invalid value for variable",
-		Detail:   detail + fmt.Sprintf("\n\nThis was checked by the validation rule at %s.", val.DeclRange),
+		Detail:   detail + fmt.Sprintf("\n\n(Checked by the validation rule on line %d.)", val.DeclRange.Start.Line),
 		Subject:  v.DeclRange.Ptr(),
 	}}
 }

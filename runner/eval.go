@@ -92,7 +92,7 @@ func markSensitive(v cty.Value, o *schema.Object) cty.Value {
 // diagnostic pointing into the body.
 func (g *Graph) DecodeArgs(inst *Instance, results ResultFunc) (cty.Value, hcl.Diagnostics) {
 	s := inst.Step
-	spec := s.Run.Action.Args.DecoderSpec()
+	spec := g.spec(s.Run.Action.Args)
 	ctx := g.Playbook.EvalContext(g.Scope(inst, results))
 	body := s.With
 	if body == nil {
@@ -110,6 +110,19 @@ func (g *Graph) DecodeArgs(inst *Instance, results ResultFunc) (cty.Value, hcl.D
 		return cty.NilVal, diags
 	}
 	return v, nil
+}
+
+// spec returns the decoder spec of an argument schema, built once per graph.
+func (g *Graph) spec(o *schema.Object) hcldec.Spec {
+	if sp, ok := g.specs[o]; ok {
+		return sp
+	}
+	if g.specs == nil {
+		g.specs = map[*schema.Object]hcldec.Spec{}
+	}
+	sp := o.DecoderSpec()
+	g.specs[o] = sp
+	return sp
 }
 
 // EvalWhen evaluates inst's `when`: true when unset.

@@ -12,10 +12,12 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/upshift-dev/upshift/playbooks"
 	"github.com/upshift-dev/upshift/runner/dag"
+	"github.com/upshift-dev/upshift/schema"
 )
 
 // Instance is one execution of a step: the step itself, or one of its
@@ -47,6 +49,8 @@ type Graph struct {
 	ByStep map[string][]*Instance
 	// Items lists each rollout's items (keys) by batch.
 	Items map[string][][]string
+
+	specs map[*schema.Object]hcldec.Spec
 }
 
 // InstanceAddr renders the address of an instance.
@@ -160,7 +164,16 @@ func collectionItems(pb *playbooks.Playbook, expr, keyExpr hcl.Expression, what,
 	bad := func(detail string) hcl.Diagnostics {
 		return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: fmt.Sprintf("Invalid %s", what), Detail: detail, Subject: expr.Range().Ptr()}}
 	}
-	v, diags := expr.Value(pb.EvalContext(&playbooks.Scope{Each: cty.NilVal}))
+	// Steps it refers to are unknown before the run, which is reported below.
+	scope := &playbooks.Scope{Each: cty.NilVal, Steps: map[string]cty.Value{}}
+	for _, tr := range expr.Variables() {
+		if tr.RootName() == "step" && len(tr) > 1 {
+			if a, ok := tr[1].(hcl.TraverseAttr); ok {
+				scope.Steps[a.Name] = cty.DynamicVal
+			}
+		}
+	}
+	v, diags := expr.Value(pb.EvalContext(scope))
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -257,20 +270,54 @@ func batch(items []item, sizes []playbooks.BatchSize) [][]item {
 	return out
 }
 
-// connect adds every edge: from depends_on and references (all instances of
-// the target), rollout step order within an item, and batch after batch.
+// join is a no-op vertex that waits for every instance of a step (or every
+// item of a rollout), so that n dependents of an n-instance step need 2n
+// edges rather than n*n. The runner walks it as a no-op.
+type join struct{ addr string }
+
+func (j *join) Name() string { return j.addr }
+
+// IsJoin reports whether a vertex of the graph is a join rather than an
+// instance.
+func IsJoin(v dag.Vertex) bool { _, ok := v.(*join); return ok }
+
+// target returns the vertex that stands for "all of ref": the single
+// instance of a step, or a join over its instances or a rollout's items.
+func (g *Graph) target(ref playbooks.Reference) string {
+	pb := g.Playbook
+	if ref.Kind == "step" {
+		insts := g.ByStep[ref.Name]
+		if len(insts) == 1 {
+			return insts[0].Addr
+		}
+		addr := "step." + ref.Name + "[*]"
+		if g.DAG.Vertex(addr) == nil {
+			g.DAG.Add(&join{addr})
+			for _, t := range insts {
+				g.DAG.Connect(addr, t.Addr)
+			}
+		}
+		return addr
+	}
+	addr := "rollout." + ref.Name
+	if g.DAG.Vertex(addr) == nil {
+		g.DAG.Add(&join{addr})
+		r := pb.Rollout(ref.Name)
+		last := r.Steps[len(r.Steps)-1]
+		for _, keys := range g.Items[r.Name] {
+			for _, key := range keys {
+				g.DAG.Connect(addr, InstanceAddr(last.Name, key, true))
+			}
+		}
+	}
+	return addr
+}
+
+// connect adds every edge: from depends_on and references (to all instances
+// of the target, through a join), rollout step order within an item, and
+// batch after batch.
 func (g *Graph) connect() {
 	pb := g.Playbook
-	all := func(ref playbooks.Reference) []*Instance {
-		if ref.Kind == "rollout" {
-			var out []*Instance
-			for _, s := range pb.Rollout(ref.Name).Steps {
-				out = append(out, g.ByStep[s.Name]...)
-			}
-			return out
-		}
-		return g.ByStep[ref.Name]
-	}
 	for _, inst := range g.Instances {
 		s := inst.Step
 		for _, ref := range append(append([]playbooks.Reference(nil), s.DependsOn...), s.References...) {
@@ -279,23 +326,23 @@ func (g *Graph) connect() {
 					continue // same item's earlier step: the chain below covers it
 				}
 			}
-			for _, t := range all(ref) {
-				g.DAG.Connect(inst.Addr, t.Addr)
-			}
+			g.DAG.Connect(inst.Addr, g.target(ref))
 		}
 	}
 	for _, r := range pb.Rollouts {
 		first, last := r.Steps[0], r.Steps[len(r.Steps)-1]
 		var prevBatch []string
-		for _, keys := range g.Items[r.Name] {
+		for bi, keys := range g.Items[r.Name] {
 			for _, key := range keys {
 				firstAddr := InstanceAddr(first.Name, key, true)
 				for k := 1; k < len(r.Steps); k++ {
 					g.DAG.Connect(InstanceAddr(r.Steps[k].Name, key, true), InstanceAddr(r.Steps[k-1].Name, key, true))
 				}
-				for _, ref := range append(append([]playbooks.Reference(nil), r.DependsOn...), r.References...) {
-					for _, t := range all(ref) {
-						g.DAG.Connect(firstAddr, t.Addr)
+				// What the rollout waits for, only the first batch needs to
+				// wait for: every later batch waits for the one before.
+				if bi == 0 {
+					for _, ref := range append(append([]playbooks.Reference(nil), r.DependsOn...), r.References...) {
+						g.DAG.Connect(firstAddr, g.target(ref))
 					}
 				}
 				for _, p := range prevBatch {
@@ -316,7 +363,11 @@ func (g *Graph) cycleDiagnostics(ce *dag.CycleError) hcl.Diagnostics {
 		var parts []string
 		var steps []*playbooks.Step
 		for _, name := range c {
-			s := g.DAG.Vertex(name).(*Instance).Step
+			inst, ok := g.DAG.Vertex(name).(*Instance)
+			if !ok {
+				continue // a join: the steps around it say enough
+			}
+			s := inst.Step
 			if len(steps) > 0 && steps[len(steps)-1] == s {
 				continue
 			}
@@ -326,7 +377,7 @@ func (g *Graph) cycleDiagnostics(ce *dag.CycleError) hcl.Diagnostics {
 			steps = steps[:len(steps)-1]
 		}
 		for _, s := range steps {
-			parts = append(parts, fmt.Sprintf("%s (%s:%d)", s.Address(), s.DeclRange.Filename, s.DeclRange.Start.Line))
+			parts = append(parts, fmt.Sprintf("%s (%s)", s.Address(), playbooks.At(s.DeclRange)))
 		}
 		key := strings.Join(parts, ",")
 		if reported[key] {

@@ -46,7 +46,10 @@ func MakePlan(g *Graph) (*Plan, hcl.Diagnostics) {
 	var diags hcl.Diagnostics
 	decoded := map[*playbooks.Step]bool{}
 	for _, name := range order {
-		inst := g.DAG.Vertex(name).(*Instance)
+		inst, ok := g.DAG.Vertex(name).(*Instance)
+		if !ok {
+			continue
+		}
 		args, ds := g.DecodeArgs(inst, none)
 		// One diagnostic per step is enough: its instances share the body.
 		if ds.HasErrors() {
@@ -221,14 +224,13 @@ type jsonStep struct {
 
 // WriteJSON renders the plan as one JSON document.
 func (p *Plan) WriteJSON(w io.Writer) error {
-	reduced := p.Graph.reduced()
 	out := jsonPlan{Playbook: p.Graph.Playbook.Dir, Steps: []jsonStep{}}
 	for _, r := range p.Graph.Playbook.Rollouts {
 		out.Rollouts = append(out.Rollouts, jsonRollout{Name: r.Name, OnFailure: r.OnFailure, Batches: p.Graph.Items[r.Name]})
 	}
 	for i, ps := range p.Steps {
 		inst := ps.Instance
-		js := jsonStep{Index: i + 1, Address: inst.Addr, Step: inst.Step.Name, Action: inst.Step.Run.String(), Batch: inst.Batch, Args: map[string]json.RawMessage{}, KnownAfter: ps.KnownAfter, DependsOn: reduced.Dependencies(inst.Addr)}
+		js := jsonStep{Index: i + 1, Address: inst.Addr, Step: inst.Step.Name, Action: inst.Step.Run.String(), Batch: inst.Batch, Args: map[string]json.RawMessage{}, KnownAfter: ps.KnownAfter, DependsOn: p.Graph.dependencies(inst.Addr)}
 		if inst.Keyed {
 			k := inst.Key
 			js.Key = &k
@@ -258,6 +260,19 @@ func (p *Plan) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
+}
+
+// dependencies lists what an instance waits for directly, a join shown as
+// the step or rollout it stands for.
+func (g *Graph) dependencies(addr string) []string {
+	out := []string{}
+	for _, d := range g.DAG.Dependencies(addr) {
+		if IsJoin(g.DAG.Vertex(d)) {
+			d = strings.TrimSuffix(d, "[*]")
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 // reduced returns a copy of the graph's DAG after transitive reduction.
@@ -295,9 +310,14 @@ func (g *Graph) WriteDOT(w io.Writer) error {
 		}
 		fmt.Fprintln(w, "  }")
 	}
-	for _, inst := range g.Instances {
-		for _, d := range c.Dependencies(inst.Addr) {
-			fmt.Fprintf(w, "  %q -> %q;\n", d, inst.Addr)
+	for _, name := range c.Names() {
+		if IsJoin(c.Vertex(name)) {
+			fmt.Fprintf(w, "  %q [shape = diamond, label = %q];\n", name, "all of "+strings.TrimSuffix(name, "[*]"))
+		}
+	}
+	for _, name := range c.Names() {
+		for _, d := range c.Dependencies(name) {
+			fmt.Fprintf(w, "  %q -> %q;\n", d, name)
 		}
 	}
 	fmt.Fprintln(w, "}")

@@ -9,7 +9,7 @@ variable "nodes" {
     config file, data folder, commands) from the same objects, and
     `migrate_command` is the platform's migration command as an argument list.
   EOT
-  type = any
+  type        = any
 
   validation {
     condition     = length(var.nodes) >= 2

@@ -145,7 +145,7 @@ func (g *Graph) Cycles() [][]string {
 		counter++
 		stack = append(stack, v)
 		onStack[v] = true
-		for _, w := range g.Dependencies(v) {
+		for w := range g.deps[v] { // order does not matter to find components
 			if _, seen := idx[w]; !seen {
 				strong(w)
 				low[v] = min(low[v], low[w])
@@ -232,9 +232,6 @@ func (g *Graph) cycleThrough(scc []string) []string {
 // TopologicalOrder returns every vertex after all it depends on; among
 // vertices that are ready together, the earliest added comes first.
 func (g *Graph) TopologicalOrder() ([]string, error) {
-	if err := g.Validate(); err != nil {
-		return nil, err
-	}
 	remaining := make(map[string]int, len(g.order))
 	q := &nameHeap{index: g.index}
 	for _, v := range g.order {
@@ -253,6 +250,10 @@ func (g *Graph) TopologicalOrder() ([]string, error) {
 				heap.Push(q, w)
 			}
 		}
+	}
+	if len(out) < len(g.order) {
+		// Whatever never became ready sits on or behind a cycle.
+		return nil, g.Validate()
 	}
 	return out, nil
 }

@@ -1,0 +1,53 @@
+package playbooks_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/upshift-dev/upshift/playbooks"
+)
+
+// writeNodes writes a variables file for the shipped playbook with n nodes.
+func writeNodes(b *testing.B, n int) string {
+	src, err := os.ReadFile("testdata/three-nodes.vars.hcl")
+	if err != nil {
+		b.Fatal(err)
+	}
+	head := string(src[:strings.Index(string(src), "nodes = [")])
+	var sb strings.Builder
+	sb.WriteString(head)
+	sb.WriteString("nodes = [\n")
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&sb, "  { name = \"node-%d\", processing = %t, migrate_command = [\"platformd\", \"migrate\", \"--config\", \"/etc/platform/node-%d.json\"] },\n", i, i == 1, i)
+	}
+	sb.WriteString("]\n")
+	path := filepath.Join(b.TempDir(), "vars.hcl")
+	if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
+// BenchmarkPlan loads, expands and plans the shipped playbook for clusters
+// of 3, 100 and 1,000 nodes (target: 1,000 nodes in under 200 ms).
+func BenchmarkPlan(b *testing.B) {
+	for _, n := range []int{3, 100, 1000} {
+		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
+			vars := writeNodes(b, n)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				_, plan, diags := check(b, "rolling-upgrade", playbooks.LoadOptions{VarFiles: []string{vars}, Env: []string{}})
+				if diags.HasErrors() {
+					b.Fatal(diags.Error())
+				}
+				if len(plan.Steps) != 2*n+2+9*n {
+					b.Fatalf("plan has %d steps", len(plan.Steps))
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,34 @@
+variable "nodes" {
+  type    = list(object({ name = string }))
+  default = [{ name = "a" }, { name = "b" }]
+}
+
+load_balancer "front" {
+  plugin = "haproxy"
+}
+
+database "main" {
+  plugin = "sqlite"
+}
+
+node_pool "cluster" {
+  plugin = "process"
+  nodes  = var.nodes
+}
+
+step "stop" {
+  run = node_pool.cluster.stop
+  with {
+    node = "a"
+  }
+}
+
+rollout "upgrade" {
+  over = var.nodes
+  step "stop" {
+    run = node_pool.cluster.stop
+    with {
+      node = each.value.name
+    }
+  }
+}

@@ -1,0 +1,26 @@
+variable "nodes" {
+  type    = list(object({ name = string }))
+  default = [{ name = "a" }, { name = "b" }]
+}
+
+load_balancer "front" {
+  plugin = "haproxy"
+}
+
+database "main" {
+  plugin = "sqlite"
+}
+
+node_pool "cluster" {
+  plugin = "process"
+  nodes  = var.nodes
+}
+
+step "ro" {
+  for_each = ["a", "b", "a"]
+  run      = node_pool.cluster.read_only
+  with {
+    node    = each.key
+    enabled = true
+  }
+}

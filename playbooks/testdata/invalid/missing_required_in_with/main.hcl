@@ -1,0 +1,24 @@
+variable "nodes" {
+  type    = list(object({ name = string }))
+  default = [{ name = "a" }, { name = "b" }]
+}
+
+load_balancer "front" {
+  plugin = "haproxy"
+}
+
+database "main" {
+  plugin = "sqlite"
+}
+
+node_pool "cluster" {
+  plugin = "process"
+  nodes  = var.nodes
+}
+
+step "drain" {
+  run = load_balancer.front.drain
+  with {
+    timeout = "30s"
+  }
+}

@@ -1,0 +1,23 @@
+variable "nodes" {
+  type    = list(object({ name = string }))
+  default = [{ name = "a" }, { name = "b" }]
+}
+
+load_balancer "front" {
+  plugin = "haproxy"
+}
+
+database "main" {
+  plugin = "sqlite"
+}
+
+node_pool "cluster" {
+  plugin = "process"
+  nodes  = var.nodes
+}
+
+step "copy" {
+  with {
+    to = "b"
+  }
+}

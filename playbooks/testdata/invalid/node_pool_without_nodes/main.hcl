@@ -1,0 +1,7 @@
+load_balancer "front" {
+  plugin = "haproxy"
+}
+
+node_pool "cluster" {
+  plugin = "process"
+}

@@ -1,0 +1,25 @@
+variable "nodes" {
+  type    = list(object({ name = string }))
+  default = [{ name = "a" }, { name = "b" }]
+}
+
+load_balancer "front" {
+  plugin = "haproxy"
+}
+
+database "main" {
+  plugin = "sqlite"
+}
+
+node_pool "cluster" {
+  plugin = "process"
+  nodes  = var.nodes
+}
+
+step "ro" {
+  run = node_pool.cluster.read_only
+  with {
+    node    = "a"
+    enabled = "yes please"
+  }
+}
