@@ -1,0 +1,121 @@
+// Command platformd is the reference platform that upshift upgrades in its
+// demo and end-to-end tests: one node of a small clustered HTTP service, in
+// version 1 or 2. The logic lives in package platform; this file is the CLI.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/upshift-dev/upshift/cmd/platformd/platform"
+)
+
+// version is the build version, set with -ldflags "-X main.version=...".
+var version = ""
+
+func main() {
+	err := newRootCmd().Execute()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "platformd:", err)
+	}
+	os.Exit(platform.ExitCode(err))
+}
+
+func newRootCmd() *cobra.Command {
+	var configPath, logLevel string
+	root := &cobra.Command{
+		Use:           "platformd",
+		Short:         "Reference platform node upgraded by upshift (version 1 or 2)",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&configPath, "config", "", "node config file (JSON)")
+	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+
+	load := func() (*platform.Config, *slog.Logger, error) {
+		var lvl slog.Level
+		if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+			return nil, nil, fmt.Errorf("%w: --log-level: %v", platform.ErrConfig, err)
+		}
+		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+		if configPath == "" {
+			return nil, nil, fmt.Errorf("%w: --config FILE is required", platform.ErrConfig)
+		}
+		cfg, err := platform.LoadConfig(configPath)
+		return cfg, logger, err
+	}
+
+	serve := &cobra.Command{
+		Use:   "serve --config FILE",
+		Short: "Run the node until SIGTERM or SIGINT, then shut down gracefully",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, logger, err := load()
+			if err != nil {
+				return err
+			}
+			srv, err := platform.NewServer(cfg, logger)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return srv.Run(ctx)
+		},
+	}
+
+	migrate := &cobra.Command{
+		Use:   "migrate --config FILE",
+		Short: "Migrate the config's database and data folder to the config's version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, logger, err := load()
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			res, err := platform.Migrate(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			logger.Info("migrated", "from", res.From, "to", res.To, "database", res.Database,
+				"data_dir", res.DataDir, "items_updated", res.ItemsUpdated)
+			fmt.Fprintf(cmd.OutOrStdout(), "migrated to version %d\n", res.To)
+			return nil
+		},
+	}
+
+	ver := &cobra.Command{
+		Use:   "version",
+		Short: "Print the build version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "platformd %s\n", buildVersion())
+		},
+	}
+
+	root.AddCommand(serve, migrate, ver)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return fmt.Errorf("%w: %v", platform.ErrConfig, err)
+	})
+	root.SetContext(context.Background())
+	return root
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}

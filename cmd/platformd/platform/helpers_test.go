@@ -1,0 +1,241 @@
+package platform
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/stretchr/testify/require"
+)
+
+// testDB is a throwaway database for one test.
+type testDB struct {
+	driver, dsn string
+}
+
+func randomSuffix() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func sqliteDB(t *testing.T) testDB {
+	t.Helper()
+	return testDB{driver: DriverSQLite, dsn: filepath.Join(t.TempDir(), "db.sqlite")}
+}
+
+// postgresDB creates a uniquely named database on the local server (admin DSN
+// from PLATFORMD_TEST_POSTGRES_DSN, else user postgres then root on
+// 127.0.0.1:5432) and drops it at the end. It skips when no server answers.
+func postgresDB(t *testing.T) testDB {
+	t.Helper()
+	candidates := []string{
+		"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable&connect_timeout=3",
+		"postgres://root@127.0.0.1:5432/postgres?sslmode=disable&connect_timeout=3",
+	}
+	if v := os.Getenv("PLATFORMD_TEST_POSTGRES_DSN"); v != "" {
+		candidates = []string{v}
+	}
+	var admin *sql.DB
+	var adminDSN string
+	var lastErr error
+	for _, dsn := range candidates {
+		db, err := sql.Open("pgx", dsn)
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		err = db.PingContext(ctx)
+		cancel()
+		if err == nil {
+			admin, adminDSN = db, dsn
+			break
+		}
+		_ = db.Close()
+		lastErr = err
+	}
+	if admin == nil {
+		t.Skipf("postgres not reachable (set PLATFORMD_TEST_POSTGRES_DSN to an admin DSN): %v", lastErr)
+	}
+	name := "platformd_test_" + randomSuffix()
+	_, err := admin.Exec("CREATE DATABASE " + name)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, err := admin.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)")
+		if err != nil {
+			t.Logf("drop database %s: %v", name, err)
+		}
+		_ = admin.Close()
+	})
+	u, err := url.Parse(adminDSN)
+	require.NoError(t, err)
+	u.Path = "/" + name
+	return testDB{driver: DriverPostgres, dsn: u.String()}
+}
+
+// mysqlDB creates a uniquely named database on the local MariaDB/MySQL server
+// (admin DSN from PLATFORMD_TEST_MYSQL_DSN, else root without password on
+// 127.0.0.1:3306) and drops it at the end. It skips when no server answers.
+func mysqlDB(t *testing.T) testDB {
+	t.Helper()
+	adminDSN := "root@tcp(127.0.0.1:3306)/?timeout=3s"
+	if v := os.Getenv("PLATFORMD_TEST_MYSQL_DSN"); v != "" {
+		adminDSN = v
+	}
+	admin, err := sql.Open("mysql", adminDSN)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	err = admin.PingContext(ctx)
+	cancel()
+	if err != nil {
+		_ = admin.Close()
+		t.Skipf("mysql/mariadb not reachable at %s (set PLATFORMD_TEST_MYSQL_DSN): %v", adminDSN, err)
+	}
+	name := "platformd_test_" + randomSuffix()
+	_, err = admin.Exec("CREATE DATABASE " + name)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if _, err := admin.Exec("DROP DATABASE IF EXISTS " + name); err != nil {
+			t.Logf("drop database %s: %v", name, err)
+		}
+		_ = admin.Close()
+	})
+	c, err := mysql.ParseDSN(adminDSN)
+	require.NoError(t, err)
+	c.DBName = name
+	return testDB{driver: DriverMySQL, dsn: c.FormatDSN()}
+}
+
+func newConfig(t *testing.T, db testDB, version int, processing bool, peers ...string) *Config {
+	t.Helper()
+	cfg := &Config{
+		Name:       "node-" + randomSuffix()[:4],
+		Listen:     "127.0.0.1:0",
+		Version:    version,
+		Processing: processing,
+		DataDir:    filepath.Join(t.TempDir(), "data"),
+		DBDriver:   db.driver,
+		DBDSN:      db.dsn,
+		Peers:      peers,
+	}
+	require.NoError(t, cfg.Validate())
+	return cfg
+}
+
+// node is an in-process server under test.
+type node struct {
+	*Server
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// stop shuts the node down and returns Serve's result.
+func (n *node) stop(t *testing.T) error {
+	t.Helper()
+	n.cancel()
+	select {
+	case err := <-n.done:
+		n.done <- err // let a second stop (cleanup) see it too
+		return err
+	case <-time.After(15 * time.Second):
+		t.Fatal("node did not stop within 15s")
+		return nil
+	}
+}
+
+// launch starts cfg on a free loopback port and returns at once.
+func launch(t *testing.T, cfg *Config, tune func(*Server)) *node {
+	t.Helper()
+	srv, err := NewServer(cfg, nil)
+	require.NoError(t, err)
+	srv.ProcessInterval = 50 * time.Millisecond
+	srv.PeerTimeout = time.Second
+	if tune != nil {
+		tune(srv)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &node{Server: srv, cancel: cancel, done: make(chan error, 1)}
+	go func() { n.done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() { _ = n.stop(t) })
+	return n
+}
+
+// startNode starts cfg and waits until it is ready.
+func startNode(t *testing.T, cfg *Config) *node {
+	t.Helper()
+	n := launch(t, cfg, nil)
+	select {
+	case <-n.Ready():
+		return n
+	case err := <-n.done:
+		n.done <- err
+		t.Fatalf("node failed to start: %v", err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("node not ready within 15s")
+	}
+	return nil
+}
+
+// startNodeErr starts cfg and returns the error it fails to start with.
+func startNodeErr(t *testing.T, cfg *Config) error {
+	t.Helper()
+	n := launch(t, cfg, nil)
+	select {
+	case <-n.Ready():
+		t.Fatal("node started, want a start-up error")
+	case err := <-n.done:
+		n.done <- err
+		require.Error(t, err)
+		return err
+	case <-time.After(15 * time.Second):
+		t.Fatal("node neither started nor failed within 15s")
+	}
+	return nil
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+// do sends a request and decodes a JSON answer into out (if non-nil).
+func do(t *testing.T, method, u string, body any, out any) *http.Response {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		require.NoError(t, err)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, u, rd)
+	require.NoError(t, err)
+	resp, err := httpClient.Do(req)
+	require.NoError(t, err)
+	defer func() { _ = resp.Body.Close() }()
+	data, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	if out != nil {
+		require.NoError(t, json.Unmarshal(data, out), "body: %s", data)
+	}
+	return resp
+}
+
+// stat reads a row of the stats table.
+func stat(t *testing.T, cfg *Config, name string) int64 {
+	t.Helper()
+	db, err := OpenDB(context.Background(), cfg)
+	require.NoError(t, err)
+	defer func() { _ = db.Close() }()
+	var v int64
+	require.NoError(t, db.QueryRow(dialect(cfg.DBDriver).q("SELECT value FROM stats WHERE name = ?"), name).Scan(&v))
+	return v
+}
