@@ -34,6 +34,10 @@ type LoadOptions struct {
 	Env []string
 	// Schemas supplies plugin schemas; nil means ContractSchemas.
 	Schemas SchemaSource
+	// PluginsOnly stops after variables, locals and resources: enough to
+	// know which plugins a playbook needs (upshift init), before their
+	// schemas, and so their vendor-specific actions, are known.
+	PluginsOnly bool
 }
 
 var fileSchema = &hcl.BodySchema{
@@ -238,6 +242,9 @@ func (p *Parser) decode(dir string, files []*hcl.File, opts LoadOptions) (*Playb
 		return pb, diags
 	}
 	pb.resourcesDone = true
+	if opts.PluginsOnly {
+		return pb, diags
+	}
 
 	for _, b := range stepBlocks {
 		s, ds := pb.decodeStep(b, nil, 0)

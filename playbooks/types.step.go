@@ -179,7 +179,11 @@ func (pb *Playbook) decodeActionRef(expr hcl.Expression) (ActionRef, hcl.Diagnos
 	a := r.Schema.Action(parts[2])
 	if a == nil {
 		names := r.Schema.ActionNames()
-		return bad("Unknown action", fmt.Sprintf("%s %q (plugin %q) has no action %q%s. Its actions are %s.", kind, r.Name, r.PluginName, parts[2], suggest(parts[2], names), joinQuoted(names)))
+		hint := ""
+		if isContractOnly(r.Schema) {
+			hint = fmt.Sprintf(" Only the standard actions of a %s are known until `upshift init` has pinned plugin %q; a vendor's own actions need it.", kind, r.PluginName)
+		}
+		return bad("Unknown action", fmt.Sprintf("%s %q (plugin %q) has no action %q%s. Its actions are %s.%s", kind, r.Name, r.PluginName, parts[2], suggest(parts[2], names), joinQuoted(names), hint))
 	}
 	return ActionRef{Resource: r, Action: a, Range: expr.Range()}, nil
 }

@@ -4,15 +4,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
 	"github.com/upshift-dev/upshift/playbooks"
+	"github.com/upshift-dev/upshift/plugins"
+	"github.com/upshift-dev/upshift/plugins/host"
 	"github.com/upshift-dev/upshift/runner"
+	"github.com/upshift-dev/upshift/schema"
 )
 
 // Exit codes.
@@ -86,6 +92,10 @@ database and kind of node.`,
 		newPlanCommand(),
 		newGraphCommand(),
 		newFmtCommand(),
+		newInitCommand(),
+		newRunCommand(),
+		newStatusCommand(),
+		newAbortCommand(),
 	)
 	return root
 }
@@ -101,25 +111,81 @@ func (v *varFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringArrayVar(&v.varFiles, "var-file", nil, "read variables from an .hcl or .json file (repeatable)")
 }
 
-// loaded is a playbook with everything needed to report on it.
+// loaded is a playbook with everything needed to report on it and, when it
+// was loaded with its plugins, to run it.
 type loaded struct {
 	dir   string
 	pb    *playbooks.Playbook
 	graph *runner.Graph
 	files map[string]*hcl.File
+	// providers are the launched plugin instances by resource address, and
+	// infos describe them; both empty when only the kinds' contracts were
+	// used.
+	providers map[string]plugins.Provider
+	infos     map[string]runner.PluginInfo
 }
 
+// loadMode says how load finds plugin schemas.
+type loadMode int
+
+const (
+	// withContracts uses the plugins pinned in the lock file when there is
+	// one, and the kinds' standard contracts otherwise (validate, plan).
+	withContracts loadMode = iota
+	// withPlugins requires the lock file and keeps the plugins running
+	// (run).
+	withPlugins
+)
+
 // load reads and checks a playbook and builds its graph, printing
-// diagnostics to stderr. It returns exitError{1} when the playbook is
-// invalid.
-func load(cmd *cobra.Command, dir string, vf varFlags) (*loaded, error) {
+// diagnostics to stderr. A first pass finds the plugins the playbook uses;
+// when they are pinned in DIR/upshift.lock.hcl they are started (checksum
+// verified) and the second pass checks the playbook against their own
+// schemas, vendor actions and config included. It returns exitError{1} when
+// the playbook is invalid. Launched plugins end with host.CleanupAll.
+func load(cmd *cobra.Command, dir string, vf varFlags, mode loadMode, logger hclog.Logger) (*loaded, error) {
+	opts := playbooks.LoadOptions{Vars: vf.vars, VarFiles: vf.varFiles}
 	p := playbooks.NewParser()
-	pb, diags := p.Load(dir, playbooks.LoadOptions{Vars: vf.vars, VarFiles: vf.varFiles})
-	l := &loaded{dir: dir, pb: pb, files: p.Files()}
+	first := opts
+	first.PluginsOnly = true
+	pb, diags := p.Load(dir, first)
+	l := &loaded{dir: dir, pb: pb, files: p.Files(), providers: map[string]plugins.Provider{}, infos: map[string]runner.PluginInfo{}}
+	if diags.HasErrors() {
+		printDiagnostics(cmd.ErrOrStderr(), l.files, diags)
+		return nil, exitError{exitInvalid}
+	}
+
+	lockPath := filepath.Join(dir, host.LockFileName)
+	lf, err := host.ReadLockFile(lockPath)
+	switch {
+	case err == nil:
+		schemas, err := l.launch(cmd, lf, logger)
+		if err != nil {
+			return nil, runError(cmd, err)
+		}
+		opts.Schemas = func(pl *playbooks.Plugin, kind schema.Kind) (*schema.Plugin, error) {
+			if s := schemas[pl.Name]; s != nil {
+				return s, nil
+			}
+			return nil, fmt.Errorf("plugin %s is not pinned in %s; run `upshift init %s`", pl.Name, host.LockFileName, dir)
+		}
+	case mode == withPlugins || !errors.Is(err, fs.ErrNotExist):
+		return nil, runError(cmd, fmt.Errorf("%w; run `upshift init %s` to pin the plugins this playbook uses", err, dir))
+	}
+
+	p = playbooks.NewParser()
+	pb, diags = p.Load(dir, opts)
+	l.pb, l.files = pb, p.Files()
 	if !diags.HasErrors() {
-		g, ds := runner.BuildGraph(pb)
+		var ds hcl.Diagnostics
+		l.graph, ds = runner.BuildGraph(pb)
 		diags = append(diags, ds...)
-		l.graph = g
+		if !ds.HasErrors() {
+			// Decoding every step's arguments is what finds a wrong or
+			// missing argument.
+			_, ds = runner.MakePlan(l.graph)
+			diags = append(diags, ds...)
+		}
 	}
 	if len(diags) > 0 {
 		printDiagnostics(cmd.ErrOrStderr(), l.files, diags)
@@ -128,6 +194,34 @@ func load(cmd *cobra.Command, dir string, vf varFlags) (*loaded, error) {
 		return nil, exitError{exitInvalid}
 	}
 	return l, nil
+}
+
+// launch starts one plugin instance per resource, with the checksum pinned
+// in the lock file, and returns each plugin's schema by plugin name.
+func (l *loaded) launch(cmd *cobra.Command, lf *host.LockFile, logger hclog.Logger) (map[string]*schema.Plugin, error) {
+	if logger == nil {
+		logger = hclog.New(&hclog.LoggerOptions{Name: "upshift", Output: cmd.ErrOrStderr(), Level: hclog.Warn})
+	}
+	schemas := map[string]*schema.Plugin{}
+	for _, addr := range l.pb.ResourceNames() {
+		r := l.pb.Resources[addr]
+		spec, err := lf.LaunchSpec(l.dir, r.PluginName, logger)
+		if err != nil {
+			return nil, err
+		}
+		p, err := host.Launch(cmd.Context(), spec)
+		if err != nil {
+			return nil, err
+		}
+		sch, err := p.Schema(cmd.Context())
+		if err != nil {
+			return nil, fmt.Errorf("plugin %s: %w", r.PluginName, err)
+		}
+		l.providers[addr] = p
+		l.infos[addr] = runner.PluginInfo{Name: r.PluginName, Checksum: spec.SHA256}
+		schemas[r.PluginName] = sch
+	}
+	return schemas, nil
 }
 
 func printDiagnostics(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics) {

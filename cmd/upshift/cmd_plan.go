@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/upshift-dev/upshift/plugins/host"
 	"github.com/upshift-dev/upshift/runner"
 )
 
@@ -15,13 +16,10 @@ func newValidateCommand() *cobra.Command {
 		Short: "Check a playbook: syntax, types, references, action arguments and cycles",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := load(cmd, args[0], vf)
+			defer host.CleanupAll()
+			l, err := load(cmd, args[0], vf, withContracts, nil)
 			if err != nil {
 				return err
-			}
-			if _, diags := runner.MakePlan(l.graph); diags.HasErrors() {
-				printDiagnostics(cmd.ErrOrStderr(), l.files, diags)
-				return exitError{exitInvalid}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "The playbook %s is valid: %d steps.\n", args[0], len(l.graph.Instances))
 			return nil
@@ -39,7 +37,8 @@ func newPlanCommand() *cobra.Command {
 		Short: "Show the steps a run would execute, in order, with their arguments",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := load(cmd, args[0], vf)
+			defer host.CleanupAll()
+			l, err := load(cmd, args[0], vf, withContracts, nil)
 			if err != nil {
 				return err
 			}
@@ -66,7 +65,8 @@ func newGraphCommand() *cobra.Command {
 		Short: "Print the step graph in Graphviz DOT (pipe it to dot -Tsvg)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := load(cmd, args[0], vf)
+			defer host.CleanupAll()
+			l, err := load(cmd, args[0], vf, withContracts, nil)
 			if err != nil {
 				return err
 			}

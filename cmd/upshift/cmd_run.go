@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/upshift-dev/upshift/playbooks"
+	"github.com/upshift-dev/upshift/plugins"
+	"github.com/upshift-dev/upshift/plugins/host"
+	"github.com/upshift-dev/upshift/runner"
+	"github.com/upshift-dev/upshift/runner/journal"
+	"github.com/upshift-dev/upshift/schema"
+)
+
+func newInitCommand() *cobra.Command {
+	var vf varFlags
+	cmd := &cobra.Command{
+		Use:   "init DIR",
+		Short: "Find the plugins a playbook uses and pin their checksums in DIR/upshift.lock.hcl",
+		Long: `init finds each plugin the playbook names (its plugin block's source, then
+DIR/.upshift/plugins, the folder of the upshift binary, ./bin, then PATH),
+starts it once to check it is a valid upshift plugin, and writes its path,
+version and SHA-256 to DIR/upshift.lock.hcl. upshift run starts only binaries
+whose checksum matches that file.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := args[0]
+			// Only the plugins are needed: their schemas, and so the
+			// playbook's vendor actions, are known once they are pinned.
+			p := playbooks.NewParser()
+			pb, diags := p.Load(dir, playbooks.LoadOptions{Vars: vf.vars, VarFiles: vf.varFiles, PluginsOnly: true})
+			if len(diags) > 0 {
+				printDiagnostics(cmd.ErrOrStderr(), p.Files(), diags)
+			}
+			if diags.HasErrors() {
+				return exitError{exitInvalid}
+			}
+			var reqs []host.Requirement
+			for _, name := range sortedPluginNames(pb) {
+				reqs = append(reqs, host.Requirement{Name: name, Source: pb.Plugins[name].Source})
+			}
+			logger := hclog.New(&hclog.LoggerOptions{Name: "upshift", Output: cmd.ErrOrStderr(), Level: hclog.Warn})
+			lf, err := host.Init(cmd.Context(), dir, reqs, logger)
+			if err != nil {
+				return runError(cmd, err)
+			}
+			out := cmd.OutOrStdout()
+			for _, p := range lf.Plugins {
+				fmt.Fprintf(out, "  %-10s %-8s %s  sha256:%s\n", p.Name, p.Version, p.Path, p.SHA256[:16])
+			}
+			fmt.Fprintf(out, "Wrote %s.\n", filepath.Join(dir, host.LockFileName))
+			return nil
+		},
+	}
+	vf.register(cmd)
+	return cmd
+}
+
+func sortedPluginNames(pb *playbooks.Playbook) []string {
+	used := map[string]bool{}
+	for _, r := range pb.Resources {
+		used[r.PluginName] = true
+	}
+	var names []string
+	for n := range used {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+type runFlags struct {
+	vars        varFlags
+	state       string
+	parallelism int
+	asJSON      bool
+	rerun       []string
+	again       bool
+}
+
+func newRunCommand() *cobra.Command {
+	var rf runFlags
+	cmd := &cobra.Command{
+		Use:   "run DIR",
+		Short: "Run a playbook, or resume its interrupted run",
+		Long: `run executes the playbook's steps through its plugins, recording each step
+in DIR/.upshift/state before and after it runs. If the last run did not
+finish, run resumes it: steps already done are not run again. Only one run
+at a time may use a state folder. Ctrl-C once stops starting new steps and
+lets running ones finish; twice cancels them.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runPlaybook(cmd, args[0], rf)
+		},
+	}
+	rf.vars.register(cmd)
+	cmd.Flags().StringVar(&rf.state, "state-dir", "", "journal and lock folder (default DIR/.upshift/state)")
+	cmd.Flags().IntVar(&rf.parallelism, "parallelism", 10, "most steps running at once")
+	cmd.Flags().BoolVar(&rf.asJSON, "json", false, "print one JSON event per line instead of the console view")
+	cmd.Flags().StringArrayVar(&rf.rerun, "rerun", nil, "allow a step found in flight after a crash to run again (repeatable)")
+	cmd.Flags().BoolVar(&rf.again, "again", false, "run again although the same playbook and variables already ran to completion")
+	return cmd
+}
+
+func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
+	stderr := cmd.ErrOrStderr()
+	state := stateDir(dir, rf.state)
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		return runError(cmd, err)
+	}
+	// The lock comes first: nothing, not even a plugin's start, touches the
+	// environment while another run holds it.
+	lock, err := journal.Acquire(state, journal.CurrentOwner(""))
+	if err != nil {
+		return runError(cmd, err)
+	}
+	defer lock.Release()
+	if prev, stale := lock.TakenOver(); stale {
+		fmt.Fprintf(stderr, "Warning: took over a stale lock left by %s.\n", prev)
+	}
+
+	logPath := filepath.Join(state, "upshift.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return runError(cmd, err)
+	}
+	defer logFile.Close()
+	logger := hclog.New(&hclog.LoggerOptions{Name: "upshift", Output: logFile, Level: hclog.Debug})
+
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
+	stop := make(chan struct{})
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(signals)
+	go func() {
+		n := 0
+		for range signals {
+			n++
+			if n == 1 {
+				fmt.Fprintln(stderr, "Stopping: no new step will start; running steps finish. Interrupt again to cancel them.")
+				close(stop)
+				continue
+			}
+			fmt.Fprintln(stderr, "Cancelling running steps.")
+			cancel()
+			return
+		}
+	}()
+	defer host.CleanupAll()
+
+	l, err := load(cmd, dir, rf.vars, withPlugins, logger)
+	if err != nil {
+		return err
+	}
+	for _, addr := range l.pb.ResourceNames() {
+		r := l.pb.Resources[addr]
+		cfg, _ := r.Config.UnmarkDeep()
+		nodes, _ := r.Nodes.UnmarkDeep()
+		if d := l.providers[addr].Configure(ctx, plugins.ConfigureRequest{Config: cfg, Nodes: nodes}); d.HasErrors() {
+			return runError(cmd, fmt.Errorf("configuring %s (plugin %s): %w", addr, r.PluginName, d.Err()))
+		}
+	}
+
+	j, err := journal.Open(state)
+	if err != nil {
+		return runError(cmd, err)
+	}
+	defer j.Close()
+	var sink runner.Sink = runner.NewConsoleSink(cmd.OutOrStdout())
+	if rf.asJSON {
+		sink = runner.NewJSONSink(cmd.OutOrStdout())
+	}
+	res, err := runner.Run(ctx, l.graph, runner.Options{
+		Providers:   l.providers,
+		Plugins:     l.infos,
+		Journal:     j,
+		Events:      sink,
+		Parallelism: rf.parallelism,
+		Stop:        stop,
+		Digest:      digest(l.pb),
+		Rerun:       rf.rerun,
+		Again:       rf.again,
+	})
+	switch {
+	case errors.Is(err, runner.ErrRunFailed):
+		if !rf.asJSON {
+			fmt.Fprintf(stderr, "\nThe run did not finish (%s). `upshift status %s` shows where it stands; fix the cause and `upshift run %s` resumes it. Plugin logs: %s\n", res.Status, dir, dir, logPath)
+		}
+		return exitError{exitInvalid}
+	case err != nil:
+		return runError(cmd, err)
+	}
+	return nil
+}
+
+// digest identifies a playbook's sources and variable values, so a journal
+// can tell which playbook it belongs to.
+func digest(pb *playbooks.Playbook) string {
+	h := sha256.New()
+	names := make([]string, 0, len(pb.Files))
+	for n := range pb.Files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		io.WriteString(h, n)
+		h.Write(pb.Files[n].Bytes)
+	}
+	for _, n := range sortedVarNames(pb) {
+		v, _ := pb.Variables[n].Value.UnmarkDeep()
+		if b, _, err := schema.ValueJSON(v); err == nil {
+			io.WriteString(h, n)
+			h.Write(b)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func sortedVarNames(pb *playbooks.Playbook) []string {
+	var out []string
+	for n, v := range pb.Variables {
+		if v.Value != cty.NilVal {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,378 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/upshift-dev/upshift/plugins/haproxy/haproxyd"
+)
+
+// LB is the vendor logic of the haproxy load_balancer plugin, in plain Go:
+// one backend of one HAProxy, driven through its admin socket. The SDK
+// binding (plugin.go) only converts arguments and results.
+type LB struct {
+	client    *haproxyd.Client
+	backend   string
+	stateFile string
+	// poll is how often drain and enable look at `show stat`.
+	poll time.Duration
+	// progressEvery spaces progress lines while nothing changes.
+	progressEvery time.Duration
+}
+
+// NewLB returns the logic for backend behind the admin socket at socket.
+// stateFile, when not empty, is rewritten with `show servers state` after
+// every change, so a reload that loads it keeps drain and maint.
+func NewLB(socket, backend, stateFile string, cmdTimeout time.Duration) *LB {
+	return &LB{
+		client:        haproxyd.NewClient(socket, cmdTimeout),
+		backend:       backend,
+		stateFile:     stateFile,
+		poll:          100 * time.Millisecond,
+		progressEvery: time.Second,
+	}
+}
+
+// Progress receives progress lines (printf style).
+type Progress func(format string, args ...any)
+
+func (p Progress) printf(format string, args ...any) {
+	if p != nil {
+		p(format, args...)
+	}
+}
+
+// argError blames one argument; the SDK binding turns it into a diagnostic
+// pointing at that argument's line.
+type argError struct {
+	attr string
+	msg  string
+}
+
+func (e *argError) Error() string { return e.msg }
+
+// Server states and health, as the contract's ServerStatusType spells them.
+const (
+	stateReady = "ready"
+	stateDrain = "drain"
+	stateMaint = "maint"
+
+	healthUp      = "up"
+	healthDown    = "down"
+	healthUnknown = "unknown"
+)
+
+// ServerStatus is one server as the plugin reports it.
+type ServerStatus struct {
+	Name     string
+	State    string // ready | drain | maint (administrative, from show servers state)
+	Health   string // up | down | unknown (from show stat status)
+	Sessions int    // current sessions (scur)
+	Queued   int    // requests waiting for this server (qcur)
+	Status   string // HAProxy's own status text: "UP", "UP 1/2", "DOWN", "MAINT", "DRAIN", ...
+	Check    string // last check status, e.g. L7OK, L4CON
+}
+
+// inService reports whether the server takes new traffic: ready and fully
+// UP (a server going down, "UP 1/2", is not counted).
+func (s ServerStatus) inService() bool { return s.State == stateReady && s.Status == "UP" }
+
+func (s ServerStatus) describe() string {
+	d := s.Status
+	if s.Check != "" && !strings.HasPrefix(s.Status, "MAINT") {
+		d += ", check " + s.Check
+	}
+	return d
+}
+
+// healthOf maps HAProxy's status text to up/down/unknown. A server in
+// maintenance is not checked, so its health is unknown; a drained server is
+// still checked and a drained one that fails shows DOWN.
+func healthOf(status string) string {
+	switch {
+	case strings.HasPrefix(status, "MAINT"):
+		return healthUnknown
+	case strings.HasPrefix(status, "UP"), strings.HasPrefix(status, "DRAIN"), strings.HasPrefix(status, "NOLB"):
+		return healthUp
+	case strings.HasPrefix(status, "DOWN"):
+		return healthDown
+	default: // "no check" and anything newer
+		return healthUnknown
+	}
+}
+
+// Status returns every server of the backend, in config order.
+func (l *LB) Status(ctx context.Context) ([]ServerStatus, error) {
+	rows, found, err := l.client.Servers(ctx, l.backend)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, l.noBackend(ctx)
+	}
+	states, err := l.client.ServersState(ctx, l.backend)
+	if err != nil {
+		return nil, err
+	}
+	admin := map[string]haproxyd.ServerState{}
+	for _, s := range states {
+		admin[s.Name] = s
+	}
+	out := make([]ServerStatus, 0, len(rows))
+	for _, r := range rows {
+		st := ServerStatus{
+			Name:     r["svname"],
+			Status:   r["status"],
+			Check:    r["check_status"],
+			Sessions: r.Int("scur"),
+			Queued:   r.Int("qcur"),
+			Health:   healthOf(r["status"]),
+			State:    stateReady,
+		}
+		if a, ok := admin[st.Name]; ok {
+			switch {
+			case a.InMaint():
+				st.State = stateMaint
+			case a.InDrain():
+				st.State = stateDrain
+			}
+		} else if strings.HasPrefix(st.Status, "MAINT") {
+			st.State = stateMaint
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+func (l *LB) noBackend(ctx context.Context) error {
+	names, err := l.client.Backends(ctx)
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	return fmt.Errorf("HAProxy at %s has no backend %q (backends: %s)", l.client.Socket, l.backend, list(names))
+}
+
+// server returns the named server's status and all servers; an unknown name
+// is an argument error that lists the servers that exist.
+func (l *LB) server(ctx context.Context, name string) (ServerStatus, []ServerStatus, error) {
+	all, err := l.Status(ctx)
+	if err != nil {
+		return ServerStatus{}, nil, err
+	}
+	names := make([]string, len(all))
+	for i, s := range all {
+		if s.Name == name {
+			return s, all, nil
+		}
+		names[i] = s.Name
+	}
+	return ServerStatus{}, nil, &argError{attr: "server", msg: fmt.Sprintf("backend %q has no server %q; its servers are %s", l.backend, name, list(names))}
+}
+
+func list(names []string) string {
+	if len(names) == 0 {
+		return "(none)"
+	}
+	return strings.Join(names, ", ")
+}
+
+// DrainArgs are drain's arguments.
+type DrainArgs struct {
+	Server       string
+	Timeout      time.Duration // default 60s
+	MinInService int           // default 1; negative is refused
+}
+
+// ServerResult is drain's and enable's result.
+type ServerResult struct {
+	Server string
+	State  string
+}
+
+// Drain takes a server out of rotation without cutting a request: DRAIN (no
+// new requests), wait until its current sessions reach zero, then MAINT. It
+// refuses when fewer than MinInService other servers are up and ready. A
+// server already in maintenance is left alone; one already draining (a
+// resumed run) is waited for without the guard, since it already takes no
+// new traffic.
+func (l *LB) Drain(ctx context.Context, a DrainArgs, progress Progress) (ServerResult, error) {
+	if a.Timeout <= 0 {
+		a.Timeout = 60 * time.Second
+	}
+	if a.MinInService < 0 {
+		return ServerResult{}, &argError{attr: "min_in_service", msg: fmt.Sprintf("min_in_service must be 0 or more, not %d", a.MinInService)}
+	}
+	srv, all, err := l.server(ctx, a.Server)
+	if err != nil {
+		return ServerResult{}, err
+	}
+	res := ServerResult{Server: srv.Name, State: stateMaint}
+	switch srv.State {
+	case stateMaint:
+		progress.printf("%s is already in maintenance", srv.Name)
+		return res, nil
+	case stateReady:
+		if err := l.guard(srv.Name, all, a.MinInService); err != nil {
+			return ServerResult{}, err
+		}
+		if err := l.set(ctx, srv.Name, haproxyd.StateDrain); err != nil {
+			return ServerResult{}, err
+		}
+		progress.printf("%s: drain set (was %s, %d sessions)", srv.Name, srv.describe(), srv.Sessions)
+	default:
+		progress.printf("%s is already draining (%d sessions)", srv.Name, srv.Sessions)
+	}
+
+	deadline := time.Now().Add(a.Timeout)
+	start, lastLine, lastN := time.Now(), time.Now(), -1
+	for {
+		cur, _, err := l.server(ctx, srv.Name)
+		if err != nil {
+			return ServerResult{}, err
+		}
+		n := cur.Sessions + cur.Queued
+		if n == 0 {
+			break
+		}
+		if n != lastN || time.Since(lastLine) >= l.progressEvery {
+			progress.printf("%s: waiting for %d in-flight session(s) (%s of %s)", srv.Name, n, time.Since(start).Round(100*time.Millisecond), a.Timeout)
+			lastLine, lastN = time.Now(), n
+		}
+		if time.Now().After(deadline) {
+			return ServerResult{}, fmt.Errorf("server %s still has %d sessions after %s (left in drain: it takes no new requests)", srv.Name, n, a.Timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ServerResult{}, fmt.Errorf("draining %s: %w (left in drain with %d sessions)", srv.Name, ctx.Err(), n)
+		case <-time.After(l.poll):
+		}
+	}
+	if err := l.set(ctx, srv.Name, haproxyd.StateMaint); err != nil {
+		return ServerResult{}, err
+	}
+	progress.printf("%s: no sessions left after %s; now in maintenance", srv.Name, time.Since(start).Round(10*time.Millisecond))
+	return res, nil
+}
+
+// guard refuses a drain that would leave fewer than min other servers up
+// and ready.
+func (l *LB) guard(name string, all []ServerStatus, min int) error {
+	var ok, not []string
+	for _, s := range all {
+		if s.Name == name {
+			continue
+		}
+		if s.inService() {
+			ok = append(ok, s.Name)
+		} else {
+			not = append(not, fmt.Sprintf("%s (%s, %s)", s.Name, s.State, s.describe()))
+		}
+	}
+	if len(ok) >= min {
+		return nil
+	}
+	return fmt.Errorf("refusing to drain %s: %d other server(s) of backend %q up and ready (%s), min_in_service is %d; not in service: %s",
+		name, len(ok), l.backend, list(ok), min, list(not))
+}
+
+// EnableArgs are enable's arguments.
+type EnableArgs struct {
+	Server  string
+	Timeout time.Duration // default 60s
+}
+
+// Enable puts a server back in rotation (READY) and waits until HAProxy's
+// own health check reports it fully UP. A server already ready and UP is
+// left alone.
+func (l *LB) Enable(ctx context.Context, a EnableArgs, progress Progress) (ServerResult, error) {
+	if a.Timeout <= 0 {
+		a.Timeout = 60 * time.Second
+	}
+	srv, _, err := l.server(ctx, a.Server)
+	if err != nil {
+		return ServerResult{}, err
+	}
+	res := ServerResult{Server: srv.Name, State: stateReady}
+	if srv.inService() {
+		progress.printf("%s is already ready and UP", srv.Name)
+		return res, nil
+	}
+	if srv.State != stateReady {
+		if err := l.set(ctx, srv.Name, haproxyd.StateReady); err != nil {
+			return ServerResult{}, err
+		}
+		progress.printf("%s: ready set (was %s); waiting for the health check to report UP", srv.Name, srv.State)
+	}
+	deadline := time.Now().Add(a.Timeout)
+	start, lastLine, lastStatus := time.Now(), time.Now(), ""
+	for {
+		cur, _, err := l.server(ctx, srv.Name)
+		if err != nil {
+			return ServerResult{}, err
+		}
+		if cur.inService() {
+			progress.printf("%s: UP after %s", srv.Name, time.Since(start).Round(10*time.Millisecond))
+			return res, nil
+		}
+		if cur.State != stateReady {
+			// Someone else changed it meanwhile: do not fight them.
+			return ServerResult{}, fmt.Errorf("server %s was set to %s by someone else while enable waited for it", srv.Name, cur.State)
+		}
+		if d := cur.describe(); d != lastStatus || time.Since(lastLine) >= l.progressEvery {
+			progress.printf("%s: %s (%s of %s)", srv.Name, d, time.Since(start).Round(100*time.Millisecond), a.Timeout)
+			lastLine, lastStatus = time.Now(), d
+		}
+		if time.Now().After(deadline) {
+			return ServerResult{}, fmt.Errorf("server %s is not UP after %s; last status: %s", srv.Name, a.Timeout, cur.describe())
+		}
+		select {
+		case <-ctx.Done():
+			return ServerResult{}, fmt.Errorf("enabling %s: %w (last status: %s)", srv.Name, ctx.Err(), cur.describe())
+		case <-time.After(l.poll):
+		}
+	}
+}
+
+// CheckDrain reports whether drain has taken effect (the server is in
+// maintenance), with a one-line detail.
+func (l *LB) CheckDrain(ctx context.Context, server string) (bool, string, error) {
+	srv, _, err := l.server(ctx, server)
+	if err != nil {
+		return false, "", err
+	}
+	if srv.State == stateMaint {
+		return true, fmt.Sprintf("%s is in maintenance", srv.Name), nil
+	}
+	return false, fmt.Sprintf("%s is %s (%s, %d sessions)", srv.Name, srv.State, srv.describe(), srv.Sessions), nil
+}
+
+// CheckEnable reports whether enable has taken effect (ready and UP).
+func (l *LB) CheckEnable(ctx context.Context, server string) (bool, string, error) {
+	srv, _, err := l.server(ctx, server)
+	if err != nil {
+		return false, "", err
+	}
+	if srv.inService() {
+		return true, fmt.Sprintf("%s is ready and UP", srv.Name), nil
+	}
+	return false, fmt.Sprintf("%s is %s (%s)", srv.Name, srv.State, srv.describe()), nil
+}
+
+// set changes a server's state and, with a state file configured, saves
+// the runtime state so that a reload keeps it.
+func (l *LB) set(ctx context.Context, server string, state haproxyd.AdminState) error {
+	if err := l.client.SetServerState(ctx, l.backend, server, state); err != nil {
+		return err
+	}
+	if l.stateFile == "" {
+		return nil
+	}
+	if err := l.client.SaveServerState(ctx, l.stateFile); err != nil {
+		return fmt.Errorf("%s is now %s, but saving the server state failed: %w", server, state, err)
+	}
+	return nil
+}

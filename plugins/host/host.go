@@ -1,0 +1,184 @@
+// Package host owns the host side of plugins: finding a plugin binary
+// (Find), pinning it in upshift.lock.hcl (Checksum, LockFile, Init),
+// launching it with go-plugin under that checksum with AutoMTLS (Launch),
+// and ending every plugin process (Instance.Close, CleanupAll). The
+// *Instance it returns is a plugins.Provider over gRPC.
+package host
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/upshift-dev/upshift/plugins"
+	"github.com/upshift-dev/upshift/plugins/sdk"
+	"github.com/upshift-dev/upshift/schema"
+)
+
+// LaunchSpec says which binary to start for a plugin and what it must hash
+// to.
+type LaunchSpec struct {
+	// Name is the plugin's name in the playbook ("haproxy"), used in
+	// messages and as the logger's name.
+	Name string
+	// Path of the binary, usually from the lock file.
+	Path string
+	// SHA256 is the binary's expected SHA-256, hex as in the lock file.
+	// Required: an unpinned binary is not started.
+	SHA256 string
+	// Logger receives go-plugin's messages and the plugin's own log lines
+	// and stderr. Nil uses hclog's default logger.
+	Logger hclog.Logger
+}
+
+// Instance is one running plugin process and the plugins.Provider that
+// calls it. Launch one per plugin instance per run and reuse it; calls may
+// be concurrent.
+type Instance struct {
+	*sdk.GRPCProvider
+	name   string
+	path   string
+	client *plugin.Client
+	info   *sdk.Info
+
+	closeOnce sync.Once
+}
+
+var _ plugins.Provider = (*Instance)(nil)
+
+// Launch starts the plugin binary spec.Path under go-plugin: the upshift
+// handshake, gRPC only, AutoMTLS, the checksum from the lock file verified
+// before the process starts, and Managed so CleanupAll ends it. It fetches
+// the plugin's schema before returning, so a binary that is not a valid
+// upshift plugin fails here. The returned provider is an *Instance.
+func Launch(ctx context.Context, spec LaunchSpec) (plugins.Provider, error) {
+	inst, err := launch(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	return inst, nil
+}
+
+func launch(ctx context.Context, spec LaunchSpec) (*Instance, error) {
+	if spec.Name == "" {
+		return nil, errors.New("launching a plugin: no name")
+	}
+	sum, err := hex.DecodeString(spec.SHA256)
+	if err != nil || len(sum) != sha256.Size {
+		return nil, fmt.Errorf("plugin %s: no valid sha256 for %s in %s; run `upshift init`", spec.Name, spec.Path, LockFileName)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("plugin %s: %w", spec.Name, err)
+	}
+	if _, err := os.Stat(spec.Path); err != nil {
+		return nil, fmt.Errorf("plugin %s: binary %s: %w; run `upshift init` to find it again", spec.Name, spec.Path, err)
+	}
+	logger := spec.Logger
+	if logger == nil {
+		logger = hclog.L()
+	}
+	client := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake,
+		Plugins:          sdk.PluginMap(nil),
+		Cmd:              exec.Command(spec.Path),
+		SecureConfig:     &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()},
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		Managed:          true,
+		Logger:           logger.Named(spec.Name),
+	})
+	rpc, err := client.Client()
+	if err != nil {
+		client.Kill()
+		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
+			return nil, fmt.Errorf("plugin %s: binary %s does not match the checksum in %s; run `upshift init` if you upgraded it on purpose", spec.Name, spec.Path, LockFileName)
+		}
+		return nil, fmt.Errorf("plugin %s: starting %s: %w", spec.Name, spec.Path, err)
+	}
+	raw, err := rpc.Dispense(sdk.DispenseName)
+	if err != nil {
+		client.Kill()
+		return nil, fmt.Errorf("plugin %s: %w", spec.Name, err)
+	}
+	inst := &Instance{GRPCProvider: raw.(*sdk.GRPCProvider), name: spec.Name, path: spec.Path, client: client}
+	inst.GRPCProvider.Explain = inst.explain
+	info, err := inst.GRPCProvider.Info(ctx)
+	if err != nil {
+		client.Kill()
+		return nil, fmt.Errorf("plugin %s (%s): %w", spec.Name, spec.Path, err)
+	}
+	inst.info = info
+	if info.Name != spec.Name {
+		logger.Debug("plugin calls itself by another name", "plugin", spec.Name, "declared", info.Name)
+	}
+	return inst, nil
+}
+
+// explain turns a broken connection into "the plugin process died": the
+// socket closes a moment before go-plugin notices the exit, so it waits a
+// little for that.
+func (i *Instance) explain(_ context.Context, call string, err error) error {
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for !i.client.Exited() {
+		if time.Now().After(deadline) {
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return fmt.Errorf("plugin %s (pid %d, %s) exited during %s; see its log lines above", i.name, i.Pid(), i.path, call)
+}
+
+// Name is the plugin's name in the playbook.
+func (i *Instance) Name() string { return i.name }
+
+// Version is the version the plugin declares.
+func (i *Instance) Version() string { return i.info.Version }
+
+// Kind is the plugin's kind.
+func (i *Instance) Kind() schema.Kind { return i.info.Schema.Kind }
+
+// Pid is the plugin process's id.
+func (i *Instance) Pid() int {
+	if rc := i.client.ReattachConfig(); rc != nil {
+		return rc.Pid
+	}
+	return 0
+}
+
+// Exited reports whether the plugin process has ended.
+func (i *Instance) Exited() bool { return i.client.Exited() }
+
+// Close ends the plugin process: gracefully, then by force after two
+// seconds. Safe to call more than once.
+func (i *Instance) Close() error {
+	i.closeOnce.Do(i.client.Kill)
+	return nil
+}
+
+// CleanupAll ends every plugin process this process launched. For the CLI's
+// signal handler and deferred cleanup in main.
+func CleanupAll() { plugin.CleanupClients() }
+
+// BinaryPrefix starts every plugin binary's name.
+const BinaryPrefix = "upshift-plugin-"
+
+// BinaryName is the file name of plugin name's binary.
+func BinaryName(name string) string { return BinaryPrefix + name }
+
+// validName keeps plugin names usable in file names and messages.
+func validName(name string) error {
+	if name == "" || strings.ContainsAny(name, `/\ `) || name == "." || name == ".." {
+		return fmt.Errorf("invalid plugin name %q", name)
+	}
+	return nil
+}

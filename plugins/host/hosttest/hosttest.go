@@ -1,0 +1,41 @@
+// Package hosttest owns helpers for tests that need real plugin binaries:
+// building one with `go build` into a folder and pinning it, so host, runner
+// and end-to-end tests launch exactly what they built.
+package hosttest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/upshift-dev/upshift/plugins/host"
+)
+
+// TestkitPackage is the import path of the testkit plugin.
+const TestkitPackage = "github.com/upshift-dev/upshift/plugins/testkit"
+
+// Build compiles the plugin package pkg (an import path) as
+// <outDir>/upshift-plugin-<name> and returns the binary's path and its
+// checksum. Meant for TestMain, so it returns errors rather than taking a
+// testing.TB.
+func Build(pkg, name, outDir string) (path, sha256 string, err error) {
+	path = filepath.Join(outDir, host.BinaryName(name))
+	// `go test` puts its own toolchain first on PATH.
+	cmd := exec.Command("go", "build", "-o", path, pkg)
+	cmd.Env = os.Environ()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", "", fmt.Errorf("go build %s: %w\n%s", pkg, err, strings.TrimSpace(string(out)))
+	}
+	sum, err := host.Checksum(path)
+	if err != nil {
+		return "", "", err
+	}
+	return path, sum, nil
+}
+
+// BuildTestkit builds the testkit plugin into outDir.
+func BuildTestkit(outDir string) (path, sha256 string, err error) {
+	return Build(TestkitPackage, "testkit", outDir)
+}

@@ -1,0 +1,70 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Requirement is a plugin a playbook uses: its name and, when the playbook
+// says where the binary is, its source (see SearchPath).
+type Requirement struct {
+	Name   string
+	Source string
+}
+
+// Init is `upshift init`: for each required plugin it finds the binary
+// (SearchPath, then PATH), computes its checksum, launches it once under
+// that checksum to learn its version and check it is a valid upshift
+// plugin, and writes <dir>/upshift.lock.hcl with exactly these plugins
+// (sorted by name). Every plugin is tried; the error lists each failure,
+// and no lock file is written unless all succeeded.
+func Init(ctx context.Context, dir string, reqs []Requirement, logger hclog.Logger) (*LockFile, error) {
+	if len(reqs) == 0 {
+		return nil, errNoPlugins
+	}
+	sorted := append([]Requirement(nil), reqs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	lf := &LockFile{}
+	var errs []error
+	for _, r := range sorted {
+		if lf.Plugin(r.Name) != nil {
+			errs = append(errs, fmt.Errorf("plugin %s is required twice", r.Name))
+			continue
+		}
+		p, err := lockOne(ctx, dir, r, logger)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		lf.Set(p)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := lf.WriteFile(filepath.Join(dir, LockFileName)); err != nil {
+		return nil, err
+	}
+	return lf, nil
+}
+
+func lockOne(ctx context.Context, dir string, r Requirement, logger hclog.Logger) (*LockedPlugin, error) {
+	path, err := Find(r.Name, SearchPath(r.Source, dir))
+	if err != nil {
+		return nil, err
+	}
+	sum, err := Checksum(path)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: %w", r.Name, err)
+	}
+	inst, err := launch(ctx, LaunchSpec{Name: r.Name, Path: path, SHA256: sum, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	defer inst.Close()
+	return &LockedPlugin{Name: r.Name, Version: inst.Version(), Path: lockPath(dir, path), SHA256: sum}, nil
+}
