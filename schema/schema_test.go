@@ -24,7 +24,7 @@ func TestCheckContractNamesEachProblem(t *testing.T) {
 	delete(actions, "status")
 	drain := *actions["drain"]
 	drain.Args = &Object{Attributes: []*Attribute{
-		{Name: "server", Type: cty.Number, Required: true}, // wrong type
+		{Name: "server", Type: cty.Number, Required: true},  // wrong type
 		{Name: "timeout", Type: cty.String, Required: true}, // optional in the contract
 		{Name: "pool", Type: cty.String, Required: true},    // required extra
 	}}
