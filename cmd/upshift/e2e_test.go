@@ -91,7 +91,7 @@ rollout "items" {
   step "pause" {
     run = node_pool.kit.sleep
     with {
-      duration = "20ms"
+      duration = "50ms"
     }
   }
   step "second" {
@@ -161,25 +161,31 @@ func TestCrashAndResume(t *testing.T) {
 	for trial := 0; trial < trials; trial++ {
 		dir, state := kitPlaybook(t, 4, "")
 		initPlaybook(t, dir)
+		// A few runs killed at random moments, then one left to finish:
+		// on a busy machine a run may outlast every kill window.
 		finished := false
-		for attempt := 0; attempt < 40 && !finished; attempt++ {
+		killsThisTrial := 1 + rng.Intn(4)
+		for attempt := 0; attempt <= killsThisTrial && !finished; attempt++ {
 			cmd := upshift(t, "run", dir, "--json")
 			var out bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &out
 			require.NoError(t, cmd.Start())
 			done := make(chan error, 1)
 			go func() { done <- cmd.Wait() }()
+			window := time.Duration(10+rng.Intn(200)) * time.Millisecond
+			if attempt == killsThisTrial {
+				window = 2 * time.Minute // the last run is not killed
+			}
 			select {
 			case err := <-done:
 				require.NoError(t, err, "an uninterrupted run must succeed:\n%s", out.String())
 				finished = true
-				rechecked += strings.Count(out.String(), "checked: already applied")
-			case <-time.After(time.Duration(20+rng.Intn(250)) * time.Millisecond):
+			case <-time.After(window):
 				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 				<-done
 				kills++
-				rechecked += strings.Count(out.String(), "checked: already applied")
 			}
+			rechecked += strings.Count(out.String(), "checked: already applied")
 		}
 		require.True(t, finished, "trial %d never finished", trial)
 
@@ -201,7 +207,7 @@ func TestCrashAndResume(t *testing.T) {
 		}
 	}
 	t.Logf("%d trials, %d kills, %d in-flight steps re-checked instead of rerun", trials, kills, rechecked)
-	assert.Greater(t, kills, trials, "the test must actually interrupt runs")
+	assert.GreaterOrEqual(t, kills, trials, "the test must actually interrupt runs")
 }
 
 func TestSecondRunIsRefusedByTheLock(t *testing.T) {
