@@ -5,6 +5,7 @@ PLUGINS   := $(notdir $(patsubst %/,%,$(dir $(wildcard plugins/*/main.go))))
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 5s
+PLUGIN_FLAGS := -trimpath -ldflags "-s -w"
 
 .PHONY: all setup build test unit fuzz bench demo demo-down proto docs fmt vet clean
 
@@ -16,7 +17,8 @@ setup:
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/upshift ./cmd/upshift
 	@if [ -d cmd/platformd ]; then $(GO) build -o $(BIN)/platformd ./cmd/platformd; fi
-	@for p in $(PLUGINS); do echo "$(GO) build -o $(BIN)/upshift-plugin-$$p ./plugins/$$p"; $(GO) build -o $(BIN)/upshift-plugin-$$p ./plugins/$$p || exit 1; done
+	@# Plugins: static, stripped binaries launch faster (less to hash, less to load).
+	@for p in $(PLUGINS); do echo "build $(BIN)/upshift-plugin-$$p"; CGO_ENABLED=0 $(GO) build $(PLUGIN_FLAGS) -o $(BIN)/upshift-plugin-$$p ./plugins/$$p || exit 1; done
 
 # make test: everything CI checks, from a fresh clone.
 test: setup build vet unit fuzz

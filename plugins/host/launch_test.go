@@ -157,6 +157,7 @@ func TestCrashMidCallIsAnErrorAtOnce(t *testing.T) {
 	start := time.Now()
 	resp := inst.Invoke(context.Background(), plugins.InvokeRequest{Action: "crash", Args: args("after", "20ms")})
 	elapsed := time.Since(start)
+	t.Logf("crash call failed after %v (20ms of it the crash delay)", elapsed)
 	require.True(t, resp.Diagnostics.HasErrors())
 	assert.Contains(t, resp.Diagnostics.Err().Error(), "plugin testkit")
 	assert.Contains(t, resp.Diagnostics.Err().Error(), "exited during crash")
@@ -187,6 +188,7 @@ func TestKilledDuringSleepIsAnErrorAtOnce(t *testing.T) {
 	require.NoError(t, syscall.Kill(inst.Pid(), syscall.SIGKILL))
 	select {
 	case resp := <-done:
+		t.Logf("call failed %v after SIGKILL", time.Since(killed))
 		assert.Less(t, time.Since(killed), time.Second)
 		require.True(t, resp.Diagnostics.HasErrors())
 		assert.Contains(t, resp.Diagnostics.Err().Error(), "exited during sleep")

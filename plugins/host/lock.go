@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2/hclsimple"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/zclconf/go-cty/cty"
 )
@@ -108,7 +109,7 @@ func (l *LockFile) Bytes() []byte {
 	sort.Slice(ps, func(i, j int) bool { return ps[i].Name < ps[j].Name })
 	f := hclwrite.NewEmptyFile()
 	body := f.Body()
-	body.AppendUnstructuredTokens(hclwrite.Tokens{{Bytes: []byte("# Written by `upshift init`: the plugin binaries this playbook runs, pinned by checksum.\n")}})
+	body.AppendUnstructuredTokens(hclwrite.Tokens{{Type: hclsyntax.TokenComment, Bytes: []byte("# Written by `upshift init`: the plugin binaries this playbook runs, pinned by checksum.\n")}})
 	for i, p := range ps {
 		if i > 0 {
 			body.AppendNewline()

@@ -23,8 +23,9 @@ const TestkitPackage = "github.com/upshift-dev/upshift/plugins/testkit"
 func Build(pkg, name, outDir string) (path, sha256 string, err error) {
 	path = filepath.Join(outDir, host.BinaryName(name))
 	// `go test` puts its own toolchain first on PATH.
-	cmd := exec.Command("go", "build", "-o", path, pkg)
-	cmd.Env = os.Environ()
+	// The same flags as the Makefile, so benchmarks measure what ships.
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", path, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", "", fmt.Errorf("go build %s: %w\n%s", pkg, err, strings.TrimSpace(string(out)))
 	}

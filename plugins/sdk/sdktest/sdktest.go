@@ -24,8 +24,10 @@ func Provider(t testing.TB, p *sdk.Plugin) plugins.Provider {
 	}
 	client, server := plugin.TestPluginGRPCConn(t, false, sdk.PluginMap(p))
 	t.Cleanup(func() {
-		_ = client.Close()
+		// Server first: client.Close asks the server to stop itself, which
+		// would race with a Stop of our own.
 		server.Stop()
+		_ = client.Close()
 	})
 	raw, err := client.Dispense(sdk.DispenseName)
 	if err != nil {
