@@ -118,8 +118,9 @@ func BuildGraph(pb *playbooks.Playbook) (*Graph, hcl.Diagnostics) {
 			var keys []string
 			for _, it := range b {
 				keys = append(keys, it.key)
+				each := it.each() // shared by the item's instances
 				for _, s := range r.Steps {
-					add(&Instance{Addr: InstanceAddr(s.Name, it.key, true), Step: s, Key: it.key, Keyed: true, Each: it.each(), Batch: bi + 1, Item: it.index + 1})
+					add(&Instance{Addr: InstanceAddr(s.Name, it.key, true), Step: s, Key: it.key, Keyed: true, Each: each, Batch: bi + 1, Item: it.index + 1})
 				}
 			}
 			g.Items[r.Name] = append(g.Items[r.Name], keys)
