@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 )
@@ -72,20 +73,43 @@ func (s *JSONSink) Emit(e Event) {
 }
 
 // ConsoleSink writes one line per step outcome for a person, with elapsed
-// times; progress lines are indented under their step.
+// times; progress lines are indented under their step. On a terminal
+// (Live) it also keeps a live footer with one line per node: the step it
+// is on and for how long, or how it ended.
 type ConsoleSink struct {
 	mu    sync.Mutex
 	w     io.Writer
 	start time.Time
+	// Live redraws the per-node footer after every event, with ANSI
+	// escapes; set it only when w is a terminal.
+	Live bool
+
+	nodes   []string // in order of first appearance
+	current map[string]string
+	footer  int // lines of footer on screen
 }
 
 // NewConsoleSink returns a console sink writing to w.
-func NewConsoleSink(w io.Writer) *ConsoleSink { return &ConsoleSink{w: w, start: time.Now()} }
+func NewConsoleSink(w io.Writer) *ConsoleSink {
+	return &ConsoleSink{w: w, start: time.Now(), current: map[string]string{}}
+}
 
 // Emit prints e.
 func (s *ConsoleSink) Emit(e Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.Live && s.footer > 0 {
+		fmt.Fprintf(s.w, "\033[%dA\033[J", s.footer) // up over the footer, clear to the end
+		s.footer = 0
+	}
+	s.line(e)
+	if s.Live {
+		s.track(e)
+		s.drawFooter(e.Time)
+	}
+}
+
+func (s *ConsoleSink) line(e Event) {
 	at := fmt.Sprintf("[%6.1fs]", e.Time.Sub(s.start).Seconds())
 	switch e.Type {
 	case RunStarted:
@@ -110,6 +134,51 @@ func (s *ConsoleSink) Emit(e Event) {
 	case RunFinished:
 		fmt.Fprintf(s.w, "%s run %s: %s\n", at, e.Status, e.Message)
 	}
+}
+
+// track keeps, per node (instance key), what the footer shows.
+func (s *ConsoleSink) track(e Event) {
+	if e.Key == "" {
+		return
+	}
+	if _, ok := s.current[e.Key]; !ok {
+		s.nodes = append(s.nodes, e.Key)
+	}
+	step := e.Address
+	if i := strings.IndexByte(step, '['); i > 0 {
+		step = strings.TrimPrefix(step[:i], "step.")
+	}
+	switch e.Type {
+	case StepStarted:
+		s.current[e.Key] = "running " + step + "@" + e.Time.Format(time.RFC3339Nano)
+	case StepFinished, StepRestored:
+		s.current[e.Key] = "done " + step
+	case StepFailed:
+		s.current[e.Key] = "FAILED " + step
+	case StepSkipped:
+		s.current[e.Key] = "skipped " + step
+	default:
+		if _, ok := s.current[e.Key]; !ok {
+			s.current[e.Key] = ""
+		}
+	}
+}
+
+func (s *ConsoleSink) drawFooter(now time.Time) {
+	if len(s.nodes) == 0 {
+		return
+	}
+	fmt.Fprintln(s.w, "  ---")
+	for _, n := range s.nodes {
+		state := s.current[n]
+		if rest, ok := strings.CutPrefix(state, "running "); ok {
+			step, since, _ := strings.Cut(rest, "@")
+			t, _ := time.Parse(time.RFC3339Nano, since)
+			state = fmt.Sprintf("%s ... %s", step, roundDur(now.Sub(t)))
+		}
+		fmt.Fprintf(s.w, "  %-16s %s\n", n, state)
+	}
+	s.footer = len(s.nodes) + 1
 }
 
 func suffix(m string) string {

@@ -181,7 +181,9 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 		return runError(cmd, err)
 	}
 	defer j.Close()
-	var sink runner.Sink = runner.NewConsoleSink(cmd.OutOrStdout())
+	console := runner.NewConsoleSink(cmd.OutOrStdout())
+	console.Live = isTerminal(cmd.OutOrStdout())
+	var sink runner.Sink = console
 	if rf.asJSON {
 		sink = runner.NewJSONSink(cmd.OutOrStdout())
 	}
