@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/zclconf/go-cty/cty"
+	_ "modernc.org/sqlite" // driver "sqlite"
+
+	"github.com/upshift-dev/upshift/plugins"
+	"github.com/upshift-dev/upshift/plugins/sdk"
+	"github.com/upshift-dev/upshift/schema"
+)
+
+// Version of the sqlite plugin.
+const Version = "0.1.0"
+
+// copyMarker is written beside a finished copy: an existing B with it is a
+// copy this plugin made and can be kept; without it, B is someone else's.
+const copyMarker = ".upshift-copy"
+
+var configSchema = &schema.Object{Attributes: []*schema.Attribute{
+	{Name: "path", Type: cty.String, Required: true, Description: "Path of the database file the nodes use now (database A)."},
+}}
+
+func newPlugin() *sdk.Plugin {
+	d := &db{}
+	k := schema.KindDatabase
+	a := func(name string, run func(context.Context, *sdk.Request) (cty.Value, error)) *sdk.Action {
+		return &sdk.Action{Schema: schema.ContractAction(k, name), Run: run}
+	}
+	copyAction := a("copy", d.copy)
+	copyAction.Check = d.checkCopy
+	return &sdk.Plugin{
+		Name: "sqlite", Version: Version, Kind: k, Config: configSchema, Configure: d.configure,
+		Actions: []*sdk.Action{a("backup", d.backup), copyAction, a("read_only", d.readOnly), a("drop", d.drop), a("check", d.check)},
+	}
+}
+
+type db struct{ path string }
+
+func (d *db) configure(_ context.Context, req plugins.ConfigureRequest) error {
+	p := req.Config.GetAttr("path").AsString()
+	if !filepath.IsAbs(p) {
+		return sdk.ArgError("path", "%q must be an absolute path", p)
+	}
+	d.path = p
+	return nil
+}
+
+func result(r *sdk.Request, attrs map[string]cty.Value) (cty.Value, error) {
+	return sdk.Result(schema.ContractAction(schema.KindDatabase, r.Action), attrs)
+}
+
+// open opens a database file read-write, refusing to create it.
+func open(path string) (*sql.DB, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// vacuumInto writes a consistent copy of src to dst: VACUUM INTO reads one
+// snapshot, so readers and writers of src carry on. The copy is written to
+// a temporary name, checked, then renamed.
+func vacuumInto(ctx context.Context, src, dst string) (int64, error) {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return 0, err
+	}
+	tmp := dst + ".upshift-tmp"
+	_ = os.Remove(tmp)
+	s, err := open(src)
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	if _, err := s.ExecContext(ctx, "VACUUM INTO ?", tmp); err != nil {
+		_ = os.Remove(tmp)
+		return 0, fmt.Errorf("database %s: VACUUM INTO %s: %w", src, dst, err)
+	}
+	if err := integrity(ctx, tmp); err != nil {
+		_ = os.Remove(tmp)
+		return 0, err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return 0, err
+	}
+	st, err := os.Stat(dst)
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+func integrity(ctx context.Context, path string) error {
+	c, err := open(path)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var res string
+	if err := c.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&res); err != nil {
+		return fmt.Errorf("checking %s: %w", path, err)
+	}
+	if res != "ok" {
+		return fmt.Errorf("the copy %s fails its integrity check: %s", path, res)
+	}
+	return nil
+}
+
+func (d *db) backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+	to := r.String("to")
+	if !filepath.IsAbs(to) {
+		return cty.NilVal, sdk.ArgError("to", "%q must be an absolute path", to)
+	}
+	r.Progress("backing up %s", d.path)
+	n, err := vacuumInto(ctx, d.path, to)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	return result(r, map[string]cty.Value{"path": cty.StringVal(to), "bytes": cty.NumberIntVal(n)})
+}
+
+func (d *db) copyResult(r *sdk.Request, to string) (cty.Value, error) {
+	return result(r, map[string]cty.Value{"name": cty.StringVal(to), "dsn": cty.StringVal(to), "method": cty.StringVal("vacuum-into")})
+}
+
+func (d *db) target(r *sdk.Request) (string, error) {
+	to := r.String("to")
+	switch {
+	case !filepath.IsAbs(to):
+		return "", sdk.ArgError("to", "%q must be an absolute path", to)
+	case filepath.Clean(to) == filepath.Clean(d.path):
+		return "", sdk.ArgError("to", "%q is database A itself", to)
+	}
+	return to, nil
+}
+
+func (d *db) copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+	to, err := d.target(r)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	if _, err := os.Stat(to); err == nil {
+		_, mErr := os.Stat(to + copyMarker)
+		switch {
+		case r.Bool("replace", false):
+			r.Progress("replacing %s", to)
+		case mErr == nil:
+			r.Progress("%s is already a finished copy; kept", to)
+			return d.copyResult(r, to)
+		default:
+			return cty.NilVal, sdk.ArgError("to", "%s exists and was not made by upshift; set replace = true to overwrite it", to)
+		}
+	}
+	_ = os.Remove(to + copyMarker)
+	r.Progress("copying %s to %s with VACUUM INTO", d.path, to)
+	if _, err := vacuumInto(ctx, d.path, to); err != nil {
+		return cty.NilVal, err
+	}
+	if err := os.WriteFile(to+copyMarker, []byte(d.path+"\n"), 0o644); err != nil {
+		return cty.NilVal, err
+	}
+	return d.copyResult(r, to)
+}
+
+func (d *db) checkCopy(_ context.Context, r *sdk.Request) (plugins.CheckResponse, error) {
+	to, err := d.target(r)
+	if err != nil {
+		return plugins.CheckResponse{}, err
+	}
+	if _, err := os.Stat(to + copyMarker); err == nil {
+		res, err := d.copyResult(r, to)
+		return plugins.CheckResponse{State: plugins.CheckApplied, Result: res}, err
+	}
+	return plugins.CheckResponse{State: plugins.CheckNotApplied}, nil
+}
+
+func (d *db) readOnly(context.Context, *sdk.Request) (cty.Value, error) {
+	return cty.NilVal, errors.New("SQLite has no server to make read-only: the file is opened by the nodes themselves; use the node pool's read_only action, which the shipped playbook does")
+}
+
+func (d *db) drop(_ context.Context, r *sdk.Request) (cty.Value, error) {
+	name := r.String("name")
+	if !filepath.IsAbs(name) {
+		return cty.NilVal, sdk.ArgError("name", "%q must be an absolute path", name)
+	}
+	if filepath.Clean(name) == filepath.Clean(d.path) {
+		return cty.NilVal, sdk.ArgError("name", "%s is database A, which the nodes use; it is never dropped", name)
+	}
+	if _, err := os.Stat(name); errors.Is(err, os.ErrNotExist) {
+		return result(r, map[string]cty.Value{"dropped": cty.False})
+	}
+	if _, err := os.Stat(name + copyMarker); err != nil {
+		return cty.NilVal, sdk.ArgError("name", "%s was not made by upshift's copy; not dropping it", name)
+	}
+	for _, suffix := range []string{"", "-wal", "-shm", "-journal", copyMarker} {
+		if err := os.Remove(name + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return cty.NilVal, err
+		}
+	}
+	return result(r, map[string]cty.Value{"dropped": cty.True})
+}
+
+func (d *db) check(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+	c, err := open(d.path)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	defer c.Close()
+	var v string
+	if err := c.QueryRowContext(ctx, "select sqlite_version()").Scan(&v); err != nil {
+		return cty.NilVal, fmt.Errorf("database %s: %w", d.path, err)
+	}
+	return result(r, map[string]cty.Value{"name": cty.StringVal(d.path), "version": cty.StringVal(strings.TrimSpace(v))})
+}
