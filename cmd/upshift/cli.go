@@ -96,6 +96,7 @@ database and kind of node.`,
 		newRunCommand(),
 		newStatusCommand(),
 		newAbortCommand(),
+		newLabCommand(),
 	)
 	return root
 }

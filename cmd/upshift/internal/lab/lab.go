@@ -1,0 +1,293 @@
+// Package lab owns the local demo lab: three platformd nodes (version 1,
+// node-1 processing) on loopback ports sharing a SQLite database, a real
+// HAProxy in front of them, and the variables file that points the shipped
+// rolling-upgrade playbook at them. Everything runs detached, so the lab
+// outlives `upshift lab up`; lab.json records what was started.
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/hcl/v2/hclwrite"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/upshift-dev/upshift/plugins/haproxy/haproxyd"
+	"github.com/upshift-dev/upshift/plugins/process/localnode"
+)
+
+// Backend is the HAProxy backend holding the nodes.
+const Backend = "platform"
+
+// NodeCount is how many nodes the lab runs.
+const NodeCount = 3
+
+// State is what a lab is made of, saved in <dir>/lab.json.
+type State struct {
+	Dir      string      `json:"dir"`
+	Bin      string      `json:"bin"`
+	Frontend string      `json:"frontend"` // HAProxy's host:port
+	HAProxy  string      `json:"haproxy"`  // HAProxy's folder
+	DBA      string      `json:"db_a"`
+	DBB      string      `json:"db_b"`
+	Nodes    []NodeState `json:"nodes"`
+}
+
+// NodeState is one node of the lab.
+type NodeState struct {
+	Name       string `json:"name"`
+	Address    string `json:"address"`
+	Processing bool   `json:"processing"`
+	ConfigFile string `json:"config_file"`
+	DataDir    string `json:"data_dir"`
+	PidFile    string `json:"pid_file"`
+	LogFile    string `json:"log_file"`
+}
+
+// Node returns the localnode view of n, which starts and stops it.
+func (s *State) Node(n NodeState) *localnode.Node {
+	return &localnode.Node{
+		Name: n.Name, Address: n.Address, ConfigFile: n.ConfigFile, DataDir: n.DataDir,
+		Command: []string{filepath.Join(s.Bin, "platformd"), "serve", "--config", n.ConfigFile},
+		PidFile: n.PidFile, LogFile: n.LogFile,
+		HealthURL: "http://" + n.Address + "/healthz", ReadOnlyURL: "http://" + n.Address + "/admin/read-only",
+	}
+}
+
+// VarsFile is the path of the playbook variables the lab writes.
+func (s *State) VarsFile() string { return filepath.Join(s.Dir, "cluster.vars.hcl") }
+
+// URL is the lab's front door: HAProxy.
+func (s *State) URL() string { return "http://" + s.Frontend }
+
+// HAProxyCtl returns the running HAProxy's files and controls.
+func (s *State) HAProxyCtl() *haproxyd.Detached {
+	d := haproxyd.DetachedAt(s.HAProxy)
+	d.Addr, d.Backend = s.Frontend, Backend
+	return d
+}
+
+// Load reads <dir>/lab.json; a missing file is fs.ErrNotExist.
+func Load(dir string) (*State, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "lab.json"))
+	if err != nil {
+		return nil, err
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "lab.json"), err)
+	}
+	return &s, nil
+}
+
+func (s *State) save() error {
+	b, _ := json.MarshalIndent(s, "", "  ")
+	return os.WriteFile(filepath.Join(s.Dir, "lab.json"), append(b, '\n'), 0o644)
+}
+
+// Running reports whether anything of the lab is running.
+func (s *State) Running() bool {
+	if s.HAProxyCtl().Running() {
+		return true
+	}
+	for _, n := range s.Nodes {
+		if s.Node(n).Running() {
+			return true
+		}
+	}
+	return false
+}
+
+// Up starts a lab in dir with the binaries in bin (platformd). A lab that
+// is already running is left as it is and returned.
+func Up(ctx context.Context, dir, bin string, log io.Writer) (*State, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	bin, err = filepath.Abs(bin)
+	if err != nil {
+		return nil, err
+	}
+	if s, err := Load(dir); err == nil && s.Running() {
+		fmt.Fprintf(log, "The lab in %s is already up; `upshift lab down --dir %s` stops it.\n", dir, dir)
+		return s, nil
+	}
+	if _, err := os.Stat(filepath.Join(bin, "platformd")); err != nil {
+		return nil, fmt.Errorf("%s: %w (run `make build`)", filepath.Join(bin, "platformd"), err)
+	}
+	s := &State{Dir: dir, Bin: bin, HAProxy: filepath.Join(dir, "haproxy"), DBA: filepath.Join(dir, "db", "a.sqlite"), DBB: filepath.Join(dir, "db", "b.sqlite")}
+	for _, d := range []string{filepath.Join(dir, "db"), filepath.Join(dir, "backups"), s.HAProxy} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	addrs := make([]string, NodeCount)
+	for i := range addrs {
+		if addrs[i], err = freeAddr(); err != nil {
+			return nil, err
+		}
+	}
+	for i := 0; i < NodeCount; i++ {
+		name := fmt.Sprintf("node-%d", i+1)
+		nd := filepath.Join(dir, name)
+		n := NodeState{Name: name, Address: addrs[i], Processing: i == 0, ConfigFile: filepath.Join(nd, "config.json"),
+			DataDir: filepath.Join(nd, "data"), PidFile: filepath.Join(nd, "platformd.pid"), LogFile: filepath.Join(nd, "platformd.log")}
+		var peers []string
+		for j, a := range addrs {
+			if j != i {
+				peers = append(peers, "http://"+a)
+			}
+		}
+		cfg := map[string]any{"name": name, "listen": n.Address, "version": "1", "processing": n.Processing,
+			"data_dir": n.DataDir, "db.driver": "sqlite", "db.dsn": s.DBA, "peers": peers}
+		if err := os.MkdirAll(n.DataDir, 0o755); err != nil {
+			return nil, err
+		}
+		b, _ := json.MarshalIndent(cfg, "", "  ")
+		if err := os.WriteFile(n.ConfigFile, append(b, '\n'), 0o644); err != nil {
+			return nil, err
+		}
+		s.Nodes = append(s.Nodes, n)
+	}
+	if err := s.save(); err != nil {
+		return nil, err
+	}
+	quiet := func(string, ...any) {}
+	// One at a time: the first node creates the database.
+	for _, n := range s.Nodes {
+		ln := s.Node(n)
+		if _, err := ln.Start(ctx, 20*time.Second, quiet); err != nil {
+			_ = Down(s, io.Discard)
+			return nil, fmt.Errorf("%s: %w", n.Name, err)
+		}
+		if _, err := ln.WaitHealthy(ctx, 20*time.Second, 1, quiet); err != nil {
+			_ = Down(s, io.Discard)
+			return nil, fmt.Errorf("%s: %w", n.Name, err)
+		}
+		fmt.Fprintf(log, "  %s  version 1  http://%s%s\n", n.Name, n.Address, map[bool]string{true: "  (processing)"}[n.Processing])
+	}
+	var servers []haproxyd.Server
+	for _, n := range s.Nodes {
+		servers = append(servers, haproxyd.Server{Name: n.Name, Addr: n.Address})
+	}
+	hp, err := haproxyd.StartDetached(ctx, haproxyd.Config{Servers: servers, Backend: Backend, Dir: s.HAProxy})
+	if err != nil {
+		_ = Down(s, io.Discard)
+		return nil, err
+	}
+	s.Frontend = hp.Addr
+	if err := s.save(); err != nil {
+		return nil, err
+	}
+	if err := s.waitAllUp(ctx, 20*time.Second); err != nil {
+		_ = Down(s, io.Discard)
+		return nil, err
+	}
+	fmt.Fprintf(log, "  haproxy    %s  (admin socket %s)\n", s.URL(), hp.Socket)
+	if err := s.writeVars(); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(log, "  variables  %s\n", s.VarsFile())
+	return s, nil
+}
+
+// waitAllUp waits until HAProxy's health checks report every node UP.
+func (s *State) waitAllUp(ctx context.Context, limit time.Duration) error {
+	c := haproxyd.NewClient(s.HAProxyCtl().Socket, 2*time.Second)
+	deadline := time.Now().Add(limit)
+	for {
+		stats, _, err := c.Servers(ctx, Backend)
+		up := 0
+		if err == nil {
+			for _, st := range stats {
+				if st["status"] == "UP" {
+					up++
+				}
+			}
+			if up == len(s.Nodes) {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("HAProxy reports %d of %d nodes up after %s (%v)", up, len(s.Nodes), limit, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// writeVars writes the shipped playbook's variables for this lab.
+func (s *State) writeVars() error {
+	f := hclwrite.NewEmptyFile()
+	body := f.Body()
+	str := cty.StringVal
+	list := func(xs ...string) cty.Value {
+		vals := make([]cty.Value, len(xs))
+		for i, x := range xs {
+			vals[i] = str(x)
+		}
+		return cty.ListVal(vals)
+	}
+	var nodes []cty.Value
+	for _, n := range s.Nodes {
+		platformd := filepath.Join(s.Bin, "platformd")
+		nodes = append(nodes, cty.ObjectVal(map[string]cty.Value{
+			"name": str(n.Name), "processing": cty.BoolVal(n.Processing), "address": str(n.Address),
+			"config_file": str(n.ConfigFile), "data_dir": str(n.DataDir),
+			"command":         list(platformd, "serve", "--config", n.ConfigFile),
+			"pid_file":        str(n.PidFile), "log_file": str(n.LogFile),
+			"health_url":      str("http://" + n.Address + "/healthz"),
+			"read_only_url":   str("http://" + n.Address + "/admin/read-only"),
+			"migrate_command": list(platformd, "migrate", "--config", n.ConfigFile),
+		}))
+	}
+	body.AppendUnstructuredTokens(hclwrite.TokensForIdentifier("# Written by `upshift lab up`: the shipped playbook's variables for this lab.\n"))
+	body.SetAttributeValue("target_version", str("2"))
+	body.SetAttributeValue("database_b", str(s.DBB))
+	body.SetAttributeValue("backup_dir", str(filepath.Join(s.Dir, "backups")))
+	body.SetAttributeValue("load_balancer", cty.ObjectVal(map[string]cty.Value{
+		"plugin": str("haproxy"),
+		"config": cty.ObjectVal(map[string]cty.Value{"socket": str(s.HAProxyCtl().Socket), "backend": str(Backend), "state_file": str(s.HAProxyCtl().StateFile)}),
+	}))
+	body.SetAttributeValue("database", cty.ObjectVal(map[string]cty.Value{
+		"plugin": str("sqlite"),
+		"config": cty.ObjectVal(map[string]cty.Value{"path": str(s.DBA)}),
+	}))
+	body.SetAttributeValue("nodes", cty.TupleVal(nodes))
+	return os.WriteFile(s.VarsFile(), hclwrite.Format(f.Bytes()), 0o644)
+}
+
+// Down stops every process of the lab and waits until they are gone. The
+// lab's files stay, for inspection.
+func Down(s *State, log io.Writer) error {
+	var errs []error
+	for _, n := range s.Nodes {
+		if _, err := s.Node(n).Stop(context.Background(), 10*time.Second, func(string, ...any) {}); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", n.Name, err))
+		} else {
+			fmt.Fprintf(log, "  %s stopped\n", n.Name)
+		}
+	}
+	if err := s.HAProxyCtl().Stop(); err != nil {
+		errs = append(errs, err)
+	} else {
+		fmt.Fprintln(log, "  haproxy stopped")
+	}
+	return errors.Join(errs...)
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}

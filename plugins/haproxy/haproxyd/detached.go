@@ -1,0 +1,184 @@
+package haproxyd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Detached is an HAProxy started to outlive the process that started it,
+// as the demo lab needs: master-worker mode, daemonised, pid in a file.
+type Detached struct {
+	Dir        string
+	ConfigPath string
+	Socket     string
+	StateFile  string
+	PidFile    string
+	Addr       string
+	Backend    string
+}
+
+// StartDetached renders cfg into cfg.Dir (required), checks it, and starts
+// HAProxy in the background in its own session. It returns once the admin
+// socket answers.
+func StartDetached(ctx context.Context, cfg Config) (*Detached, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("haproxyd: StartDetached needs a Dir")
+	}
+	bin, err := findBinary(cfg.Binary)
+	if err != nil {
+		return nil, err
+	}
+	bind := cfg.Bind
+	if bind == "" {
+		if bind, err = FreeAddr(); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	text, err := Render(cfg, cfg.Dir, bind)
+	if err != nil {
+		return nil, err
+	}
+	d := DetachedAt(cfg.Dir)
+	d.Addr, d.Backend = bind, cfg.withDefaults().Backend
+	if err := os.WriteFile(d.ConfigPath, []byte(text), 0o600); err != nil {
+		return nil, err
+	}
+	if out, err := exec.CommandContext(ctx, bin, "-c", "-q", "-f", d.ConfigPath).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("haproxyd: config check failed: %s", firstLines(string(out), 5))
+	}
+	logf, err := os.OpenFile(filepath.Join(cfg.Dir, logFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, "-W", "-D", "-f", d.ConfigPath)
+	cmd.Dir = cfg.Dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// With -D the command returns once the master has daemonised.
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("haproxyd: starting %s: %w", bin, err)
+	}
+	c := NewClient(d.Socket, time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := c.Info(ctx); err == nil {
+			return d, nil
+		}
+		if time.Now().After(deadline) {
+			_ = d.Stop()
+			return nil, fmt.Errorf("haproxyd: %s does not answer after 10s", d.Socket)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// DetachedAt names the files of a detached HAProxy in dir.
+func DetachedAt(dir string) *Detached {
+	return &Detached{
+		Dir:        dir,
+		ConfigPath: filepath.Join(dir, configFile),
+		Socket:     filepath.Join(dir, socketFile),
+		StateFile:  filepath.Join(dir, stateFile),
+		PidFile:    filepath.Join(dir, pidFile),
+	}
+}
+
+// MasterPID is the master's pid from the pid file, or 0.
+func (d *Detached) MasterPID() int {
+	b, err := os.ReadFile(d.PidFile)
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	return pid
+}
+
+// Running reports whether the master process is alive.
+func (d *Detached) Running() bool {
+	pid := d.MasterPID()
+	return pid > 0 && syscall.Kill(pid, 0) == nil && !zombie(pid)
+}
+
+// Stop ends the master and its workers and waits until they are gone.
+func (d *Detached) Stop() error {
+	pid := d.MasterPID()
+	if pid <= 0 || !d.Running() {
+		return nil
+	}
+	workers := children(pid)
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(5 * time.Second)
+	for d.Running() || anyAlive(workers) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			for _, w := range workers {
+				_ = syscall.Kill(w, syscall.SIGKILL)
+			}
+			time.Sleep(100 * time.Millisecond)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d.Running() {
+		return fmt.Errorf("haproxyd: master pid %d did not stop", pid)
+	}
+	_ = os.Remove(d.PidFile)
+	return nil
+}
+
+func zombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z'
+}
+
+func anyAlive(pids []int) bool {
+	for _, p := range pids {
+		if syscall.Kill(p, 0) == nil && !zombie(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// children lists the processes whose parent is pid.
+func children(pid int) []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		c, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, c)
+		}
+	}
+	return out
+}

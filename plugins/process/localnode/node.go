@@ -1,0 +1,449 @@
+// Package localnode starts, stops and manages a node that is a local process:
+// detached in its own session with a pid file and a log file, so that the
+// process plugin and the demo lab can each stop what the other started.
+package localnode
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Node is one local node, as the playbook's nodes list describes it.
+type Node struct {
+	Name           string
+	Address        string
+	ConfigFile     string
+	DataDir        string
+	Command        []string
+	PidFile        string
+	LogFile        string
+	HealthURL      string
+	ReadOnlyURL    string
+	MigrateCommand []string
+}
+
+// httpClient has a deadline on every call; callers add their own context.
+var httpClient = &http.Client{Timeout: 5 * time.Second}
+
+// Running reports whether the node's process is running.
+func (n *Node) Running() bool { return n.pid() != 0 }
+
+// Pid returns the pid of the node's running process, or 0.
+func (n *Node) Pid() int { return n.pid() }
+
+// pid returns the pid of the node's running process, or 0. A pid file whose
+// process is gone, a zombie, or another program is not running.
+func (n *Node) pid() int {
+	b, err := os.ReadFile(n.PidFile)
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	if !alive(pid) {
+		return 0
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return 0
+	}
+	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	if len(args) == 0 || filepath.Base(args[0]) != filepath.Base(n.Command[0]) {
+		return 0 // the pid was reused by another program
+	}
+	return pid
+}
+
+// alive reports whether pid is a live process (not a zombie).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the command name in parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return false
+	}
+	return s[i+2] != 'Z' && s[i+2] != 'X'
+}
+
+// Start starts the node detached (its own session, so it outlives this
+// plugin), output appended to its log file, pid written atomically, and
+// waits until it listens. An early exit is an error quoting its log.
+func (n *Node) Start(ctx context.Context, timeout time.Duration, progress func(string, ...any)) (bool, error) {
+	if pid := n.pid(); pid != 0 {
+		return false, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(n.LogFile), 0o755); err != nil {
+		return false, err
+	}
+	logf, err := os.OpenFile(n.LogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return false, err
+	}
+	defer logf.Close()
+	logStart, _ := logf.Seek(0, io.SeekEnd)
+	cmd := exec.Command(n.Command[0], n.Command[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return false, fmt.Errorf("starting %s: %w", n.Command[0], err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }() // reap it, whenever it ends
+	if err := writeFileAtomic(n.PidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+		_ = cmd.Process.Kill()
+		return false, err
+	}
+	progress("started pid %d, waiting for %s to listen", cmd.Process.Pid, n.Address)
+	deadline := time.Now().Add(timeout)
+	for {
+		select {
+		case err := <-exited:
+			_ = os.Remove(n.PidFile)
+			return false, fmt.Errorf("the process exited at start (%v): %s", err, logTail(n.LogFile, logStart))
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if c, err := net.DialTimeout("tcp", n.Address, time.Second); err == nil {
+			c.Close()
+			return true, nil
+		}
+		if time.Now().After(deadline) {
+			return false, fmt.Errorf("the process (pid %d) does not listen on %s after %s: %s", cmd.Process.Pid, n.Address, timeout, logTail(n.LogFile, logStart))
+		}
+	}
+}
+
+// Stop sends SIGTERM, waits up to timeout for a graceful exit, then kills.
+func (n *Node) Stop(ctx context.Context, timeout time.Duration, progress func(string, ...any)) (bool, error) {
+	pid := n.pid()
+	if pid == 0 {
+		_ = os.Remove(n.PidFile)
+		return false, nil
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return false, fmt.Errorf("SIGTERM to pid %d: %w", pid, err)
+	}
+	progress("sent SIGTERM to pid %d", pid)
+	deadline := time.Now().Add(timeout)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			progress("pid %d still running after %s: SIGKILL", pid, timeout)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			for i := 0; i < 100 && alive(pid); i++ {
+				time.Sleep(20 * time.Millisecond)
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if alive(pid) {
+		return false, fmt.Errorf("pid %d survived SIGKILL", pid)
+	}
+	_ = os.Remove(n.PidFile)
+	return true, nil
+}
+
+// ExecResult is what a command printed and how it ended.
+type ExecResult struct {
+	ExitCode       int
+	Stdout, Stderr string
+}
+
+const outputLimit = 64 << 10
+
+// Exec runs argv (or, when shell is set, sh -c shell) in the node's data
+// folder's parent, with extra environment variables.
+func (n *Node) Exec(ctx context.Context, argv []string, shell string, env map[string]string, timeout time.Duration) (ExecResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var cmd *exec.Cmd
+	if shell != "" {
+		cmd = exec.CommandContext(ctx, "/bin/sh", "-c", shell)
+	} else {
+		cmd = exec.CommandContext(ctx, argv[0], argv[1:]...)
+	}
+	cmd.Env = os.Environ()
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.WaitDelay = 2 * time.Second
+	var stdout, stderr limitedBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	res := ExecResult{Stdout: stdout.String(), Stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case ctx.Err() == context.DeadlineExceeded:
+		return res, fmt.Errorf("command timed out after %s", timeout)
+	case errors.As(err, &ee):
+		res.ExitCode = ee.ExitCode()
+		return res, fmt.Errorf("command exited with status %d: %s", res.ExitCode, lastLines(res.Stderr+res.Stdout, 5))
+	case err != nil:
+		return res, fmt.Errorf("running %s: %w", cmd.Args[0], err)
+	}
+	return res, nil
+}
+
+// SetConfig sets one key of the node's JSON config file, keeping every
+// other key as it was; it reports whether the file changed.
+func (n *Node) SetConfig(key, value string) (bool, error) {
+	b, err := os.ReadFile(n.ConfigFile)
+	if err != nil {
+		return false, err
+	}
+	var cfg map[string]json.RawMessage
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return false, fmt.Errorf("config file %s is not a JSON object: %w", n.ConfigFile, err)
+	}
+	enc, _ := json.Marshal(value)
+	if old, ok := cfg[key]; ok {
+		var s string
+		if json.Unmarshal(old, &s) == nil && s == value {
+			return false, nil
+		}
+	}
+	cfg[key] = enc
+	out, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return false, err
+	}
+	info, err := os.Stat(n.ConfigFile)
+	if err != nil {
+		return false, err
+	}
+	return true, writeFileAtomic(n.ConfigFile, append(out, '\n'), info.Mode().Perm())
+}
+
+// Touch creates an empty file in the data folder; the path may not leave it.
+func (n *Node) Touch(rel string) (string, error) {
+	p, err := n.inDataDir(rel)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return "", err
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return "", err
+	}
+	return p, f.Close()
+}
+
+func (n *Node) inDataDir(rel string) (string, error) {
+	if rel == "" || filepath.IsAbs(rel) {
+		return "", fmt.Errorf("path %q must be relative to the data folder", rel)
+	}
+	p := filepath.Join(n.DataDir, rel)
+	if r, err := filepath.Rel(n.DataDir, p); err != nil || r == ".." || strings.HasPrefix(r, "../") {
+		return "", fmt.Errorf("path %q leaves the data folder %s", rel, n.DataDir)
+	}
+	return p, nil
+}
+
+// SetReadOnly asks the node's admin endpoint for read-only mode on or off,
+// and verifies the answer.
+func (n *Node) SetReadOnly(ctx context.Context, enabled bool) error {
+	body, _ := json.Marshal(map[string]bool{"enabled": enabled})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.ReadOnlyURL, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("read-only request to %s: %w", n.ReadOnlyURL, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("read-only request to %s: %s: %s", n.ReadOnlyURL, resp.Status, strings.TrimSpace(string(b)))
+	}
+	var got struct {
+		ReadOnly *bool `json:"read_only"`
+	}
+	if err := json.Unmarshal(b, &got); err != nil || got.ReadOnly == nil || *got.ReadOnly != enabled {
+		return fmt.Errorf("read-only request to %s: the node answered %s, not read_only=%t", n.ReadOnlyURL, strings.TrimSpace(string(b)), enabled)
+	}
+	return nil
+}
+
+// WaitHealthy polls the health URL until it answers 200 `successes` times
+// in a row; it returns the version the node reports.
+func (n *Node) WaitHealthy(ctx context.Context, timeout time.Duration, successes int, progress func(string, ...any)) (string, error) {
+	deadline := time.Now().Add(timeout)
+	streak, version, last := 0, "", "no answer yet"
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.HealthURL, nil)
+		resp, err := httpClient.Do(req)
+		if err == nil {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				streak++
+				var h struct {
+					Version json.RawMessage `json:"version"`
+				}
+				if json.Unmarshal(b, &h) == nil {
+					version = strings.Trim(string(h.Version), `"`)
+				}
+			} else {
+				streak, last = 0, fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+			}
+		} else {
+			streak, last = 0, err.Error()
+		}
+		if streak >= successes {
+			return version, nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("not healthy after %s (last answer: %s)", timeout, last)
+		}
+		if streak == 0 {
+			progress("waiting: %s", last)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// BackupData copies the data folder to dest (replacing an earlier copy),
+// through a temporary folder so a half copy never has the final name.
+func (n *Node) BackupData(dest string) (int64, error) {
+	tmp := dest + ".upshift-tmp"
+	_ = os.RemoveAll(tmp)
+	var total int64
+	err := filepath.WalkDir(n.DataDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(n.DataDir, p)
+		target := filepath.Join(tmp, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, info.Mode().Perm()|0o700)
+		case info.Mode().IsRegular():
+			nb, err := copyFile(p, target, info.Mode().Perm())
+			total += nb
+			return err
+		}
+		return nil // sockets, devices, links: not data
+	})
+	if err != nil {
+		_ = os.RemoveAll(tmp)
+		return 0, err
+	}
+	if err := os.RemoveAll(dest); err != nil {
+		return 0, err
+	}
+	return total, os.Rename(tmp, dest)
+}
+
+func copyFile(src, dst string, perm fs.FileMode) (int64, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return 0, err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, perm)
+	if err != nil {
+		return 0, err
+	}
+	nb, err := io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return nb, err
+}
+
+func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), perm); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// logTail returns the last lines the process wrote to its log since offset.
+func logTail(path string, offset int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "(no log)"
+	}
+	defer f.Close()
+	_, _ = f.Seek(offset, io.SeekStart)
+	b, _ := io.ReadAll(io.LimitReader(f, outputLimit))
+	if len(bytes.TrimSpace(b)) == 0 {
+		return "(nothing in " + path + ")"
+	}
+	return lastLines(string(b), 5)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// limitedBuffer keeps the first 64 KiB written to it.
+type limitedBuffer struct{ bytes.Buffer }
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if room := outputLimit - b.Len(); room > 0 {
+		if len(p) > room {
+			b.Buffer.Write(p[:room])
+		} else {
+			b.Buffer.Write(p)
+		}
+	}
+	return len(p), nil
+}
