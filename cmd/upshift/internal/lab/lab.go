@@ -241,8 +241,8 @@ func (s *State) writeVars() error {
 		nodes = append(nodes, cty.ObjectVal(map[string]cty.Value{
 			"name": str(n.Name), "processing": cty.BoolVal(n.Processing), "address": str(n.Address),
 			"config_file": str(n.ConfigFile), "data_dir": str(n.DataDir),
-			"command":         list(platformd, "serve", "--config", n.ConfigFile),
-			"pid_file":        str(n.PidFile), "log_file": str(n.LogFile),
+			"command":  list(platformd, "serve", "--config", n.ConfigFile),
+			"pid_file": str(n.PidFile), "log_file": str(n.LogFile),
 			"health_url":      str("http://" + n.Address + "/healthz"),
 			"read_only_url":   str("http://" + n.Address + "/admin/read-only"),
 			"migrate_command": list(platformd, "migrate", "--config", n.ConfigFile),

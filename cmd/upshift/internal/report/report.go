@@ -156,7 +156,7 @@ func Write(w io.Writer, d Data) error {
 }
 
 var page = template.Must(template.New("report").Funcs(template.FuncMap{
-	"y": func(i int) int { return 30*i + 5 },
+	"y":   func(i int) int { return 30*i + 5 },
 	"sub": func(a, b float64) float64 { return a - b },
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{.D.Title}}</title>
