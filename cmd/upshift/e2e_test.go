@@ -38,7 +38,11 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		for pkg, out := range map[string]string{".": "upshift", "../../plugins/testkit": "upshift-plugin-testkit"} {
+		for pkg, out := range map[string]string{
+			".": "upshift", "../platformd": "platformd",
+			"../../plugins/testkit": "upshift-plugin-testkit", "../../plugins/process": "upshift-plugin-process",
+			"../../plugins/sqlite": "upshift-plugin-sqlite", "../../plugins/haproxy": "upshift-plugin-haproxy",
+		} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, out), pkg)
 			cmd.Stderr = os.Stderr
 			if err := cmd.Run(); err != nil {

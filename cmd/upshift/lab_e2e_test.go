@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/upshift-dev/upshift/cmd/upshift/internal/lab"
+	"github.com/upshift-dev/upshift/cmd/upshift/internal/traffic"
+)
+
+const shippedPlaybook = "../../playbooks/rolling-upgrade"
+
+func needHAProxy(t *testing.T) {
+	t.Helper()
+	needBinaries(t)
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		if _, err := os.Stat("/usr/sbin/haproxy"); err != nil {
+			t.Fatal("haproxy is not installed: run .ci/setup (make test does)")
+		}
+	}
+}
+
+// labDown stops a test's lab whatever happened.
+func labDown(t *testing.T, dir string) {
+	t.Cleanup(func() {
+		if s, err := lab.Load(dir); err == nil {
+			_ = lab.Down(s, io.Discard)
+		}
+	})
+}
+
+var (
+	readsRE  = regexp.MustCompile(`reads:  (\d+) sent, (\d+) failed`)
+	writesRE = regexp.MustCompile(`writes: (\d+) acknowledged, (\d+) refused cleanly while read-only \(503\), (\d+) failed otherwise`)
+	lostRE   = regexp.MustCompile(`acknowledged writes missing from the final database: (\d+)`)
+)
+
+func atoi(t *testing.T, s string) int {
+	n, err := strconv.Atoi(s)
+	require.NoError(t, err)
+	return n
+}
+
+// TestDemoUpgradesWithZeroFailures is `make demo` in short: a live 3-node
+// lab behind a real HAProxy, upgraded by the shipped playbook under
+// traffic. The demo itself checks the final state; this test checks its
+// verdict and that the traffic was real.
+func TestDemoUpgradesWithZeroFailures(t *testing.T) {
+	needHAProxy(t)
+	dir := filepath.Join(t.TempDir(), "lab")
+	labDown(t, dir)
+	out, err := upshift(t, "lab", "demo", "--dir", dir, "--playbook", shippedPlaybook, "--warmup", "1500ms").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	text := string(out)
+	r := readsRE.FindStringSubmatch(text)
+	require.NotNil(t, r, text)
+	assert.Greater(t, atoi(t, r[1]), 100, "enough reads to see a failure")
+	assert.Equal(t, "0", r[2], "failed reads")
+	w := writesRE.FindStringSubmatch(text)
+	require.NotNil(t, w, text)
+	assert.Greater(t, atoi(t, w[1]), 10, "writes were acknowledged (on A before read-only, on B after)")
+	assert.Greater(t, atoi(t, w[2]), 0, "writes were refused cleanly while read-only")
+	assert.Equal(t, "0", w[3], "writes failed otherwise")
+	assert.Equal(t, "0", lostRE.FindStringSubmatch(text)[1], "lost acknowledged writes")
+	assert.NotContains(t, text, "FAILED")
+	for _, n := range []string{"node-1", "node-2", "node-3"} {
+		assert.Regexp(t, n+`: healthy, writable, version 2 +ok`, text)
+		assert.Regexp(t, n+`: uses database B +ok`, text)
+		assert.Regexp(t, n+`: rolling-upgrade marker +ok`, text)
+		assert.Regexp(t, `haproxy: `+n+` UP and in rotation +ok`, text)
+	}
+	html, err := os.ReadFile(filepath.Join(dir, "report.html"))
+	require.NoError(t, err)
+	assert.Contains(t, string(html), "<svg")
+	assert.Contains(t, string(html), "migrate")
+	assert.NotContains(t, string(html), "http://", "the report needs no network")
+
+	status := runOK(t, "status", shippedPlaybook, "--state-dir", filepath.Join(dir, "state"))
+	assert.Contains(t, status, ": done")
+}
+
+// TestNegativeControlSeesFailures runs the same upgrade with the drain
+// replaced by a kill of each node with requests in flight: the traffic
+// check must see failed requests, or it could not see them at all.
+func TestNegativeControlSeesFailures(t *testing.T) {
+	needHAProxy(t)
+	var last string
+	for attempt := 1; attempt <= 3; attempt++ {
+		dir := filepath.Join(t.TempDir(), "lab")
+		labDown(t, dir)
+		out, err := upshift(t, "lab", "demo", "--dir", dir, "--playbook", "testdata/no-drain", "--warmup", "1s").CombinedOutput()
+		last = string(out)
+		require.Error(t, err, "a demo with failures must not succeed:\n%s", out)
+		r := readsRE.FindStringSubmatch(last)
+		w := writesRE.FindStringSubmatch(last)
+		require.NotNil(t, r, last)
+		require.NotNil(t, w, last)
+		if atoi(t, r[2])+atoi(t, w[3]) > 0 {
+			t.Logf("attempt %d: %s failed reads, %s failed writes", attempt, r[2], w[3])
+			return
+		}
+	}
+	t.Fatalf("killing nodes without drain showed no failed request in 3 attempts:\n%s", last)
+}
+
+// TestFailedMigrationHaltsAndResumes breaks the second node's migration:
+// the run halts with two nodes serving, the failed node out of rotation and
+// not started on X+1, status says where it stands, and after the cause is
+// fixed `upshift run` finishes the upgrade, all under traffic with zero
+// failed requests.
+func TestFailedMigrationHaltsAndResumes(t *testing.T) {
+	needHAProxy(t)
+	dir := filepath.Join(t.TempDir(), "lab")
+	labDown(t, dir)
+	ctx := context.Background()
+	s, err := lab.Up(ctx, dir, binDir, io.Discard)
+	require.NoError(t, err)
+	state := filepath.Join(dir, "state")
+	good, err := os.ReadFile(s.VarsFile())
+	require.NoError(t, err)
+	// node-2's migration fails; node-1 (processing) goes first and succeeds.
+	node2 := s.Nodes[1]
+	broken := strings.Replace(string(good), `"migrate", "--config", "`+node2.ConfigFile+`"`, `"migrate", "--config", "/nonexistent/config.json"`, 1)
+	require.NotEqual(t, string(good), broken)
+	require.NoError(t, os.WriteFile(s.VarsFile(), []byte(broken), 0o644))
+	runOK(t, "init", shippedPlaybook, "-var-file", s.VarsFile())
+
+	load := traffic.Start(ctx, traffic.Options{URL: s.URL()})
+	defer load.Stop()
+	time.Sleep(time.Second)
+	out, err := upshift(t, "run", shippedPlaybook, "-var-file", s.VarsFile(), "--state-dir", state).CombinedOutput()
+	require.Error(t, err, "%s", out)
+	assert.Contains(t, string(out), `step.migrate["node-2"]: FAILED`)
+
+	status := runOK(t, "status", shippedPlaybook, "--state-dir", state)
+	assert.Regexp(t, `step\.migrate\["node-2"\]\s+failed`, status)
+	assert.Regexp(t, `step\.drain\["node-3"\]\s+skipped`, status)
+	assert.Regexp(t, `step\.enable\["node-1"\]\s+done`, status)
+
+	// Two nodes keep serving; node-2 is out of rotation and not running X+1.
+	checks := finalChecks(ctx, s, "")
+	byWhat := map[string]bool{}
+	for _, c := range checks {
+		byWhat[c.What] = c.OK
+	}
+	assert.True(t, byWhat["node-1: healthy, writable, version any"])
+	resp, err := http.Get("http://" + s.Nodes[2].Address + "/healthz")
+	require.NoError(t, err)
+	var h3 struct {
+		Version  string `json:"version"`
+		ReadOnly bool   `json:"read_only"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&h3))
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "node-3 keeps serving reads")
+	assert.Equal(t, "1", h3.Version, "node-3 was not touched")
+	assert.True(t, h3.ReadOnly, "node-3 stays read-only on database A")
+	assert.False(t, s.Node(node2).Running(), "the half-migrated node is not started")
+	assert.True(t, byWhat["haproxy: node-1 UP and in rotation"])
+	assert.True(t, byWhat["haproxy: node-3 UP and in rotation"])
+	assert.False(t, byWhat["haproxy: node-2 UP and in rotation"])
+
+	// The operator fixes the cause; the run resumes and finishes.
+	require.NoError(t, os.WriteFile(s.VarsFile(), good, 0o644))
+	out2 := runOK(t, "run", shippedPlaybook, "-var-file", s.VarsFile(), "--state-dir", state)
+	assert.Contains(t, out2, "resuming an interrupted run")
+	time.Sleep(time.Second)
+	samples := load.Stop()
+	lost, err := traffic.Missing(ctx, s.URL(), samples)
+	require.NoError(t, err)
+	sum := traffic.Summarize(samples, lost, time.Time{})
+	assert.True(t, sum.Clean(), "%s", sum)
+	assert.Greater(t, sum.Reads, 50)
+	for _, c := range finalChecks(ctx, s, "2") {
+		assert.True(t, c.OK, "%s: %s", c.What, c.Got)
+	}
+}

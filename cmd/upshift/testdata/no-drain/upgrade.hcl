@@ -1,0 +1,137 @@
+# TEST FIXTURE: the shipped upgrade with the drain replaced by a kill, to
+# prove that the traffic check sees failures. Never use it on a cluster.
+#
+# The rolling upgrade from X to X+1 without downtime. Old nodes keep serving
+# reads from database A, which takes no writes while they run (read-only);
+# upgraded nodes serve reads and writes on B.
+
+# 1. Every node in full read-only mode: reads are served, writes refused cleanly.
+step "read_only" {
+  description = "Put the node in full read-only mode."
+  for_each    = local.nodes_by_name
+  run         = node_pool.cluster.read_only
+  with {
+    node    = each.key
+    enabled = true
+  }
+}
+
+# 2. Back up the environment: the database and each node's data folder.
+step "backup" {
+  description = "Back up database A."
+  run         = database.main.backup
+  with {
+    to = "${var.backup_dir}/database-before-upgrade.backup"
+  }
+  depends_on = [step.read_only]
+}
+
+step "backup_data" {
+  description = "Back up the node's data folder."
+  for_each    = local.nodes_by_name
+  run         = node_pool.cluster.backup_data
+  with {
+    node = each.key
+    to   = "${var.backup_dir}/data-${each.key}"
+  }
+  depends_on = [step.read_only]
+}
+
+# 3. Copy the database A -> B, for the upgraded nodes.
+step "copy" {
+  description = "Copy database A to B."
+  run         = database.main.copy
+  with {
+    to = var.database_b
+  }
+  depends_on = [step.read_only]
+}
+
+# 4-11. The processing node first, then every other node, one at a time.
+rollout "upgrade" {
+  description  = "Upgrade one node at a time, the processing node first."
+  over         = local.upgrade_order
+  max_parallel = 1
+  on_failure   = "halt"
+  depends_on   = [step.backup, step.backup_data, step.copy]
+
+  # The negative control: the node is killed with requests in flight,
+  # without being drained from the load balancer first.
+  step "kill" {
+    run = node_pool.cluster.exec
+    with {
+      node  = each.value.name
+      shell = "kill -KILL $(cat '${each.value.pid_file}')"
+    }
+  }
+
+  step "stop" {
+    run = node_pool.cluster.stop
+    with {
+      node = each.value.name
+    }
+  }
+
+  step "point" {
+    description = "Point the node to database B."
+    run         = node_pool.cluster.set_config
+    with {
+      node  = each.value.name
+      key   = var.database_key
+      value = step.copy.result.dsn
+    }
+  }
+
+  step "install" {
+    description = "Switch the node to version X+1."
+    run         = node_pool.cluster.set_config
+    with {
+      node  = each.value.name
+      key   = var.version_key
+      value = var.target_version
+    }
+  }
+
+  step "migrate" {
+    description = "Run the platform's migration against database B and the data folder."
+    run         = node_pool.cluster.exec
+    timeout     = "10m"
+    with {
+      node    = each.value.name
+      command = each.value.migrate_command
+    }
+  }
+
+  step "marker" {
+    description = "Let X+1 run alongside the X nodes still serving."
+    run         = node_pool.cluster.touch
+    with {
+      node = each.value.name
+      path = var.marker
+    }
+  }
+
+  step "start" {
+    description = "Start the node on X+1; it is no longer read-only."
+    run         = node_pool.cluster.start
+    with {
+      node = each.value.name
+    }
+  }
+
+  step "healthy" {
+    run = node_pool.cluster.wait_healthy
+    with {
+      node    = each.value.name
+      timeout = var.healthy_timeout
+    }
+  }
+
+  step "enable" {
+    description = "Give the node traffic again."
+    run         = load_balancer.front.enable
+    with {
+      server = each.value.name
+    }
+  }
+}
