@@ -164,7 +164,13 @@ func runDemo(cmd *cobra.Command, f demoFlags) error {
 	if err != nil {
 		return runError(cmd, err)
 	}
-	if b, err := exec.CommandContext(ctx, self, "init", f.playbook, "-var-file", s.VarsFile()).CombinedOutput(); err != nil {
+	// The lab runs its own copy of the playbook, so that its lock file and
+	// journal live in the lab, not in the playbook's folder.
+	playbook := filepath.Join(s.Dir, "playbook")
+	if err := copyPlaybook(f.playbook, playbook); err != nil {
+		return runError(cmd, err)
+	}
+	if b, err := exec.CommandContext(ctx, self, "init", playbook, "-var-file", s.VarsFile()).CombinedOutput(); err != nil {
 		return runError(cmd, fmt.Errorf("upshift init: %v\n%s", err, b))
 	}
 
@@ -175,7 +181,7 @@ func runDemo(cmd *cobra.Command, f demoFlags) error {
 
 	upgradeStart := time.Now()
 	eventsPath := filepath.Join(s.Dir, "events.jsonl")
-	runErr := runAndWatch(ctx, out, eventsPath, self, "run", f.playbook, "-var-file", s.VarsFile(), "--state-dir", filepath.Join(s.Dir, "state"), "--json")
+	runErr := runAndWatch(ctx, out, eventsPath, self, "run", playbook, "-var-file", s.VarsFile(), "--json")
 	time.Sleep(f.warmup)
 	samples := load.Stop()
 	end := time.Now()
@@ -218,7 +224,7 @@ func runDemo(cmd *cobra.Command, f demoFlags) error {
 	}
 	fmt.Fprintf(out, "\nReport: %s\nThe lab stays up for inspection: `upshift lab status --dir %s`; `make demo-down` stops it.\n", reportPath, f.dir)
 	if runErr != nil {
-		fmt.Fprintf(out, "The run failed: %v. `upshift status %s --state-dir %s` shows where it stands.\n", runErr, f.playbook, filepath.Join(s.Dir, "state"))
+		fmt.Fprintf(out, "The run failed: %v. `upshift status %s` shows where it stands.\n", runErr, playbook)
 	}
 	if !allOK {
 		return exitError{exitInvalid}
@@ -332,4 +338,31 @@ func orAny(v string) string {
 		return "any"
 	}
 	return v
+}
+
+// copyPlaybook copies the .hcl files of a playbook folder into dst.
+func copyPlaybook(src, dst string) error {
+	files, err := filepath.Glob(filepath.Join(src, "*.hcl"))
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return fmt.Errorf("%s has no .hcl files", src)
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	for _, f := range files {
+		if filepath.Base(f) == "upshift.lock.hcl" {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dst, filepath.Base(f)), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -88,7 +88,7 @@ func TestDemoUpgradesWithZeroFailures(t *testing.T) {
 	assert.Contains(t, string(html), "migrate")
 	assert.NotContains(t, string(html), "http://", "the report needs no network")
 
-	status := runOK(t, "status", shippedPlaybook, "--state-dir", filepath.Join(dir, "state"))
+	status := runOK(t, "status", filepath.Join(dir, "playbook"))
 	assert.Contains(t, status, ": done")
 }
 
@@ -128,7 +128,8 @@ func TestFailedMigrationHaltsAndResumes(t *testing.T) {
 	ctx := context.Background()
 	s, err := lab.Up(ctx, dir, binDir, io.Discard)
 	require.NoError(t, err)
-	state := filepath.Join(dir, "state")
+	playbook := filepath.Join(dir, "playbook")
+	require.NoError(t, copyPlaybook(shippedPlaybook, playbook))
 	good, err := os.ReadFile(s.VarsFile())
 	require.NoError(t, err)
 	// node-2's migration fails; node-1 (processing) goes first and succeeds.
@@ -136,16 +137,16 @@ func TestFailedMigrationHaltsAndResumes(t *testing.T) {
 	broken := strings.Replace(string(good), `"migrate", "--config", "`+node2.ConfigFile+`"`, `"migrate", "--config", "/nonexistent/config.json"`, 1)
 	require.NotEqual(t, string(good), broken)
 	require.NoError(t, os.WriteFile(s.VarsFile(), []byte(broken), 0o644))
-	runOK(t, "init", shippedPlaybook, "-var-file", s.VarsFile())
+	runOK(t, "init", playbook, "-var-file", s.VarsFile())
 
 	load := traffic.Start(ctx, traffic.Options{URL: s.URL()})
 	defer load.Stop()
 	time.Sleep(time.Second)
-	out, err := upshift(t, "run", shippedPlaybook, "-var-file", s.VarsFile(), "--state-dir", state).CombinedOutput()
+	out, err := upshift(t, "run", playbook, "-var-file", s.VarsFile()).CombinedOutput()
 	require.Error(t, err, "%s", out)
 	assert.Contains(t, string(out), `step.migrate["node-2"]: FAILED`)
 
-	status := runOK(t, "status", shippedPlaybook, "--state-dir", state)
+	status := runOK(t, "status", playbook)
 	assert.Regexp(t, `step\.migrate\["node-2"\]\s+failed`, status)
 	assert.Regexp(t, `step\.drain\["node-3"\]\s+skipped`, status)
 	assert.Regexp(t, `step\.enable\["node-1"\]\s+done`, status)
@@ -175,7 +176,7 @@ func TestFailedMigrationHaltsAndResumes(t *testing.T) {
 
 	// The operator fixes the cause; the run resumes and finishes.
 	require.NoError(t, os.WriteFile(s.VarsFile(), good, 0o644))
-	out2 := runOK(t, "run", shippedPlaybook, "-var-file", s.VarsFile(), "--state-dir", state)
+	out2 := runOK(t, "run", playbook, "-var-file", s.VarsFile())
 	assert.Contains(t, out2, "resuming an interrupted run")
 	time.Sleep(time.Second)
 	samples := load.Stop()
