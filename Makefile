@@ -7,7 +7,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 5s
 PLUGIN_FLAGS := -trimpath -ldflags "-s -w"
 
-.PHONY: all setup build test unit fuzz bench demo demo-down proto docs fmt vet clean
+.PHONY: all setup build test unit race fuzz bench demo demo-down proto docs fmt vet clean
 
 all: build
 
@@ -21,7 +21,7 @@ build:
 	@for p in $(PLUGINS); do echo "build $(BIN)/upshift-plugin-$$p"; CGO_ENABLED=0 $(GO) build $(PLUGIN_FLAGS) -o $(BIN)/upshift-plugin-$$p ./plugins/$$p || exit 1; done
 
 # make test: everything CI checks, from a fresh clone.
-test: setup build vet unit fuzz
+test: setup build vet unit race fuzz
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -29,6 +29,10 @@ vet:
 
 unit:
 	$(GO) test -count=1 -timeout 10m ./...
+
+# The runner walks steps concurrently: its packages also run under the race detector.
+race:
+	$(GO) test -count=1 -race ./runner/... ./playbooks/
 
 # A short fuzz run of the playbook loader: no input may panic.
 fuzz:

@@ -32,11 +32,8 @@ type Scope struct {
 // child context, so planning thousands of instances stays cheap.
 func (pb *Playbook) EvalContext(scope *Scope) *hcl.EvalContext {
 	base := pb.base
-	if base == nil {
+	if base == nil { // still loading: variables or locals may change
 		base = pb.baseContext()
-		if pb.resourcesDone {
-			pb.base = base
-		}
 	}
 	if scope == nil {
 		return base

@@ -241,7 +241,10 @@ func (p *Parser) decode(dir string, files []*hcl.File, opts LoadOptions) (*Playb
 	if diags.HasErrors() {
 		return pb, diags
 	}
-	pb.resourcesDone = true
+	// From here on variables, locals and resources are fixed: one shared
+	// context serves every expression (read-only, so safe to share across
+	// the goroutines of a run).
+	pb.base = pb.baseContext()
 	if opts.PluginsOnly {
 		return pb, diags
 	}

@@ -36,9 +36,9 @@ type Playbook struct {
 
 	varValues   map[string]cty.Value
 	localValues map[string]cty.Value
-	// base is the shared evaluation context, built once resourcesDone.
-	base          *hcl.EvalContext
-	resourcesDone bool
+	// base is the shared evaluation context, built once resources are
+	// decoded.
+	base *hcl.EvalContext
 }
 
 // Variable is a `variable` block and the value it ended up with.

@@ -114,6 +114,8 @@ func (g *Graph) DecodeArgs(inst *Instance, results ResultFunc) (cty.Value, hcl.D
 
 // spec returns the decoder spec of an argument schema, built once per graph.
 func (g *Graph) spec(o *schema.Object) hcldec.Spec {
+	g.specMu.Lock()
+	defer g.specMu.Unlock()
 	if sp, ok := g.specs[o]; ok {
 		return sp
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcldec"
@@ -50,7 +51,8 @@ type Graph struct {
 	// Items lists each rollout's items (keys) by batch.
 	Items map[string][][]string
 
-	specs map[*schema.Object]hcldec.Spec
+	specMu sync.Mutex // steps are decoded concurrently during a run
+	specs  map[*schema.Object]hcldec.Spec
 }
 
 // InstanceAddr renders the address of an instance.
