@@ -7,7 +7,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 5s
 PLUGIN_FLAGS := -trimpath -ldflags "-s -w"
 
-.PHONY: all setup build test unit race fuzz bench demo demo-down proto docs fmt vet clean
+.PHONY: all setup build test unit race fuzz docs bench demo demo-down proto docs fmt vet clean
 
 all: build
 
@@ -48,6 +48,10 @@ demo: setup build
 
 demo-down:
 	@if [ -x $(BIN)/upshift ]; then $(BIN)/upshift lab down --dir lab; fi
+
+# Plugin reference pages, generated from the plugins' own schemas.
+docs: build
+	$(BIN)/upshift plugins docs --bin $(BIN) --out docs/plugins/reference
 
 proto:
 	./plugins/proto/generate.sh

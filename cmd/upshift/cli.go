@@ -97,6 +97,7 @@ database and kind of node.`,
 		newStatusCommand(),
 		newAbortCommand(),
 		newLabCommand(),
+		newPluginsCommand(),
 	)
 	return root
 }

@@ -95,3 +95,20 @@ func TestShippedPlaybookIsFormatted(t *testing.T) {
 	code, out, _ := runCLI("fmt", "-check", shipped)
 	assert.Equal(t, exitOK, code, "unformatted: %s", out)
 }
+
+// TestPluginReferenceDocsAreCurrent regenerates docs/plugins/reference from
+// the plugins' schemas and compares: `make docs` rewrites them.
+func TestPluginReferenceDocsAreCurrent(t *testing.T) {
+	needBinaries(t)
+	out := t.TempDir()
+	runOK(t, "plugins", "docs", "--bin", binDir, "--out", out)
+	generated, err := filepath.Glob(filepath.Join(out, "*.md"))
+	require.NoError(t, err)
+	require.NotEmpty(t, generated)
+	for _, g := range generated {
+		want, err := os.ReadFile(filepath.Join("../../docs/plugins/reference", filepath.Base(g)))
+		require.NoError(t, err, "run `make docs`")
+		got, _ := os.ReadFile(g)
+		assert.Equal(t, string(want), string(got), "%s is stale: run `make docs`", filepath.Base(g))
+	}
+}
