@@ -100,8 +100,8 @@ func (h *handler) configure(_ context.Context, req plugins.ConfigureRequest) err
 			Name: str(v, "name"), Address: str(v, "address"), ConfigFile: str(v, "config_file"), DataDir: str(v, "data_dir"),
 			PidFile: str(v, "pid_file"), LogFile: str(v, "log_file"), HealthURL: str(v, "health_url"), ReadOnlyURL: str(v, "read_only_url"),
 		}
-		if c := v.GetAttr("command"); v.Type().HasAttribute("command") && !c.IsNull() {
-			if l, err := convert.Convert(c, cty.List(cty.String)); err == nil {
+		if v.Type().IsObjectType() && v.Type().HasAttribute("command") && !v.GetAttr("command").IsNull() {
+			if l, err := convert.Convert(v.GetAttr("command"), cty.List(cty.String)); err == nil {
 				for _, e := range l.AsValueSlice() {
 					n.Command = append(n.Command, e.AsString())
 				}
