@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclwrite"
@@ -41,28 +43,50 @@ func MakePlan(g *Graph) (*Plan, hcl.Diagnostics) {
 	if err != nil {
 		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Dependency cycle", Detail: err.Error()}}
 	}
+	var insts []*Instance
+	for _, name := range order {
+		if inst, ok := g.DAG.Vertex(name).(*Instance); ok {
+			insts = append(insts, inst)
+		}
+	}
+	// Instances decode independently (the evaluation context is shared
+	// read-only), so a large plan uses every core.
+	type decoded struct {
+		args  cty.Value
+		diags hcl.Diagnostics
+	}
+	out := make([]decoded, len(insts))
 	none := func(*Instance) (cty.Value, bool) { return cty.NilVal, false }
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < len(insts); i += workers {
+				args, ds := g.DecodeArgs(insts[i], none)
+				if !ds.HasErrors() {
+					_, ds = g.EvalWhen(insts[i], none)
+				}
+				out[i] = decoded{args, ds}
+			}
+		}(w)
+	}
+	wg.Wait()
+
 	p := &Plan{Graph: g}
 	var diags hcl.Diagnostics
-	decoded := map[*playbooks.Step]bool{}
-	for _, name := range order {
-		inst, ok := g.DAG.Vertex(name).(*Instance)
-		if !ok {
-			continue
-		}
-		args, ds := g.DecodeArgs(inst, none)
+	reported := map[*playbooks.Step]bool{}
+	for i, inst := range insts {
 		// One diagnostic per step is enough: its instances share the body.
-		if ds.HasErrors() {
-			if !decoded[inst.Step] {
+		if ds := out[i].diags; ds.HasErrors() {
+			if !reported[inst.Step] {
 				diags = append(diags, ds...)
 			}
-			decoded[inst.Step] = true
+			reported[inst.Step] = true
 			continue
 		}
-		if _, ds := g.EvalWhen(inst, none); ds.HasErrors() && !decoded[inst.Step] {
-			diags = append(diags, ds...)
-			decoded[inst.Step] = true
-		}
+		args := out[i].args
 		p.Steps = append(p.Steps, &PlannedStep{Instance: inst, Args: args, KnownAfter: knownAfter(inst.Step, args)})
 	}
 	if diags.HasErrors() {
