@@ -119,6 +119,7 @@ type loaded struct {
 	dir   string
 	pb    *playbooks.Playbook
 	graph *runner.Graph
+	plan  *runner.Plan
 	files map[string]*hcl.File
 	// providers are the launched plugin instances by resource address, and
 	// infos describe them; both empty when only the kinds' contracts were
@@ -139,28 +140,29 @@ const (
 	withPlugins
 )
 
-// load reads and checks a playbook and builds its graph, printing
-// diagnostics to stderr. A first pass finds the plugins the playbook uses;
-// when they are pinned in DIR/upshift.lock.hcl they are started (checksum
-// verified) and the second pass checks the playbook against their own
-// schemas, vendor actions and config included. It returns exitError{1} when
+// load reads and checks a playbook, builds its graph and plan, printing
+// diagnostics to stderr. When DIR/upshift.lock.hcl pins the plugins, a first
+// pass finds which the playbook uses, they are started (checksum verified)
+// and the playbook is checked against their own schemas, vendor actions and
+// config included; without a lock file the kinds' contracts are used. It returns exitError{1} when
 // the playbook is invalid. Launched plugins end with host.CleanupAll.
 func load(cmd *cobra.Command, dir string, vf varFlags, mode loadMode, logger hclog.Logger) (*loaded, error) {
 	opts := playbooks.LoadOptions{Vars: vf.vars, VarFiles: vf.varFiles}
-	p := playbooks.NewParser()
-	first := opts
-	first.PluginsOnly = true
-	pb, diags := p.Load(dir, first)
-	l := &loaded{dir: dir, pb: pb, files: p.Files(), providers: map[string]plugins.Provider{}, infos: map[string]runner.PluginInfo{}}
-	if diags.HasErrors() {
-		printDiagnostics(cmd.ErrOrStderr(), l.files, diags)
-		return nil, exitError{exitInvalid}
-	}
+	l := &loaded{dir: dir, providers: map[string]plugins.Provider{}, infos: map[string]runner.PluginInfo{}}
 
-	lockPath := filepath.Join(dir, host.LockFileName)
-	lf, err := host.ReadLockFile(lockPath)
+	lf, err := host.ReadLockFile(filepath.Join(dir, host.LockFileName))
 	switch {
 	case err == nil:
+		// A first pass finds the plugins to start.
+		p := playbooks.NewParser()
+		first := opts
+		first.PluginsOnly = true
+		pb, diags := p.Load(dir, first)
+		if diags.HasErrors() {
+			printDiagnostics(cmd.ErrOrStderr(), p.Files(), diags)
+			return nil, exitError{exitInvalid}
+		}
+		l.pb = pb
 		schemas, err := l.launch(cmd, lf, logger)
 		if err != nil {
 			return nil, runError(cmd, err)
@@ -175,8 +177,8 @@ func load(cmd *cobra.Command, dir string, vf varFlags, mode loadMode, logger hcl
 		return nil, runError(cmd, fmt.Errorf("%w; run `upshift init %s` to pin the plugins this playbook uses", err, dir))
 	}
 
-	p = playbooks.NewParser()
-	pb, diags = p.Load(dir, opts)
+	p := playbooks.NewParser()
+	pb, diags := p.Load(dir, opts)
 	l.pb, l.files = pb, p.Files()
 	if !diags.HasErrors() {
 		var ds hcl.Diagnostics
@@ -185,7 +187,7 @@ func load(cmd *cobra.Command, dir string, vf varFlags, mode loadMode, logger hcl
 		if !ds.HasErrors() {
 			// Decoding every step's arguments is what finds a wrong or
 			// missing argument.
-			_, ds = runner.MakePlan(l.graph)
+			l.plan, ds = runner.MakePlan(l.graph)
 			diags = append(diags, ds...)
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/upshift-dev/upshift/plugins/host"
-	"github.com/upshift-dev/upshift/runner"
 )
 
 func newValidateCommand() *cobra.Command {
@@ -42,15 +41,10 @@ func newPlanCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			plan, diags := runner.MakePlan(l.graph)
-			if diags.HasErrors() {
-				printDiagnostics(cmd.ErrOrStderr(), l.files, diags)
-				return exitError{exitInvalid}
-			}
 			if asJSON {
-				return plan.WriteJSON(cmd.OutOrStdout())
+				return l.plan.WriteJSON(cmd.OutOrStdout())
 			}
-			return plan.WriteText(cmd.OutOrStdout())
+			return l.plan.WriteText(cmd.OutOrStdout())
 		},
 	}
 	vf.register(cmd)
