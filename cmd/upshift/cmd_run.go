@@ -95,8 +95,9 @@ type runFlags struct {
 func newRunCommand() *cobra.Command {
 	var rf runFlags
 	cmd := &cobra.Command{
-		Use:   "run DIR",
-		Short: "Run a playbook, or resume its interrupted run",
+		Use:     "run DIR",
+		Aliases: []string{"resume"},
+		Short:   "Run a playbook, or resume its interrupted run (alias: resume)",
 		Long: `run executes the playbook's steps through its plugins, recording each step
 in DIR/.upshift/state before and after it runs. If the last run did not
 finish, run resumes it: steps already done are not run again. Only one run
