@@ -46,8 +46,6 @@ func newStatusCommand() *cobra.Command {
 				enc.SetIndent("", "  ")
 				return enc.Encode(run)
 			}
-			fmt.Fprintf(out, "Run %s of %s: %s (started %s, last update %s)\n\n", run.ID, run.Playbook, run.Status,
-				run.StartedAt.Local().Format("2006-01-02 15:04:05"), run.UpdatedAt.Local().Format("15:04:05"))
 			if err := journal.Format(out, run); err != nil {
 				return err
 			}
