@@ -35,8 +35,7 @@ type State struct {
 	Bin      string      `json:"bin"`
 	Frontend string      `json:"frontend"` // HAProxy's host:port
 	HAProxy  string      `json:"haproxy"`  // HAProxy's folder
-	DBA      string      `json:"db_a"`
-	DBB      string      `json:"db_b"`
+	DB       DB          `json:"db"`
 	Nodes    []NodeState `json:"nodes"`
 }
 
@@ -108,6 +107,20 @@ func (s *State) Running() bool {
 // Up starts a lab in dir with the binaries in bin (platformd). A lab that
 // is already running is left as it is and returned.
 func Up(ctx context.Context, dir, bin string, log io.Writer) (*State, error) {
+	return UpWith(ctx, Options{Dir: dir, Bin: bin}, log)
+}
+
+// Options choose what a lab is made of.
+type Options struct {
+	Dir, Bin string
+	// Database is sqlite (default), postgres or mysql: the machine's local
+	// server, with databases of unique names.
+	Database string
+}
+
+// UpWith is Up with the database chosen.
+func UpWith(ctx context.Context, o Options, log io.Writer) (*State, error) {
+	dir, bin := o.Dir, o.Bin
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -123,11 +136,14 @@ func Up(ctx context.Context, dir, bin string, log io.Writer) (*State, error) {
 	if _, err := os.Stat(filepath.Join(bin, "platformd")); err != nil {
 		return nil, fmt.Errorf("%s: %w (run `make build`)", filepath.Join(bin, "platformd"), err)
 	}
-	s := &State{Dir: dir, Bin: bin, HAProxy: filepath.Join(dir, "haproxy"), DBA: filepath.Join(dir, "db", "a.sqlite"), DBB: filepath.Join(dir, "db", "b.sqlite")}
+	s := &State{Dir: dir, Bin: bin, HAProxy: filepath.Join(dir, "haproxy")}
 	for _, d := range []string{filepath.Join(dir, "db"), filepath.Join(dir, "backups"), s.HAProxy} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
 		}
+	}
+	if s.DB, err = newDB(ctx, o.Database, dir); err != nil {
+		return nil, err
 	}
 	addrs := make([]string, NodeCount)
 	for i := range addrs {
@@ -147,7 +163,7 @@ func Up(ctx context.Context, dir, bin string, log io.Writer) (*State, error) {
 			}
 		}
 		cfg := map[string]any{"name": name, "listen": n.Address, "version": "1", "processing": n.Processing,
-			"data_dir": n.DataDir, "db.driver": "sqlite", "db.dsn": s.DBA, "peers": peers}
+			"data_dir": n.DataDir, "db.driver": s.DB.Driver(), "db.dsn": s.DB.DSN, "peers": peers}
 		if err := os.MkdirAll(n.DataDir, 0o755); err != nil {
 			return nil, err
 		}
@@ -250,18 +266,31 @@ func (s *State) writeVars() error {
 	}
 	body.AppendUnstructuredTokens(hclwrite.TokensForIdentifier("# Written by `upshift lab up`: the shipped playbook's variables for this lab.\n"))
 	body.SetAttributeValue("target_version", str("2"))
-	body.SetAttributeValue("database_b", str(s.DBB))
+	body.SetAttributeValue("database_b", str(s.DB.B))
 	body.SetAttributeValue("backup_dir", str(filepath.Join(s.Dir, "backups")))
 	body.SetAttributeValue("load_balancer", cty.ObjectVal(map[string]cty.Value{
 		"plugin": str("haproxy"),
 		"config": cty.ObjectVal(map[string]cty.Value{"socket": str(s.HAProxyCtl().Socket), "backend": str(Backend), "state_file": str(s.HAProxyCtl().StateFile)}),
 	}))
+	dbConfig := map[string]cty.Value{}
+	for k, v := range s.DB.PluginConfig() {
+		dbConfig[k] = str(v)
+	}
 	body.SetAttributeValue("database", cty.ObjectVal(map[string]cty.Value{
-		"plugin": str("sqlite"),
-		"config": cty.ObjectVal(map[string]cty.Value{"path": str(s.DBA)}),
+		"plugin": str(s.DB.Engine),
+		"config": cty.ObjectVal(dbConfig),
 	}))
 	body.SetAttributeValue("nodes", cty.TupleVal(nodes))
 	return os.WriteFile(s.VarsFile(), hclwrite.Format(f.Bytes()), 0o644)
+}
+
+// Purge deletes the lab's files and its databases on a server. The lab must
+// be down.
+func Purge(s *State) error {
+	if err := s.DB.drop(context.Background()); err != nil {
+		return err
+	}
+	return os.RemoveAll(s.Dir)
 }
 
 // Down stops every process of the lab and waits until they are gone. The
