@@ -97,11 +97,12 @@ func TestDemoUpgradesWithZeroFailures(t *testing.T) {
 // check must see failed requests, or it could not see them at all.
 func TestNegativeControlSeesFailures(t *testing.T) {
 	needHAProxy(t)
+	noDrain := noDrainPlaybook(t)
 	var last string
 	for attempt := 1; attempt <= 3; attempt++ {
 		dir := filepath.Join(t.TempDir(), "lab")
 		labDown(t, dir)
-		out, err := upshift(t, "lab", "demo", "--dir", dir, "--playbook", "testdata/no-drain", "--warmup", "1s").CombinedOutput()
+		out, err := upshift(t, "lab", "demo", "--dir", dir, "--playbook", noDrain, "--warmup", "1s").CombinedOutput()
 		last = string(out)
 		require.Error(t, err, "a demo with failures must not succeed:\n%s", out)
 		r := readsRE.FindStringSubmatch(last)
@@ -188,4 +189,29 @@ func TestFailedMigrationHaltsAndResumes(t *testing.T) {
 	for _, c := range finalChecks(ctx, s, "2") {
 		assert.True(t, c.OK, "%s: %s", c.What, c.Got)
 	}
+}
+
+// noDrainPlaybook is the shipped playbook with its drain step replaced by a
+// kill of the node with requests in flight: the negative control. It is
+// made from the shipped files at test time, so it tracks them.
+func noDrainPlaybook(t *testing.T) string {
+	dir := filepath.Join(t.TempDir(), "no-drain")
+	require.NoError(t, copyPlaybook(shippedPlaybook, dir))
+	path := filepath.Join(dir, "upgrade.hcl")
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	src := string(b)
+	start, end := strings.Index(src, `  step "drain" {`), strings.Index(src, `  step "stop" {`)
+	require.True(t, start > 0 && end > start, "the shipped playbook has a drain step before its stop step")
+	kill := `  step "kill" {
+    run = node_pool.cluster.exec
+    with {
+      node  = each.value.name
+      shell = "kill -KILL $(cat '${each.value.pid_file}')"
+    }
+  }
+
+`
+	require.NoError(t, os.WriteFile(path, []byte(src[:start]+kill+src[end:]), 0o644))
+	return dir
 }
