@@ -145,7 +145,9 @@ func Run(ctx context.Context, g *Graph, opts Options) (*Result, error) {
 		case dag.Failed:
 			res.Failed = append(res.Failed, inst.Addr)
 		case dag.Skipped:
-			x.record(inst, journal.Step{Status: journal.Skipped, Error: "skipped: " + out.Cause + " failed"})
+			if err := x.record(inst, journal.Step{Status: journal.Skipped, Error: "skipped: " + out.Cause + " failed"}); err != nil {
+				return nil, fmt.Errorf("recording %s as skipped: %w", inst.Addr, err)
+			}
 			x.emit(Event{Type: StepSkipped, Address: inst.Addr, Key: inst.Key, Message: out.Cause + " failed"})
 		}
 	}
@@ -310,7 +312,9 @@ func (x *execution) runInstance(ctx context.Context, inst *Instance) error {
 	started := time.Now()
 	ev := Event{Address: inst.Addr, Action: s.Run.String(), Key: inst.Key}
 	fail := func(err error, attempts int, args json.RawMessage) error {
-		x.record(inst, journal.Step{Status: journal.Failed, Error: err.Error(), Attempts: attempts, Args: args, StartedAt: started, EndedAt: time.Now()})
+		if jerr := x.record(inst, journal.Step{Status: journal.Failed, Error: err.Error(), Attempts: attempts, Args: args, StartedAt: started, EndedAt: time.Now()}); jerr != nil {
+			err = fmt.Errorf("%w (and recording the failure failed: %v)", err, jerr)
+		}
 		e := ev
 		e.Type, e.Error, e.Duration = StepFailed, err.Error(), time.Since(started)
 		x.emit(e)
@@ -324,7 +328,9 @@ func (x *execution) runInstance(ctx context.Context, inst *Instance) error {
 	if when.IsKnown() && when.False() {
 		res := cty.NullVal(action.Result.ImpliedType())
 		x.setResult(inst, res)
-		x.record(inst, journal.Step{Status: journal.Done, StartedAt: started, EndedAt: time.Now(), Error: "", Result: json.RawMessage(`null`)})
+		if err := x.record(inst, journal.Step{Status: journal.Done, StartedAt: started, EndedAt: time.Now(), Result: json.RawMessage(`null`)}); err != nil {
+			return fmt.Errorf("recording the step: %w", err)
+		}
 		e := ev
 		e.Type, e.Message = StepSkipped, "when is false"
 		x.emit(e)
@@ -349,8 +355,7 @@ func (x *execution) runInstance(ctx context.Context, inst *Instance) error {
 		case chk.State == plugins.CheckApplied:
 			res, err := conformResult(chk.Result, action)
 			if err == nil {
-				x.finish(inst, res, started, p.Attempts, shownArgs, "checked: already applied")
-				return nil
+				return x.finish(inst, res, started, p.Attempts, shownArgs, "checked: already applied")
 			}
 		case chk.State == plugins.CheckNotApplied:
 			// Safe to run.
@@ -391,8 +396,7 @@ func (x *execution) runInstance(ctx context.Context, inst *Instance) error {
 		}
 		res, err := x.invoke(ctx, inst, provider, wireArgs, attempt)
 		if err == nil {
-			x.finish(inst, res, started, attempt, shownArgs, "")
-			return nil
+			return x.finish(inst, res, started, attempt, shownArgs, "")
 		}
 		lastErr = err
 		if ctx.Err() != nil || attempt == retry.Attempts {
@@ -499,7 +503,10 @@ func (x *execution) setResult(inst *Instance, v cty.Value) {
 	x.mu.Unlock()
 }
 
-func (x *execution) finish(inst *Instance, res cty.Value, started time.Time, attempts int, args json.RawMessage, note string) {
+// finish records a step done. A journal that cannot record it fails the
+// step: the run must not go on with a journal that does not say where
+// things stand (on resume, the step is found running and re-checked).
+func (x *execution) finish(inst *Instance, res cty.Value, started time.Time, attempts int, args json.RawMessage, note string) error {
 	x.setResult(inst, res)
 	shown := redactedJSON(res, inst.Step.Run.Action.Result)
 	st := journal.Step{Status: journal.Done, Attempts: attempts, Args: args, Result: shown, StartedAt: started, EndedAt: time.Now()}
@@ -513,8 +520,11 @@ func (x *execution) finish(inst *Instance, res cty.Value, started time.Time, att
 			st.ResultWire = shown
 		}
 	}
-	x.record(inst, st)
+	if err := x.record(inst, st); err != nil {
+		return fmt.Errorf("the action succeeded but recording it in the journal failed: %w", err)
+	}
 	x.emit(Event{Type: StepFinished, Address: inst.Addr, Action: inst.Step.Run.String(), Key: inst.Key, Attempt: attempts, Duration: time.Since(started), Message: note})
+	return nil
 }
 
 // redactedJSON renders v for the journal with sensitive values hidden.
