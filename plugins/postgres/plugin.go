@@ -1,0 +1,406 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/upshift-dev/upshift/plugins"
+	"github.com/upshift-dev/upshift/plugins/sdk"
+	"github.com/upshift-dev/upshift/schema"
+)
+
+// Version of the postgres plugin.
+const Version = "0.1.0"
+
+// marker is the comment a finished copy carries: an existing B with it is
+// a copy this plugin made and may be kept or dropped; without it, B is
+// someone else's.
+const markerPrefix = "upshift copy of "
+
+var configSchema = &schema.Object{Attributes: []*schema.Attribute{
+	{Name: "dsn", Type: cty.String, Required: true, Sensitive: true, Description: "Connection to database A (URL or key=value), as a role allowed to create databases. Its password is never shown."},
+	{Name: "timeout", Type: cty.String, Description: "Deadline of each connection and statement outside dumps. Default 30s."},
+}}
+
+func newPlugin() *sdk.Plugin {
+	d := &pg{}
+	k := schema.KindDatabase
+	a := func(name string, run func(context.Context, *sdk.Request) (cty.Value, error)) *sdk.Action {
+		return &sdk.Action{Schema: schema.ContractAction(k, name), Run: run}
+	}
+	cp := a("copy", d.copy)
+	cp.Check = d.checkCopy
+	return &sdk.Plugin{
+		Name: "postgres", Version: Version, Kind: k, Config: configSchema, Configure: d.configure,
+		Actions: []*sdk.Action{a("backup", d.backup), cp, a("read_only", d.readOnly), a("drop", d.drop), a("check", d.check)},
+	}
+}
+
+type pg struct {
+	dsn     string
+	cfg     *pgx.ConnConfig
+	timeout time.Duration
+}
+
+func (d *pg) configure(_ context.Context, req plugins.ConfigureRequest) error {
+	d.dsn = req.Config.GetAttr("dsn").AsString()
+	cfg, err := pgx.ParseConfig(d.dsn)
+	if err != nil {
+		// pgx's message may quote the DSN: say only what is wrong.
+		return sdk.ArgError("dsn", "not a PostgreSQL connection string (URL or key=value)")
+	}
+	if cfg.Database == "" {
+		return sdk.ArgError("dsn", "names no database: it must connect to database A")
+	}
+	d.cfg = cfg
+	d.timeout = 30 * time.Second
+	if t := req.Config.GetAttr("timeout"); !t.IsNull() {
+		v, err := time.ParseDuration(t.AsString())
+		if err != nil || v <= 0 {
+			return sdk.ArgError("timeout", "%q is not a positive duration", t.AsString())
+		}
+		d.timeout = v
+	}
+	d.cfg.ConnectTimeout = d.timeout
+	return nil
+}
+
+func result(r *sdk.Request, attrs map[string]cty.Value) (cty.Value, error) {
+	return sdk.Result(schema.ContractAction(schema.KindDatabase, r.Action), attrs)
+}
+
+// where names the server and database in messages, without credentials.
+func (d *pg) where(db string) string {
+	return fmt.Sprintf("database %q on %s:%d", db, d.cfg.Host, d.cfg.Port)
+}
+
+func (d *pg) connect(ctx context.Context, db string) (*pgx.Conn, error) {
+	cfg := d.cfg.Copy()
+	cfg.Database = db
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %s", d.where(db), cleanErr(err))
+	}
+	// A read-only A (read_only enabled) must not stop upshift itself from
+	// copying it or turning read-only off again.
+	if _, err := c.Exec(ctx, "SET default_transaction_read_only = off"); err != nil {
+		c.Close(context.Background())
+		return nil, fmt.Errorf("%s: %w", d.where(db), err)
+	}
+	return c, nil
+}
+
+// cleanErr keeps pgx's reason but not a connection string it may quote.
+func cleanErr(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "): "); i >= 0 && strings.Contains(msg[:i], "failed to connect to") {
+		return strings.TrimSpace(msg[i+3:])
+	}
+	return msg
+}
+
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+
+// name validates a database name given as an argument.
+func name(attr, n string) (string, error) {
+	if !identRE.MatchString(n) {
+		return "", sdk.ArgError(attr, "%q is not a database name upshift creates (letters, digits, _; at most 63)", n)
+	}
+	return n, nil
+}
+
+// dsnFor is A's DSN with the database replaced: what nodes use to reach B.
+func (d *pg) dsnFor(db string) string {
+	if u, err := url.Parse(d.dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		u.Path = "/" + db
+		return u.String()
+	}
+	re := regexp.MustCompile(`(^|\s)dbname=\S+`)
+	if re.MatchString(d.dsn) {
+		return re.ReplaceAllString(d.dsn, "${1}dbname="+db)
+	}
+	return d.dsn + " dbname=" + db
+}
+
+// tool finds a PostgreSQL client program: on PATH, else the newest under
+// /usr/lib/postgresql (Debian keeps them there).
+func tool(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + name)
+	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) > version(dirs[j]) })
+	if len(dirs) > 0 {
+		return dirs[0], nil
+	}
+	return "", fmt.Errorf("%s not found on PATH or in /usr/lib/postgresql/*/bin: install postgresql-client", name)
+}
+
+func version(p string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(p))))
+	return v
+}
+
+// clientEnv passes the connection to pg_dump/pg_restore in the environment,
+// never on the command line where `ps` shows it.
+func (d *pg) clientEnv(db string) []string {
+	env := append(os.Environ(),
+		"PGHOST="+d.cfg.Host, "PGPORT="+strconv.Itoa(int(d.cfg.Port)), "PGUSER="+d.cfg.User, "PGDATABASE="+db,
+		"PGCONNECT_TIMEOUT="+strconv.Itoa(max(1, int(d.timeout.Seconds()))))
+	if d.cfg.Password != "" {
+		env = append(env, "PGPASSWORD="+d.cfg.Password)
+	}
+	if d.cfg.TLSConfig == nil {
+		env = append(env, "PGSSLMODE=disable")
+	}
+	return env
+}
+
+func (d *pg) run(ctx context.Context, db string, prog string, args ...string) error {
+	p, err := tool(prog)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, p, args...)
+	cmd.Env = d.clientEnv(db)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s on %s: %v: %s", prog, d.where(db), err, lastLines(string(out), 3))
+	}
+	return nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+func (d *pg) backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+	to := r.String("to")
+	if !filepath.IsAbs(to) {
+		return cty.NilVal, sdk.ArgError("to", "%q must be an absolute path", to)
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		return cty.NilVal, err
+	}
+	tmp := to + ".upshift-tmp"
+	defer os.Remove(tmp)
+	r.Progress("pg_dump of %s", d.where(d.cfg.Database))
+	if err := d.run(ctx, d.cfg.Database, "pg_dump", "--format=custom", "--file="+tmp); err != nil {
+		return cty.NilVal, err
+	}
+	// A dump pg_restore cannot list is no backup.
+	if err := d.run(ctx, d.cfg.Database, "pg_restore", "--list", tmp); err != nil {
+		return cty.NilVal, fmt.Errorf("the backup does not read back: %w", err)
+	}
+	if err := os.Rename(tmp, to); err != nil {
+		return cty.NilVal, err
+	}
+	st, err := os.Stat(to)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	return result(r, map[string]cty.Value{"path": cty.StringVal(to), "bytes": cty.NumberIntVal(st.Size())})
+}
+
+// state says whether db exists and whether it is a finished copy of A.
+func (d *pg) state(ctx context.Context, c *pgx.Conn, db string) (exists, ours bool, err error) {
+	var comment *string
+	err = c.QueryRow(ctx, `SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1`, db).Scan(&comment)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, err
+	}
+	return true, comment != nil && *comment == markerPrefix+d.cfg.Database, nil
+}
+
+func (d *pg) copyResult(r *sdk.Request, b, method string) (cty.Value, error) {
+	return result(r, map[string]cty.Value{"name": cty.StringVal(b), "dsn": cty.StringVal(d.dsnFor(b)), "method": cty.StringVal(method)})
+}
+
+func (d *pg) copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+	b, err := name("to", r.String("to"))
+	if err != nil {
+		return cty.NilVal, err
+	}
+	if b == d.cfg.Database {
+		return cty.NilVal, sdk.ArgError("to", "%q is database A itself", b)
+	}
+	c, err := d.connect(ctx, d.cfg.Database)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	defer c.Close(context.Background())
+	exists, ours, err := d.state(ctx, c, b)
+	if err != nil {
+		return cty.NilVal, fmt.Errorf("%s: %w", d.where(b), err)
+	}
+	switch {
+	case exists && ours && !r.Bool("replace", false):
+		r.Progress("%s is already a finished copy of %s; kept", b, d.cfg.Database)
+		return d.copyResult(r, b, "kept")
+	case exists && !ours && !r.Bool("replace", false):
+		return cty.NilVal, sdk.ArgError("to", "%s exists and is not a copy made by upshift; set replace = true to overwrite it", d.where(b))
+	case exists:
+		r.Progress("replacing %s", b)
+		if _, err := c.Exec(ctx, "DROP DATABASE "+pgx.Identifier{b}.Sanitize()+" WITH (FORCE)"); err != nil {
+			return cty.NilVal, fmt.Errorf("dropping %s: %w", d.where(b), err)
+		}
+	}
+
+	method := "template"
+	var others int
+	if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, d.cfg.Database).Scan(&others); err != nil {
+		return cty.NilVal, err
+	}
+	// CREATE DATABASE ... TEMPLATE copies files, fast and exact, but only
+	// while no other session is connected to A; with the old nodes still
+	// serving reads from A, dump and restore is the way.
+	if others == 0 {
+		_, err = c.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{b}.Sanitize()+" TEMPLATE "+pgx.Identifier{d.cfg.Database}.Sanitize())
+		if err == nil {
+			r.Progress("copied %s to %s with CREATE DATABASE ... TEMPLATE", d.cfg.Database, b)
+		}
+	}
+	if others > 0 || err != nil {
+		method = "dump-restore"
+		why := fmt.Sprintf("%d other sessions are connected to %s", others, d.cfg.Database)
+		if err != nil {
+			why = "TEMPLATE failed: " + err.Error()
+		}
+		r.Progress("copying by pg_dump | pg_restore: %s", why)
+		if err := d.dumpRestore(ctx, c, b); err != nil {
+			_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{b}.Sanitize()+" WITH (FORCE)")
+			return cty.NilVal, err
+		}
+	}
+	if _, err := c.Exec(ctx, "COMMENT ON DATABASE "+pgx.Identifier{b}.Sanitize()+" IS "+quote(markerPrefix+d.cfg.Database)); err != nil {
+		return cty.NilVal, err
+	}
+	return d.copyResult(r, b, method)
+}
+
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+func (d *pg) dumpRestore(ctx context.Context, c *pgx.Conn, b string) error {
+	if _, err := c.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{b}.Sanitize()); err != nil {
+		return fmt.Errorf("creating %s: %w", d.where(b), err)
+	}
+	dir, err := os.MkdirTemp("", "upshift-pg-copy-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	dump := filepath.Join(dir, "a.dump")
+	if err := d.run(ctx, d.cfg.Database, "pg_dump", "--format=custom", "--file="+dump); err != nil {
+		return err
+	}
+	return d.run(ctx, b, "pg_restore", "--no-owner", "--exit-on-error", "--dbname="+b, dump)
+}
+
+func (d *pg) checkCopy(ctx context.Context, r *sdk.Request) (plugins.CheckResponse, error) {
+	b, err := name("to", r.String("to"))
+	if err != nil {
+		return plugins.CheckResponse{}, err
+	}
+	c, err := d.connect(ctx, d.cfg.Database)
+	if err != nil {
+		return plugins.CheckResponse{}, err
+	}
+	defer c.Close(context.Background())
+	exists, ours, err := d.state(ctx, c, b)
+	switch {
+	case err != nil:
+		return plugins.CheckResponse{}, err
+	case exists && ours:
+		res, err := d.copyResult(r, b, "kept")
+		return plugins.CheckResponse{State: plugins.CheckApplied, Result: res}, err
+	case exists:
+		return plugins.CheckResponse{State: plugins.CheckUnknown, Detail: b + " exists but is not a finished copy"}, nil
+	}
+	return plugins.CheckResponse{State: plugins.CheckNotApplied}, nil
+}
+
+func (d *pg) readOnly(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+	enabled := r.Bool("enabled", true)
+	c, err := d.connect(ctx, d.cfg.Database)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	defer c.Close(context.Background())
+	// Applies to sessions opened from now on; sessions already open keep
+	// their setting, which is why the node pool's read-only mode comes first.
+	if _, err := c.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{d.cfg.Database}.Sanitize()+" SET default_transaction_read_only = "+map[bool]string{true: "on", false: "off"}[enabled]); err != nil {
+		return cty.NilVal, fmt.Errorf("%s: %w", d.where(d.cfg.Database), err)
+	}
+	r.Progress("default_transaction_read_only = %t on %s (new sessions)", enabled, d.cfg.Database)
+	return result(r, map[string]cty.Value{"enabled": cty.BoolVal(enabled)})
+}
+
+func (d *pg) drop(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+	b, err := name("name", r.String("name"))
+	if err != nil {
+		return cty.NilVal, err
+	}
+	if b == d.cfg.Database {
+		return cty.NilVal, sdk.ArgError("name", "%s is database A, which the nodes use; it is never dropped", d.where(b))
+	}
+	c, err := d.connect(ctx, d.cfg.Database)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	defer c.Close(context.Background())
+	exists, ours, err := d.state(ctx, c, b)
+	switch {
+	case err != nil:
+		return cty.NilVal, err
+	case !exists:
+		return result(r, map[string]cty.Value{"dropped": cty.False})
+	case !ours:
+		return cty.NilVal, sdk.ArgError("name", "%s was not made by upshift's copy; not dropping it", d.where(b))
+	}
+	var sessions int
+	if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1`, b).Scan(&sessions); err != nil {
+		return cty.NilVal, err
+	}
+	if sessions > 0 {
+		return cty.NilVal, fmt.Errorf("%s has %d open sessions (nodes may be using it); not dropping it", d.where(b), sessions)
+	}
+	if _, err := c.Exec(ctx, "DROP DATABASE "+pgx.Identifier{b}.Sanitize()); err != nil {
+		return cty.NilVal, fmt.Errorf("dropping %s: %w", d.where(b), err)
+	}
+	return result(r, map[string]cty.Value{"dropped": cty.True})
+}
+
+func (d *pg) check(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+	c, err := d.connect(ctx, d.cfg.Database)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	defer c.Close(context.Background())
+	var v string
+	if err := c.QueryRow(ctx, "SHOW server_version").Scan(&v); err != nil {
+		return cty.NilVal, fmt.Errorf("%s: %w", d.where(d.cfg.Database), err)
+	}
+	return result(r, map[string]cty.Value{"name": cty.StringVal(d.cfg.Database), "version": cty.StringVal(v)})
+}

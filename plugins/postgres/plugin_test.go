@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/upshift-dev/upshift/plugins"
+	"github.com/upshift-dev/upshift/plugins/sdk/sdktest"
+)
+
+// adminDSN reaches the machine's PostgreSQL (trust auth for postgres on
+// loopback, as this project's machines and CI have it).
+func adminDSN() string {
+	if v := os.Getenv("UPSHIFT_TEST_POSTGRES"); v != "" {
+		return v
+	}
+	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+}
+
+// newA creates a uniquely named database A with some rows; it and any copy
+// named after it are dropped when the test ends.
+func newA(t *testing.T) (name string, dsn string, admin *pgx.Conn) {
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, adminDSN())
+	if err != nil {
+		t.Fatalf("PostgreSQL is not reachable at 127.0.0.1:5432 (run .ci/setup and start it): %v", err)
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name = "upshift_test_" + hex.EncodeToString(b)
+	_, err = admin.Exec(ctx, "CREATE DATABASE "+name)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		for _, n := range []string{name, name + "_b", name + "_other"} {
+			_, _ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+n+" WITH (FORCE)")
+		}
+		admin.Close(context.Background())
+	})
+	dsn = "postgres://postgres@127.0.0.1:5432/" + name + "?sslmode=disable"
+	c, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer c.Close(ctx)
+	_, err = c.Exec(ctx, "CREATE TABLE items(id int primary key, v text); INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 500) g")
+	require.NoError(t, err)
+	return name, dsn, admin
+}
+
+func provider(t *testing.T, dsn string) plugins.Provider {
+	p := sdktest.Provider(t, newPlugin())
+	d := p.Configure(context.Background(), plugins.ConfigureRequest{Config: cty.ObjectVal(map[string]cty.Value{"dsn": cty.StringVal(dsn), "timeout": cty.StringVal("10s")})})
+	require.False(t, d.HasErrors(), "%v", d.Err())
+	return p
+}
+
+func invoke(p plugins.Provider, action string, args map[string]cty.Value) plugins.InvokeResponse {
+	return p.Invoke(context.Background(), plugins.InvokeRequest{Action: action, Args: cty.ObjectVal(args)})
+}
+
+func count(t *testing.T, dsn string) int {
+	c, err := pgx.Connect(context.Background(), dsn)
+	require.NoError(t, err)
+	defer c.Close(context.Background())
+	var n int
+	require.NoError(t, c.QueryRow(context.Background(), "SELECT count(*) FROM items").Scan(&n))
+	return n
+}
+
+func TestCopyByTemplateThenByDumpWhenASessionHoldsA(t *testing.T) {
+	a, dsn, admin := newA(t)
+	p := provider(t, dsn)
+	b := a + "_b"
+	copyArgs := map[string]cty.Value{"to": cty.StringVal(b), "replace": cty.NullVal(cty.Bool)}
+
+	// Nothing else connected to A: a template copy.
+	r := invoke(p, "copy", copyArgs)
+	require.False(t, r.Diagnostics.HasErrors(), "%v", r.Diagnostics.Err())
+	assert.Equal(t, "template", r.Result.GetAttr("method").AsString())
+	assert.Equal(t, 500, count(t, r.Result.GetAttr("dsn").AsString()))
+
+	// Idempotent: a finished copy is kept.
+	r = invoke(p, "copy", copyArgs)
+	require.False(t, r.Diagnostics.HasErrors())
+	assert.Equal(t, "kept", r.Result.GetAttr("method").AsString())
+	chk := p.Check(context.Background(), plugins.InvokeRequest{Action: "copy", Args: cty.ObjectVal(copyArgs)})
+	assert.Equal(t, plugins.CheckApplied, chk.State)
+
+	// A node holds a session on A: dump and restore, said so.
+	hold, err := pgx.Connect(context.Background(), dsn)
+	require.NoError(t, err)
+	defer hold.Close(context.Background())
+	var lines []string
+	r = p.Invoke(context.Background(), plugins.InvokeRequest{Action: "copy", Args: cty.ObjectVal(map[string]cty.Value{"to": cty.StringVal(b), "replace": cty.True}), Progress: func(l string) { lines = append(lines, l) }})
+	require.False(t, r.Diagnostics.HasErrors(), "%v", r.Diagnostics.Err())
+	assert.Equal(t, "dump-restore", r.Result.GetAttr("method").AsString())
+	assert.Contains(t, lines[len(lines)-1], "other sessions are connected")
+	assert.Equal(t, 500, count(t, r.Result.GetAttr("dsn").AsString()))
+
+	// A database that is not ours is never overwritten or dropped.
+	_, err = admin.Exec(context.Background(), "CREATE DATABASE "+a+"_other")
+	require.NoError(t, err)
+	r = invoke(p, "copy", map[string]cty.Value{"to": cty.StringVal(a + "_other"), "replace": cty.NullVal(cty.Bool)})
+	require.True(t, r.Diagnostics.HasErrors())
+	assert.Equal(t, "to", r.Diagnostics[0].Attribute)
+	r = invoke(p, "drop", map[string]cty.Value{"name": cty.StringVal(a + "_other")})
+	require.True(t, r.Diagnostics.HasErrors())
+	r = invoke(p, "drop", map[string]cty.Value{"name": cty.StringVal(a)})
+	require.True(t, r.Diagnostics.HasErrors(), "A is never dropped")
+
+	r = invoke(p, "drop", map[string]cty.Value{"name": cty.StringVal(b)})
+	require.False(t, r.Diagnostics.HasErrors(), "%v", r.Diagnostics.Err())
+	assert.True(t, r.Result.GetAttr("dropped").True())
+}
+
+func TestBackupReadOnlyAndCheck(t *testing.T) {
+	_, dsn, _ := newA(t)
+	p := provider(t, dsn)
+	to := filepath.Join(t.TempDir(), "a.dump")
+	r := invoke(p, "backup", map[string]cty.Value{"to": cty.StringVal(to)})
+	require.False(t, r.Diagnostics.HasErrors(), "%v", r.Diagnostics.Err())
+	st, err := os.Stat(to)
+	require.NoError(t, err)
+	assert.Greater(t, st.Size(), int64(1000))
+
+	r = invoke(p, "read_only", map[string]cty.Value{"enabled": cty.True})
+	require.False(t, r.Diagnostics.HasErrors(), "%v", r.Diagnostics.Err())
+	c, err := pgx.Connect(context.Background(), dsn)
+	require.NoError(t, err)
+	_, err = c.Exec(context.Background(), "INSERT INTO items VALUES (1000, 'x')")
+	assert.ErrorContains(t, err, "read-only", "a new session cannot write")
+	c.Close(context.Background())
+	r = invoke(p, "read_only", map[string]cty.Value{"enabled": cty.False})
+	require.False(t, r.Diagnostics.HasErrors())
+
+	r = invoke(p, "check", map[string]cty.Value{})
+	require.False(t, r.Diagnostics.HasErrors())
+	assert.Regexp(t, `^\d+`, r.Result.GetAttr("version").AsString())
+}
+
+func TestBadConnectionIsOneLineWithoutSecrets(t *testing.T) {
+	p := provider(t, "postgres://postgres:hunter2@127.0.0.1:5432/upshift_no_such_db?sslmode=disable")
+	r := invoke(p, "check", map[string]cty.Value{})
+	require.True(t, r.Diagnostics.HasErrors())
+	msg := r.Diagnostics.Err().Error()
+	assert.Contains(t, msg, `database "upshift_no_such_db" on 127.0.0.1:5432`)
+	assert.NotContains(t, msg, "hunter2")
+	assert.NotContains(t, msg, "\n")
+
+	bad := sdktest.Provider(t, newPlugin())
+	d := bad.Configure(context.Background(), plugins.ConfigureRequest{Config: cty.ObjectVal(map[string]cty.Value{"dsn": cty.StringVal("postgres://u:hunter2@[::1"), "timeout": cty.NullVal(cty.String)})})
+	require.True(t, d.HasErrors())
+	assert.NotContains(t, d.Err().Error(), "hunter2")
+	assert.Equal(t, "dsn", d[0].Attribute)
+}
