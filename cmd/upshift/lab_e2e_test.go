@@ -92,6 +92,32 @@ func TestDemoUpgradesWithZeroFailures(t *testing.T) {
 	assert.Contains(t, status, ": done")
 }
 
+// TestDemoMatrix runs the same upgrade with the nodes on PostgreSQL and on
+// MariaDB (this machine's servers), through their plugins: every cell must
+// end with zero failed requests and zero lost writes.
+func TestDemoMatrix(t *testing.T) {
+	needHAProxy(t)
+	for _, db := range []string{"postgres", "mysql"} {
+		t.Run(db, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "lab")
+			t.Cleanup(func() {
+				if s, err := lab.Load(dir); err == nil {
+					_ = lab.Down(s, io.Discard)
+					_ = lab.Purge(s) // drops the lab's databases on the server
+				}
+			})
+			out, err := upshift(t, "lab", "demo", "--dir", dir, "--db", db, "--playbook", shippedPlaybook, "--warmup", "1s").CombinedOutput()
+			require.NoError(t, err, "%s", out)
+			text := string(out)
+			assert.Equal(t, "0", readsRE.FindStringSubmatch(text)[2], "failed reads")
+			assert.Equal(t, "0", writesRE.FindStringSubmatch(text)[3], "failed writes")
+			assert.Equal(t, "0", lostRE.FindStringSubmatch(text)[1], "lost writes")
+			assert.Regexp(t, `node-3: uses database B +ok +\S*upshift_lab_\w+_b`, text)
+			assert.NotContains(t, text, "FAILED")
+		})
+	}
+}
+
 // TestNegativeControlSeesFailures runs the same upgrade with the drain
 // replaced by a kill of each node with requests in flight: the traffic
 // check must see failed requests, or it could not see them at all.

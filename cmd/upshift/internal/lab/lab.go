@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2/hclwrite"
@@ -31,12 +32,15 @@ const NodeCount = 3
 
 // State is what a lab is made of, saved in <dir>/lab.json.
 type State struct {
-	Dir      string      `json:"dir"`
-	Bin      string      `json:"bin"`
-	Frontend string      `json:"frontend"` // HAProxy's host:port
-	HAProxy  string      `json:"haproxy"`  // HAProxy's folder
-	DB       DB          `json:"db"`
-	Nodes    []NodeState `json:"nodes"`
+	Dir      string `json:"dir"`
+	Bin      string `json:"bin"`
+	Frontend string `json:"frontend"` // HAProxy's host:port
+	HAProxy  string `json:"haproxy"`  // HAProxy's folder
+	// HAProxyPid is the master's pid when the lab was started (the pid
+	// file in HAProxy's folder is authoritative).
+	HAProxyPid int         `json:"haproxy_pid,omitempty"`
+	DB         DB          `json:"db"`
+	Nodes      []NodeState `json:"nodes"`
 }
 
 // NodeState is one node of the lab.
@@ -48,6 +52,9 @@ type NodeState struct {
 	DataDir    string `json:"data_dir"`
 	PidFile    string `json:"pid_file"`
 	LogFile    string `json:"log_file"`
+	// Pid is the pid the lab started; the playbook restarts nodes, so the
+	// pid file is authoritative.
+	Pid int `json:"pid,omitempty"`
 }
 
 // Node returns the localnode view of n, which starts and stops it.
@@ -130,6 +137,9 @@ func UpWith(ctx context.Context, o Options, log io.Writer) (*State, error) {
 		return nil, err
 	}
 	if s, err := Load(dir); err == nil && s.Running() {
+		if missing := s.notRunning(); len(missing) > 0 {
+			return nil, fmt.Errorf("the lab in %s is partly up (%s not running); `upshift lab down --dir %s` stops the rest, then try again", dir, strings.Join(missing, ", "), dir)
+		}
 		fmt.Fprintf(log, "The lab in %s is already up; `upshift lab down --dir %s` stops it.\n", dir, dir)
 		return s, nil
 	}
@@ -178,7 +188,7 @@ func UpWith(ctx context.Context, o Options, log io.Writer) (*State, error) {
 	}
 	quiet := func(string, ...any) {}
 	// One at a time: the first node creates the database.
-	for _, n := range s.Nodes {
+	for i, n := range s.Nodes {
 		ln := s.Node(n)
 		if _, err := ln.Start(ctx, 20*time.Second, quiet); err != nil {
 			_ = Down(s, io.Discard)
@@ -186,8 +196,9 @@ func UpWith(ctx context.Context, o Options, log io.Writer) (*State, error) {
 		}
 		if _, err := ln.WaitHealthy(ctx, 20*time.Second, 1, quiet); err != nil {
 			_ = Down(s, io.Discard)
-			return nil, fmt.Errorf("%s: %w", n.Name, err)
+			return nil, fmt.Errorf("%s: %w (log: %s)", n.Name, err, n.LogFile)
 		}
+		s.Nodes[i].Pid = ln.Pid()
 		fmt.Fprintf(log, "  %s  version 1  http://%s%s\n", n.Name, n.Address, map[bool]string{true: "  (processing)"}[n.Processing])
 	}
 	var servers []haproxyd.Server
@@ -199,7 +210,7 @@ func UpWith(ctx context.Context, o Options, log io.Writer) (*State, error) {
 		_ = Down(s, io.Discard)
 		return nil, err
 	}
-	s.Frontend = hp.Addr
+	s.Frontend, s.HAProxyPid = hp.Addr, hp.MasterPID()
 	if err := s.save(); err != nil {
 		return nil, err
 	}
@@ -209,6 +220,7 @@ func UpWith(ctx context.Context, o Options, log io.Writer) (*State, error) {
 	}
 	fmt.Fprintf(log, "  haproxy    %s  (admin socket %s)\n", s.URL(), hp.Socket)
 	if err := s.writeVars(); err != nil {
+		_ = Down(s, io.Discard)
 		return nil, err
 	}
 	fmt.Fprintf(log, "  variables  %s\n", s.VarsFile())
@@ -309,7 +321,53 @@ func Down(s *State, log io.Writer) error {
 	} else {
 		fmt.Fprintln(log, "  haproxy stopped")
 	}
+	// Check what was recorded too: a pid file removed by hand must not
+	// leave a process behind unnoticed.
+	for _, pid := range s.recordedPids() {
+		if pid > 0 && processAlive(pid) && strings.Contains(cmdline(pid), s.Dir) {
+			errs = append(errs, fmt.Errorf("pid %d (%s) is still running", pid, cmdline(pid)))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// notRunning names the parts of the lab whose process is gone.
+func (s *State) notRunning() []string {
+	var out []string
+	for _, n := range s.Nodes {
+		if !s.Node(n).Running() {
+			out = append(out, n.Name)
+		}
+	}
+	if !s.HAProxyCtl().Running() {
+		out = append(out, "haproxy")
+	}
+	return out
+}
+
+// recordedPids are the pids in lab.json.
+func (s *State) recordedPids() []int {
+	out := []int{s.HAProxyPid}
+	for _, n := range s.Nodes {
+		out = append(out, n.Pid)
+	}
+	return out
+}
+
+// processAlive reports whether pid is a live process (not a zombie).
+func processAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i > 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
+}
+
+// cmdline is a process's command line, spaces between arguments.
+func cmdline(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
 }
 
 func freeAddr() (string, error) {

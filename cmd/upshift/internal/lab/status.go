@@ -1,0 +1,160 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/upshift-dev/upshift/plugins/haproxy/haproxyd"
+)
+
+// NodeStatus is what a node looks like from outside: its process, its own
+// health answer, its config and what HAProxy thinks of it.
+type NodeStatus struct {
+	Name       string
+	Pid        int // 0: not running
+	Healthy    bool
+	Health     string // healthz status ("ok", "starting", ...), or why there is none
+	Version    string // from GET /version; "" if it did not answer
+	ReadOnly   bool
+	Processing bool
+	DSN        string // the config's db.dsn
+	Marker     bool   // <data_dir>/rolling-upgrade exists
+	// HAProxy's view, from `show stat` and `show servers state`.
+	LBStatus string // UP, DOWN, MAINT, DRAIN, ... ("" if HAProxy did not answer)
+	LBAdmin  int    // srv_admin_state bits; 0 is READY
+	LBActive int    // scur: sessions in flight
+}
+
+// InRotation reports whether HAProxy sends the node traffic: UP and READY.
+func (n NodeStatus) InRotation() bool { return n.LBStatus == "UP" && n.LBAdmin == 0 }
+
+// Status is a snapshot of the whole lab.
+type Status struct {
+	HAProxyPid int
+	HAProxyErr string // why HAProxy's view is missing, if it is
+	Nodes      []NodeStatus
+}
+
+// Inspect looks at every node and at HAProxy. It never fails: what cannot
+// be seen is reported as such.
+func (s *State) Inspect(ctx context.Context) Status {
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	get := func(url string, v any) (int, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return 0, err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode, json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(v)
+	}
+	st := Status{HAProxyPid: s.HAProxyCtl().MasterPID()}
+	if !s.HAProxyCtl().Running() {
+		st.HAProxyPid = 0
+	}
+	for _, n := range s.Nodes {
+		ns := NodeStatus{Name: n.Name, Pid: s.Node(n).Pid(), Processing: n.Processing}
+		var h struct {
+			Status   string `json:"status"`
+			ReadOnly bool   `json:"read_only"`
+		}
+		if code, err := get("http://"+n.Address+"/healthz", &h); err != nil {
+			ns.Health = "not answering"
+		} else {
+			ns.Health, ns.Healthy, ns.ReadOnly = h.Status, code == http.StatusOK, h.ReadOnly
+		}
+		var v struct {
+			Version string `json:"version"`
+		}
+		if code, err := get("http://"+n.Address+"/version", &v); err == nil && code == http.StatusOK {
+			ns.Version = v.Version
+		}
+		var cfg map[string]any
+		if b, err := os.ReadFile(n.ConfigFile); err == nil && json.Unmarshal(b, &cfg) == nil {
+			ns.DSN = fmt.Sprint(cfg["db.dsn"])
+		}
+		_, err := os.Stat(filepath.Join(n.DataDir, "rolling-upgrade"))
+		ns.Marker = err == nil
+		st.Nodes = append(st.Nodes, ns)
+	}
+	hc := haproxyd.NewClient(s.HAProxyCtl().Socket, 2*time.Second)
+	stats, _, err := hc.Servers(ctx, Backend)
+	if err != nil {
+		st.HAProxyErr = err.Error()
+		return st
+	}
+	states, err := hc.ServersState(ctx, Backend)
+	if err != nil {
+		st.HAProxyErr = err.Error()
+		return st
+	}
+	for i := range st.Nodes {
+		ns := &st.Nodes[i]
+		for _, row := range stats {
+			if row["svname"] == ns.Name {
+				ns.LBStatus, ns.LBActive = row["status"], row.Int("scur")
+			}
+		}
+		for _, ss := range states {
+			if ss.Name == ns.Name {
+				ns.LBAdmin = ss.AdminState
+			}
+		}
+	}
+	return st
+}
+
+// Write renders the status as a table for a person. Database paths are
+// shown as they are; a server DSN is shown with its password hidden.
+func (st Status) Write(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tPID\tHEALTH\tVERSION\tREAD-ONLY\tHAPROXY\tIN FLIGHT\tDATABASE")
+	for _, n := range st.Nodes {
+		pid := "stopped"
+		if n.Pid != 0 {
+			pid = fmt.Sprint(n.Pid)
+		}
+		lb := n.LBStatus
+		switch {
+		case lb == "":
+			lb = "?"
+		case n.LBAdmin&(haproxyd.AdminForcedMaint|haproxyd.AdminConfigMaint) != 0 && !strings.Contains(lb, "MAINT"):
+			lb += " (maint)"
+		case n.LBAdmin&haproxyd.AdminForcedDrain != 0 && !strings.Contains(lb, "DRAIN"):
+			lb += " (drain)"
+		}
+		version := n.Version
+		if version == "" {
+			version = "-"
+		}
+		name := n.Name
+		if n.Processing {
+			name += " (processing)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%s\t%d\t%s\n", name, pid, n.Health, version, n.ReadOnly, lb, n.LBActive, RedactDSN(n.DSN))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	switch {
+	case st.HAProxyPid == 0:
+		_, err := fmt.Fprintln(w, "haproxy: not running")
+		return err
+	case st.HAProxyErr != "":
+		_, err := fmt.Fprintf(w, "haproxy: pid %d, runtime API: %s\n", st.HAProxyPid, st.HAProxyErr)
+		return err
+	}
+	_, err := fmt.Fprintf(w, "haproxy: pid %d\n", st.HAProxyPid)
+	return err
+}

@@ -1,0 +1,396 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/upshift-dev/upshift/plugins"
+	"github.com/upshift-dev/upshift/plugins/sdk"
+	"github.com/upshift-dev/upshift/schema"
+)
+
+// Version of the mysql plugin.
+const Version = "0.1.0"
+
+// markerTable in B says it is a finished copy made by upshift, and of what.
+const markerTable = "_upshift_copy"
+
+var configSchema = &schema.Object{Attributes: []*schema.Attribute{
+	{Name: "dsn", Type: cty.String, Required: true, Sensitive: true, Description: "go-sql-driver DSN of database A (user:password@tcp(host:port)/name), as a user allowed to create databases. Its password is never shown."},
+	{Name: "timeout", Type: cty.String, Description: "Deadline of connections and statements outside dumps. Default 30s."},
+}}
+
+func newPlugin() *sdk.Plugin {
+	d := &my{}
+	k := schema.KindDatabase
+	a := func(name string, run func(context.Context, *sdk.Request) (cty.Value, error)) *sdk.Action {
+		return &sdk.Action{Schema: schema.ContractAction(k, name), Run: run}
+	}
+	cp := a("copy", d.copy)
+	cp.Check = d.checkCopy
+	return &sdk.Plugin{
+		Name: "mysql", Version: Version, Kind: k, Config: configSchema, Configure: d.configure,
+		Actions: []*sdk.Action{a("backup", d.backup), cp, a("read_only", d.readOnly), a("drop", d.drop), a("check", d.check)},
+	}
+}
+
+type my struct {
+	cfg     *mysql.Config
+	timeout time.Duration
+}
+
+func (d *my) configure(_ context.Context, req plugins.ConfigureRequest) error {
+	cfg, err := mysql.ParseDSN(req.Config.GetAttr("dsn").AsString())
+	if err != nil {
+		return sdk.ArgError("dsn", "not a go-sql-driver DSN (user:password@tcp(host:port)/name)")
+	}
+	if cfg.DBName == "" {
+		return sdk.ArgError("dsn", "names no database: it must name database A")
+	}
+	d.cfg, d.timeout = cfg, 30*time.Second
+	if t := req.Config.GetAttr("timeout"); !t.IsNull() {
+		v, err := time.ParseDuration(t.AsString())
+		if err != nil || v <= 0 {
+			return sdk.ArgError("timeout", "%q is not a positive duration", t.AsString())
+		}
+		d.timeout = v
+	}
+	d.cfg.Timeout, d.cfg.ReadTimeout, d.cfg.WriteTimeout = d.timeout, d.timeout, d.timeout
+	return nil
+}
+
+func result(r *sdk.Request, attrs map[string]cty.Value) (cty.Value, error) {
+	return sdk.Result(schema.ContractAction(schema.KindDatabase, r.Action), attrs)
+}
+
+func (d *my) where(db string) string { return fmt.Sprintf("database %q on %s", db, d.cfg.Addr) }
+
+func (d *my) dsnFor(db string) string {
+	c := d.cfg.Clone()
+	c.DBName = db
+	c.Timeout, c.ReadTimeout, c.WriteTimeout = 0, 0, 0
+	return c.FormatDSN()
+}
+
+// open connects to the server (no database selected).
+func (d *my) open(ctx context.Context) (*sql.DB, error) {
+	c := d.cfg.Clone()
+	c.DBName = ""
+	db, err := sql.Open("mysql", c.FormatDSN())
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connecting to %s: %v", d.where(d.cfg.DBName), err)
+	}
+	return db, nil
+}
+
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+
+func name(attr, n string) (string, error) {
+	if !identRE.MatchString(n) {
+		return "", sdk.ArgError(attr, "%q is not a database name upshift creates (letters, digits, _; at most 64)", n)
+	}
+	return n, nil
+}
+
+// exists and ours: does db exist, and is it a finished copy of A?
+func (d *my) state(ctx context.Context, c *sql.DB, db string) (exists, ours bool, err error) {
+	var n int
+	if err := c.QueryRowContext(ctx, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = ?", db).Scan(&n); err != nil {
+		return false, false, err
+	}
+	if n == 0 {
+		return false, false, nil
+	}
+	var src string
+	err = c.QueryRowContext(ctx, "SELECT source FROM `"+db+"`."+markerTable+" LIMIT 1").Scan(&src)
+	if err != nil {
+		return true, false, nil // no marker table: not ours
+	}
+	return true, src == d.cfg.DBName, nil
+}
+
+// defaultsFile gives the client programs their credentials in a 0600 file,
+// never on the command line where `ps` shows them.
+func (d *my) defaultsFile(dir string) (string, error) {
+	host, port := d.cfg.Addr, "3306"
+	if i := strings.LastIndex(host, ":"); i >= 0 {
+		host, port = host[:i], host[i+1:]
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "[client]\nuser=%s\nhost=%s\nport=%s\nprotocol=tcp\n", d.cfg.User, host, port)
+	if d.cfg.Passwd != "" {
+		fmt.Fprintf(&b, "password=%s\n", d.cfg.Passwd)
+	}
+	p := filepath.Join(dir, "client.cnf")
+	return p, os.WriteFile(p, []byte(b.String()), 0o600)
+}
+
+func tool(names ...string) (string, error) {
+	for _, n := range names {
+		if p, err := exec.LookPath(n); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("none of %v on PATH: install mariadb-client", names)
+}
+
+// dump writes a consistent dump of A to w: one transaction, so it sees one
+// moment of InnoDB tables while the database keeps serving.
+func (d *my) dump(ctx context.Context, cnf string, w io.Writer) error {
+	p, err := tool("mariadb-dump", "mysqldump")
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, p, "--defaults-extra-file="+cnf, "--single-transaction", "--routines", "--triggers", "--events", d.cfg.DBName)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = w, &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("dumping %s: %v: %s", d.where(d.cfg.DBName), err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
+
+func (d *my) backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+	to := r.String("to")
+	if !filepath.IsAbs(to) {
+		return cty.NilVal, sdk.ArgError("to", "%q must be an absolute path", to)
+	}
+	dir, err := os.MkdirTemp("", "upshift-mysql-")
+	if err != nil {
+		return cty.NilVal, err
+	}
+	defer os.RemoveAll(dir)
+	cnf, err := d.defaultsFile(dir)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		return cty.NilVal, err
+	}
+	tmp := to + ".upshift-tmp"
+	defer os.Remove(tmp)
+	f, err := os.Create(tmp)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	err = d.dump(ctx, cnf, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return cty.NilVal, err
+	}
+	// A dump that was cut short lacks its closing line.
+	if err := complete(tmp); err != nil {
+		return cty.NilVal, err
+	}
+	if err := os.Rename(tmp, to); err != nil {
+		return cty.NilVal, err
+	}
+	st, _ := os.Stat(to)
+	return result(r, map[string]cty.Value{"path": cty.StringVal(to), "bytes": cty.NumberIntVal(st.Size())})
+}
+
+func complete(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	buf := make([]byte, min(st.Size(), 512))
+	if _, err := f.ReadAt(buf, st.Size()-int64(len(buf))); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	if !bytes.Contains(buf, []byte("-- Dump completed")) {
+		return fmt.Errorf("the dump %s is incomplete (no \"-- Dump completed\" line)", path)
+	}
+	return nil
+}
+
+func (d *my) copyResult(r *sdk.Request, b string) (cty.Value, error) {
+	return result(r, map[string]cty.Value{"name": cty.StringVal(b), "dsn": cty.StringVal(d.dsnFor(b)), "method": cty.StringVal("dump-restore")})
+}
+
+func (d *my) copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+	b, err := name("to", r.String("to"))
+	if err != nil {
+		return cty.NilVal, err
+	}
+	if b == d.cfg.DBName {
+		return cty.NilVal, sdk.ArgError("to", "%q is database A itself", b)
+	}
+	c, err := d.open(ctx)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	defer c.Close()
+	exists, ours, err := d.state(ctx, c, b)
+	if err != nil {
+		return cty.NilVal, fmt.Errorf("%s: %w", d.where(b), err)
+	}
+	switch {
+	case exists && ours && !r.Bool("replace", false):
+		r.Progress("%s is already a finished copy of %s; kept", b, d.cfg.DBName)
+		return d.copyResult(r, b)
+	case exists && !ours && !r.Bool("replace", false):
+		return cty.NilVal, sdk.ArgError("to", "%s exists and is not a copy made by upshift; set replace = true to overwrite it", d.where(b))
+	case exists:
+		r.Progress("replacing %s", b)
+		if _, err := c.ExecContext(ctx, "DROP DATABASE `"+b+"`"); err != nil {
+			return cty.NilVal, err
+		}
+	}
+	if err := d.dumpRestore(ctx, c, b, r); err != nil {
+		_, _ = c.ExecContext(context.Background(), "DROP DATABASE IF EXISTS `"+b+"`")
+		return cty.NilVal, err
+	}
+	return d.copyResult(r, b)
+}
+
+// dumpRestore pipes a consistent dump of A into a new database B, then
+// marks B as a finished copy. MariaDB has no in-server database copy; a
+// dump keeps tables, views, routines, triggers and events.
+func (d *my) dumpRestore(ctx context.Context, c *sql.DB, b string, r *sdk.Request) error {
+	if _, err := c.ExecContext(ctx, "CREATE DATABASE `"+b+"`"); err != nil {
+		return fmt.Errorf("creating %s: %w", d.where(b), err)
+	}
+	dir, err := os.MkdirTemp("", "upshift-mysql-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cnf, err := d.defaultsFile(dir)
+	if err != nil {
+		return err
+	}
+	client, err := tool("mariadb", "mysql")
+	if err != nil {
+		return err
+	}
+	r.Progress("copying %s to %s by dump and restore", d.cfg.DBName, b)
+	restore := exec.CommandContext(ctx, client, "--defaults-extra-file="+cnf, b)
+	in, err := restore.StdinPipe()
+	if err != nil {
+		return err
+	}
+	var stderr bytes.Buffer
+	restore.Stderr = &stderr
+	if err := restore.Start(); err != nil {
+		return err
+	}
+	dumpErr := d.dump(ctx, cnf, in)
+	in.Close()
+	if err := restore.Wait(); err != nil {
+		return fmt.Errorf("restoring into %s: %v: %s", d.where(b), err, strings.TrimSpace(stderr.String()))
+	}
+	if dumpErr != nil {
+		return dumpErr
+	}
+	if _, err := c.ExecContext(ctx, "CREATE TABLE `"+b+"`."+markerTable+" (source VARCHAR(64) NOT NULL)"); err != nil {
+		return err
+	}
+	_, err = c.ExecContext(ctx, "INSERT INTO `"+b+"`."+markerTable+" VALUES (?)", d.cfg.DBName)
+	return err
+}
+
+func (d *my) checkCopy(ctx context.Context, r *sdk.Request) (plugins.CheckResponse, error) {
+	b, err := name("to", r.String("to"))
+	if err != nil {
+		return plugins.CheckResponse{}, err
+	}
+	c, err := d.open(ctx)
+	if err != nil {
+		return plugins.CheckResponse{}, err
+	}
+	defer c.Close()
+	exists, ours, err := d.state(ctx, c, b)
+	switch {
+	case err != nil:
+		return plugins.CheckResponse{}, err
+	case ours:
+		res, err := d.copyResult(r, b)
+		return plugins.CheckResponse{State: plugins.CheckApplied, Result: res}, err
+	case exists:
+		return plugins.CheckResponse{State: plugins.CheckUnknown, Detail: b + " exists but is not a finished copy"}, nil
+	}
+	return plugins.CheckResponse{State: plugins.CheckNotApplied}, nil
+}
+
+func (d *my) readOnly(context.Context, *sdk.Request) (cty.Value, error) {
+	return cty.NilVal, errors.New("MariaDB has no read-only mode for one database (only the whole server's read_only, which would stop every other database too); use the node pool's read_only, as the shipped playbook does")
+}
+
+func (d *my) drop(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+	b, err := name("name", r.String("name"))
+	if err != nil {
+		return cty.NilVal, err
+	}
+	if b == d.cfg.DBName {
+		return cty.NilVal, sdk.ArgError("name", "%s is database A, which the nodes use; it is never dropped", d.where(b))
+	}
+	c, err := d.open(ctx)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	defer c.Close()
+	exists, ours, err := d.state(ctx, c, b)
+	switch {
+	case err != nil:
+		return cty.NilVal, err
+	case !exists:
+		return result(r, map[string]cty.Value{"dropped": cty.False})
+	case !ours:
+		return cty.NilVal, sdk.ArgError("name", "%s was not made by upshift's copy; not dropping it", d.where(b))
+	}
+	var sessions int
+	if err := c.QueryRowContext(ctx, "SELECT count(*) FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()", b).Scan(&sessions); err != nil {
+		return cty.NilVal, err
+	}
+	if sessions > 0 {
+		return cty.NilVal, fmt.Errorf("%s has %d open sessions (nodes may be using it); not dropping it", d.where(b), sessions)
+	}
+	if _, err := c.ExecContext(ctx, "DROP DATABASE `"+b+"`"); err != nil {
+		return cty.NilVal, fmt.Errorf("dropping %s: %w", d.where(b), err)
+	}
+	return result(r, map[string]cty.Value{"dropped": cty.True})
+}
+
+func (d *my) check(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+	c, err := d.open(ctx)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	defer c.Close()
+	var n int
+	if err := c.QueryRowContext(ctx, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = ?", d.cfg.DBName).Scan(&n); err != nil {
+		return cty.NilVal, err
+	}
+	if n == 0 {
+		return cty.NilVal, fmt.Errorf("%s does not exist", d.where(d.cfg.DBName))
+	}
+	var v string
+	if err := c.QueryRowContext(ctx, "SELECT VERSION()").Scan(&v); err != nil {
+		return cty.NilVal, err
+	}
+	return result(r, map[string]cty.Value{"name": cty.StringVal(d.cfg.DBName), "version": cty.StringVal(v)})
+}
