@@ -22,16 +22,19 @@ import (
 	"github.com/upshift-dev/upshift/cmd/upshift/internal/report"
 	"github.com/upshift-dev/upshift/cmd/upshift/internal/traffic"
 	"github.com/upshift-dev/upshift/plugins/haproxy/haproxyd"
+	"github.com/upshift-dev/upshift/plugins/nginx/nginxd"
 )
 
 type labFlags struct {
 	dir string
 	bin string
 	db  string
+	lb  string
 }
 
 func (f *labFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.dir, "dir", "lab", "the lab's folder")
+	cmd.Flags().StringVar(&f.lb, "lb", "haproxy", "load balancer in front (up, demo): haproxy or nginx")
 	cmd.Flags().StringVar(&f.db, "db", "sqlite", "database under the nodes (up, demo): sqlite, or postgres or mysql on this machine's server")
 	cmd.Flags().StringVar(&f.bin, "bin", "", "folder of platformd and the plugins (default: the folder of this upshift)")
 }
@@ -61,7 +64,7 @@ func newLabCommand() *cobra.Command {
 		Short: "Start 3 platformd nodes (version 1) behind a real HAProxy, and write the playbook's variables",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := lab.UpWith(cmd.Context(), lab.Options{Dir: f.dir, Bin: f.binDir(), Database: f.db}, cmd.OutOrStdout())
+			s, err := lab.UpWith(cmd.Context(), lab.Options{Dir: f.dir, Bin: f.binDir(), Database: f.db, LoadBalancer: f.lb}, cmd.OutOrStdout())
 			if err != nil {
 				return runError(cmd, err)
 			}
@@ -158,7 +161,7 @@ func runDemo(cmd *cobra.Command, f demoFlags) error {
 		}
 	}
 	fmt.Fprintln(out, "Starting the lab:")
-	s, err := lab.UpWith(ctx, lab.Options{Dir: f.dir, Bin: f.binDir(), Database: f.db}, out)
+	s, err := lab.UpWith(ctx, lab.Options{Dir: f.dir, Bin: f.binDir(), Database: f.db, LoadBalancer: f.lb}, out)
 	if err != nil {
 		return runError(cmd, err)
 	}
@@ -176,7 +179,7 @@ func runDemo(cmd *cobra.Command, f demoFlags) error {
 		return runError(cmd, fmt.Errorf("upshift init: %v\n%s", err, b))
 	}
 
-	fmt.Fprintf(out, "Traffic through %s: %d clients (slow reads, fast reads, writes).\n", s.URL(), f.workers)
+	fmt.Fprintf(out, "Traffic through %s (%s): %d clients (slow reads, fast reads, writes).\n", s.URL(), s.LB, f.workers)
 	start := time.Now()
 	load := traffic.Start(ctx, traffic.Options{URL: s.URL(), Workers: f.workers})
 	time.Sleep(f.warmup)
@@ -205,7 +208,7 @@ func runDemo(cmd *cobra.Command, f demoFlags) error {
 	if err != nil {
 		return runError(cmd, err)
 	}
-	title := "upshift demo: rolling upgrade of 3 nodes from version 1 to 2"
+	title := fmt.Sprintf("upshift demo: rolling upgrade of 3 nodes from version 1 to 2 (%s, %s)", s.LB, s.DB.Engine)
 	werr := report.Write(rf, report.Data{Title: title, Start: start, End: end, Events: report.ParseEvents(bytes.NewReader(evb)), Samples: samples, Summary: sum, Checks: checks})
 	if cerr := rf.Close(); werr == nil {
 		werr = cerr
@@ -317,6 +320,17 @@ func finalChecks(ctx context.Context, s *lab.State, want string) []report.Check 
 		checks = append(checks, report.Check{What: n.Name + ": uses database B", OK: usesB, Got: lab.RedactDSN(dsn)})
 		_, err := os.Stat(filepath.Join(n.DataDir, "rolling-upgrade"))
 		checks = append(checks, report.Check{What: n.Name + ": rolling-upgrade marker", OK: err == nil, Got: filepath.Join(n.DataDir, "rolling-upgrade")})
+	}
+	if s.LB == "nginx" {
+		servers, err := nginxd.ReadUpstream(s.NginxCtl().Upstream)
+		if err != nil {
+			return append(checks, report.Check{What: "nginx: every node in rotation", Got: err.Error()})
+		}
+		for _, sv := range servers {
+			checks = append(checks, report.Check{What: "nginx: " + sv.Name + " in rotation", OK: !sv.Down && s.NginxCtl().Running(),
+				Got: map[bool]string{true: "marked down", false: "in the upstream"}[sv.Down]})
+		}
+		return checks
 	}
 	hc := haproxyd.NewClient(s.HAProxyCtl().Socket, 2*time.Second)
 	stats, _, err := hc.Servers(ctx, lab.Backend)

@@ -21,6 +21,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/upshift-dev/upshift/plugins/haproxy/haproxyd"
+	"github.com/upshift-dev/upshift/plugins/nginx/nginxd"
 	"github.com/upshift-dev/upshift/plugins/process/localnode"
 )
 
@@ -35,7 +36,9 @@ type State struct {
 	Dir      string `json:"dir"`
 	Bin      string `json:"bin"`
 	Frontend string `json:"frontend"` // HAProxy's host:port
+	LB       string `json:"lb"`       // haproxy or nginx
 	HAProxy  string `json:"haproxy"`  // HAProxy's folder
+	Nginx    string `json:"nginx"`    // nginx's folder
 	// HAProxyPid is the master's pid when the lab was started (the pid
 	// file in HAProxy's folder is authoritative).
 	HAProxyPid int         `json:"haproxy_pid,omitempty"`
@@ -98,9 +101,15 @@ func (s *State) save() error {
 	return os.WriteFile(filepath.Join(s.Dir, "lab.json"), append(b, '\n'), 0o644)
 }
 
+// NginxCtl returns the lab's nginx files and controls.
+func (s *State) NginxCtl() *nginxd.Instance {
+	return &nginxd.Instance{Dir: s.Nginx, Conf: filepath.Join(s.Nginx, "nginx.conf"), Upstream: filepath.Join(s.Nginx, "upstream.conf"),
+		PidFile: filepath.Join(s.Nginx, "nginx.pid"), Addr: s.Frontend, Name: Backend}
+}
+
 // Running reports whether anything of the lab is running.
 func (s *State) Running() bool {
-	if s.HAProxyCtl().Running() {
+	if s.HAProxyCtl().Running() || s.NginxCtl().Running() {
 		return true
 	}
 	for _, n := range s.Nodes {
@@ -123,6 +132,8 @@ type Options struct {
 	// Database is sqlite (default), postgres or mysql: the machine's local
 	// server, with databases of unique names.
 	Database string
+	// LoadBalancer is haproxy (default) or nginx.
+	LoadBalancer string
 }
 
 // UpWith is Up with the database chosen.
@@ -146,7 +157,14 @@ func UpWith(ctx context.Context, o Options, log io.Writer) (*State, error) {
 	if _, err := os.Stat(filepath.Join(bin, "platformd")); err != nil {
 		return nil, fmt.Errorf("%s: %w (run `make build`)", filepath.Join(bin, "platformd"), err)
 	}
-	s := &State{Dir: dir, Bin: bin, HAProxy: filepath.Join(dir, "haproxy")}
+	s := &State{Dir: dir, Bin: bin, LB: o.LoadBalancer, HAProxy: filepath.Join(dir, "haproxy"), Nginx: filepath.Join(dir, "nginx")}
+	switch s.LB {
+	case "":
+		s.LB = "haproxy"
+	case "haproxy", "nginx":
+	default:
+		return nil, fmt.Errorf("unknown load balancer %q: haproxy or nginx", s.LB)
+	}
 	for _, d := range []string{filepath.Join(dir, "db"), filepath.Join(dir, "backups"), s.HAProxy} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
@@ -201,24 +219,43 @@ func UpWith(ctx context.Context, o Options, log io.Writer) (*State, error) {
 		s.Nodes[i].Pid = ln.Pid()
 		fmt.Fprintf(log, "  %s  version 1  http://%s%s\n", n.Name, n.Address, map[bool]string{true: "  (processing)"}[n.Processing])
 	}
-	var servers []haproxyd.Server
-	for _, n := range s.Nodes {
-		servers = append(servers, haproxyd.Server{Name: n.Name, Addr: n.Address})
+	if s.LB == "nginx" {
+		var servers []nginxd.Server
+		for _, n := range s.Nodes {
+			servers = append(servers, nginxd.Server{Name: n.Name, Addr: n.Address})
+		}
+		if s.Frontend, err = freeAddr(); err != nil {
+			return nil, err
+		}
+		ng, err := nginxd.Start(ctx, s.Nginx, s.Frontend, Backend, servers)
+		if err != nil {
+			_ = Down(s, io.Discard)
+			return nil, err
+		}
+		if err := s.save(); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(log, "  nginx      %s  (upstream file %s)\n", s.URL(), ng.Upstream)
+	} else {
+		var servers []haproxyd.Server
+		for _, n := range s.Nodes {
+			servers = append(servers, haproxyd.Server{Name: n.Name, Addr: n.Address})
+		}
+		hp, err := haproxyd.StartDetached(ctx, haproxyd.Config{Servers: servers, Backend: Backend, Dir: s.HAProxy})
+		if err != nil {
+			_ = Down(s, io.Discard)
+			return nil, err
+		}
+		s.Frontend = hp.Addr
+		if err := s.save(); err != nil {
+			return nil, err
+		}
+		if err := s.waitAllUp(ctx, 20*time.Second); err != nil {
+			_ = Down(s, io.Discard)
+			return nil, err
+		}
+		fmt.Fprintf(log, "  haproxy    %s  (admin socket %s)\n", s.URL(), hp.Socket)
 	}
-	hp, err := haproxyd.StartDetached(ctx, haproxyd.Config{Servers: servers, Backend: Backend, Dir: s.HAProxy})
-	if err != nil {
-		_ = Down(s, io.Discard)
-		return nil, err
-	}
-	s.Frontend, s.HAProxyPid = hp.Addr, hp.MasterPID()
-	if err := s.save(); err != nil {
-		return nil, err
-	}
-	if err := s.waitAllUp(ctx, 20*time.Second); err != nil {
-		_ = Down(s, io.Discard)
-		return nil, err
-	}
-	fmt.Fprintf(log, "  haproxy    %s  (admin socket %s)\n", s.URL(), hp.Socket)
 	if err := s.writeVars(); err != nil {
 		_ = Down(s, io.Discard)
 		return nil, err
@@ -280,10 +317,17 @@ func (s *State) writeVars() error {
 	body.SetAttributeValue("target_version", str("2"))
 	body.SetAttributeValue("database_b", str(s.DB.B))
 	body.SetAttributeValue("backup_dir", str(filepath.Join(s.Dir, "backups")))
-	body.SetAttributeValue("load_balancer", cty.ObjectVal(map[string]cty.Value{
-		"plugin": str("haproxy"),
-		"config": cty.ObjectVal(map[string]cty.Value{"socket": str(s.HAProxyCtl().Socket), "backend": str(Backend), "state_file": str(s.HAProxyCtl().StateFile)}),
-	}))
+	lbConfig := cty.ObjectVal(map[string]cty.Value{"socket": str(s.HAProxyCtl().Socket), "backend": str(Backend), "state_file": str(s.HAProxyCtl().StateFile)})
+	if s.LB == "nginx" {
+		health := map[string]cty.Value{}
+		for _, n := range s.Nodes {
+			health[n.Name] = str("http://" + n.Address + "/healthz")
+		}
+		ng := s.NginxCtl()
+		lbConfig = cty.ObjectVal(map[string]cty.Value{"nginx_conf": str(ng.Conf), "upstream_file": str(ng.Upstream), "upstream": str(Backend),
+			"pid_file": str(ng.PidFile), "health_urls": cty.ObjectVal(health)})
+	}
+	body.SetAttributeValue("load_balancer", cty.ObjectVal(map[string]cty.Value{"plugin": str(s.LB), "config": lbConfig}))
 	dbConfig := map[string]cty.Value{}
 	for k, v := range s.DB.PluginConfig() {
 		dbConfig[k] = str(v)
@@ -316,7 +360,13 @@ func Down(s *State, log io.Writer) error {
 			fmt.Fprintf(log, "  %s stopped\n", n.Name)
 		}
 	}
-	if err := s.HAProxyCtl().Stop(); err != nil {
+	if s.LB == "nginx" {
+		if err := s.NginxCtl().Stop(); err != nil {
+			errs = append(errs, err)
+		} else {
+			fmt.Fprintln(log, "  nginx stopped")
+		}
+	} else if err := s.HAProxyCtl().Stop(); err != nil {
 		errs = append(errs, err)
 	} else {
 		fmt.Fprintln(log, "  haproxy stopped")
