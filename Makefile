@@ -7,7 +7,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 5s
 PLUGIN_FLAGS := -trimpath -ldflags "-s -w"
 
-.PHONY: all setup build test unit race fuzz docs bench demo demo-down proto docs fmt vet clean
+.PHONY: all setup build test unit race fuzz docs e2e bench demo demo-down proto docs fmt vet clean
 
 all: build
 
@@ -37,6 +37,11 @@ race:
 # A short fuzz run of the playbook loader: no input may panic.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./playbooks
+
+# The full matrix: every load balancer with every database (make test runs a
+# subset), plus everything make test runs.
+e2e: setup build
+	UPSHIFT_E2E_FULL=1 $(GO) test -count=1 -timeout 15m -run 'Demo|Negative|FailedMigration' -v ./cmd/upshift
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -92,13 +92,19 @@ func TestDemoUpgradesWithZeroFailures(t *testing.T) {
 	assert.Contains(t, status, ": done")
 }
 
-// TestDemoMatrix runs the same upgrade with the nodes on PostgreSQL and on
-// MariaDB (this machine's servers), through their plugins: every cell must
-// end with zero failed requests and zero lost writes.
+// TestDemoMatrix runs the same upgrade behind HAProxy and nginx, with the
+// nodes on SQLite, PostgreSQL and MariaDB (this machine's servers), through
+// their plugins: every cell must end with zero failed requests and zero lost
+// writes. The short form; `make e2e` runs every combination.
 func TestDemoMatrix(t *testing.T) {
 	needHAProxy(t)
-	for _, db := range []string{"postgres", "mysql"} {
-		t.Run(db, func(t *testing.T) {
+	cells := []struct{ lb, db string }{{"haproxy", "postgres"}, {"haproxy", "mysql"}, {"nginx", "sqlite"}}
+	if os.Getenv("UPSHIFT_E2E_FULL") != "" {
+		cells = append(cells, struct{ lb, db string }{"nginx", "postgres"}, struct{ lb, db string }{"nginx", "mysql"})
+	}
+	for _, c := range cells {
+		lb, db := c.lb, c.db
+		t.Run(lb+"/"+db, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "lab")
 			t.Cleanup(func() {
 				if s, err := lab.Load(dir); err == nil {
@@ -106,13 +112,14 @@ func TestDemoMatrix(t *testing.T) {
 					_ = lab.Purge(s) // drops the lab's databases on the server
 				}
 			})
-			out, err := upshift(t, "lab", "demo", "--dir", dir, "--db", db, "--playbook", shippedPlaybook, "--warmup", "1s").CombinedOutput()
+			out, err := upshift(t, "lab", "demo", "--dir", dir, "--lb", lb, "--db", db, "--playbook", shippedPlaybook, "--warmup", "1s").CombinedOutput()
 			require.NoError(t, err, "%s", out)
 			text := string(out)
 			assert.Equal(t, "0", readsRE.FindStringSubmatch(text)[2], "failed reads")
 			assert.Equal(t, "0", writesRE.FindStringSubmatch(text)[3], "failed writes")
 			assert.Equal(t, "0", lostRE.FindStringSubmatch(text)[1], "lost writes")
-			assert.Regexp(t, `node-3: uses database B +ok +\S*upshift_lab_\w+_b`, text)
+			assert.Regexp(t, `node-3: uses database B +ok +\S*(upshift_lab_\w+_b|b\.sqlite)`, text)
+			assert.Regexp(t, lb+`: node-3 (UP and )?in rotation +ok`, text)
 			assert.NotContains(t, text, "FAILED")
 		})
 	}
