@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+// quote makes one argument safe for a POSIX shell: single quotes around it,
+// each single quote inside closed, escaped and reopened.
+func quote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,@%+", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// commandLine turns an argument vector into the one string SSH carries,
+// so that the remote shell gives the program exactly these arguments.
+func commandLine(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		q[i] = quote(a)
+	}
+	return strings.Join(q, " ")
+}
+
+// sshConfig is how to reach hosts: who we are and whom we trust.
+type sshConfig struct {
+	knownHosts string
+	tofu       bool
+	auth       []ssh.AuthMethod
+	timeout    time.Duration
+	mu         sync.Mutex // known_hosts appends
+}
+
+func (c *sshConfig) hostKeyCallback() (ssh.HostKeyCallback, error) {
+	if _, err := os.Stat(c.knownHosts); errors.Is(err, os.ErrNotExist) && c.tofu {
+		if err := os.WriteFile(c.knownHosts, nil, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	check, err := knownhosts.New(c.knownHosts)
+	if err != nil {
+		return nil, fmt.Errorf("known_hosts %s: %w", c.knownHosts, err)
+	}
+	return func(host string, remote net.Addr, key ssh.PublicKey) error {
+		err := check(host, remote, key)
+		var ke *knownhosts.KeyError
+		if errors.As(err, &ke) && len(ke.Want) == 0 {
+			if !c.tofu {
+				return fmt.Errorf("host key of %s (%s %s) is not in %s; add it, or set trust_on_first_use = true", host, key.Type(), ssh.FingerprintSHA256(key), c.knownHosts)
+			}
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			f, err := os.OpenFile(c.knownHosts, os.O_APPEND|os.O_WRONLY, 0o600)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = f.WriteString(knownhosts.Line([]string{knownhosts.Normalize(host)}, key) + "\n")
+			return err
+		}
+		if errors.As(err, &ke) {
+			return fmt.Errorf("host key of %s (%s %s) does not match %s: refusing to connect (a changed key may mean someone is in the middle)", host, key.Type(), ssh.FingerprintSHA256(key), c.knownHosts)
+		}
+		return err
+	}, nil
+}
+
+// authMethods loads a private key file and/or the agent.
+func authMethods(keyFile, passphrase string) ([]ssh.AuthMethod, error) {
+	var out []ssh.AuthMethod
+	if keyFile != "" {
+		b, err := os.ReadFile(keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("private key: %w", err)
+		}
+		var signer ssh.Signer
+		if passphrase != "" {
+			signer, err = ssh.ParsePrivateKeyWithPassphrase(b, []byte(passphrase))
+		} else {
+			signer, err = ssh.ParsePrivateKey(b)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("private key %s: %v", keyFile, err)
+		}
+		out = append(out, ssh.PublicKeys(signer))
+	}
+	if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" {
+		if conn, err := net.Dial("unix", sock); err == nil {
+			out = append(out, ssh.PublicKeysCallback(agent.NewClient(conn).Signers))
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no private_key_file and no SSH agent: nothing to authenticate with")
+	}
+	return out, nil
+}
+
+// host is one connection to a node's host, opened on first use and reused.
+type host struct {
+	node, user, addr string
+	cfg              *sshConfig
+	mu               sync.Mutex
+	client           *ssh.Client
+}
+
+func (h *host) conn(ctx context.Context) (*ssh.Client, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.client != nil {
+		// A dead connection is replaced.
+		if _, _, err := h.client.SendRequest("keepalive@upshift", true, nil); err == nil {
+			return h.client, nil
+		}
+		h.client.Close()
+		h.client = nil
+	}
+	cb, err := h.cfg.hostKeyCallback()
+	if err != nil {
+		return nil, err
+	}
+	d := net.Dialer{Timeout: h.cfg.timeout}
+	raw, err := d.DialContext(ctx, "tcp", h.addr)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: connecting to %s: %v", h.node, h.addr, err)
+	}
+	_ = raw.SetDeadline(time.Now().Add(h.cfg.timeout))
+	c, chans, reqs, err := ssh.NewClientConn(raw, h.addr, &ssh.ClientConfig{User: h.user, Auth: h.cfg.auth, HostKeyCallback: cb, Timeout: h.cfg.timeout})
+	if err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("node %s: ssh %s@%s: %v", h.node, h.user, h.addr, err)
+	}
+	_ = raw.SetDeadline(time.Time{})
+	h.client = ssh.NewClient(c, chans, reqs)
+	return h.client, nil
+}
+
+func (h *host) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.client != nil {
+		h.client.Close()
+		h.client = nil
+	}
+}
+
+// run runs a command line remotely; a non-zero exit is an *ssh.ExitError.
+func (h *host) run(ctx context.Context, line string, timeout time.Duration) (string, string, error) {
+	c, err := h.conn(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	s, err := c.NewSession()
+	if err != nil {
+		return "", "", fmt.Errorf("node %s: %w", h.node, err)
+	}
+	defer s.Close()
+	var stdout, stderr limited
+	s.Stdout, s.Stderr = &stdout, &stderr
+	done := make(chan error, 1)
+	go func() { done <- s.Run(line) }()
+	select {
+	case err = <-done:
+	case <-time.After(timeout):
+		_ = s.Signal(ssh.SIGKILL)
+		return stdout.String(), stderr.String(), fmt.Errorf("command timed out after %s", timeout)
+	case <-ctx.Done():
+		_ = s.Signal(ssh.SIGKILL)
+		return stdout.String(), stderr.String(), ctx.Err()
+	}
+	return stdout.String(), stderr.String(), err
+}
+
+func (h *host) sftp(ctx context.Context) (*sftp.Client, error) {
+	c, err := h.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s, err := sftp.NewClient(c)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: sftp: %w", h.node, err)
+	}
+	return s, nil
+}
+
+type limited struct{ bytes.Buffer }
+
+func (b *limited) Write(p []byte) (int, error) {
+	if room := 64<<10 - b.Len(); room > 0 {
+		if len(p) > room {
+			b.Buffer.Write(p[:room])
+		} else {
+			b.Buffer.Write(p)
+		}
+	}
+	return len(p), nil
+}
