@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -106,13 +107,15 @@ func newLabCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := lab.Load(sf.dir)
+			if errors.Is(err, fs.ErrNotExist) {
+				fmt.Fprintf(cmd.OutOrStdout(), "No lab in %s: `upshift lab up --dir %s` starts one.\n", sf.dir, sf.dir)
+				return nil
+			}
 			if err != nil {
 				return runError(cmd, err)
 			}
-			for _, c := range finalChecks(cmd.Context(), s, "") {
-				fmt.Fprintf(cmd.OutOrStdout(), "  %-44s %s\n", c.What, c.Got)
-			}
-			return nil
+			fmt.Fprintf(cmd.OutOrStdout(), "Lab in %s, front door %s\n", s.Dir, s.URL())
+			return s.Inspect(cmd.Context()).Write(cmd.OutOrStdout())
 		},
 	}
 	sf.register(status)
@@ -122,9 +125,11 @@ func newLabCommand() *cobra.Command {
 
 type demoFlags struct {
 	labFlags
-	playbook string
-	warmup   time.Duration
-	workers  int
+	playbook    string
+	warmup      time.Duration
+	workers     int
+	durationCap time.Duration
+	runCmd      string
 }
 
 func newLabDemoCommand() *cobra.Command {
@@ -145,6 +150,11 @@ failed requests, zero lost writes and every final check passing.`,
 	cmd.Flags().StringVar(&f.playbook, "playbook", "playbooks/rolling-upgrade", "the playbook to run")
 	cmd.Flags().DurationVar(&f.warmup, "warmup", 2*time.Second, "traffic before the upgrade starts (and after it ends)")
 	cmd.Flags().IntVar(&f.workers, "workers", 8, "concurrent traffic clients")
+	cmd.Flags().DurationVar(&f.durationCap, "duration-cap", 2*time.Minute, "stop the run (and fail) if the upgrade takes longer")
+	// A stand-in for `upshift run`, for testing the orchestration: it is
+	// given the same arguments (run <playbook> -var-file <vars> --json).
+	cmd.Flags().StringVar(&f.runCmd, "run-cmd", "", "command to run instead of this upshift (space-separated argv)")
+	_ = cmd.Flags().MarkHidden("run-cmd")
 	return cmd
 }
 
@@ -181,12 +191,23 @@ func runDemo(cmd *cobra.Command, f demoFlags) error {
 
 	fmt.Fprintf(out, "Traffic through %s (%s): %d clients (slow reads, fast reads, writes).\n", s.URL(), s.LB, f.workers)
 	start := time.Now()
-	load := traffic.Start(ctx, traffic.Options{URL: s.URL(), Workers: f.workers})
+	// The load's own bound: the run's cap and the warm-ups around it.
+	load := traffic.Start(ctx, traffic.Options{URL: s.URL(), Workers: f.workers, Duration: f.durationCap + 2*f.warmup + 10*time.Second})
 	time.Sleep(f.warmup)
 
 	upgradeStart := time.Now()
 	eventsPath := filepath.Join(s.Dir, "events.jsonl")
-	runErr := runAndWatch(ctx, out, eventsPath, self, "run", playbook, "-var-file", s.VarsFile(), "--json")
+	argv := []string{self}
+	if f.runCmd != "" {
+		argv = strings.Fields(f.runCmd)
+	}
+	runCtx, cancelRun := context.WithTimeout(ctx, f.durationCap)
+	runErr := runAndWatch(runCtx, out, eventsPath, argv[0], append(argv[1:], "run", playbook, "-var-file", s.VarsFile(), "--json")...)
+	if runCtx.Err() == context.DeadlineExceeded {
+		runErr = fmt.Errorf("stopped after --duration-cap %s: %v", f.durationCap, runErr)
+	}
+	cancelRun()
+	upgradeEnd := time.Now()
 	time.Sleep(f.warmup)
 	samples := load.Stop()
 	end := time.Now()
@@ -197,6 +218,10 @@ func runDemo(cmd *cobra.Command, f demoFlags) error {
 	}
 	sum := traffic.Summarize(samples, lost, upgradeStart)
 	checks := finalChecks(ctx, s, "2")
+	var nodes []report.Node
+	for _, n := range s.Inspect(ctx).Nodes {
+		nodes = append(nodes, report.Node{Name: n.Name, Version: n.Version, InLB: n.InRotation(), Healthy: n.Healthy})
+	}
 	allOK := runErr == nil && sum.Clean()
 	for _, c := range checks {
 		allOK = allOK && c.OK
@@ -209,7 +234,8 @@ func runDemo(cmd *cobra.Command, f demoFlags) error {
 		return runError(cmd, err)
 	}
 	title := fmt.Sprintf("upshift demo: rolling upgrade of 3 nodes from version 1 to 2 (%s, %s)", s.LB, s.DB.Engine)
-	werr := report.Write(rf, report.Data{Title: title, Start: start, End: end, Events: report.ParseEvents(bytes.NewReader(evb)), Samples: samples, Summary: sum, Checks: checks})
+	werr := report.Write(rf, report.Data{Title: title, Start: start, End: end, UpgradeStart: upgradeStart, UpgradeEnd: upgradeEnd,
+		Events: report.ParseEvents(bytes.NewReader(evb)), Samples: samples, Summary: sum, Nodes: nodes, Checks: checks})
 	if cerr := rf.Close(); werr == nil {
 		werr = cerr
 	}
@@ -221,7 +247,7 @@ func runDemo(cmd *cobra.Command, f demoFlags) error {
 		samplesFile.Close()
 	}
 
-	fmt.Fprintf(out, "\nUpgrade %s in %s.\n", map[bool]string{true: "finished", false: "DID NOT FINISH"}[runErr == nil], upgradeEndDuration(upgradeStart, end, f.warmup))
+	fmt.Fprintf(out, "\nUpgrade %s in %s.\n", map[bool]string{true: "finished", false: "DID NOT FINISH"}[runErr == nil], upgradeEnd.Sub(upgradeStart).Round(100*time.Millisecond))
 	fmt.Fprint(out, sum.String())
 	fmt.Fprintln(out, "final state:")
 	for _, c := range checks {
@@ -238,10 +264,6 @@ func runDemo(cmd *cobra.Command, f demoFlags) error {
 	return nil
 }
 
-func upgradeEndDuration(start, end time.Time, cooldown time.Duration) time.Duration {
-	return (end.Sub(start) - cooldown).Round(100 * time.Millisecond)
-}
-
 // runAndWatch runs upshift with --json, saves its events to path and prints
 // one line per finished or failed step.
 func runAndWatch(ctx context.Context, out io.Writer, path, self string, args ...string) error {
@@ -251,6 +273,10 @@ func runAndWatch(ctx context.Context, out io.Writer, path, self string, args ...
 	}
 	defer f.Close()
 	c := exec.CommandContext(ctx, self, args...)
+	// At the cap, ask as an operator would (upshift run lets running steps
+	// finish on SIGTERM), then kill if it lingers.
+	c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
+	c.WaitDelay = 15 * time.Second
 	stdout, err := c.StdoutPipe()
 	if err != nil {
 		return err
@@ -312,6 +338,16 @@ func finalChecks(ctx context.Context, s *lab.State, want string) []report.Check 
 		if want == "" {
 			continue
 		}
+		var v struct {
+			Version string `json:"version"`
+		}
+		vgot := "not answering"
+		if resp, err := client.Get("http://" + n.Address + "/version"); err == nil {
+			_ = json.NewDecoder(resp.Body).Decode(&v)
+			resp.Body.Close()
+			vgot = fmt.Sprintf("HTTP %d, version %q", resp.StatusCode, v.Version)
+		}
+		checks = append(checks, report.Check{What: n.Name + ": /version says " + want, OK: v.Version == want, Got: vgot})
 		var cfg map[string]any
 		b, _ := os.ReadFile(n.ConfigFile)
 		_ = json.Unmarshal(b, &cfg)

@@ -1,8 +1,10 @@
 // Package lab owns the local demo lab: three platformd nodes (version 1,
-// node-1 processing) on loopback ports sharing a SQLite database, a real
-// HAProxy in front of them, and the variables file that points the shipped
-// rolling-upgrade playbook at them. Everything runs detached, so the lab
-// outlives `upshift lab up`; lab.json records what was started.
+// node-1 processing) on loopback ports sharing one database (SQLite by
+// default, or a fresh database on the machine's PostgreSQL or MariaDB), a
+// real HAProxy (or nginx) in front of them, and the variables file that
+// points the shipped rolling-upgrade playbook at them. Everything runs
+// detached, so the lab outlives `upshift lab up`; lab.json records what was
+// started (ports, pids, paths), and Inspect shows how it stands.
 package lab
 
 import (
@@ -39,11 +41,11 @@ type State struct {
 	LB       string `json:"lb"`       // haproxy or nginx
 	HAProxy  string `json:"haproxy"`  // HAProxy's folder
 	Nginx    string `json:"nginx"`    // nginx's folder
-	// HAProxyPid is the master's pid when the lab was started (the pid
-	// file in HAProxy's folder is authoritative).
-	HAProxyPid int         `json:"haproxy_pid,omitempty"`
-	DB         DB          `json:"db"`
-	Nodes      []NodeState `json:"nodes"`
+	// LBPid is the load balancer's master pid when the lab was started
+	// (its pid file is authoritative).
+	LBPid int         `json:"lb_pid,omitempty"`
+	DB    DB          `json:"db"`
+	Nodes []NodeState `json:"nodes"`
 }
 
 // NodeState is one node of the lab.
@@ -105,6 +107,14 @@ func (s *State) save() error {
 func (s *State) NginxCtl() *nginxd.Instance {
 	return &nginxd.Instance{Dir: s.Nginx, Conf: filepath.Join(s.Nginx, "nginx.conf"), Upstream: filepath.Join(s.Nginx, "upstream.conf"),
 		PidFile: filepath.Join(s.Nginx, "nginx.pid"), Addr: s.Frontend, Name: Backend}
+}
+
+// lbRunning reports whether the lab's load balancer runs.
+func (s *State) lbRunning() bool {
+	if s.LB == "nginx" {
+		return s.NginxCtl().Running()
+	}
+	return s.HAProxyCtl().Running()
 }
 
 // Running reports whether anything of the lab is running.
@@ -232,6 +242,7 @@ func UpWith(ctx context.Context, o Options, log io.Writer) (*State, error) {
 			_ = Down(s, io.Discard)
 			return nil, err
 		}
+		s.LBPid = nginxd.MasterPID(ng.PidFile)
 		if err := s.save(); err != nil {
 			return nil, err
 		}
@@ -246,7 +257,7 @@ func UpWith(ctx context.Context, o Options, log io.Writer) (*State, error) {
 			_ = Down(s, io.Discard)
 			return nil, err
 		}
-		s.Frontend = hp.Addr
+		s.Frontend, s.LBPid = hp.Addr, hp.MasterPID()
 		if err := s.save(); err != nil {
 			return nil, err
 		}
@@ -389,15 +400,15 @@ func (s *State) notRunning() []string {
 			out = append(out, n.Name)
 		}
 	}
-	if !s.HAProxyCtl().Running() {
-		out = append(out, "haproxy")
+	if !s.lbRunning() {
+		out = append(out, s.LB)
 	}
 	return out
 }
 
 // recordedPids are the pids in lab.json.
 func (s *State) recordedPids() []int {
-	out := []int{s.HAProxyPid}
+	out := []int{s.LBPid}
 	for _, n := range s.Nodes {
 		out = append(out, n.Pid)
 	}

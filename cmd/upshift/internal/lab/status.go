@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/upshift-dev/upshift/plugins/haproxy/haproxyd"
+	"github.com/upshift-dev/upshift/plugins/nginx/nginxd"
 )
 
 // NodeStatus is what a node looks like from outside: its process, its own
@@ -27,20 +28,23 @@ type NodeStatus struct {
 	Processing bool
 	DSN        string // the config's db.dsn
 	Marker     bool   // <data_dir>/rolling-upgrade exists
-	// HAProxy's view, from `show stat` and `show servers state`.
-	LBStatus string // UP, DOWN, MAINT, DRAIN, ... ("" if HAProxy did not answer)
-	LBAdmin  int    // srv_admin_state bits; 0 is READY
-	LBActive int    // scur: sessions in flight
+	// The load balancer's view. HAProxy: `show stat` and `show servers
+	// state`; nginx: the upstream file, where a drained server is "down".
+	LBStatus string // UP, DOWN, MAINT, DRAIN, ... ("" if it did not answer)
+	LBAdmin  int    // HAProxy's srv_admin_state bits; 0 is READY
+	LBActive int    // HAProxy's scur: sessions in flight
 }
 
-// InRotation reports whether HAProxy sends the node traffic: UP and READY.
+// InRotation reports whether the load balancer sends the node traffic: UP
+// and READY.
 func (n NodeStatus) InRotation() bool { return n.LBStatus == "UP" && n.LBAdmin == 0 }
 
 // Status is a snapshot of the whole lab.
 type Status struct {
-	HAProxyPid int
-	HAProxyErr string // why HAProxy's view is missing, if it is
-	Nodes      []NodeStatus
+	LB    string // haproxy or nginx
+	LBPid int    // the load balancer's master pid; 0: not running
+	LBErr string // why the load balancer's view is missing, if it is
+	Nodes []NodeStatus
 }
 
 // Inspect looks at every node and at HAProxy. It never fails: what cannot
@@ -59,9 +63,16 @@ func (s *State) Inspect(ctx context.Context) Status {
 		defer resp.Body.Close()
 		return resp.StatusCode, json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(v)
 	}
-	st := Status{HAProxyPid: s.HAProxyCtl().MasterPID()}
-	if !s.HAProxyCtl().Running() {
-		st.HAProxyPid = 0
+	st := Status{LB: s.LB}
+	if st.LB == "" {
+		st.LB = "haproxy"
+	}
+	if s.lbRunning() {
+		if st.LB == "nginx" {
+			st.LBPid = nginxd.MasterPID(s.NginxCtl().PidFile)
+		} else {
+			st.LBPid = s.HAProxyCtl().MasterPID()
+		}
 	}
 	for _, n := range s.Nodes {
 		ns := NodeStatus{Name: n.Name, Pid: s.Node(n).Pid(), Processing: n.Processing}
@@ -88,15 +99,30 @@ func (s *State) Inspect(ctx context.Context) Status {
 		ns.Marker = err == nil
 		st.Nodes = append(st.Nodes, ns)
 	}
+	if st.LB == "nginx" {
+		servers, err := nginxd.ReadUpstream(s.NginxCtl().Upstream)
+		if err != nil {
+			st.LBErr = err.Error()
+			return st
+		}
+		for i := range st.Nodes {
+			for _, sv := range servers {
+				if sv.Name == st.Nodes[i].Name {
+					st.Nodes[i].LBStatus = map[bool]string{true: "DOWN (marked)", false: "UP"}[sv.Down]
+				}
+			}
+		}
+		return st
+	}
 	hc := haproxyd.NewClient(s.HAProxyCtl().Socket, 2*time.Second)
 	stats, _, err := hc.Servers(ctx, Backend)
 	if err != nil {
-		st.HAProxyErr = err.Error()
+		st.LBErr = err.Error()
 		return st
 	}
 	states, err := hc.ServersState(ctx, Backend)
 	if err != nil {
-		st.HAProxyErr = err.Error()
+		st.LBErr = err.Error()
 		return st
 	}
 	for i := range st.Nodes {
@@ -119,7 +145,7 @@ func (s *State) Inspect(ctx context.Context) Status {
 // shown as they are; a server DSN is shown with its password hidden.
 func (st Status) Write(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tPID\tHEALTH\tVERSION\tREAD-ONLY\tHAPROXY\tIN FLIGHT\tDATABASE")
+	fmt.Fprintf(tw, "NODE\tPID\tHEALTH\tVERSION\tREAD-ONLY\t%s\tIN FLIGHT\tDATABASE\n", strings.ToUpper(st.LB))
 	for _, n := range st.Nodes {
 		pid := "stopped"
 		if n.Pid != 0 {
@@ -148,13 +174,13 @@ func (st Status) Write(w io.Writer) error {
 		return err
 	}
 	switch {
-	case st.HAProxyPid == 0:
-		_, err := fmt.Fprintln(w, "haproxy: not running")
+	case st.LBPid == 0:
+		_, err := fmt.Fprintf(w, "%s: not running\n", st.LB)
 		return err
-	case st.HAProxyErr != "":
-		_, err := fmt.Fprintf(w, "haproxy: pid %d, runtime API: %s\n", st.HAProxyPid, st.HAProxyErr)
+	case st.LBErr != "":
+		_, err := fmt.Fprintf(w, "%s: pid %d, %s\n", st.LB, st.LBPid, st.LBErr)
 		return err
 	}
-	_, err := fmt.Fprintf(w, "haproxy: pid %d\n", st.HAProxyPid)
+	_, err := fmt.Fprintf(w, "%s: pid %d\n", st.LB, st.LBPid)
 	return err
 }
