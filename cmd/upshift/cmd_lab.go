@@ -27,15 +27,17 @@ import (
 )
 
 type labFlags struct {
-	dir string
-	bin string
-	db  string
-	lb  string
+	dir   string
+	bin   string
+	db    string
+	lb    string
+	nodes string
 }
 
 func (f *labFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.dir, "dir", "lab", "the lab's folder")
 	cmd.Flags().StringVar(&f.lb, "lb", "haproxy", "load balancer in front (up, demo): haproxy or nginx")
+	cmd.Flags().StringVar(&f.nodes, "nodes", "process", "how the playbook reaches the nodes (up, demo): process, or ssh through an sshd on loopback")
 	cmd.Flags().StringVar(&f.db, "db", "sqlite", "database under the nodes (up, demo): sqlite, or postgres or mysql on this machine's server")
 	cmd.Flags().StringVar(&f.bin, "bin", "", "folder of platformd and the plugins (default: the folder of this upshift)")
 }
@@ -65,7 +67,7 @@ func newLabCommand() *cobra.Command {
 		Short: "Start 3 platformd nodes (version 1) behind a real HAProxy, and write the playbook's variables",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := lab.UpWith(cmd.Context(), lab.Options{Dir: f.dir, Bin: f.binDir(), Database: f.db, LoadBalancer: f.lb}, cmd.OutOrStdout())
+			s, err := lab.UpWith(cmd.Context(), lab.Options{Dir: f.dir, Bin: f.binDir(), Database: f.db, LoadBalancer: f.lb, NodePlugin: f.nodes}, cmd.OutOrStdout())
 			if err != nil {
 				return runError(cmd, err)
 			}
@@ -171,7 +173,7 @@ func runDemo(cmd *cobra.Command, f demoFlags) error {
 		}
 	}
 	fmt.Fprintln(out, "Starting the lab:")
-	s, err := lab.UpWith(ctx, lab.Options{Dir: f.dir, Bin: f.binDir(), Database: f.db, LoadBalancer: f.lb}, out)
+	s, err := lab.UpWith(ctx, lab.Options{Dir: f.dir, Bin: f.binDir(), Database: f.db, LoadBalancer: f.lb, NodePlugin: f.nodes}, out)
 	if err != nil {
 		return runError(cmd, err)
 	}

@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 			"../../plugins/testkit": "upshift-plugin-testkit", "../../plugins/process": "upshift-plugin-process",
 			"../../plugins/sqlite": "upshift-plugin-sqlite", "../../plugins/haproxy": "upshift-plugin-haproxy",
 			"../../plugins/postgres": "upshift-plugin-postgres", "../../plugins/mysql": "upshift-plugin-mysql",
-			"../../plugins/nginx": "upshift-plugin-nginx",
+			"../../plugins/nginx": "upshift-plugin-nginx", "../../plugins/ssh": "upshift-plugin-ssh",
 		} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, out), pkg)
 			cmd.Stderr = os.Stderr

@@ -93,18 +93,20 @@ func TestDemoUpgradesWithZeroFailures(t *testing.T) {
 }
 
 // TestDemoMatrix runs the same upgrade behind HAProxy and nginx, with the
-// nodes on SQLite, PostgreSQL and MariaDB (this machine's servers), through
-// their plugins: every cell must end with zero failed requests and zero lost
-// writes. The short form; `make e2e` runs every combination.
+// nodes on SQLite, PostgreSQL and MariaDB (this machine's servers), driven
+// as local processes or over SSH through a real sshd: every cell must end
+// with zero failed requests and zero lost writes. The short form; `make e2e`
+// runs more combinations.
 func TestDemoMatrix(t *testing.T) {
 	needHAProxy(t)
-	cells := []struct{ lb, db string }{{"haproxy", "postgres"}, {"haproxy", "mysql"}, {"nginx", "sqlite"}}
+	type cell struct{ lb, db, nodes string }
+	cells := []cell{{"haproxy", "postgres", "process"}, {"haproxy", "mysql", "process"}, {"nginx", "sqlite", "process"}, {"haproxy", "sqlite", "ssh"}}
 	if os.Getenv("UPSHIFT_E2E_FULL") != "" {
-		cells = append(cells, struct{ lb, db string }{"nginx", "postgres"}, struct{ lb, db string }{"nginx", "mysql"})
+		cells = append(cells, cell{"nginx", "postgres", "process"}, cell{"nginx", "mysql", "process"}, cell{"nginx", "postgres", "ssh"})
 	}
 	for _, c := range cells {
-		lb, db := c.lb, c.db
-		t.Run(lb+"/"+db, func(t *testing.T) {
+		lb, db, nodes := c.lb, c.db, c.nodes
+		t.Run(lb+"/"+db+"/"+nodes, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "lab")
 			t.Cleanup(func() {
 				if s, err := lab.Load(dir); err == nil {
@@ -112,7 +114,7 @@ func TestDemoMatrix(t *testing.T) {
 					_ = lab.Purge(s) // drops the lab's databases on the server
 				}
 			})
-			out, err := upshift(t, "lab", "demo", "--dir", dir, "--lb", lb, "--db", db, "--playbook", shippedPlaybook, "--warmup", "1s").CombinedOutput()
+			out, err := upshift(t, "lab", "demo", "--dir", dir, "--lb", lb, "--db", db, "--nodes", nodes, "--playbook", shippedPlaybook, "--warmup", "1s").CombinedOutput()
 			require.NoError(t, err, "%s", out)
 			text := string(out)
 			assert.Equal(t, "0", readsRE.FindStringSubmatch(text)[2], "failed reads")

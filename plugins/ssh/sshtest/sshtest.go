@@ -1,4 +1,5 @@
-// Package sshtest runs a real sshd on a free loopback port for tests: a
+// Package sshtest runs a real sshd on a free loopback port for tests and
+// the demo lab: a
 // temporary host key, one authorized client key, SFTP, no passwords. It
 // needs root (sshd's privilege separation) and openssh-server.
 package sshtest
@@ -12,7 +13,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,33 +47,75 @@ func keyPair(path string) (ssh.PublicKey, error) {
 	return ssh.NewPublicKey(pub)
 }
 
-// Start starts sshd; t.Cleanup stops it.
+// Start starts sshd in the foreground of the test; t.Cleanup stops it.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	sshd := "/usr/sbin/sshd"
-	if _, err := os.Stat(sshd); err != nil {
-		t.Fatalf("sshd is not installed (openssh-server): run .ci/setup")
-	}
 	if os.Geteuid() != 0 {
 		t.Skip("sshd for tests needs root")
 	}
-	dir := t.TempDir()
+	s, cmd, err := start(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return s
+}
+
+// StartDetached starts sshd as a daemon in dir, outliving this process (the
+// demo lab uses it); Stop ends it.
+func StartDetached(dir string) (*Server, error) {
+	s, _, err := start(dir, true)
+	return s, err
+}
+
+// Stop ends a detached sshd started in dir.
+func Stop(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, "sshd.pid"))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return err
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = os.Remove(filepath.Join(dir, "sshd.pid"))
+	return nil
+}
+
+func start(dir string, detached bool) (*Server, *exec.Cmd, error) {
+	sshd := "/usr/sbin/sshd"
+	if _, err := os.Stat(sshd); err != nil {
+		return nil, nil, fmt.Errorf("sshd is not installed (openssh-server): run .ci/setup")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, err
+	}
 	s := &Server{Dir: dir, KnownHosts: filepath.Join(dir, "known_hosts"), ClientKey: filepath.Join(dir, "client_key")}
 	hostPub, err := keyPair(filepath.Join(dir, "host_key"))
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	s.HostKey = hostPub
 	clientPub, err := keyPair(s.ClientKey)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), ssh.MarshalAuthorizedKey(clientPub), 0o600); err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	s.Addr = l.Addr().String()
 	l.Close()
@@ -88,20 +133,28 @@ PidFile %s
 Subsystem sftp internal-sftp
 `, port, filepath.Join(dir, "host_key"), filepath.Join(dir, "authorized_keys"), filepath.Join(dir, "sshd.pid"))
 	if err := os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	_ = os.MkdirAll("/run/sshd", 0o755) // privilege separation directory
-	cmd := exec.Command(sshd, "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
-	log, _ := os.Create(filepath.Join(dir, "sshd.log"))
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	args := []string{"-e", "-f", filepath.Join(dir, "sshd_config")}
+	if !detached {
+		args = append([]string{"-D"}, args...)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		log.Close()
-	})
+	cmd := exec.Command(sshd, args...)
+	log, err := os.OpenFile(filepath.Join(dir, "sshd.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer log.Close()
+	cmd.Stdout, cmd.Stderr = log, log
+	if detached {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Run(); err != nil { // sshd forks its daemon and returns
+			return nil, nil, fmt.Errorf("starting sshd: %w", err)
+		}
+	} else if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if c, err := net.DialTimeout("tcp", s.Addr, time.Second); err == nil {
@@ -110,13 +163,16 @@ Subsystem sftp internal-sftp
 		}
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(filepath.Join(dir, "sshd.log"))
-			t.Fatalf("sshd did not listen on %s: %s", s.Addr, strings.TrimSpace(string(b)))
+			if !detached {
+				_ = cmd.Process.Kill()
+			}
+			return nil, nil, fmt.Errorf("sshd did not listen on %s: %s", s.Addr, strings.TrimSpace(string(b)))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	line := knownhosts.Line([]string{knownhosts.Normalize(s.Addr)}, hostPub)
 	if err := os.WriteFile(s.KnownHosts, []byte(line+"\n"), 0o600); err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
-	return s
+	return s, cmd, nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/upshift-dev/upshift/plugins/haproxy/haproxyd"
 	"github.com/upshift-dev/upshift/plugins/nginx/nginxd"
 	"github.com/upshift-dev/upshift/plugins/process/localnode"
+	"github.com/upshift-dev/upshift/plugins/ssh/sshtest"
 )
 
 // Backend is the HAProxy backend holding the nodes.
@@ -43,9 +44,13 @@ type State struct {
 	Nginx    string `json:"nginx"`    // nginx's folder
 	// LBPid is the load balancer's master pid when the lab was started
 	// (its pid file is authoritative).
-	LBPid int         `json:"lb_pid,omitempty"`
-	DB    DB          `json:"db"`
-	Nodes []NodeState `json:"nodes"`
+	LBPid int `json:"lb_pid,omitempty"`
+	// NodePlugin is process or ssh; SSHD and SSHAddr locate the lab's sshd.
+	NodePlugin string      `json:"node_plugin,omitempty"`
+	SSHD       string      `json:"sshd,omitempty"`
+	SSHAddr    string      `json:"ssh_addr,omitempty"`
+	DB         DB          `json:"db"`
+	Nodes      []NodeState `json:"nodes"`
 }
 
 // NodeState is one node of the lab.
@@ -144,6 +149,9 @@ type Options struct {
 	Database string
 	// LoadBalancer is haproxy (default) or nginx.
 	LoadBalancer string
+	// NodePlugin is process (default) or ssh: with ssh the lab runs an
+	// sshd on loopback and the playbook reaches the nodes through it.
+	NodePlugin string
 }
 
 // UpWith is Up with the database chosen.
@@ -167,7 +175,22 @@ func UpWith(ctx context.Context, o Options, log io.Writer) (*State, error) {
 	if _, err := os.Stat(filepath.Join(bin, "platformd")); err != nil {
 		return nil, fmt.Errorf("%s: %w (run `make build`)", filepath.Join(bin, "platformd"), err)
 	}
-	s := &State{Dir: dir, Bin: bin, LB: o.LoadBalancer, HAProxy: filepath.Join(dir, "haproxy"), Nginx: filepath.Join(dir, "nginx")}
+	s := &State{Dir: dir, Bin: bin, LB: o.LoadBalancer, HAProxy: filepath.Join(dir, "haproxy"), Nginx: filepath.Join(dir, "nginx"), NodePlugin: o.NodePlugin}
+	switch s.NodePlugin {
+	case "":
+		s.NodePlugin = "process"
+	case "process":
+	case "ssh":
+		s.SSHD = filepath.Join(dir, "sshd")
+		srv, err := sshtest.StartDetached(s.SSHD)
+		if err != nil {
+			return nil, err
+		}
+		s.SSHAddr = srv.Addr
+		fmt.Fprintf(log, "  sshd       %s  (nodes are reached through it)\n", srv.Addr)
+	default:
+		return nil, fmt.Errorf("unknown node plugin %q: process or ssh", s.NodePlugin)
+	}
 	switch s.LB {
 	case "":
 		s.LB = "haproxy"
@@ -314,7 +337,12 @@ func (s *State) writeVars() error {
 	var nodes []cty.Value
 	for _, n := range s.Nodes {
 		platformd := filepath.Join(s.Bin, "platformd")
+		host := str(s.SSHAddr)
+		if s.SSHAddr == "" {
+			host = cty.NullVal(cty.String)
+		}
 		nodes = append(nodes, cty.ObjectVal(map[string]cty.Value{
+			"host": host,
 			"name": str(n.Name), "processing": cty.BoolVal(n.Processing), "address": str(n.Address),
 			"config_file": str(n.ConfigFile), "data_dir": str(n.DataDir),
 			"command":  list(platformd, "serve", "--config", n.ConfigFile),
@@ -348,6 +376,12 @@ func (s *State) writeVars() error {
 		"config": cty.ObjectVal(dbConfig),
 	}))
 	body.SetAttributeValue("nodes", cty.TupleVal(nodes))
+	if s.NodePlugin == "ssh" {
+		body.SetAttributeValue("node_plugin", str("ssh"))
+		body.SetAttributeValue("node_config", cty.ObjectVal(map[string]cty.Value{
+			"known_hosts": str(filepath.Join(s.SSHD, "known_hosts")), "private_key_file": str(filepath.Join(s.SSHD, "client_key")), "user": str("root"),
+		}))
+	}
 	return os.WriteFile(s.VarsFile(), hclwrite.Format(f.Bytes()), 0o644)
 }
 
@@ -381,6 +415,13 @@ func Down(s *State, log io.Writer) error {
 		errs = append(errs, err)
 	} else {
 		fmt.Fprintln(log, "  haproxy stopped")
+	}
+	if s.SSHD != "" {
+		if err := sshtest.Stop(s.SSHD); err != nil {
+			errs = append(errs, err)
+		} else {
+			fmt.Fprintln(log, "  sshd stopped")
+		}
 	}
 	// Check what was recorded too: a pid file removed by hand must not
 	// leave a process behind unnoticed.
