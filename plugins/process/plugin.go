@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/zclconf/go-cty/cty"
-	"github.com/zclconf/go-cty/cty/convert"
 
 	"github.com/upshift-dev/upshift/plugins"
 	"github.com/upshift-dev/upshift/plugins/process/localnode"
@@ -53,20 +52,7 @@ type handler struct {
 }
 
 func (h *handler) configure(_ context.Context, req plugins.ConfigureRequest) error {
-	str := func(v cty.Value, name string) string {
-		if v.IsNull() || !v.Type().IsObjectType() || !v.Type().HasAttribute(name) {
-			return ""
-		}
-		a := v.GetAttr(name)
-		if a.IsNull() || !a.IsKnown() {
-			return ""
-		}
-		s, err := convert.Convert(a, cty.String)
-		if err != nil {
-			return ""
-		}
-		return s.AsString()
-	}
+	str := localnode.Attr
 	dur := func(name string, def time.Duration) (time.Duration, error) {
 		s := str(req.Config, name)
 		if s == "" {
@@ -96,27 +82,9 @@ func (h *handler) configure(_ context.Context, req plugins.ConfigureRequest) err
 	h.nodes, h.locks = map[string]*localnode.Node{}, map[string]*sync.Mutex{}
 	for it := nodes.ElementIterator(); it.Next(); {
 		_, v := it.Element()
-		n := &localnode.Node{
-			Name: str(v, "name"), Address: str(v, "address"), ConfigFile: str(v, "config_file"), DataDir: str(v, "data_dir"),
-			PidFile: str(v, "pid_file"), LogFile: str(v, "log_file"), HealthURL: str(v, "health_url"), ReadOnlyURL: str(v, "read_only_url"),
-		}
-		if v.Type().IsObjectType() && v.Type().HasAttribute("command") && !v.GetAttr("command").IsNull() {
-			if l, err := convert.Convert(v.GetAttr("command"), cty.List(cty.String)); err == nil {
-				for _, e := range l.AsValueSlice() {
-					n.Command = append(n.Command, e.AsString())
-				}
-			}
-		}
-		if n.ReadOnlyURL == "" && n.Address != "" {
-			n.ReadOnlyURL = "http://" + n.Address + roPath
-		}
-		if n.HealthURL == "" && n.Address != "" {
-			n.HealthURL = "http://" + n.Address + "/healthz"
-		}
-		for attr, val := range map[string]bool{"address": n.Address != "", "config_file": n.ConfigFile != "", "data_dir": n.DataDir != "", "command": len(n.Command) > 0, "pid_file": n.PidFile != "", "log_file": n.LogFile != ""} {
-			if !val {
-				return fmt.Errorf("node %q has no %s; a process node needs name, address, config_file, data_dir, command, pid_file and log_file", n.Name, attr)
-			}
+		n, err := localnode.FromValue(v, roPath)
+		if err != nil {
+			return err
 		}
 		for _, p := range []string{n.ConfigFile, n.DataDir, n.PidFile, n.LogFile} {
 			if !filepath.IsAbs(p) {
@@ -214,24 +182,9 @@ func (h *handler) exec(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 		return cty.NilVal, err
 	}
 	defer unlock()
-	var argv []string
-	if c := r.Args.GetAttr("command"); !c.IsNull() {
-		for _, e := range c.AsValueSlice() {
-			argv = append(argv, e.AsString())
-		}
-	}
-	shell := r.String("shell")
-	switch {
-	case len(argv) == 0 && shell == "":
-		return cty.NilVal, sdk.ArgError("command", "give the command as an argument list, or a shell line in shell")
-	case len(argv) > 0 && shell != "":
-		return cty.NilVal, sdk.ArgError("shell", "give either command or shell, not both")
-	}
-	env := map[string]string{}
-	if e := r.Args.GetAttr("env"); !e.IsNull() {
-		for k, v := range e.AsValueMap() {
-			env[k] = v.AsString()
-		}
+	argv, shell, env, bad, err := localnode.ExecArgs(r.Args)
+	if err != nil {
+		return cty.NilVal, sdk.ArgError(bad, "%s", err)
 	}
 	timeout, err := r.Duration("timeout", 10*time.Minute)
 	if err != nil {

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/zclconf/go-cty/cty"
-	"github.com/zclconf/go-cty/cty/convert"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/upshift-dev/upshift/plugins"
@@ -65,20 +64,7 @@ type handler struct {
 	nodes map[string]*node
 }
 
-func str(v cty.Value, name string) string {
-	if v.IsNull() || !v.Type().IsObjectType() || !v.Type().HasAttribute(name) {
-		return ""
-	}
-	a := v.GetAttr(name)
-	if a.IsNull() || !a.IsKnown() {
-		return ""
-	}
-	s, err := convert.Convert(a, cty.String)
-	if err != nil {
-		return ""
-	}
-	return s.AsString()
-}
+var str = localnode.Attr
 
 func (h *handler) configure(_ context.Context, req plugins.ConfigureRequest) error {
 	c := req.Config
@@ -112,33 +98,16 @@ func (h *handler) configure(_ context.Context, req plugins.ConfigureRequest) err
 	}
 	for it := req.Nodes.ElementIterator(); it.Next(); {
 		_, v := it.Element()
-		n := &node{Node: localnode.Node{
-			Name: str(v, "name"), Address: str(v, "address"), ConfigFile: str(v, "config_file"), DataDir: str(v, "data_dir"),
-			PidFile: str(v, "pid_file"), LogFile: str(v, "log_file"), HealthURL: str(v, "health_url"), ReadOnlyURL: str(v, "read_only_url"),
-		}}
-		if v.Type().IsObjectType() && v.Type().HasAttribute("command") && !v.GetAttr("command").IsNull() {
-			if l, err := convert.Convert(v.GetAttr("command"), cty.List(cty.String)); err == nil {
-				for _, e := range l.AsValueSlice() {
-					n.Command = append(n.Command, e.AsString())
-				}
-			}
+		ln, err := localnode.FromValue(v, roPath, "host")
+		if err != nil {
+			return err
 		}
-		if n.HealthURL == "" {
-			n.HealthURL = "http://" + n.Address + "/healthz"
-		}
-		if n.ReadOnlyURL == "" {
-			n.ReadOnlyURL = "http://" + n.Address + roPath
-		}
+		n := &node{Node: *ln}
 		u := str(v, "user")
 		if u == "" {
 			u = user
 		}
 		hostAddr := str(v, "host")
-		for attr, ok := range map[string]bool{"host": hostAddr != "", "address": n.Address != "", "config_file": n.ConfigFile != "", "data_dir": n.DataDir != "", "command": len(n.Command) > 0, "pid_file": n.PidFile != "", "log_file": n.LogFile != ""} {
-			if !ok {
-				return fmt.Errorf("node %q has no %s; an ssh node needs name, host, address, config_file, data_dir, command, pid_file and log_file", n.Name, attr)
-			}
-		}
 		n.host = &host{node: n.Name, user: u, addr: hostAddr, cfg: h.cfg}
 		h.nodes[n.Name] = n
 	}
@@ -272,27 +241,19 @@ func (h *handler) exec(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 		return cty.NilVal, err
 	}
 	defer unlock()
-	var argv []string
-	if c := r.Args.GetAttr("command"); !c.IsNull() {
-		for _, e := range c.AsValueSlice() {
-			argv = append(argv, e.AsString())
-		}
+	argv, shell, env, bad, err := localnode.ExecArgs(r.Args)
+	if err != nil {
+		return cty.NilVal, sdk.ArgError(bad, "%s", err)
 	}
-	shell := r.String("shell")
-	switch {
-	case len(argv) == 0 && shell == "":
-		return cty.NilVal, sdk.ArgError("command", "give the command as an argument list, or a shell line in shell")
-	case len(argv) > 0 && shell != "":
-		return cty.NilVal, sdk.ArgError("shell", "give either command or shell, not both")
-	case shell != "":
+	if shell != "" {
 		argv = []string{"sh", "-c", shell}
 	}
-	if e := r.Args.GetAttr("env"); !e.IsNull() {
-		env := []string{"env"}
-		for k, v := range e.AsValueMap() {
-			env = append(env, k+"="+v.AsString())
+	if len(env) > 0 {
+		prefix := []string{"env"}
+		for k, v := range env {
+			prefix = append(prefix, k+"="+v)
 		}
-		argv = append(env, argv...)
+		argv = append(prefix, argv...)
 	}
 	timeout, err := r.Duration("timeout", 10*time.Minute)
 	if err != nil {
