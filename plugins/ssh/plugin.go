@@ -57,6 +57,36 @@ type node struct {
 	localnode.Node // names, paths, command, URLs (paths are on the remote host)
 	host           *host
 	mu             sync.Mutex
+	// Service commands, when the node's service is run by systemd or an
+	// init script: start_command, stop_command and status_command (exit 0
+	// while running). Without them the plugin runs `command` detached with
+	// a pid file, as the process plugin does.
+	startCmd, stopCmd, statusCmd []string
+}
+
+// managed reports whether the node's service is run by configured commands.
+func (n *node) managed() bool { return len(n.startCmd) > 0 }
+
+// running asks the status command, or the pid file.
+func (n *node) running(ctx context.Context) (bool, error) {
+	if n.managed() {
+		_, _, err := n.host.run(ctx, commandLine(n.statusCmd), n.host.cfg.timeout)
+		var exit *ssh.ExitError
+		if errors.As(err, &exit) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	pid, err := n.remotePid(ctx)
+	return pid != 0, err
+}
+
+// runService runs a configured service command.
+func (n *node) runService(ctx context.Context, what string, argv []string, timeout time.Duration) error {
+	if _, stderr, err := n.host.run(ctx, commandLine(argv), timeout); err != nil {
+		return fmt.Errorf("node %s: %s (%s): %v %s", n.Name, what, strings.Join(argv, " "), err, strings.TrimSpace(stderr))
+	}
+	return nil
 }
 
 type handler struct {
@@ -102,7 +132,10 @@ func (h *handler) configure(_ context.Context, req plugins.ConfigureRequest) err
 		if err != nil {
 			return err
 		}
-		n := &node{Node: *ln}
+		n := &node{Node: *ln, startCmd: localnode.Strings(v, "start_command"), stopCmd: localnode.Strings(v, "stop_command"), statusCmd: localnode.Strings(v, "status_command")}
+		if n.managed() && (len(n.stopCmd) == 0 || len(n.statusCmd) == 0) {
+			return fmt.Errorf("node %q has a start_command but not both stop_command and status_command", n.Name)
+		}
 		u := str(v, "user")
 		if u == "" {
 			u = user
@@ -161,6 +194,28 @@ func (h *handler) start(ctx context.Context, r *sdk.Request) (cty.Value, error) 
 		return cty.NilVal, err
 	}
 	done := func() (cty.Value, error) { return result(r, map[string]cty.Value{"node": cty.StringVal(n.Name)}) }
+	if n.managed() {
+		if up, err := n.running(ctx); err != nil {
+			return cty.NilVal, err
+		} else if up {
+			r.Progress("already running")
+			return done()
+		}
+		if err := n.runService(ctx, "starting", n.startCmd, timeout); err != nil {
+			return cty.NilVal, err
+		}
+		deadline := time.Now().Add(timeout)
+		for {
+			if c, err := net.DialTimeout("tcp", n.Address, time.Second); err == nil {
+				c.Close()
+				return done()
+			}
+			if time.Now().After(deadline) {
+				return cty.NilVal, fmt.Errorf("node %s: started, but nothing listens on %s after %s", n.Name, n.Address, timeout)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 	if pid, err := n.remotePid(ctx); err != nil {
 		return cty.NilVal, err
 	} else if pid != 0 {
@@ -205,6 +260,26 @@ func (h *handler) stop(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	timeout, err := r.Duration("timeout", 30*time.Second)
 	if err != nil {
 		return cty.NilVal, err
+	}
+	if n.managed() {
+		if up, err := n.running(ctx); err != nil {
+			return cty.NilVal, err
+		} else if up {
+			if err := n.runService(ctx, "stopping", n.stopCmd, timeout); err != nil {
+				return cty.NilVal, err
+			}
+			deadline := time.Now().Add(timeout)
+			for up {
+				if time.Now().After(deadline) {
+					return cty.NilVal, fmt.Errorf("node %s: still running after %s (status_command exits 0)", n.Name, timeout)
+				}
+				time.Sleep(100 * time.Millisecond)
+				if up, err = n.running(ctx); err != nil {
+					return cty.NilVal, err
+				}
+			}
+		}
+		return result(r, map[string]cty.Value{"node": cty.StringVal(n.Name)})
 	}
 	pid, err := n.remotePid(ctx)
 	if err != nil {

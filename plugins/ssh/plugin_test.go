@@ -203,3 +203,38 @@ func replaceHost(v cty.Value, addr string) cty.Value {
 	m["host"] = cty.StringVal(addr)
 	return cty.ObjectVal(m)
 }
+
+// TestServiceCommands drives a node whose service is run by configured
+// commands (as with systemctl): the plugin uses them, not its pid file.
+func TestServiceCommands(t *testing.T) {
+	srv := sshtest.Start(t)
+	ns, addr, _ := nodes(t, srv)
+	v := ns.Index(cty.NumberIntVal(0)).AsValueMap()
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	pid := filepath.Join(dir, "svc.pid")
+	script := func(name, body string) cty.Value {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte("#!/bin/sh\necho "+name+" >> "+calls+"\n"+body+"\n"), 0o755))
+		return cty.ListVal([]cty.Value{cty.StringVal(p)})
+	}
+	cmd := v["command"].AsValueSlice()
+	var argv []string
+	for _, c := range cmd {
+		argv = append(argv, "'"+c.AsString()+"'")
+	}
+	v["start_command"] = script("start", "setsid "+strings.Join(argv, " ")+" > /dev/null 2>&1 < /dev/null & echo $! > "+pid)
+	v["stop_command"] = script("stop", "kill $(cat "+pid+")")
+	v["status_command"] = script("status", "kill -0 $(cat "+pid+" 2>/dev/null) 2>/dev/null")
+	p := sdktest.Provider(t, newPlugin())
+	require.False(t, p.Configure(context.Background(), plugins.ConfigureRequest{Config: config(srv, srv.KnownHosts, false), Nodes: cty.TupleVal([]cty.Value{cty.ObjectVal(v)})}).HasErrors())
+	n := cty.StringVal("node-1")
+	ok(t, call(p, "start", map[string]cty.Value{"node": n, "timeout": cty.StringVal("20s")}))
+	ok(t, call(p, "wait_healthy", map[string]cty.Value{"node": n, "timeout": cty.StringVal("20s")}))
+	ok(t, call(p, "start", map[string]cty.Value{"node": n}))
+	ok(t, call(p, "stop", map[string]cty.Value{"node": n, "timeout": cty.StringVal("20s")}))
+	_, err := net.Dial("tcp", addr)
+	assert.Error(t, err, "stopped by its stop_command")
+	b, _ := os.ReadFile(calls)
+	assert.Equal(t, []string{"status", "start", "status", "status", "stop"}, strings.Fields(string(b))[:5])
+}
