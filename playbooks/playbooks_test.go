@@ -12,9 +12,11 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/zclconf/go-cty/cty"
 
 	"github.com/upshift-dev/upshift/playbooks"
 	"github.com/upshift-dev/upshift/runner"
+	"github.com/upshift-dev/upshift/schema"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -242,4 +244,52 @@ rollout "r" {
 			assert.Equal(t, c.sizes, sizes)
 		})
 	}
+}
+
+func TestSensitiveValuesThroughForEach(t *testing.T) {
+	src := `
+variable "targets" {
+  type      = any
+  sensitive = true
+}
+variable "servers" {
+  type = list(object({ name = string, password = string }))
+}
+node_pool "cluster" {
+  plugin = "process"
+  nodes  = [{ name = "a" }, { name = "b" }]
+}
+step "whole" {
+  for_each = var.targets
+  run      = node_pool.cluster.start
+  with {
+    node = each.key
+  }
+}
+`
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.hcl"), []byte(src), 0o644))
+	_, _, diags := check(t, dir, playbooks.LoadOptions{Vars: []string{`targets=["s3cret"]`, `servers=[]`}, Env: []string{}})
+	require.True(t, diags.HasErrors(), "a sensitive collection cannot become instance keys")
+	assert.Contains(t, diags.Error(), "cannot be sensitive")
+	assert.NotContains(t, diags.Error(), "s3cret")
+}
+
+func TestConfigObjectRejectsUnknownArguments(t *testing.T) {
+	src := map[string]string{"main.hcl": `
+load_balancer "front" {
+  plugin = "haproxy"
+  config = { socket = "/run/haproxy.sock", bakend = "platform" }
+}
+`}
+	withConfig := func(_ *playbooks.Plugin, kind schema.Kind) (*schema.Plugin, error) {
+		p := schema.ContractPlugin(kind)
+		p.Config = &schema.Object{Attributes: []*schema.Attribute{
+			{Name: "socket", Type: cty.String, Required: true}, {Name: "backend", Type: cty.String, Required: true},
+		}}
+		return p, nil
+	}
+	_, diags := playbooks.NewParser().LoadFiles(t.TempDir(), src, playbooks.LoadOptions{Env: []string{}, Schemas: withConfig})
+	require.True(t, diags.HasErrors())
+	assert.Contains(t, diags.Error(), `no config argument "bakend" (did you mean "backend"?)`)
 }

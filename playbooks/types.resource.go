@@ -91,6 +91,17 @@ func (pb *Playbook) decodeResource(b *hcl.Block, schemas SchemaSource) (*Resourc
 		if isContractOnly(sch) {
 			r.Config = v
 		} else {
+			// Converting to the schema's type would drop an attribute it
+			// does not have: a misspelt one must be an error, as in a block.
+			if uv, _ := v.Unmark(); uv.Type().IsObjectType() || uv.Type().IsMapType() {
+				for _, name := range sortedKeys(uv.AsValueMap()) {
+					if sch.Config.Attribute(name) == nil {
+						return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unsupported config argument",
+							Detail:  fmt.Sprintf("Plugin %q has no config argument %q%s. Its arguments are %s.", r.PluginName, name, suggest(name, sch.Config.Names()), joinQuoted(sch.Config.Names())),
+							Subject: ca.Expr.Range().Ptr()})
+					}
+				}
+			}
 			conv, err := convert.Convert(v, sch.Config.ConstraintType())
 			if err != nil {
 				return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid config", Detail: fmt.Sprintf("The config of %s %q does not fit plugin %q: %s.", kind, r.Name, r.PluginName, err), Subject: ca.Expr.Range().Ptr()})

@@ -191,7 +191,12 @@ func collectionItems(pb *playbooks.Playbook, expr, keyExpr hcl.Expression, what,
 		}
 		return nil, bad(fmt.Sprintf("The %s of %s must be known before the run starts, to know how many instances there are; it depends on %s. Use variables, locals or node_pool nodes instead.", what, owner, strings.Join(refs, ", ")))
 	}
-	v, _ = v.Unmark()
+	// Instance keys are shown everywhere (addresses, plans, journal), so
+	// they may not come from a sensitive value; sensitive values inside the
+	// items keep their marks through each.value.
+	if v.HasMark(playbooks.SensitiveMark) {
+		return nil, bad(fmt.Sprintf("The %s of %s is sensitive; its items become instance addresses shown in plans and journals, so it cannot be sensitive as a whole.", what, owner))
+	}
 	if v.IsNull() {
 		return nil, bad(fmt.Sprintf("The %s of %s is null; it must be a map, a set of strings or a list.", what, owner))
 	}
@@ -223,7 +228,7 @@ func collectionItems(pb *playbooks.Playbook, expr, keyExpr hcl.Expression, what,
 				return nil, ds
 			}
 			if key == "" {
-				return nil, bad(fmt.Sprintf("Element %d of the %s of %s has no key: give each element a name, use strings, or set `key`.", i, what, owner))
+				return nil, bad(fmt.Sprintf("Element %d of the %s of %s has no key: give each element a name, or use strings (a rollout can also set `key`).", i, what, owner))
 			}
 			if ds := addItem(key, val); ds != nil {
 				return nil, ds
@@ -248,12 +253,18 @@ func itemKey(pb *playbooks.Playbook, val cty.Value, index int, keyExpr hcl.Expre
 		}
 		return k.AsString(), nil
 	}
-	val, _ = val.Unmark()
+	sensitiveKey := hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Sensitive instance key", Detail: "An item's key would come from a sensitive value; keys are shown in instance addresses, so they cannot be sensitive."}}
+	if val.HasMark(playbooks.SensitiveMark) {
+		return "", sensitiveKey
+	}
 	switch {
 	case val.Type() == cty.String && !val.IsNull():
 		return val.AsString(), nil
 	case val.Type().IsObjectType() && val.Type().HasAttribute("name"):
 		n := val.GetAttr("name")
+		if n.HasMark(playbooks.SensitiveMark) {
+			return "", sensitiveKey
+		}
 		if n.Type() == cty.String && !n.IsNull() {
 			return n.AsString(), nil
 		}
