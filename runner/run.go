@@ -83,6 +83,9 @@ type execution struct {
 	results map[string]cty.Value
 	prior   map[string]*journal.Step
 	rerun   map[string]bool
+	// whenSkipped holds the instances whose `when` was false: done, but
+	// nothing ran, so there is nothing to undo.
+	whenSkipped map[string]bool
 	// blocked holds steps that need the operator before they can run again.
 	blocked map[string]string
 }
@@ -97,7 +100,7 @@ func Run(ctx context.Context, g *Graph, opts Options) (*Result, error) {
 	if opts.Events == nil {
 		opts.Events = Sinks(nil)
 	}
-	x := &execution{g: g, opts: opts, start: time.Now(), results: map[string]cty.Value{}, prior: map[string]*journal.Step{}, rerun: map[string]bool{}}
+	x := &execution{g: g, opts: opts, start: time.Now(), results: map[string]cty.Value{}, prior: map[string]*journal.Step{}, rerun: map[string]bool{}, whenSkipped: map[string]bool{}}
 	for _, a := range opts.Rerun {
 		x.rerun[a] = true
 	}
@@ -328,6 +331,9 @@ func (x *execution) runInstance(ctx context.Context, inst *Instance) error {
 	if when.IsKnown() && when.False() {
 		res := cty.NullVal(action.Result.ImpliedType())
 		x.setResult(inst, res)
+		x.mu.Lock()
+		x.whenSkipped[inst.Addr] = true
+		x.mu.Unlock()
 		if err := x.record(inst, journal.Step{Status: journal.Done, StartedAt: started, EndedAt: time.Now(), Result: json.RawMessage(`null`)}); err != nil {
 			return fmt.Errorf("recording the step: %w", err)
 		}
@@ -605,8 +611,8 @@ func (x *execution) rollback(ctx context.Context, outcomes map[string]*dag.Outco
 			for i := len(r.Steps) - 1; i >= 0; i-- {
 				s := r.Steps[i]
 				inst := x.g.DAG.Vertex(InstanceAddr(s.Name, key, true)).(*Instance)
-				if outcomes[inst.Addr].State != dag.Done || s.Run.Action.Undo == "" {
-					continue
+				if outcomes[inst.Addr].State != dag.Done || s.Run.Action.Undo == "" || x.skippedByWhen(inst) {
+					continue // not run, or nothing to undo
 				}
 				undo := s.Run.Resource.Schema.Action(s.Run.Action.Undo)
 				if undo == nil {
@@ -617,7 +623,8 @@ func (x *execution) rollback(ctx context.Context, outcomes map[string]*dag.Outco
 					continue
 				}
 				args, _ = args.UnmarkDeep()
-				undoArgs, err := fitArgs(args, undo)
+				res, _ := x.result(inst)
+				undoArgs, err := fitArgs(args, res, undo)
 				addr := inst.Addr + ".undo"
 				if err != nil {
 					x.emit(Event{Type: StepFailed, Address: addr, Action: undo.Name, Error: err.Error()})
@@ -636,14 +643,24 @@ func (x *execution) rollback(ctx context.Context, outcomes map[string]*dag.Outco
 	}
 }
 
-// fitArgs keeps the arguments that the undo action accepts.
-func fitArgs(args cty.Value, a *schema.Action) (cty.Value, error) {
+func (x *execution) skippedByWhen(inst *Instance) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.whenSkipped[inst.Addr]
+}
+
+// fitArgs builds the undo action's arguments: each from the step's
+// argument of that name, else from its result (copy's `name` is what drop
+// needs), else null.
+func fitArgs(args, result cty.Value, a *schema.Action) (cty.Value, error) {
 	attrs := map[string]cty.Value{}
 	for _, at := range a.Args.Attributes {
-		if args.Type().HasAttribute(at.Name) {
-			attrs[at.Name] = args.GetAttr(at.Name)
-		} else {
-			attrs[at.Name] = cty.NullVal(at.Type)
+		attrs[at.Name] = cty.NullVal(at.Type)
+		for _, from := range []cty.Value{args, result} {
+			if from != cty.NilVal && !from.IsNull() && from.Type().IsObjectType() && from.Type().HasAttribute(at.Name) && !from.GetAttr(at.Name).IsNull() {
+				attrs[at.Name] = from.GetAttr(at.Name)
+				break
+			}
 		}
 	}
 	return convert.Convert(cty.ObjectVal(attrs), a.Args.ImpliedType())

@@ -557,3 +557,44 @@ func TestFinishedRunIsNotRepeated(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, res.AlreadyDone, "changed variables make a new run")
 }
+
+func TestRollbackOfACopyDropsWhatItMade(t *testing.T) {
+	f := newFixture(t, `
+rollout "up" {
+  over       = node_pool.cluster.nodes
+  on_failure = "rollback"
+  step "copy" {
+    run = database.main.copy
+    with {
+      to = "b_${each.key}"
+    }
+  }
+  step "skip" {
+    run  = node_pool.cluster.stop
+    when = false
+    with {
+      node = each.value.name
+    }
+  }
+  step "fail" {
+    run = node_pool.cluster.exec
+    with {
+      node    = each.value.name
+      command = ["x"]
+    }
+  }
+}
+`)
+	var dropped []string
+	f.db.InvokeFn = func(_ context.Context, action string, args cty.Value) (cty.Value, error) {
+		if action == "drop" {
+			dropped = append(dropped, args.GetAttr("name").AsString())
+		}
+		return cty.NilVal, nil
+	}
+	f.nodes.InvokeFn = func(context.Context, string, cty.Value) (cty.Value, error) { return cty.NilVal, errors.New("boom") }
+	_, err, _ := f.run(runner.Options{})
+	require.Error(t, err)
+	assert.Equal(t, []string{"b_n1"}, dropped, "drop gets copy's result name")
+	assert.Equal(t, []string{"exec:n1"}, f.nodes.Calls(), "a step skipped by when is not undone")
+}
