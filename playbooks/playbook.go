@@ -168,7 +168,7 @@ type Rollout struct {
 	Name        string
 	Description string
 	Over        hcl.Expression
-	Key         hcl.Expression // nil: key from each.value.name, or the index
+	Key         hcl.Expression // nil: key from each.value.name, or the item itself when a string
 	// Batches lists batch sizes; the last size repeats. Each is a count or a
 	// percentage of all items.
 	Batches   []BatchSize

@@ -293,3 +293,51 @@ load_balancer "front" {
 	require.True(t, diags.HasErrors())
 	assert.Contains(t, diags.Error(), `no config argument "bakend" (did you mean "backend"?)`)
 }
+
+// TestStepWaitingForAllInstancesKeepsItsPlace: a step that waits for every
+// instance of a for_each step comes as soon as they are done, before steps
+// declared after it.
+func TestStepWaitingForAllInstancesKeepsItsPlace(t *testing.T) {
+	src := map[string]string{"main.hcl": `
+node_pool "cluster" {
+  plugin = "process"
+  nodes  = [{ name = "a" }, { name = "b" }]
+}
+step "ro" {
+  for_each = toset(["a", "b"])
+  run      = node_pool.cluster.read_only
+  with {
+    node    = each.key
+    enabled = true
+  }
+}
+step "cfg" {
+  run        = node_pool.cluster.touch
+  depends_on = [step.ro]
+  with {
+    node = "a"
+    path = "m"
+  }
+}
+rollout "r" {
+  over = node_pool.cluster.nodes
+  step "stop" {
+    run = node_pool.cluster.stop
+    with {
+      node = each.value.name
+    }
+  }
+}
+`}
+	pb, diags := playbooks.NewParser().LoadFiles(t.TempDir(), src, playbooks.LoadOptions{Env: []string{}})
+	require.False(t, diags.HasErrors(), diags.Error())
+	g, diags := runner.BuildGraph(pb)
+	require.False(t, diags.HasErrors(), diags.Error())
+	plan, diags := runner.MakePlan(g)
+	require.False(t, diags.HasErrors(), diags.Error())
+	var order []string
+	for _, s := range plan.Steps {
+		order = append(order, s.Instance.Addr)
+	}
+	assert.Equal(t, []string{`step.ro["a"]`, `step.ro["b"]`, "step.cfg", `step.stop["a"]`, `step.stop["b"]`}, order)
+}

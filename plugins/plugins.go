@@ -29,7 +29,8 @@ type Provider interface {
 	// action's result type.
 	Invoke(ctx context.Context, req InvokeRequest) InvokeResponse
 	// Check probes, without changing anything, whether the action with these
-	// arguments has already taken effect. Used by plan and on resume.
+	// arguments has already taken effect. The runner asks it on resume, for
+	// a non-idempotent step found in flight.
 	Check(ctx context.Context, req InvokeRequest) CheckResponse
 	// Close releases the plugin (for an out-of-process one, ends its process).
 	Close() error

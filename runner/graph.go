@@ -53,6 +53,8 @@ type Graph struct {
 
 	specMu sync.Mutex // steps are decoded concurrently during a run
 	specs  map[*schema.Object]hcldec.Spec
+	// joined holds the join vertices already connected.
+	joined map[string]bool
 }
 
 // InstanceAddr renders the address of an instance.
@@ -67,7 +69,20 @@ func InstanceAddr(step string, key string, keyed bool) string {
 // rollout `over` must be known before the run: they may refer to variables,
 // locals and resources, not to step results.
 func BuildGraph(pb *playbooks.Playbook) (*Graph, hcl.Diagnostics) {
-	g := &Graph{Playbook: pb, DAG: dag.New(), ByStep: map[string][]*Instance{}, Items: map[string][][]string{}}
+	g := &Graph{Playbook: pb, DAG: dag.New(), ByStep: map[string][]*Instance{}, Items: map[string][][]string{}, joined: map[string]bool{}}
+	// Which steps and rollouts are waited for as a whole: their join
+	// vertices are placed right after their instances.
+	wanted := map[string]bool{}
+	for _, st := range pb.Steps {
+		for _, ref := range append(append([]playbooks.Reference(nil), st.DependsOn...), st.References...) {
+			wanted[ref.Kind+"."+ref.Name] = true
+		}
+	}
+	for _, r := range pb.Rollouts {
+		for _, ref := range append(append([]playbooks.Reference(nil), r.DependsOn...), r.References...) {
+			wanted[ref.Kind+"."+ref.Name] = true
+		}
+	}
 	var diags hcl.Diagnostics
 
 	// Expand in source order: top-level steps and rollouts interleaved as
@@ -110,6 +125,9 @@ func BuildGraph(pb *playbooks.Playbook) (*Graph, hcl.Diagnostics) {
 			for _, it := range items {
 				add(&Instance{Addr: InstanceAddr(u.step.Name, it.key, true), Step: u.step, Key: it.key, Keyed: true, Each: it.each()})
 			}
+			if wanted["step."+u.step.Name] && len(items) != 1 {
+				g.addJoin("step." + u.step.Name + "[*]")
+			}
 			continue
 		}
 		r := u.rollout
@@ -126,6 +144,9 @@ func BuildGraph(pb *playbooks.Playbook) (*Graph, hcl.Diagnostics) {
 				}
 			}
 			g.Items[r.Name] = append(g.Items[r.Name], keys)
+		}
+		if wanted["rollout."+r.Name] {
+			g.addJoin("rollout." + r.Name)
 		}
 	}
 	if diags.HasErrors() {
@@ -305,8 +326,9 @@ func (g *Graph) target(ref playbooks.Reference) string {
 			return insts[0].Addr
 		}
 		addr := "step." + ref.Name + "[*]"
-		if g.DAG.Vertex(addr) == nil {
-			g.DAG.Add(&join{addr})
+		if !g.joined[addr] {
+			g.joined[addr] = true
+			g.addJoin(addr)
 			for _, t := range insts {
 				g.DAG.Connect(addr, t.Addr)
 			}
@@ -314,8 +336,9 @@ func (g *Graph) target(ref playbooks.Reference) string {
 		return addr
 	}
 	addr := "rollout." + ref.Name
-	if g.DAG.Vertex(addr) == nil {
-		g.DAG.Add(&join{addr})
+	if !g.joined[addr] {
+		g.joined[addr] = true
+		g.addJoin(addr)
 		r := pb.Rollout(ref.Name)
 		last := r.Steps[len(r.Steps)-1]
 		for _, keys := range g.Items[r.Name] {
@@ -325,6 +348,15 @@ func (g *Graph) target(ref playbooks.Reference) string {
 		}
 	}
 	return addr
+}
+
+// addJoin adds a join vertex unless expansion already placed it, right
+// after the instances it waits for, so that walks and plans take it up as
+// soon as they are done rather than after everything added later.
+func (g *Graph) addJoin(addr string) {
+	if g.DAG.Vertex(addr) == nil {
+		g.DAG.Add(&join{addr})
+	}
 }
 
 // connect adds every edge: from depends_on and references (to all instances

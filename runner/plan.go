@@ -32,8 +32,6 @@ type PlannedStep struct {
 	Args cty.Value
 	// KnownAfter maps an unknown argument to the steps it waits for.
 	KnownAfter map[string][]string
-	// DependsOn lists the direct dependencies, after transitive reduction.
-	DependsOn []string
 }
 
 // MakePlan builds g's plan: every instance in walk order (dependencies
@@ -124,7 +122,7 @@ func knownAfter(s *playbooks.Step, args cty.Value) map[string][]string {
 // WriteText renders the plan for a person.
 func (p *Plan) WriteText(w io.Writer) error {
 	pb := p.Graph.Playbook
-	fmt.Fprintf(w, "Plan: %d steps", len(p.Steps))
+	fmt.Fprintf(w, "Plan: %d %s", len(p.Steps), plural(len(p.Steps), "step", "steps"))
 	if len(pb.Rollouts) > 0 {
 		var parts []string
 		for _, r := range pb.Rollouts {
@@ -346,4 +344,11 @@ func (g *Graph) WriteDOT(w io.Writer) error {
 	}
 	fmt.Fprintln(w, "}")
 	return nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

@@ -36,21 +36,17 @@ type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
-// longFlags may be written with one dash, as Terraform users do
-// (-var-file x); cobra wants two.
-var longFlags = map[string]bool{"var": true, "var-file": true, "json": true, "parallelism": true, "check": true, "diff": true, "recursive": true}
-
+// normalizeArgs lets long flags be written with one dash, as Terraform
+// users do (-var-file x); cobra wants two. upshift has no one-letter flags
+// but -h, so any -word is a long flag.
 func normalizeArgs(args []string) []string {
 	out := make([]string, 0, len(args))
 	for i, a := range args {
 		if a == "--" {
 			return append(out, args[i:]...)
 		}
-		if strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") {
-			name, _, _ := strings.Cut(a[1:], "=")
-			if longFlags[name] {
-				a = "-" + a
-			}
+		if strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") && len(a) > 2 {
+			a = "-" + a
 		}
 		out = append(out, a)
 	}

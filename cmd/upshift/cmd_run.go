@@ -221,7 +221,9 @@ func digest(pb *playbooks.Playbook) string {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		io.WriteString(h, n)
+		// Names as typed differ from one working directory to another:
+		// the base name and the contents identify a file.
+		io.WriteString(h, filepath.Base(n))
 		h.Write(pb.Files[n].Bytes)
 	}
 	for _, n := range sortedVarNames(pb) {
