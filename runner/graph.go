@@ -153,7 +153,9 @@ func BuildGraph(pb *playbooks.Playbook) (*Graph, hcl.Diagnostics) {
 		return g, diags
 	}
 	g.connect()
-	if err := g.DAG.Validate(); err != nil {
+	// Kahn's order is the cheap check; only a graph that has a cycle pays
+	// for finding and naming it.
+	if _, err := g.DAG.TopologicalOrder(); err != nil {
 		diags = append(diags, g.cycleDiagnostics(err.(*dag.CycleError))...)
 	}
 	return g, diags

@@ -75,6 +75,7 @@ func MakePlan(g *Graph) (*Plan, hcl.Diagnostics) {
 	p := &Plan{Graph: g}
 	var diags hcl.Diagnostics
 	reported := map[*playbooks.Step]bool{}
+	refs := map[*playbooks.Step]map[string][]string{}
 	for i, inst := range insts {
 		// One diagnostic per step is enough: its instances share the body.
 		if ds := out[i].diags; ds.HasErrors() {
@@ -85,7 +86,7 @@ func MakePlan(g *Graph) (*Plan, hcl.Diagnostics) {
 			continue
 		}
 		args := out[i].args
-		p.Steps = append(p.Steps, &PlannedStep{Instance: inst, Args: args, KnownAfter: knownAfter(inst.Step, args)})
+		p.Steps = append(p.Steps, &PlannedStep{Instance: inst, Args: args, KnownAfter: knownAfter(inst.Step, args, refs)})
 	}
 	if diags.HasErrors() {
 		return nil, diags
@@ -94,26 +95,34 @@ func MakePlan(g *Graph) (*Plan, hcl.Diagnostics) {
 }
 
 // knownAfter finds, for each unknown argument, the steps its expression
-// refers to.
-func knownAfter(s *playbooks.Step, args cty.Value) map[string][]string {
+// refers to. The answer depends only on the step, so it is worked out once
+// per step (refs) and filtered by what is unknown in this instance.
+func knownAfter(s *playbooks.Step, args cty.Value, refs map[*playbooks.Step]map[string][]string) map[string][]string {
 	if s.With == nil || args.IsWhollyKnown() {
 		return nil
 	}
-	attrs, _ := s.With.JustAttributes()
-	out := map[string][]string{}
-	for name, a := range attrs {
-		if !args.Type().HasAttribute(name) || args.GetAttr(name).IsWhollyKnown() {
-			continue
+	byAttr, ok := refs[s]
+	if !ok {
+		byAttr = map[string][]string{}
+		attrs, _ := s.With.JustAttributes()
+		for name, a := range attrs {
+			seen := map[string]bool{}
+			for _, tr := range a.Expr.Variables() {
+				if tr.RootName() != "step" || len(tr) < 2 {
+					continue
+				}
+				if at, ok := tr[1].(hcl.TraverseAttr); ok && !seen[at.Name] {
+					seen[at.Name] = true
+					byAttr[name] = append(byAttr[name], "step."+at.Name)
+				}
+			}
 		}
-		seen := map[string]bool{}
-		for _, tr := range a.Expr.Variables() {
-			if tr.RootName() != "step" || len(tr) < 2 {
-				continue
-			}
-			if at, ok := tr[1].(hcl.TraverseAttr); ok && !seen[at.Name] {
-				seen[at.Name] = true
-				out[name] = append(out[name], "step."+at.Name)
-			}
+		refs[s] = byAttr
+	}
+	out := map[string][]string{}
+	for name, steps := range byAttr {
+		if args.Type().HasAttribute(name) && !args.GetAttr(name).IsWhollyKnown() {
+			out[name] = steps
 		}
 	}
 	return out
