@@ -2,10 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net/http"
-	"os"
-	"sort"
+	"net"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,221 +19,255 @@ import (
 )
 
 // Version of the nginx plugin.
-const Version = "0.1.0"
+const Version = "0.2.0"
 
+// configSchema is the `config { ... }` block of a load_balancer using this
+// plugin.
 var configSchema = &schema.Object{Attributes: []*schema.Attribute{
-	{Name: "nginx_conf", Type: cty.String, Required: true, Description: "nginx's main configuration file, which includes upstream_file; checked with `nginx -t` before every reload."},
-	{Name: "upstream_file", Type: cty.String, Required: true, Description: "The file upshift manages: the upstream block, one `server ADDR; # NAME` line per server."},
-	{Name: "upstream", Type: cty.String, Required: true, Description: "Name of the upstream block."},
-	{Name: "pid_file", Type: cty.String, Required: true, Description: "nginx master's pid file."},
-	{Name: "health_urls", Type: cty.Map(cty.String), Description: "Health URL of each server, by name: nginx (open source) has no active health checks, so enable and the min_in_service guard ask the servers themselves."},
-	{Name: "nginx_binary", Type: cty.String, Description: "Path of nginx. Default: on PATH, else /usr/sbin/nginx."},
+	{Name: "nginx_conf", Type: cty.String, Required: true, Description: "nginx's main configuration file, which includes upstream_file; checked with `nginx -t -c` before every reload."},
+	{Name: "upstream_file", Type: cty.String, Required: true, Description: "The file upshift edits: it holds the upstream block, one `server ADDR [PARAMS];` line per server; upshift only adds or removes `down`."},
+	{Name: "upstream", Type: cty.String, Required: true, Description: "Name of the upstream block in upstream_file."},
+	{Name: "pid_file", Type: cty.String, Required: true, Description: "nginx master's pid file: reloads are SIGHUP to that process."},
+	{Name: "servers", Type: cty.Map(cty.String), Description: "Server name -> address exactly as written in the upstream block (nginx entries have no names). Default: the names in the `# NAME` comments upshift writes after each server line."},
+	{Name: "health_urls", Type: cty.Map(cty.String), Description: "Health URL of each server, by name. nginx (open source) has no active health checks: enable and the min_in_service guard ask these URLs; a server without one counts as in service."},
+	{Name: "health_timeout", Type: cty.String, Description: "Deadline of each health probe, as a duration. Default 2s."},
+	{Name: "nginx_binary", Type: cty.String, Description: "Path of nginx. Default: nginx on PATH, else /usr/sbin/nginx."},
 }}
 
+// newPlugin declares the plugin. Each call returns a fresh instance: one
+// *sdk.Plugin serves one configured load balancer.
 func newPlugin() *sdk.Plugin {
-	n := &lb{}
-	k := schema.KindLoadBalancer
+	h := &handler{}
+	kind := schema.KindLoadBalancer
 	return &sdk.Plugin{
-		Name: "nginx", Version: Version, Kind: k, Config: configSchema, Configure: n.configure,
+		Name:      "nginx",
+		Version:   Version,
+		Kind:      kind,
+		Config:    configSchema,
+		Configure: h.configure,
 		Actions: []*sdk.Action{
-			{Schema: schema.ContractAction(k, "drain"), Run: n.drain, Check: n.checkState(true)},
-			{Schema: schema.ContractAction(k, "enable"), Run: n.enable, Check: n.checkState(false)},
-			{Schema: schema.ContractAction(k, "status"), Run: n.status},
+			{Schema: schema.ContractAction(kind, "drain"), Run: h.drain, Check: h.checkDrain},
+			{Schema: schema.ContractAction(kind, "enable"), Run: h.enable, Check: h.checkEnable},
+			{Schema: schema.ContractAction(kind, "status"), Run: h.status},
 		},
 	}
 }
 
-type lb struct {
-	mu                            sync.Mutex // one change of the upstream file at a time
-	conf, upstreamFile, name, pid string
-	bin                           string
-	health                        map[string]string
+// handler binds LB to the SDK: typed arguments in, cty results out.
+type handler struct {
+	mu sync.RWMutex
+	lb *LB
 }
 
-var client = &http.Client{Timeout: 2 * time.Second}
-
-func (n *lb) configure(_ context.Context, req plugins.ConfigureRequest) error {
-	c := req.Config
-	n.conf, n.upstreamFile = c.GetAttr("nginx_conf").AsString(), c.GetAttr("upstream_file").AsString()
-	n.name, n.pid = c.GetAttr("upstream").AsString(), c.GetAttr("pid_file").AsString()
-	n.health = map[string]string{}
-	if h := c.GetAttr("health_urls"); !h.IsNull() {
-		for k, v := range h.AsValueMap() {
-			n.health[k] = v.AsString()
+func (h *handler) configure(_ context.Context, req plugins.ConfigureRequest) error {
+	cfg := req.Config
+	str := func(name string) string {
+		v := cfg.GetAttr(name)
+		if v.IsNull() {
+			return ""
+		}
+		return v.AsString()
+	}
+	strMap := func(name string) map[string]string {
+		v := cfg.GetAttr(name)
+		if v.IsNull() {
+			return nil
+		}
+		out := map[string]string{}
+		for k, e := range v.AsValueMap() {
+			if !e.IsNull() {
+				out[k] = e.AsString()
+			}
+		}
+		return out
+	}
+	o := Options{
+		NginxConf: str("nginx_conf"), UpstreamFile: str("upstream_file"), Upstream: str("upstream"),
+		PidFile: str("pid_file"), Binary: str("nginx_binary"),
+		Servers: strMap("servers"), HealthURLs: strMap("health_urls"),
+	}
+	for _, a := range []struct{ attr, v string }{
+		{"nginx_conf", o.NginxConf}, {"upstream_file", o.UpstreamFile}, {"upstream", o.Upstream}, {"pid_file", o.PidFile},
+	} {
+		if a.v == "" {
+			return sdk.ArgError(a.attr, "is empty")
 		}
 	}
-	bin := ""
-	if b := c.GetAttr("nginx_binary"); !b.IsNull() {
-		bin = b.AsString()
+	if o.Servers != nil {
+		if len(o.Servers) == 0 {
+			return sdk.ArgError("servers", "names no server")
+		}
+		seen := map[string]string{}
+		for _, name := range sortedKeys(o.Servers) {
+			addr := o.Servers[name]
+			if _, _, err := net.SplitHostPort(addr); err != nil && !isUnixAddr(addr) {
+				return sdk.ArgError("servers", "server %s: %q is not an address as nginx writes it (HOST:PORT or unix:PATH)", name, addr)
+			}
+			if other, dup := seen[addr]; dup {
+				return sdk.ArgError("servers", "servers %s and %s have the same address %s", other, name, addr)
+			}
+			seen[addr] = name
+		}
 	}
-	var err error
-	if n.bin, err = nginxd.Binary(bin); err != nil {
-		return sdk.ArgError("nginx_binary", "%s", err)
+	for _, name := range sortedKeys(o.HealthURLs) {
+		if o.Servers != nil {
+			if _, ok := o.Servers[name]; !ok {
+				return sdk.ArgError("health_urls", "health URL for %q, which is not in servers (%s)", name, joinNames(o.Servers))
+			}
+		}
+		u, err := url.Parse(o.HealthURLs[name])
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			// The URL itself is not repeated: it may hold credentials.
+			return sdk.ArgError("health_urls", "server %s: the health URL is not an http:// or https:// URL", name)
+		}
 	}
+	if s := str("health_timeout"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return sdk.ArgError("health_timeout", "%q is not a positive duration (write it like \"2s\")", s)
+		}
+		o.HealthTimeout = d
+	}
+	if o.Binary != "" {
+		if _, err := nginxd.Binary(o.Binary); err != nil {
+			return sdk.ArgError("nginx_binary", "%s", err)
+		}
+	}
+	// Files and the master are not looked at here: validate and plan
+	// configure plugins while nginx may not run; the first action reports.
+	h.mu.Lock()
+	h.lb = NewLB(o)
+	h.mu.Unlock()
 	return nil
 }
 
-func result(action string, attrs map[string]cty.Value) (cty.Value, error) {
-	return sdk.Result(schema.ContractAction(schema.KindLoadBalancer, action), attrs)
+func isUnixAddr(a string) bool { return len(a) > len("unix:") && a[:5] == "unix:" }
+
+func joinNames(m map[string]string) string { return strings.Join(sortedKeys(m), ", ") }
+
+func (h *handler) get() (*LB, error) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.lb == nil {
+		return nil, errors.New("the nginx plugin was not configured")
+	}
+	return h.lb, nil
 }
 
-// find returns the servers and the index of the named one.
-func (n *lb) find(server string) ([]nginxd.Server, int, error) {
-	servers, err := nginxd.ReadUpstream(n.upstreamFile)
-	if err != nil {
-		return nil, -1, err
+// vendorErr turns the logic's argument errors into the SDK's.
+func vendorErr(err error) error {
+	var ae *argError
+	if errors.As(err, &ae) {
+		return sdk.ArgError(ae.attr, "%s", ae.msg)
 	}
-	var names []string
+	return err
+}
+
+func serverResult(action string, r ServerResult) (cty.Value, error) {
+	return sdk.Result(schema.ContractAction(schema.KindLoadBalancer, action), map[string]cty.Value{
+		"server": cty.StringVal(r.Server),
+		"state":  cty.StringVal(r.State),
+	})
+}
+
+func timeoutArg(req *sdk.Request) (time.Duration, error) {
+	timeout, err := req.Duration("timeout", 60*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	if timeout == 0 {
+		return 0, sdk.ArgError("timeout", "must be more than 0s")
+	}
+	return timeout, nil
+}
+
+func (h *handler) drain(ctx context.Context, req *sdk.Request) (cty.Value, error) {
+	lb, err := h.get()
+	if err != nil {
+		return cty.NilVal, err
+	}
+	timeout, err := timeoutArg(req)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	min := req.Int("min_in_service", 1)
+	if min < 0 {
+		return cty.NilVal, sdk.ArgError("min_in_service", "must be 0 or more")
+	}
+	res, err := lb.Drain(ctx, DrainArgs{Server: req.String("server"), Timeout: timeout, MinInService: min}, req.Progress)
+	if err != nil {
+		return cty.NilVal, vendorErr(err)
+	}
+	return serverResult("drain", res)
+}
+
+func (h *handler) enable(ctx context.Context, req *sdk.Request) (cty.Value, error) {
+	lb, err := h.get()
+	if err != nil {
+		return cty.NilVal, err
+	}
+	timeout, err := timeoutArg(req)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	res, err := lb.Enable(ctx, EnableArgs{Server: req.String("server"), Timeout: timeout}, req.Progress)
+	if err != nil {
+		return cty.NilVal, vendorErr(err)
+	}
+	return serverResult("enable", res)
+}
+
+func (h *handler) status(ctx context.Context, _ *sdk.Request) (cty.Value, error) {
+	lb, err := h.get()
+	if err != nil {
+		return cty.NilVal, err
+	}
+	servers, err := lb.Status(ctx)
+	if err != nil {
+		return cty.NilVal, vendorErr(err)
+	}
+	list := make([]cty.Value, len(servers))
 	for i, s := range servers {
-		if s.Name == server {
-			return servers, i, nil
-		}
-		names = append(names, s.Name)
+		list[i] = cty.ObjectVal(map[string]cty.Value{
+			"name":   cty.StringVal(s.Name),
+			"state":  cty.StringVal(s.State),
+			"health": cty.StringVal(s.Health),
+			// nginx (open source) does not count sessions per server.
+			"sessions": cty.NumberIntVal(0),
+		})
 	}
-	sort.Strings(names)
-	return nil, -1, sdk.ArgError("server", "no server named %q in upstream %s (servers: %v)", server, n.name, names)
+	v := cty.ListValEmpty(schema.ServerStatusType)
+	if len(list) > 0 {
+		v = cty.ListVal(list)
+	}
+	return sdk.Result(schema.ContractAction(schema.KindLoadBalancer, "status"), map[string]cty.Value{"servers": v})
 }
 
-func (n *lb) healthy(ctx context.Context, server string) (bool, string) {
-	u, ok := n.health[server]
-	if !ok {
-		return true, "no health URL"
-	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	resp, err := client.Do(req)
+func (h *handler) check(ctx context.Context, req *sdk.Request, action, state string,
+	probe func(*LB, context.Context, string) (bool, string, error)) (plugins.CheckResponse, error) {
+	lb, err := h.get()
 	if err != nil {
-		return false, err.Error()
+		return plugins.CheckResponse{}, err
 	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK, resp.Status
+	server := req.String("server")
+	applied, detail, err := probe(lb, ctx, server)
+	if err != nil {
+		return plugins.CheckResponse{}, vendorErr(err)
+	}
+	if !applied {
+		return plugins.CheckResponse{State: plugins.CheckNotApplied, Detail: detail}, nil
+	}
+	res, err := serverResult(action, ServerResult{Server: server, State: state})
+	if err != nil {
+		return plugins.CheckResponse{}, fmt.Errorf("building the %s result: %w", action, err)
+	}
+	return plugins.CheckResponse{State: plugins.CheckApplied, Detail: detail, Result: res}, nil
 }
 
-// apply writes the upstream file with one server changed and reloads; a
-// failed check or reload puts the old file back, so nothing changes.
-func (n *lb) apply(ctx context.Context, servers []nginxd.Server, timeout time.Duration, progress func(string, ...any)) error {
-	old, err := os.ReadFile(n.upstreamFile)
-	if err != nil {
-		return err
-	}
-	if err := nginxd.WriteUpstream(n.upstreamFile, n.name, servers); err != nil {
-		return err
-	}
-	if err := nginxd.Test(ctx, n.bin, n.conf); err != nil {
-		_ = os.WriteFile(n.upstreamFile, old, 0o644)
-		return err
-	}
-	return nginxd.Reload(ctx, n.bin, n.conf, n.pid, timeout, progress)
+func (h *handler) checkDrain(ctx context.Context, req *sdk.Request) (plugins.CheckResponse, error) {
+	return h.check(ctx, req, "drain", stateMaint, (*LB).CheckDrain)
 }
 
-func (n *lb) drain(ctx context.Context, r *sdk.Request) (cty.Value, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	server := r.String("server")
-	timeout, err := r.Duration("timeout", 60*time.Second)
-	if err != nil {
-		return cty.NilVal, err
-	}
-	servers, i, err := n.find(server)
-	if err != nil {
-		return cty.NilVal, err
-	}
-	done := func() (cty.Value, error) {
-		return result("drain", map[string]cty.Value{"server": cty.StringVal(server), "state": cty.StringVal("maint")})
-	}
-	if servers[i].Down {
-		r.Progress("%s is already out of rotation", server)
-		return done()
-	}
-	need := r.Int("min_in_service", 1)
-	var serving []string
-	for _, s := range servers {
-		if s.Name == server || s.Down {
-			continue
-		}
-		if ok, _ := n.healthy(ctx, s.Name); ok {
-			serving = append(serving, s.Name)
-		}
-	}
-	if len(serving) < need {
-		return cty.NilVal, sdk.ArgError("min_in_service", "draining %s would leave %d servers in service (%v); %d required", server, len(serving), serving, need)
-	}
-	servers[i].Down = true
-	r.Progress("marking %s down in %s and reloading nginx", server, n.upstreamFile)
-	if err := n.apply(ctx, servers, timeout, r.Progress); err != nil {
-		return cty.NilVal, fmt.Errorf("draining %s: %w", server, err)
-	}
-	return done()
-}
-
-func (n *lb) enable(ctx context.Context, r *sdk.Request) (cty.Value, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	server := r.String("server")
-	timeout, err := r.Duration("timeout", 60*time.Second)
-	if err != nil {
-		return cty.NilVal, err
-	}
-	servers, i, err := n.find(server)
-	if err != nil {
-		return cty.NilVal, err
-	}
-	// nginx sends traffic as soon as the server is back in the file: it must
-	// answer first.
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, why := n.healthy(ctx, server)
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			return cty.NilVal, fmt.Errorf("server %s is not healthy after %s (%s); left out of rotation", server, timeout, why)
-		}
-		r.Progress("waiting for %s to answer its health check: %s", server, why)
-		time.Sleep(200 * time.Millisecond)
-	}
-	if servers[i].Down {
-		servers[i].Down = false
-		if err := n.apply(ctx, servers, timeout, r.Progress); err != nil {
-			return cty.NilVal, fmt.Errorf("enabling %s: %w", server, err)
-		}
-	}
-	return result("enable", map[string]cty.Value{"server": cty.StringVal(server), "state": cty.StringVal("ready")})
-}
-
-func (n *lb) checkState(wantDown bool) func(context.Context, *sdk.Request) (plugins.CheckResponse, error) {
-	return func(_ context.Context, r *sdk.Request) (plugins.CheckResponse, error) {
-		servers, i, err := n.find(r.String("server"))
-		if err != nil {
-			return plugins.CheckResponse{}, err
-		}
-		if servers[i].Down != wantDown {
-			return plugins.CheckResponse{State: plugins.CheckNotApplied}, nil
-		}
-		state := map[bool]string{true: "maint", false: "ready"}[wantDown]
-		res, err := result(r.Action, map[string]cty.Value{"server": cty.StringVal(servers[i].Name), "state": cty.StringVal(state)})
-		return plugins.CheckResponse{State: plugins.CheckApplied, Result: res}, err
-	}
-}
-
-func (n *lb) status(ctx context.Context, _ *sdk.Request) (cty.Value, error) {
-	servers, err := nginxd.ReadUpstream(n.upstreamFile)
-	if err != nil {
-		return cty.NilVal, err
-	}
-	var out []cty.Value
-	for _, s := range servers {
-		health := "unknown"
-		if _, ok := n.health[s.Name]; ok {
-			if up, _ := n.healthy(ctx, s.Name); up {
-				health = "up"
-			} else {
-				health = "down"
-			}
-		}
-		out = append(out, cty.ObjectVal(map[string]cty.Value{
-			"name": cty.StringVal(s.Name), "state": cty.StringVal(map[bool]string{true: "maint", false: "ready"}[s.Down]),
-			"health": cty.StringVal(health), "sessions": cty.NumberIntVal(0), // open-source nginx does not count them per server
-		}))
-	}
-	return result("status", map[string]cty.Value{"servers": cty.ListVal(out)})
+func (h *handler) checkEnable(ctx context.Context, req *sdk.Request) (plugins.CheckResponse, error) {
+	return h.check(ctx, req, "enable", stateReady, (*LB).CheckEnable)
 }

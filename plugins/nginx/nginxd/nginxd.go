@@ -1,16 +1,18 @@
-// Package nginxd owns running nginx as a load balancer for upshift: the
-// upstream file that upshift manages (one line per server, `down` for a
-// server out of rotation), config rendering for the demo lab and tests, a
-// checked graceful reload, and waiting for the workers of the previous
-// configuration to finish their in-flight requests.
+// Package nginxd owns running nginx as upshift's load balancer: the
+// upstream file upshift manages (one `server` line per server, `down` for
+// one out of rotation), a checked graceful reload that waits for the
+// workers of the previous configuration to finish their in-flight
+// requests, and a real nginx rendered and started for tests and the demo
+// lab (Start, StartWith).
 package nginxd
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -19,62 +21,21 @@ import (
 	"time"
 )
 
-// Server is one upstream server.
-type Server struct {
-	Name string
-	Addr string
-	Down bool
-}
+// CmdTimeout bounds each nginx command (`nginx -t`, starting nginx).
+const CmdTimeout = 30 * time.Second
 
-var lineRE = regexp.MustCompile(`^\s*server\s+(\S+)(.*?);\s*#\s*(\S+)\s*$`)
-
-// ReadUpstream parses an upstream file written by WriteUpstream.
-func ReadUpstream(path string) ([]Server, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []Server
-	for _, l := range strings.Split(string(b), "\n") {
-		m := lineRE.FindStringSubmatch(l)
-		if m == nil {
-			continue
-		}
-		out = append(out, Server{Name: m[3], Addr: m[1], Down: strings.Contains(m[2], " down")})
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("upstream file %s has no `server ADDR; # NAME` lines", path)
-	}
-	return out, nil
-}
-
-// RenderUpstream is the upstream block for servers.
-func RenderUpstream(name string, servers []Server) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "# Managed by upshift: one server per line, named in its comment.\nupstream %s {\n", name)
-	for _, s := range servers {
-		down := ""
-		if s.Down {
-			down = " down"
-		}
-		fmt.Fprintf(&b, "    server %s max_fails=1 fail_timeout=2s%s; # %s\n", s.Addr, down, s.Name)
-	}
-	b.WriteString("}\n")
-	return b.String()
-}
-
-// WriteUpstream writes the file atomically.
-func WriteUpstream(path, name string, servers []Server) error {
-	tmp := path + ".upshift-tmp"
-	if err := os.WriteFile(tmp, []byte(RenderUpstream(name, servers)), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
-// Binary finds nginx.
+// Binary finds nginx: given when not empty (it must exist), else nginx on
+// PATH, else /usr/sbin/nginx (where Debian puts it, often not on a user's
+// PATH).
 func Binary(given string) (string, error) {
 	if given != "" {
+		st, err := os.Stat(given)
+		if err != nil {
+			return "", fmt.Errorf("nginx binary %s: %w", given, unwrapPath(err))
+		}
+		if st.IsDir() || st.Mode().Perm()&0o111 == 0 {
+			return "", fmt.Errorf("nginx binary %s is not an executable file", given)
+		}
 		return given, nil
 	}
 	if p, err := exec.LookPath("nginx"); err == nil {
@@ -83,209 +44,264 @@ func Binary(given string) (string, error) {
 	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
 		return "/usr/sbin/nginx", nil
 	}
-	return "", fmt.Errorf("nginx not found on PATH or at /usr/sbin/nginx")
+	return "", errors.New("nginx not found on PATH or at /usr/sbin/nginx")
 }
 
-// Test runs `nginx -t` on a config.
-func Test(ctx context.Context, bin, conf string) error {
-	out, err := exec.CommandContext(ctx, bin, "-t", "-q", "-c", conf).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("nginx -t -c %s: %s", conf, strings.TrimSpace(string(out)))
+// Available reports whether an nginx binary can be found, for tests.
+func Available() bool {
+	_, err := Binary("")
+	return err == nil
+}
+
+// Ctl drives a running nginx through its files: the binary, the main
+// configuration and the master's pid file.
+type Ctl struct {
+	Binary  string
+	Conf    string
+	PidFile string
+}
+
+// Test runs `nginx -t` on the main configuration, which reads every file it
+// includes. The error is one line: nginx's [emerg] lines, joined.
+func (c Ctl) Test(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, CmdTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.Binary, "-t", "-q", "-c", c.Conf)
+	cmd.WaitDelay = time.Second
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		return nil
 	}
-	return nil
+	if ctx.Err() != nil {
+		return fmt.Errorf("nginx -t -c %s: no answer within %s", c.Conf, CmdTimeout)
+	}
+	msg := oneLine(string(out))
+	if msg == "" {
+		msg = err.Error()
+	}
+	return fmt.Errorf("nginx -t -c %s failed: %s", c.Conf, msg)
 }
 
-// MasterPID reads the master's pid file; 0 when there is no live master.
+// errLineRE matches nginx's error lines as `nginx -t` prints them: with a
+// "nginx: " prefix, or in error-log form (time, level, pid#tid) when the
+// configuration could not be read far enough to know its own log.
+var errLineRE = regexp.MustCompile(`^(?:nginx: )?(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )?\[(emerg|alert|crit)\] (?:\d+#\d+: )?(.*)$`)
+
+// oneLine keeps nginx's error lines ([emerg], [alert], [crit]) without the
+// "nginx: " prefix, joined with "; ", or the first line when there are none.
+func oneLine(out string) string {
+	var keep []string
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	for _, l := range lines {
+		if m := errLineRE.FindStringSubmatch(strings.TrimSpace(l)); m != nil {
+			keep = append(keep, "["+m[1]+"] "+m[2])
+		}
+	}
+	if len(keep) == 0 {
+		return strings.TrimPrefix(strings.TrimSpace(lines[0]), "nginx: ")
+	}
+	return strings.Join(keep, "; ")
+}
+
+// Master returns the master's pid from the pid file, checking that the pid
+// is a live nginx master: a stale pid file must not make upshift signal
+// some other process.
+func (c Ctl) Master() (int, error) {
+	b, err := os.ReadFile(c.PidFile)
+	if err != nil {
+		return 0, fmt.Errorf("nginx is not running: pid file %s: %w", c.PidFile, unwrapPath(err))
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("pid file %s does not hold a pid", c.PidFile)
+	}
+	if !isMaster(pid) {
+		return 0, fmt.Errorf("nginx is not running: pid %d from %s is not a live nginx master process", pid, c.PidFile)
+	}
+	return pid, nil
+}
+
+// MasterPID is the pid of the live nginx master named by pidFile, or 0.
 func MasterPID(pidFile string) int {
-	b, err := os.ReadFile(pidFile)
+	pid, err := Ctl{PidFile: pidFile}.Master()
 	if err != nil {
-		return 0
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	if pid <= 0 || !alive(pid) {
 		return 0
 	}
 	return pid
 }
 
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+// proc is what /proc says of a process.
+type proc struct {
+	pid, ppid int
+	state     byte
+	title     string // nginx sets its process titles: "nginx: worker process"
+}
+
+func readProc(pid int) (proc, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return false
+		return proc{}, false
 	}
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
-	return i > 0 && i+2 < len(s) && s[i+2] != 'Z'
+	if i < 0 {
+		return proc{}, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return proc{}, false
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	p := proc{pid: pid, ppid: ppid, state: f[0][0]}
+	if c, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); err == nil {
+		p.title = strings.TrimSpace(string(bytes.ReplaceAll(c, []byte{0}, []byte{' '})))
+	}
+	return p, true
 }
 
-// Workers lists the master's worker processes.
+// alive: the process exists and is not a zombie (an exited worker its
+// master has not reaped yet has finished its requests).
+func alive(pid int) bool {
+	p, ok := readProc(pid)
+	return ok && p.state != 'Z' && p.state != 'X'
+}
+
+func isMaster(pid int) bool {
+	p, ok := readProc(pid)
+	return ok && p.state != 'Z' && strings.HasPrefix(p.title, "nginx: master process")
+}
+
+// Workers lists the live worker processes of master (not its cache
+// processes), those of the current configuration and those still finishing
+// the requests of an older one ("worker process is shutting down").
 func Workers(master int) []int {
 	var out []int
+	for _, p := range children(master) {
+		if strings.HasPrefix(p.title, "nginx: worker process") {
+			out = append(out, p.pid)
+		}
+	}
+	return out
+}
+
+// ShuttingDown lists master's workers that belong to an older
+// configuration and are finishing their in-flight requests.
+func ShuttingDown(master int) []int {
+	var out []int
+	for _, p := range children(master) {
+		if strings.HasPrefix(p.title, "nginx: worker process is shutting down") {
+			out = append(out, p.pid)
+		}
+	}
+	return out
+}
+
+func children(parent int) []proc {
+	var out []proc
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(master) && f[0] != "Z" {
-			out = append(out, pid)
+		if p, ok := readProc(pid); ok && p.ppid == parent && p.state != 'Z' && p.state != 'X' {
+			out = append(out, p)
 		}
 	}
-	sort.Ints(out)
+	sort.Slice(out, func(i, j int) bool { return out[i].pid < out[j].pid })
 	return out
 }
 
-// Reload checks conf, then reloads nginx gracefully (SIGHUP to the master)
-// and waits until every worker of the previous configuration has exited,
-// which they do once their in-flight requests are done. progress gets a
-// line while it waits.
-func Reload(ctx context.Context, bin, conf, pidFile string, timeout time.Duration, progress func(string, ...any)) error {
-	if err := Test(ctx, bin, conf); err != nil {
-		return err
-	}
-	master := MasterPID(pidFile)
-	if master == 0 {
-		return fmt.Errorf("nginx is not running (no live master in %s)", pidFile)
-	}
-	old := Workers(master)
-	if err := syscall.Kill(master, syscall.SIGHUP); err != nil {
-		return fmt.Errorf("reloading nginx (pid %d): %w", master, err)
-	}
-	deadline := time.Now().Add(timeout)
-	last := time.Time{}
-	for {
-		left := 0
-		for _, w := range old {
-			if alive(w) {
-				left++
-			}
-		}
-		if left == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d nginx workers of the previous configuration still serve requests after %s", left, timeout)
-		}
-		if time.Since(last) > time.Second {
-			progress("waiting for %d old nginx workers to finish their requests", left)
-			last = time.Now()
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-// Instance is an nginx started by Start, for the lab and tests.
-type Instance struct {
-	Dir, Conf, Upstream, PidFile, Addr, Name string
-	Bin                                      string
-}
-
-// Start renders a config in dir (listening on addr, proxying to the
-// upstream `name` of servers) and starts nginx detached, in its own session.
-func Start(ctx context.Context, dir, addr, name string, servers []Server) (*Instance, error) {
-	bin, err := Binary("")
+// Reload reloads nginx gracefully: SIGHUP to the master, which starts
+// workers with the new configuration and asks the old ones to finish their
+// in-flight requests and exit. It returns once a new worker runs (the new
+// configuration is in effect) and the old ones have been told to stop,
+// with the old workers, for WaitExited. The
+// caller runs Test first: a configuration the master cannot load leaves the
+// old workers serving, and Reload reports that after wait.
+func (c Ctl) Reload(ctx context.Context, wait time.Duration) (old []int, err error) {
+	master, err := c.Master()
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
-		return nil, err
+	old = Workers(master)
+	if err := syscall.Kill(master, syscall.SIGHUP); err != nil {
+		return nil, fmt.Errorf("reloading nginx (master pid %d): %w", master, err)
 	}
-	i := &Instance{Dir: dir, Conf: filepath.Join(dir, "nginx.conf"), Upstream: filepath.Join(dir, "upstream.conf"), PidFile: filepath.Join(dir, "nginx.pid"), Addr: addr, Name: name, Bin: bin}
-	if err := WriteUpstream(i.Upstream, name, servers); err != nil {
-		return nil, err
-	}
-	tmp := filepath.Join(dir, "tmp")
-	conf := fmt.Sprintf(`# Written by upshift nginxd.
-daemon on;
-worker_processes 1;
-pid %[1]s;
-error_log %[2]s/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path %[3]s/body;
-    proxy_temp_path %[3]s/proxy;
-    fastcgi_temp_path %[3]s/fastcgi;
-    uwsgi_temp_path %[3]s/uwsgi;
-    scgi_temp_path %[3]s/scgi;
-    include %[4]s;
-    server {
-        listen %[5]s;
-        location / {
-            proxy_pass http://%[6]s;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            # A refused connection is tried on the next server; a request
-            # already sent is not (POST is never replayed).
-            proxy_next_upstream error timeout;
-            proxy_connect_timeout 1s;
-            proxy_read_timeout 30s;
-        }
-    }
-}
-`, i.PidFile, dir, tmp, i.Upstream, addr, name)
-	if err := os.WriteFile(i.Conf, []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
-	if err := Test(ctx, bin, i.Conf); err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, "-c", i.Conf)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("starting nginx: %v: %s", err, strings.TrimSpace(string(out)))
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for MasterPID(i.PidFile) == 0 {
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("nginx did not write %s", i.PidFile)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return i, nil
-}
-
-// Running reports whether the master is alive.
-func (i *Instance) Running() bool { return MasterPID(i.PidFile) != 0 }
-
-// Stop ends nginx (master and workers) and waits until they are gone.
-func (i *Instance) Stop() error {
-	master := MasterPID(i.PidFile)
-	if master == 0 {
-		return nil
-	}
-	workers := Workers(master)
-	_ = syscall.Kill(master, syscall.SIGTERM)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(wait)
 	for {
-		left := alive(master)
-		for _, w := range workers {
-			left = left || alive(w)
+		if reloaded(master, old) {
+			return old, nil
 		}
-		if !left {
-			return nil
+		if !isMaster(master) {
+			return nil, fmt.Errorf("nginx master (pid %d) exited during the reload", master)
 		}
 		if time.Now().After(deadline) {
-			_ = syscall.Kill(master, syscall.SIGKILL)
-			for _, w := range workers {
-				_ = syscall.Kill(w, syscall.SIGKILL)
-			}
-			return fmt.Errorf("nginx (pid %d) did not stop in 5s; killed", master)
+			return nil, fmt.Errorf("nginx (master pid %d) started no worker with the new configuration within %s of the reload: it kept the old one (see nginx's error log)", master, wait)
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// reloaded: a worker of the new configuration runs and every old worker
+// has exited or is shutting down, so ShuttingDown tells from now on which
+// old workers still finish requests.
+func reloaded(master int, old []int) bool {
+	fresh := false
+	for _, p := range children(master) {
+		if !strings.HasPrefix(p.title, "nginx: worker process") {
+			continue
+		}
+		switch {
+		case !contains(old, p.pid):
+			fresh = fresh || !strings.Contains(p.title, "shutting down")
+		case !strings.Contains(p.title, "shutting down"):
+			return false
+		}
+	}
+	return fresh
+}
+
+func contains(pids []int, pid int) bool {
+	for _, p := range pids {
+		if p == pid {
+			return true
+		}
+	}
+	return false
+}
+
+// WaitExited waits until none of pids is alive, or the timeout. progress,
+// when not nil, is called with the number still alive when that number
+// changes and at least every second. It returns how many are left.
+func WaitExited(ctx context.Context, pids []int, timeout time.Duration, progress func(left int)) (int, error) {
+	deadline := time.Now().Add(timeout)
+	lastN, lastAt := -1, time.Time{}
+	for {
+		n := 0
+		for _, p := range pids {
+			if alive(p) {
+				n++
+			}
+		}
+		if n == 0 {
+			return 0, nil
+		}
+		if progress != nil && (n != lastN || time.Since(lastAt) >= time.Second) {
+			progress(n)
+			lastN, lastAt = n, time.Now()
+		}
+		if time.Now().After(deadline) {
+			return n, fmt.Errorf("%d nginx worker(s) of the previous configuration still serving requests after %s", n, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return n, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
