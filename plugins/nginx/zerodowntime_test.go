@@ -22,18 +22,25 @@ func (l *lab) load() testlab.Load {
 // runUnderLoad starts the load, waits until node-1 has minPosts POSTs in
 // flight (nginx replays a GET cut by a dying server on another one, so
 // in-flight POSTs are what a careless stop breaks), runs op, and returns
-// what the clients saw.
-func runUnderLoad(t *testing.T, l *lab, minPosts int64, op func()) *testlab.LoadResult {
-	t.Helper()
+// what the clients saw. ready is false, and op was not run, when node-1
+// never had minPosts in flight: the caller decides whether that fails the
+// test (the negative control just tries again).
+func runUnderLoad(l *lab, minPosts int64, op func()) (res *testlab.LoadResult, ready bool) {
 	results := make(chan *testlab.LoadResult, 1)
 	go func() { results <- l.load().Run(context.Background()) }()
 	time.Sleep(300 * time.Millisecond)
-	ok := assert.Eventually(t, func() bool { return l.backends["node-1"].PostsInFlight() >= minPosts }, 2*time.Second, time.Millisecond,
-		"the load never had %d POSTs in flight on node-1", minPosts)
-	if ok {
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if l.backends["node-1"].PostsInFlight() >= minPosts {
+			ready = true
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if ready {
 		op()
 	}
-	return <-results
+	return <-results, ready
 }
 
 // TestZeroDowntimeDrainStopStartEnable is the upgrade of one node under
@@ -45,7 +52,7 @@ func TestZeroDowntimeDrainStopStartEnable(t *testing.T) {
 	n1 := l.backends["node-1"]
 	var hitsAfterEnable int64
 	var drainTook time.Duration
-	res := runUnderLoad(t, l, 1, func() {
+	res, ready := runUnderLoad(l, 1, func() {
 		start := time.Now()
 		resp, _ := call(t, p, "drain", args("node-1", "10s"))
 		drainTook = time.Since(start)
@@ -58,6 +65,7 @@ func TestZeroDowntimeDrainStopStartEnable(t *testing.T) {
 		require.NoError(t, resp.Diagnostics.Err())
 		hitsAfterEnable = n1.Hits()
 	})
+	require.True(t, ready, "the load never had a POST in flight on node-1")
 	t.Logf("drain (%s)/stop/start/enable under load: %s", drainTook.Round(time.Millisecond), res)
 	assert.Zero(t, res.Failed, "failed requests: %v", res.Failures)
 	assert.Greater(t, res.Total, int64(100), "the load was too light to show anything")
@@ -71,9 +79,10 @@ func TestNegativeControlStopWithoutDrain(t *testing.T) {
 	var last *testlab.LoadResult
 	for attempt := 1; attempt <= 3; attempt++ {
 		l := startLab(t)
-		last = runUnderLoad(t, l, 2, func() { l.backends["node-1"].Kill() })
-		t.Logf("attempt %d, stop without drain under load: %s", attempt, last)
-		if last.Failed >= 2 {
+		var ready bool
+		last, ready = runUnderLoad(l, 2, func() { l.backends["node-1"].Kill() })
+		t.Logf("attempt %d, stop without drain under load (2 POSTs in flight at the kill: %t): %s", attempt, ready, last)
+		if ready && last.Failed >= 2 {
 			return // at least the POSTs in flight at the kill
 		}
 	}
