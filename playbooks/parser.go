@@ -221,7 +221,17 @@ func (p *Parser) decode(dir string, files []*hcl.File, opts LoadOptions) (*Playb
 	if diags.HasErrors() {
 		return pb, diags
 	}
-	diags = append(diags, pb.evaluateLocals()...)
+	// Validations see only their own variable, never a local, so they run
+	// while the locals are worked out. A failed validation is reported
+	// alone: locals built from an invalid value would only add noise.
+	validated := make(chan hcl.Diagnostics, 1)
+	go func() { validated <- pb.validateVariables() }()
+	localDiags := pb.evaluateLocals()
+	diags = append(diags, <-validated...)
+	if diags.HasErrors() {
+		return pb, diags
+	}
+	diags = append(diags, localDiags...)
 	if diags.HasErrors() {
 		return pb, diags
 	}

@@ -3,8 +3,10 @@ package playbooks
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/ext/typeexpr"
@@ -215,13 +217,41 @@ func (pb *Playbook) assignVariables(p *Parser, opts LoadOptions) hcl.Diagnostics
 		}
 		pb.varValues[name] = val
 	}
-	// Validations run once every variable has its value; they may only
-	// refer to their own variable.
+	return diags
+}
+
+// validateVariables runs every validation block once each variable has its
+// value. A condition may refer only to its own variable, so the conditions
+// are independent and run on every core: over a 1,000-node list each one
+// walks the whole list, and cty copies the list into most function calls.
+// Diagnostics come back in declaration order whatever finished first.
+func (pb *Playbook) validateVariables() hcl.Diagnostics {
+	type job struct {
+		v   *Variable
+		val *Validation
+	}
+	var jobs []job
 	for _, name := range pb.variableNames() {
 		v := pb.Variables[name]
 		for _, val := range v.Validations {
-			diags = append(diags, val.check(v, pb.varValues[name], pb.Dir)...)
+			jobs = append(jobs, job{v, val})
 		}
+	}
+	out := make([]hcl.Diagnostics, len(jobs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i, j := range jobs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			out[i] = j.val.check(j.v, pb.varValues[j.v.Name], pb.Dir)
+		}()
+	}
+	wg.Wait()
+	var diags hcl.Diagnostics
+	for _, ds := range out {
+		diags = append(diags, ds...)
 	}
 	return diags
 }

@@ -2,10 +2,12 @@ package runner
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
 
 	"github.com/upshift-dev/upshift/playbooks"
 	"github.com/upshift-dev/upshift/schema"
@@ -19,44 +21,114 @@ type ResultFunc func(inst *Instance) (cty.Value, bool)
 // exactly the steps it refers to. A result not known yet is an unknown value
 // of the action's result type, so types are still checked.
 func (g *Graph) Scope(inst *Instance, results ResultFunc) *playbooks.Scope {
-	scope := &playbooks.Scope{Each: inst.Each, Steps: map[string]cty.Value{}}
+	scope := &playbooks.Scope{Each: inst.Each}
+	if len(inst.Step.References) > 0 {
+		scope.Steps = make(map[string]cty.Value, len(inst.Step.References))
+	}
 	for _, ref := range inst.Step.References {
 		target := g.Playbook.Step(ref.Name)
 		if target == nil || scope.Steps[ref.Name] != cty.NilVal {
 			continue
 		}
-		resultSchema := target.Run.Action.Result
 		stepValue := func(t *Instance) cty.Value {
-			res, ok := results(t)
-			if !ok {
-				res = unknownResult(resultSchema)
+			if res, ok := results(t); ok {
+				return cty.ObjectVal(map[string]cty.Value{"result": markSensitive(res, target.Run.Action.Result)})
 			}
-			return cty.ObjectVal(map[string]cty.Value{"result": markSensitive(res, resultSchema)})
+			return g.pending(target)
 		}
 		instances := g.ByStep[ref.Name]
 		switch {
 		case target.Rollout != nil && target.Rollout == inst.Step.Rollout:
 			// A sibling in the same rollout: this item's own instance.
-			for _, t := range instances {
-				if t.Key == inst.Key {
-					scope.Steps[ref.Name] = stepValue(t)
-				}
+			if t := g.sibling(inst, ref.Name); t != nil {
+				scope.Steps[ref.Name] = stepValue(t)
 			}
 		case len(instances) == 1 && !instances[0].Keyed:
 			scope.Steps[ref.Name] = stepValue(instances[0])
+		case len(instances) == 0:
+			scope.Steps[ref.Name] = cty.EmptyObjectVal
 		default:
-			byKey := make(map[string]cty.Value, len(instances))
-			for _, t := range instances {
-				byKey[t.Key] = stepValue(t)
+			var byKey map[string]cty.Value
+			for i, t := range instances {
+				if _, ok := results(t); ok && byKey == nil {
+					byKey = make(map[string]cty.Value, len(instances))
+					for _, p := range instances[:i] {
+						byKey[p.Key] = g.pending(target)
+					}
+				}
+				if byKey != nil {
+					byKey[t.Key] = stepValue(t)
+				}
 			}
-			if len(byKey) == 0 {
-				scope.Steps[ref.Name] = cty.EmptyObjectVal
+			if byKey == nil {
+				// Nothing finished yet (always so in a plan): the same
+				// object for every instance that refers to the step.
+				scope.Steps[ref.Name] = g.allPending(target, instances)
 			} else {
 				scope.Steps[ref.Name] = cty.ObjectVal(byKey)
 			}
 		}
 	}
 	return scope
+}
+
+// evalContext is what inst's expressions are evaluated in. A step that
+// refers to no other step sees only its each, which a rollout item's
+// instances share, so they share one context too: building 11,000 contexts
+// for a 1,000-node plan cost a quarter of the time.
+func (g *Graph) evalContext(inst *Instance, results ResultFunc) *hcl.EvalContext {
+	if len(inst.Step.References) > 0 || inst.env == nil {
+		return g.Playbook.EvalContext(g.Scope(inst, results))
+	}
+	inst.env.once.Do(func() { inst.env.ctx = g.Playbook.EvalContext(&playbooks.Scope{Each: inst.Each}) })
+	return inst.env.ctx
+}
+
+// itemEnv is the evaluation context the instances of one rollout item
+// share, made on first use.
+type itemEnv struct {
+	once sync.Once
+	ctx  *hcl.EvalContext
+}
+
+// pending is what a step instance that has not finished looks like to an
+// expression: {result = <unknown of the result type>}, sensitive parts
+// marked. It depends only on the step, so it is made once.
+func (g *Graph) pending(s *playbooks.Step) cty.Value {
+	g.pendingMu.Lock()
+	defer g.pendingMu.Unlock()
+	if v, ok := g.pendingVals[s]; ok {
+		return v
+	}
+	if g.pendingVals == nil {
+		g.pendingVals = map[*playbooks.Step]cty.Value{}
+	}
+	res := s.Run.Action.Result
+	v := cty.ObjectVal(map[string]cty.Value{"result": markSensitive(unknownResult(res), res)})
+	g.pendingVals[s] = v
+	return v
+}
+
+// allPending is a keyed step none of whose instances has finished:
+// {key = pending, ...}, made once per step rather than once per instance
+// that refers to it (1,000 instances each reading a 1,000-key object).
+func (g *Graph) allPending(s *playbooks.Step, instances []*Instance) cty.Value {
+	p := g.pending(s)
+	g.pendingMu.Lock()
+	defer g.pendingMu.Unlock()
+	if v, ok := g.allPendingVals[s]; ok {
+		return v
+	}
+	if g.allPendingVals == nil {
+		g.allPendingVals = map[*playbooks.Step]cty.Value{}
+	}
+	byKey := make(map[string]cty.Value, len(instances))
+	for _, t := range instances {
+		byKey[t.Key] = p
+	}
+	v := cty.ObjectVal(byKey)
+	g.allPendingVals[s] = v
+	return v
 }
 
 // unknownResult is a result not known yet: an object whose attributes are
@@ -92,13 +164,52 @@ func markSensitive(v cty.Value, o *schema.Object) cty.Value {
 // diagnostic pointing into the body.
 func (g *Graph) DecodeArgs(inst *Instance, results ResultFunc) (cty.Value, hcl.Diagnostics) {
 	s := inst.Step
-	spec := g.spec(s.Run.Action.Args)
-	ctx := g.Playbook.EvalContext(g.Scope(inst, results))
+	w := g.withBody(s)
+	if w.diags.HasErrors() {
+		return cty.NilVal, w.diags
+	}
+	var attrs []*schema.Attribute
+	if args := s.Run.Action.Args; args != nil {
+		attrs = args.Attributes
+	}
+	if len(attrs) == 0 {
+		return cty.EmptyObjectVal, nil
+	}
+	ctx := g.evalContext(inst, results)
+	vals := make(map[string]cty.Value, len(attrs))
+	var diags hcl.Diagnostics
+	for _, a := range attrs {
+		v, ds := decodeArg(w.content, a, ctx)
+		vals[a.Name] = v
+		diags = append(diags, ds...)
+	}
+	if diags.HasErrors() {
+		return cty.NilVal, diags
+	}
+	return cty.ObjectVal(vals), nil
+}
+
+// withBody is a step's `with` body checked against its action's arguments.
+// Every instance of a step shares the body, so which arguments are written,
+// misspelt or missing is the same for all of them and is worked out once;
+// only the values differ. (Checking it per instance was a third of the
+// time to plan 1,000 nodes.)
+type withBody struct {
+	content *hcl.BodyContent
+	diags   hcl.Diagnostics
+}
+
+func (g *Graph) withBody(s *playbooks.Step) *withBody {
+	g.withMu.Lock()
+	defer g.withMu.Unlock()
+	if w, ok := g.withs[s]; ok {
+		return w
+	}
 	body := s.With
 	if body == nil {
 		body = hcl.EmptyBody()
 	}
-	v, diags := hcldec.Decode(body, spec, ctx)
+	content, diags := body.Content(hcldec.ImpliedSchema(s.Run.Action.Args.DecoderSpec()))
 	for _, d := range diags {
 		if d.Subject == nil {
 			// A missing required argument in a step without a with block.
@@ -106,25 +217,35 @@ func (g *Graph) DecodeArgs(inst *Instance, results ResultFunc) (cty.Value, hcl.D
 			d.Detail = fmt.Sprintf("%s (action %s)", d.Detail, s.Run)
 		}
 	}
-	if diags.HasErrors() {
-		return cty.NilVal, diags
+	w := &withBody{content: content, diags: diags}
+	if g.withs == nil {
+		g.withs = map[*playbooks.Step]*withBody{}
 	}
-	return v, nil
+	g.withs[s] = w
+	return w
 }
 
-// spec returns the decoder spec of an argument schema, built once per graph.
-func (g *Graph) spec(o *schema.Object) hcldec.Spec {
-	g.specMu.Lock()
-	defer g.specMu.Unlock()
-	if sp, ok := g.specs[o]; ok {
-		return sp
+// decodeArg evaluates one argument and converts it to its schema type, as
+// hcldec's AttrSpec does (same diagnostic), from content already checked.
+func decodeArg(content *hcl.BodyContent, a *schema.Attribute, ctx *hcl.EvalContext) (cty.Value, hcl.Diagnostics) {
+	attr, ok := content.Attributes[a.Name]
+	if !ok {
+		return cty.NullVal(a.Type.WithoutOptionalAttributesDeep()), nil
 	}
-	if g.specs == nil {
-		g.specs = map[*schema.Object]hcldec.Spec{}
+	val, diags := attr.Expr.Value(ctx)
+	conv, err := convert.Convert(val, a.Type)
+	if err != nil {
+		return cty.UnknownVal(a.Type.WithoutOptionalAttributesDeep()), append(diags, &hcl.Diagnostic{
+			Severity:    hcl.DiagError,
+			Summary:     "Incorrect attribute value type",
+			Detail:      fmt.Sprintf("Inappropriate value for attribute %q: %s.", a.Name, err.Error()),
+			Subject:     attr.Expr.Range().Ptr(),
+			Context:     hcl.RangeBetween(attr.NameRange, attr.Expr.Range()).Ptr(),
+			Expression:  attr.Expr,
+			EvalContext: ctx,
+		})
 	}
-	sp := o.DecoderSpec()
-	g.specs[o] = sp
-	return sp
+	return conv, diags
 }
 
 // EvalWhen evaluates inst's `when`: true when unset.
@@ -132,7 +253,7 @@ func (g *Graph) EvalWhen(inst *Instance, results ResultFunc) (cty.Value, hcl.Dia
 	if inst.Step.When == nil {
 		return cty.True, nil
 	}
-	v, diags := inst.Step.When.Value(g.Playbook.EvalContext(g.Scope(inst, results)))
+	v, diags := inst.Step.When.Value(g.evalContext(inst, results))
 	if diags.HasErrors() {
 		return cty.NilVal, diags
 	}

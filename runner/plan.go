@@ -98,8 +98,8 @@ func MakePlan(g *Graph) (*Plan, hcl.Diagnostics) {
 // refers to. The answer depends only on the step, so it is worked out once
 // per step (refs) and filtered by what is unknown in this instance.
 func knownAfter(s *playbooks.Step, args cty.Value, refs map[*playbooks.Step]map[string][]string) map[string][]string {
-	if s.With == nil || args.IsWhollyKnown() {
-		return nil
+	if s.With == nil || len(s.References) == 0 {
+		return nil // only a step's result can be unknown in a plan
 	}
 	byAttr, ok := refs[s]
 	if !ok {
@@ -119,9 +119,12 @@ func knownAfter(s *playbooks.Step, args cty.Value, refs map[*playbooks.Step]map[
 		}
 		refs[s] = byAttr
 	}
-	out := map[string][]string{}
+	var out map[string][]string
 	for name, steps := range byAttr {
 		if args.Type().HasAttribute(name) && !args.GetAttr(name).IsWhollyKnown() {
+			if out == nil {
+				out = map[string][]string{}
+			}
 			out[name] = steps
 		}
 	}

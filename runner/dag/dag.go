@@ -8,6 +8,7 @@ package dag
 import (
 	"container/heap"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -19,91 +20,186 @@ type Vertex interface {
 
 // Graph is a set of vertices and "depends on" edges between them. Insertion
 // order is kept and breaks every tie, so orders and walks are deterministic.
+//
+// Vertices are numbered in insertion order and edges are kept as lists of
+// those numbers: a 1,000-node rollout is some 12,000 vertices, and a map per
+// vertex and edge direction made building the graph cost more than
+// planning it.
 type Graph struct {
-	vertices   map[string]Vertex
-	index      map[string]int
-	order      []string
-	deps       map[string]map[string]struct{} // vertex -> what it depends on
-	dependents map[string]map[string]struct{} // vertex -> what depends on it
+	ids        map[string]int
+	vertices   []Vertex
+	names      []string
+	deps       []edgeSet // vertex -> what it depends on
+	dependents []edgeSet // vertex -> what depends on it
+	topo       []string  // cached TopologicalOrder; nil after any change
+}
+
+// edgeSet is the far ends of one vertex's edges, in the order they were
+// connected. A set this large also keeps an index, so that connecting a
+// join to a thousand instances does not scan the list each time.
+type edgeSet struct {
+	list  []int
+	index map[int]struct{}
+}
+
+const edgeIndexAt = 32
+
+func (s *edgeSet) has(id int) bool {
+	if s.index != nil {
+		_, ok := s.index[id]
+		return ok
+	}
+	for _, x := range s.list {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *edgeSet) add(id int) bool {
+	if s.has(id) {
+		return false
+	}
+	s.list = append(s.list, id)
+	if s.index != nil {
+		s.index[id] = struct{}{}
+	} else if len(s.list) > edgeIndexAt {
+		s.index = make(map[int]struct{}, 2*len(s.list))
+		for _, x := range s.list {
+			s.index[x] = struct{}{}
+		}
+	}
+	return true
+}
+
+func (s *edgeSet) remove(id int) bool {
+	if !s.has(id) {
+		return false
+	}
+	for i, x := range s.list {
+		if x == id {
+			s.list = append(s.list[:i], s.list[i+1:]...)
+			break
+		}
+	}
+	delete(s.index, id)
+	return true
 }
 
 // New returns an empty graph.
 func New() *Graph {
-	return &Graph{
-		vertices:   map[string]Vertex{},
-		index:      map[string]int{},
-		deps:       map[string]map[string]struct{}{},
-		dependents: map[string]map[string]struct{}{},
+	return &Graph{ids: map[string]int{}}
+}
+
+// Grow makes room for n more vertices, so that building a large graph
+// does not copy its tables as they fill.
+func (g *Graph) Grow(n int) {
+	g.vertices = slices.Grow(g.vertices, n)
+	g.names = slices.Grow(g.names, n)
+	g.deps = slices.Grow(g.deps, n)
+	g.dependents = slices.Grow(g.dependents, n)
+	if len(g.ids) == 0 {
+		g.ids = make(map[string]int, n)
 	}
 }
 
 // Add adds v; adding a second vertex of the same name replaces the first.
 func (g *Graph) Add(v Vertex) {
 	name := v.Name()
-	if _, ok := g.vertices[name]; !ok {
-		g.index[name] = len(g.order)
-		g.order = append(g.order, name)
-		g.deps[name] = map[string]struct{}{}
-		g.dependents[name] = map[string]struct{}{}
+	if id, ok := g.ids[name]; ok {
+		g.vertices[id] = v
+		return
 	}
-	g.vertices[name] = v
+	g.ids[name] = len(g.names)
+	g.names = append(g.names, name)
+	g.vertices = append(g.vertices, v)
+	g.deps = append(g.deps, edgeSet{})
+	g.dependents = append(g.dependents, edgeSet{})
+	g.topo = nil
 }
 
 // Vertex returns the vertex called name, or nil.
-func (g *Graph) Vertex(name string) Vertex { return g.vertices[name] }
+func (g *Graph) Vertex(name string) Vertex {
+	if id, ok := g.ids[name]; ok {
+		return g.vertices[id]
+	}
+	return nil
+}
 
 // Len is the number of vertices.
-func (g *Graph) Len() int { return len(g.order) }
+func (g *Graph) Len() int { return len(g.names) }
 
 // Names returns every vertex name in insertion order.
-func (g *Graph) Names() []string { return append([]string(nil), g.order...) }
+func (g *Graph) Names() []string { return append([]string(nil), g.names...) }
 
 // Connect records that dependent depends on dependency. Both must have been
 // added.
 func (g *Graph) Connect(dependent, dependency string) {
-	if _, ok := g.vertices[dependent]; !ok {
+	from, ok := g.ids[dependent]
+	if !ok {
 		panic(fmt.Sprintf("dag: connect from unknown vertex %q", dependent))
 	}
-	if _, ok := g.vertices[dependency]; !ok {
+	to, ok := g.ids[dependency]
+	if !ok {
 		panic(fmt.Sprintf("dag: connect to unknown vertex %q", dependency))
 	}
-	g.deps[dependent][dependency] = struct{}{}
-	g.dependents[dependency][dependent] = struct{}{}
+	if g.deps[from].add(to) {
+		g.dependents[to].add(from)
+		g.topo = nil
+	}
 }
 
 // Disconnect removes the edge, if any.
 func (g *Graph) Disconnect(dependent, dependency string) {
-	delete(g.deps[dependent], dependency)
-	delete(g.dependents[dependency], dependent)
+	from, ok1 := g.ids[dependent]
+	to, ok2 := g.ids[dependency]
+	if ok1 && ok2 && g.deps[from].remove(to) {
+		g.dependents[to].remove(from)
+		g.topo = nil
+	}
 }
 
 // DependsOn reports whether the edge dependent -> dependency exists.
 func (g *Graph) DependsOn(dependent, dependency string) bool {
-	_, ok := g.deps[dependent][dependency]
-	return ok
+	from, ok1 := g.ids[dependent]
+	to, ok2 := g.ids[dependency]
+	return ok1 && ok2 && g.deps[from].has(to)
 }
 
 // Dependencies returns what name depends on, in insertion order.
-func (g *Graph) Dependencies(name string) []string { return g.sorted(g.deps[name]) }
+func (g *Graph) Dependencies(name string) []string {
+	if id, ok := g.ids[name]; ok {
+		return g.sorted(g.deps[id].list)
+	}
+	return nil
+}
 
 // Dependents returns what depends on name, in insertion order.
-func (g *Graph) Dependents(name string) []string { return g.sorted(g.dependents[name]) }
+func (g *Graph) Dependents(name string) []string {
+	if id, ok := g.ids[name]; ok {
+		return g.sorted(g.dependents[id].list)
+	}
+	return nil
+}
 
 // EdgeCount is the number of edges.
 func (g *Graph) EdgeCount() int {
 	n := 0
 	for _, d := range g.deps {
-		n += len(d)
+		n += len(d.list)
 	}
 	return n
 }
 
-func (g *Graph) sorted(set map[string]struct{}) []string {
-	out := make([]string, 0, len(set))
-	for n := range set {
-		out = append(out, n)
+// sorted names ids in insertion order of the vertices (ids are that order).
+func (g *Graph) sorted(ids []int) []string {
+	ids = append([]int(nil), ids...)
+	sort.Ints(ids)
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = g.names[id]
 	}
-	sort.Slice(out, func(i, j int) bool { return g.index[out[i]] < g.index[out[j]] })
 	return out
 }
 
@@ -133,20 +229,24 @@ func (g *Graph) Validate() error {
 // or a vertex that depends on itself (Tarjan's algorithm), and returns one
 // cycle through each, deterministically.
 func (g *Graph) Cycles() [][]string {
-	idx := map[string]int{}
-	low := map[string]int{}
-	onStack := map[string]bool{}
-	var stack []string
-	var sccs [][]string
+	n := len(g.names)
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = -1
+	}
+	low := make([]int, n)
+	onStack := make([]bool, n)
+	var stack []int
+	var sccs [][]int
 	counter := 0
-	var strong func(v string)
-	strong = func(v string) {
+	var strong func(v int)
+	strong = func(v int) {
 		idx[v], low[v] = counter, counter
 		counter++
 		stack = append(stack, v)
 		onStack[v] = true
-		for w := range g.deps[v] { // order does not matter to find components
-			if _, seen := idx[w]; !seen {
+		for _, w := range g.deps[v].list {
+			if idx[w] < 0 {
 				strong(w)
 				low[v] = min(low[v], low[w])
 			} else if onStack[w] {
@@ -154,7 +254,7 @@ func (g *Graph) Cycles() [][]string {
 			}
 		}
 		if low[v] == idx[v] {
-			var scc []string
+			var scc []int
 			for {
 				w := stack[len(stack)-1]
 				stack = stack[:len(stack)-1]
@@ -164,51 +264,57 @@ func (g *Graph) Cycles() [][]string {
 					break
 				}
 			}
-			if len(scc) > 1 || g.DependsOn(v, v) {
+			if len(scc) > 1 || g.deps[v].has(v) {
 				sccs = append(sccs, scc)
 			}
 		}
 	}
-	for _, v := range g.order {
-		if _, seen := idx[v]; !seen {
+	for v := range n {
+		if idx[v] < 0 {
 			strong(v)
 		}
 	}
-	var cycles [][]string
+	var cycles [][]int
 	for _, scc := range sccs {
 		cycles = append(cycles, g.cycleThrough(scc))
 	}
-	sort.Slice(cycles, func(i, j int) bool { return g.index[cycles[i][0]] < g.index[cycles[j][0]] })
-	return cycles
+	sort.Slice(cycles, func(i, j int) bool { return cycles[i][0] < cycles[j][0] })
+	out := make([][]string, len(cycles))
+	for i, c := range cycles {
+		for _, id := range c {
+			out[i] = append(out[i], g.names[id])
+		}
+	}
+	return out
 }
 
 // cycleThrough returns one cycle inside a strongly connected component,
 // starting at its earliest vertex: a shortest path back to the start by
 // breadth-first search over dependency edges that stay in the component.
-func (g *Graph) cycleThrough(scc []string) []string {
-	in := map[string]bool{}
+func (g *Graph) cycleThrough(scc []int) []int {
+	in := map[int]bool{}
 	start := scc[0]
 	for _, v := range scc {
 		in[v] = true
-		if g.index[v] < g.index[start] {
-			start = v
-		}
+		start = min(start, v)
 	}
-	if g.DependsOn(start, start) {
-		return []string{start}
+	if g.deps[start].has(start) {
+		return []int{start}
 	}
-	prev := map[string]string{}
-	queue := []string{start}
-	visited := map[string]bool{start: true}
+	prev := map[int]int{}
+	queue := []int{start}
+	visited := map[int]bool{start: true}
 	for len(queue) > 0 {
 		v := queue[0]
 		queue = queue[1:]
-		for _, w := range g.Dependencies(v) {
+		deps := append([]int(nil), g.deps[v].list...)
+		sort.Ints(deps)
+		for _, w := range deps {
 			if !in[w] {
 				continue
 			}
 			if w == start {
-				path := []string{v}
+				path := []int{v}
 				for p := v; p != start; {
 					p = prev[p]
 					path = append(path, p)
@@ -230,44 +336,57 @@ func (g *Graph) cycleThrough(scc []string) []string {
 }
 
 // TopologicalOrder returns every vertex after all it depends on; among
-// vertices that are ready together, the earliest added comes first.
+// vertices that are ready together, the earliest added comes first. The
+// order is kept until the graph changes, so asking twice costs nothing.
 func (g *Graph) TopologicalOrder() ([]string, error) {
-	remaining := make(map[string]int, len(g.order))
-	q := &nameHeap{index: g.index}
-	for _, v := range g.order {
-		remaining[v] = len(g.deps[v])
-		if remaining[v] == 0 {
-			heap.Push(q, v)
+	if g.topo == nil {
+		ids, ok := g.topoIDs()
+		if !ok {
+			// Whatever never became ready sits on or behind a cycle.
+			return nil, g.Validate()
+		}
+		g.topo = make([]string, len(ids))
+		for i, id := range ids {
+			g.topo[i] = g.names[id]
 		}
 	}
-	out := make([]string, 0, len(g.order))
+	return append([]string(nil), g.topo...), nil
+}
+
+// topoIDs is Kahn's algorithm with a min-heap of ids, false on a cycle.
+func (g *Graph) topoIDs() ([]int, bool) {
+	remaining := make([]int, len(g.names))
+	q := &idHeap{}
+	for v := range g.names {
+		remaining[v] = len(g.deps[v].list)
+		if remaining[v] == 0 {
+			q.ids = append(q.ids, v) // ids ascend, so this is already a heap
+		}
+	}
+	out := make([]int, 0, len(g.names))
 	for q.Len() > 0 {
-		v := heap.Pop(q).(string)
+		v := heap.Pop(q).(int)
 		out = append(out, v)
-		for w := range g.dependents[v] {
+		for _, w := range g.dependents[v].list {
 			remaining[w]--
 			if remaining[w] == 0 {
 				heap.Push(q, w)
 			}
 		}
 	}
-	if len(out) < len(g.order) {
-		// Whatever never became ready sits on or behind a cycle.
-		return nil, g.Validate()
-	}
-	return out, nil
+	return out, len(out) == len(g.names)
 }
 
 // TransitiveReduction removes every edge implied by a longer path, so a
 // drawing shows only direct reasons. The graph must be acyclic.
 func (g *Graph) TransitiveReduction() {
-	for _, u := range g.order {
+	for u := range g.names {
 		// Everything reachable through a direct dependency of u, other than
 		// by the direct edge itself, makes u's direct edge to it redundant.
-		seen := map[string]bool{}
-		var stack []string
-		for _, v := range g.Dependencies(u) {
-			stack = append(stack, g.Dependencies(v)...)
+		seen := map[int]bool{}
+		var stack []int
+		for _, v := range g.deps[u].list {
+			stack = append(stack, g.deps[v].list...)
 		}
 		for len(stack) > 0 {
 			w := stack[len(stack)-1]
@@ -276,36 +395,38 @@ func (g *Graph) TransitiveReduction() {
 				continue
 			}
 			seen[w] = true
-			g.Disconnect(u, w)
-			stack = append(stack, g.Dependencies(w)...)
+			if g.deps[u].remove(w) {
+				g.dependents[w].remove(u)
+				g.topo = nil
+			}
+			stack = append(stack, g.deps[w].list...)
 		}
 	}
 }
 
-type nameHeap struct {
-	names []string
-	index map[string]int
-}
+// idHeap pops the smallest id: the earliest-added ready vertex.
+type idHeap struct{ ids []int }
 
-func (h *nameHeap) Len() int           { return len(h.names) }
-func (h *nameHeap) Less(i, j int) bool { return h.index[h.names[i]] < h.index[h.names[j]] }
-func (h *nameHeap) Swap(i, j int)      { h.names[i], h.names[j] = h.names[j], h.names[i] }
-func (h *nameHeap) Push(x any)         { h.names = append(h.names, x.(string)) }
-func (h *nameHeap) Pop() any {
-	n := h.names[len(h.names)-1]
-	h.names = h.names[:len(h.names)-1]
+func (h *idHeap) Len() int           { return len(h.ids) }
+func (h *idHeap) Less(i, j int) bool { return h.ids[i] < h.ids[j] }
+func (h *idHeap) Swap(i, j int)      { h.ids[i], h.ids[j] = h.ids[j], h.ids[i] }
+func (h *idHeap) Push(x any)         { h.ids = append(h.ids, x.(int)) }
+func (h *idHeap) Pop() any {
+	n := h.ids[len(h.ids)-1]
+	h.ids = h.ids[:len(h.ids)-1]
 	return n
 }
 
 // Copy returns an independent copy of the graph (vertices shared).
 func (g *Graph) Copy() *Graph {
 	c := New()
-	for _, name := range g.order {
-		c.Add(g.vertices[name])
+	for _, v := range g.vertices {
+		c.Add(v)
 	}
-	for v, deps := range g.deps {
-		for d := range deps {
-			c.Connect(v, d)
+	for from, deps := range g.deps {
+		for _, to := range deps.list {
+			c.deps[from].add(to)
+			c.dependents[to].add(from)
 		}
 	}
 	return c

@@ -70,28 +70,30 @@ func (g *Graph) Walk(ctx context.Context, opts WalkOptions, fn WalkFunc) (map[st
 	if par <= 0 {
 		par = 10
 	}
-	outcomes := make(map[string]*Outcome, len(g.order))
-	remaining := make(map[string]int, len(g.order))
-	ready := &nameHeap{index: g.index}
-	for _, v := range g.order {
-		outcomes[v] = &Outcome{}
-		remaining[v] = len(g.deps[v])
+	n := len(g.names)
+	// Outcomes are kept by id while walking and named at the end.
+	byID := make([]*Outcome, n)
+	remaining := make([]int, n)
+	ready := &idHeap{}
+	for v := range n {
+		byID[v] = &Outcome{}
+		remaining[v] = len(g.deps[v].list)
 		if remaining[v] == 0 {
-			heap.Push(ready, v)
+			ready.ids = append(ready.ids, v) // ascending ids: already a heap
 		}
 	}
 	type result struct {
-		name string
-		err  error
+		id  int
+		err error
 	}
 	results := make(chan result)
 	running := 0
 	stopped := false
 	completed := 0
 
-	finish := func(v string) {
+	finish := func(v int) {
 		completed++
-		for w := range g.dependents[v] {
+		for _, w := range g.dependents[v].list {
 			remaining[w]--
 			if remaining[w] == 0 {
 				heap.Push(ready, w)
@@ -111,22 +113,31 @@ func (g *Graph) Walk(ctx context.Context, opts WalkOptions, fn WalkFunc) (map[st
 		}
 		return stopped
 	}
+	// causeOf is the failed vertex behind a tainted one.
+	causeOf := func(d int) int {
+		if c := byID[d].Cause; c != "" && byID[d].State != Failed {
+			return g.ids[c]
+		}
+		return d
+	}
 
-	for completed < len(g.order) {
+	for completed < n {
 		for ready.Len() > 0 && running < par && !isStopped() {
-			v := heap.Pop(ready).(string)
-			out := outcomes[v]
-			var cause string
-			for d := range g.deps[v] {
-				if outcomes[d].Tainted {
+			v := heap.Pop(ready).(int)
+			out := byID[v]
+			cause := -1
+			for _, d := range g.deps[v].list {
+				if byID[d].Tainted {
 					out.Tainted = true
-					if c := causeOf(d, outcomes); cause == "" || g.index[c] < g.index[cause] {
+					if c := causeOf(d); cause < 0 || c < cause {
 						cause = c
 					}
 				}
 			}
 			vertex := g.vertices[v]
-			out.Cause = cause
+			if cause >= 0 {
+				out.Cause = g.names[cause]
+			}
 			if out.Tainted && (opts.RunAnyway == nil || !opts.RunAnyway(vertex)) {
 				out.State = Skipped
 				finish(v)
@@ -148,23 +159,20 @@ func (g *Graph) Walk(ctx context.Context, opts WalkOptions, fn WalkFunc) (map[st
 		}
 		r := <-results
 		running--
-		out := outcomes[r.name]
+		out := byID[r.id]
 		if r.err != nil {
 			out.State, out.Err, out.Tainted = Failed, r.err, true
 		} else {
 			out.State = Done
 		}
-		finish(r.name)
+		finish(r.id)
 	}
-	if completed < len(g.order) {
+	outcomes := make(map[string]*Outcome, n)
+	for id, o := range byID {
+		outcomes[g.names[id]] = o
+	}
+	if completed < n {
 		return outcomes, ErrStopped
 	}
 	return outcomes, nil
-}
-
-func causeOf(name string, outcomes map[string]*Outcome) string {
-	if c := outcomes[name].Cause; c != "" && outcomes[name].State != Failed {
-		return c
-	}
-	return name
 }
