@@ -2,6 +2,7 @@ package playbooks_test
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,4 +51,29 @@ func BenchmarkPlan(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkRender writes the 1,000-node plan as text and the graph as DOT
+// (with its transitive reduction), what `upshift plan` and `upshift graph`
+// add to BenchmarkPlan.
+func BenchmarkRender(b *testing.B) {
+	vars := writeNodes(b, 1000)
+	_, plan, diags := check(b, "rolling-upgrade", playbooks.LoadOptions{VarFiles: []string{vars}, Env: []string{}})
+	if diags.HasErrors() {
+		b.Fatal(diags.Error())
+	}
+	b.Run("plan-text", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if err := plan.WriteText(io.Discard); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("graph-dot", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if err := plan.Graph.WriteDOT(io.Discard); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -379,22 +379,47 @@ func (g *Graph) topoIDs() ([]int, bool) {
 
 // TransitiveReduction removes every edge implied by a longer path, so a
 // drawing shows only direct reasons. The graph must be acyclic.
+//
+// An edge u -> d is implied when d can be reached from another of u's
+// dependencies. Searching from those, a vertex earlier in topological
+// order than every dependency of u cannot lead to one of them, so the
+// search stops there: on a rollout's chains that keeps each search to a few
+// vertices rather than everything upstream (a 1,000-node graph took
+// seconds to draw before).
 func (g *Graph) TransitiveReduction() {
+	order, ok := g.topoIDs()
+	if !ok {
+		return
+	}
+	pos := make([]int, len(g.names))
+	for i, id := range order {
+		pos[id] = i
+	}
+	seen := make([]int, len(g.names)) // generation stamps, one search per u
+	gen := 0
+	var stack []int
 	for u := range g.names {
-		// Everything reachable through a direct dependency of u, other than
-		// by the direct edge itself, makes u's direct edge to it redundant.
-		seen := map[int]bool{}
-		var stack []int
-		for _, v := range g.deps[u].list {
-			stack = append(stack, g.deps[v].list...)
+		deps := g.deps[u].list
+		if len(deps) < 2 {
+			continue
+		}
+		deps = append([]int(nil), deps...)
+		lo := pos[deps[0]]
+		for _, d := range deps {
+			lo = min(lo, pos[d])
+		}
+		gen++
+		stack = stack[:0]
+		for _, d := range deps {
+			stack = append(stack, g.deps[d].list...)
 		}
 		for len(stack) > 0 {
 			w := stack[len(stack)-1]
 			stack = stack[:len(stack)-1]
-			if seen[w] {
+			if seen[w] == gen || pos[w] < lo {
 				continue
 			}
-			seen[w] = true
+			seen[w] = gen
 			if g.deps[u].remove(w) {
 				g.dependents[w].remove(u)
 				g.topo = nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -166,4 +167,70 @@ func BenchmarkWalk10000Chain(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestTransitiveReductionMatchesBruteForce compares the pruned search with
+// the definition on random DAGs: an edge stays exactly when no other path
+// joins its ends, and reachability is unchanged.
+func TestTransitiveReductionMatchesBruteForce(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for trial := 0; trial < 200; trial++ {
+		n := 2 + rng.IntN(30)
+		g := New()
+		// Vertices are added in a shuffled order so that ids and topological
+		// positions differ.
+		perm := rng.Perm(n)
+		for _, i := range perm {
+			g.Add(v(fmt.Sprint(i)))
+		}
+		for a := 0; a < n; a++ {
+			for b := 0; b < a; b++ {
+				if rng.Float64() < 0.3 {
+					g.Connect(fmt.Sprint(a), fmt.Sprint(b)) // a depends on b: acyclic by construction
+				}
+			}
+		}
+		before := reach(g, n)
+		want := map[[2]int]bool{}
+		for a := 0; a < n; a++ {
+			for b := 0; b < a; b++ {
+				if !g.DependsOn(fmt.Sprint(a), fmt.Sprint(b)) {
+					continue
+				}
+				implied := false
+				for c := 0; c < n; c++ {
+					if c != b && g.DependsOn(fmt.Sprint(a), fmt.Sprint(c)) && before[c][b] {
+						implied = true
+					}
+				}
+				want[[2]int{a, b}] = !implied
+			}
+		}
+		g.TransitiveReduction()
+		for e, keep := range want {
+			require.Equal(t, keep, g.DependsOn(fmt.Sprint(e[0]), fmt.Sprint(e[1])), "trial %d: edge %d -> %d", trial, e[0], e[1])
+		}
+		require.Equal(t, before, reach(g, n), "trial %d: reachability changed", trial)
+	}
+}
+
+// reach is the transitive closure by repeated search, for checking only.
+func reach(g *Graph, n int) [][]bool {
+	r := make([][]bool, n)
+	for a := 0; a < n; a++ {
+		r[a] = make([]bool, n)
+		stack := g.Dependencies(fmt.Sprint(a))
+		for len(stack) > 0 {
+			w := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			var i int
+			fmt.Sscan(w, &i)
+			if r[a][i] {
+				continue
+			}
+			r[a][i] = true
+			stack = append(stack, g.Dependencies(w)...)
+		}
+	}
+	return r
 }
