@@ -631,17 +631,30 @@ func (x *execution) rollback(ctx context.Context, outcomes map[string]*dag.Outco
 				res, _ := x.result(inst)
 				undoArgs, err := fitArgs(args, res, undo)
 				addr := inst.Addr + ".undo"
+				undoName := s.Run.Resource.Address() + "." + undo.Name
 				if err != nil {
 					x.emit(Event{Type: StepFailed, Address: addr, Action: undo.Name, Error: err.Error()})
 					continue
 				}
+				// The journal hears of the undo before it starts: once it
+				// has begun, the step's effect may be gone, so a resume must
+				// run the step again rather than trust its done record (every
+				// action with an undo is idempotent, so running it again is
+				// safe whether or not the undo got through).
 				started := time.Now()
-				x.emit(Event{Type: StepStarted, Address: addr, Action: s.Run.Resource.Address() + "." + undo.Name})
+				shown := redactedJSON(args, s.Run.Action.Args)
+				if err := x.record(inst, journal.Step{Status: journal.RolledBack, Args: shown, Note: "rollback: " + undoName + " started", StartedAt: started}); err != nil {
+					x.emit(Event{Type: StepFailed, Address: addr, Action: undoName, Error: fmt.Sprintf("not rolled back: recording the rollback failed: %s", err)})
+					break
+				}
+				x.emit(Event{Type: StepStarted, Address: addr, Action: undoName})
 				resp := x.opts.Providers[s.Run.Resource.Address()].Invoke(ctx, plugins.InvokeRequest{Action: undo.Name, Args: undoArgs})
 				if err := resp.Diagnostics.Err(); err != nil {
+					_ = x.record(inst, journal.Step{Status: journal.Failed, Args: shown, Error: fmt.Sprintf("its undo %s failed during rollback: %s; the step runs again on resume", undoName, err), StartedAt: started, EndedAt: time.Now()})
 					x.emit(Event{Type: StepFailed, Address: addr, Error: err.Error(), Duration: time.Since(started)})
 					break // undoing further back on a half-undone item would do more harm
 				}
+				_ = x.record(inst, journal.Step{Status: journal.RolledBack, Args: shown, Note: "undone by " + undoName, StartedAt: started, EndedAt: time.Now()})
 				x.emit(Event{Type: StepFinished, Address: addr, Duration: time.Since(started)})
 			}
 		}

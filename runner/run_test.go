@@ -473,6 +473,132 @@ rollout "up" {
 	assert.Equal(t, []string{"drain:n1", "enable:n1"}, f.lb.Calls())
 }
 
+// TestRollbackIsJournaledAndResumeRedoesTheItem checks what the journal says
+// after a rollback (undone steps are rolled_back, recorded before their undo
+// starts so a crash during it cannot leave them "done"), and that resuming
+// runs the item again from its first undone step: its effects are gone.
+func TestRollbackIsJournaledAndResumeRedoesTheItem(t *testing.T) {
+	f := newFixture(t, `
+rollout "up" {
+  over       = node_pool.cluster.nodes
+  on_failure = "rollback"
+  step "drain" {
+    run = load_balancer.front.drain
+    with {
+      server = each.value.name
+    }
+  }
+  step "stop" {
+    run = node_pool.cluster.stop
+    with {
+      node = each.value.name
+    }
+  }
+  step "migrate" {
+    run = node_pool.cluster.exec
+    with {
+      node    = each.value.name
+      command = ["migrate"]
+    }
+  }
+}
+`)
+	broken := true
+	var stopDuringUndo journal.Status
+	f.nodes.InvokeFn = func(_ context.Context, action string, args cty.Value) (cty.Value, error) {
+		switch {
+		case action == "exec" && args.GetAttr("node").AsString() == "n2" && broken:
+			return cty.NilVal, errors.New("migration failed")
+		case action == "start":
+			run, err := f.j.Load()
+			require.NoError(t, err)
+			stopDuringUndo = run.Steps[`step.stop["n2"]`].Status
+		}
+		return cty.NilVal, nil
+	}
+	_, err, _ := f.run(runner.Options{})
+	require.Error(t, err)
+	assert.Equal(t, journal.RolledBack, stopDuringUndo, "the journal knew of the undo before it ran")
+
+	run, err := f.j.Load()
+	require.NoError(t, err)
+	for addr, want := range map[string]journal.Status{
+		`step.drain["n1"]`:   journal.Done,
+		`step.migrate["n1"]`: journal.Done,
+		`step.drain["n2"]`:   journal.RolledBack,
+		`step.stop["n2"]`:    journal.RolledBack,
+		`step.migrate["n2"]`: journal.Failed,
+		`step.drain["n3"]`:   journal.Skipped,
+	} {
+		require.Contains(t, run.Steps, addr)
+		assert.Equal(t, want, run.Steps[addr].Status, addr)
+	}
+	assert.Equal(t, "undone by node_pool.cluster.start", run.Steps[`step.stop["n2"]`].Note)
+	assert.Equal(t, "undone by load_balancer.front.enable", run.Steps[`step.drain["n2"]`].Note)
+	var table strings.Builder
+	require.NoError(t, journal.Format(&table, run))
+	assert.Regexp(t, `step.stop\["n2"\]\s+rolled_back\s.*undone by node_pool.cluster.start`, table.String())
+
+	// Fixed: resuming drains and stops n2 again before migrating it, and
+	// leaves n1 alone.
+	broken = false
+	f.nodes.calls, f.lb.calls = nil, nil
+	res, err, _ := f.run(runner.Options{})
+	require.NoError(t, err)
+	assert.True(t, res.Resumed)
+	assert.Equal(t, []string{"drain:n2", "drain:n3"}, f.lb.Calls())
+	assert.Equal(t, []string{"stop:n2", "exec:n2", "stop:n3", "exec:n3"}, f.nodes.Calls())
+}
+
+// TestFailedUndoStopsTheRollbackAndIsRedoneOnResume: when an undo fails the
+// rollback stops there (undoing further back on a half-undone item does
+// more harm); the step whose undo failed is failed, earlier ones stay done.
+func TestFailedUndoStopsTheRollbackAndIsRedoneOnResume(t *testing.T) {
+	f := newFixture(t, `
+rollout "up" {
+  over       = node_pool.cluster.nodes
+  on_failure = "rollback"
+  step "drain" {
+    run = load_balancer.front.drain
+    with {
+      server = each.value.name
+    }
+  }
+  step "stop" {
+    run = node_pool.cluster.stop
+    with {
+      node = each.value.name
+    }
+  }
+  step "migrate" {
+    run = node_pool.cluster.exec
+    with {
+      node    = each.value.name
+      command = ["migrate"]
+    }
+  }
+}
+`)
+	f.nodes.InvokeFn = func(_ context.Context, action string, args cty.Value) (cty.Value, error) {
+		switch action {
+		case "exec":
+			return cty.NilVal, errors.New("migration failed")
+		case "start":
+			return cty.NilVal, errors.New("the service would not start")
+		}
+		return cty.NilVal, nil
+	}
+	_, err, _ := f.run(runner.Options{})
+	require.Error(t, err)
+	assert.Equal(t, []string{"drain:n1"}, f.lb.Calls(), "drain is not undone after start failed")
+	run, err := f.j.Load()
+	require.NoError(t, err)
+	assert.Equal(t, journal.Done, run.Steps[`step.drain["n1"]`].Status, "still drained: done is the truth")
+	stop := run.Steps[`step.stop["n1"]`]
+	assert.Equal(t, journal.Failed, stop.Status)
+	assert.Contains(t, stop.Error, "its undo node_pool.cluster.start failed during rollback: the service would not start")
+}
+
 func TestParallelismCap(t *testing.T) {
 	var b strings.Builder
 	for i := 0; i < 12; i++ {

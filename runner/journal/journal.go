@@ -38,8 +38,11 @@ const (
 	Done    Status = "done"
 	Failed  Status = "failed"
 	Skipped Status = "skipped"
-	Paused  Status = "paused"
-	Aborted Status = "aborted"
+	// RolledBack: the step had finished, and the rollback of its rollout
+	// item has begun undoing it (Note says how far). Resume runs it again.
+	RolledBack Status = "rolled_back"
+	Paused     Status = "paused"
+	Aborted    Status = "aborted"
 )
 
 // Finished reports whether s is final: a run or step in this status will not
@@ -54,7 +57,7 @@ func (s Status) Finished() bool {
 
 func (s Status) validStep() bool {
 	switch s {
-	case Pending, Running, Done, Failed, Skipped:
+	case Pending, Running, Done, Failed, Skipped, RolledBack:
 		return true
 	}
 	return false
@@ -73,6 +76,7 @@ type Step struct {
 	ResultType json.RawMessage `json:"result_type,omitempty"` // cty type JSON so the runner can rebuild the value on resume
 	ResultWire json.RawMessage `json:"result_wire,omitempty"` // unredacted value the runner needs on resume (caller decides what goes here)
 	Error      string          `json:"error,omitempty"`
+	Note       string          `json:"note,omitempty"` // what happened besides the status, e.g. the undo that reverted it
 	Attempts   int             `json:"attempts,omitempty"`
 	Idempotent bool            `json:"idempotent"`
 	StartedAt  time.Time       `json:"started_at,omitzero"`

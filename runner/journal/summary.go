@@ -35,6 +35,9 @@ func Summarize(run *Run) []StepSummary {
 			StartedAt: s.StartedAt,
 			Error:     firstLine(s.Error),
 		}
+		if row.Error == "" {
+			row.Error = firstLine(s.Note) // the last column says what is worth knowing
+		}
 		if !s.StartedAt.IsZero() && !s.EndedAt.IsZero() && s.EndedAt.After(s.StartedAt) {
 			row.Duration = s.EndedAt.Sub(s.StartedAt)
 		}
@@ -65,7 +68,7 @@ func Format(w io.Writer, run *Run) error {
 		counts[s.Status]++
 	}
 	var tally []string
-	for _, st := range []Status{Done, Running, Failed, Skipped, Pending} {
+	for _, st := range []Status{Done, Running, Failed, RolledBack, Skipped, Pending} {
 		if counts[st] > 0 {
 			tally = append(tally, fmt.Sprintf("%d %s", counts[st], st))
 		}
