@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hashicorp/go-version"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
 
@@ -323,7 +324,23 @@ func decodePlugin(b *hcl.Block) (*Plugin, hcl.Diagnostics) {
 		diags = append(diags, decodeStaticString(a, &pl.Source)...)
 	}
 	if a, ok := content.Attributes["version"]; ok {
-		diags = append(diags, decodeStaticString(a, &pl.Version)...)
+		ds := decodeStaticString(a, &pl.Version)
+		diags = append(diags, ds...)
+		if !ds.HasErrors() {
+			c, err := version.NewConstraint(pl.Version)
+			if err != nil {
+				diags = append(diags, &hcl.Diagnostic{
+					Severity: hcl.DiagError,
+					Summary:  "Invalid version constraint",
+					Detail:   fmt.Sprintf("%s. A version constraint is one or more comma-separated conditions such as \"1.2.0\", \">= 1.0, < 2.0\" or \"~> 1.2\".", err),
+					Subject:  a.Expr.Range().Ptr(),
+				})
+			}
+			pl.Constraints = c
+		}
+	}
+	if a, ok := content.Attributes["source"]; ok && pl.Source == "" {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid source", Detail: "source is the plugin binary's file name, or a path to it or to the folder holding it; it cannot be empty.", Subject: a.Expr.Range().Ptr()})
 	}
 	if pl.Source == "" {
 		pl.Source = "upshift-plugin-" + name

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/hashicorp/go-version"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/ext/typeexpr"
 	"github.com/zclconf/go-cty/cty"
@@ -72,10 +73,16 @@ type Local struct {
 
 // Plugin is a `plugin` block: where the binary for a vendor comes from.
 type Plugin struct {
-	Name      string
-	Source    string // binary name or path; default upshift-plugin-<name>
-	Version   string
-	DeclRange hcl.Range
+	Name string
+	// Source is the binary's file name (looked up like the default), or a
+	// path to it or to its folder; default upshift-plugin-<name>.
+	Source string
+	// Version is the constraint as written ("~> 1.2"), Constraints the
+	// same parsed; `upshift init` and every run check the plugin's own
+	// version against it.
+	Version     string
+	Constraints version.Constraints
+	DeclRange   hcl.Range
 	// Implicit is true when no block declared the plugin and a resource
 	// named it; Source then takes its default.
 	Implicit bool

@@ -213,6 +213,14 @@ func (l *loaded) launch(cmd *cobra.Command, lf *host.LockFile, logger hclog.Logg
 		if err != nil {
 			return nil, err
 		}
+		// The playbook may have tightened its constraint since init.
+		if inst, ok := p.(*host.Instance); ok {
+			if pl := l.pb.Plugins[r.PluginName]; pl != nil {
+				if err := host.CheckVersion(r.PluginName, inst.Version(), pl.Version); err != nil {
+					return nil, fmt.Errorf("%w; change the plugin block or install a matching plugin, then run `upshift init`", err)
+				}
+			}
+		}
 		sch, err := p.Schema(cmd.Context())
 		if err != nil {
 			return nil, fmt.Errorf("plugin %s: %w", r.PluginName, err)

@@ -51,7 +51,8 @@ whose checksum matches that file.`,
 			}
 			var reqs []host.Requirement
 			for _, name := range sortedPluginNames(pb) {
-				reqs = append(reqs, host.Requirement{Name: name, Source: pb.Plugins[name].Source})
+				pl := pb.Plugins[name]
+				reqs = append(reqs, host.Requirement{Name: name, Source: pl.Source, Version: pl.Version})
 			}
 			logger := hclog.New(&hclog.LoggerOptions{Name: "upshift", Output: cmd.ErrOrStderr(), Level: hclog.Warn})
 			lf, err := host.Init(cmd.Context(), dir, reqs, logger)

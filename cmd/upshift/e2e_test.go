@@ -268,6 +268,50 @@ func TestTamperedPluginIsRefused(t *testing.T) {
 	assert.True(t, os.IsNotExist(statErr), "nothing ran")
 }
 
+// TestPluginVersionConstraint: a plugin block's version is checked against
+// the plugin's own version by init, and again by run when the playbook
+// changed after init; a bare source names the binary.
+func TestPluginVersionConstraint(t *testing.T) {
+	needBinaries(t)
+	dir, _ := kitPlaybook(t, 1, `
+plugin "testkit" {
+  version = "~> 0.1"
+}
+`)
+	initPlaybook(t, dir)
+	main := filepath.Join(dir, "main.hcl")
+	src, err := os.ReadFile(main)
+	require.NoError(t, err)
+
+	// Tightened after init: run refuses before anything runs.
+	require.NoError(t, os.WriteFile(main, []byte(strings.Replace(string(src), `"~> 0.1"`, `">= 1.0"`, 1)), 0o644))
+	out, err := upshift(t, "run", dir).CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), "plugin testkit is version 0.1.0, but the playbook requires >= 1.0")
+	_, statErr := os.Stat(filepath.Join(dir, "kitstate", "record.log"))
+	assert.True(t, os.IsNotExist(statErr), "nothing ran")
+	out, err = upshift(t, "init", dir).CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), "plugin testkit is version 0.1.0, but the playbook requires >= 1.0")
+
+	// Not a constraint: a diagnostic pointing at it.
+	require.NoError(t, os.WriteFile(main, []byte(strings.Replace(string(src), `"~> 0.1"`, `"soon"`, 1)), 0o644))
+	out, err = upshift(t, "validate", dir).CombinedOutput()
+	require.Error(t, err)
+	assert.Regexp(t, `main\.hcl:\d+:\d+: error: Invalid version constraint`, string(out))
+
+	// A bare source is the binary's name, found where plugins are looked for.
+	pluginDir := filepath.Join(dir, ".upshift", "plugins")
+	require.NoError(t, os.MkdirAll(pluginDir, 0o755))
+	b, err := os.ReadFile(filepath.Join(binDir, "upshift-plugin-testkit"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(pluginDir, "kit-under-test"), b, 0o755))
+	require.NoError(t, os.WriteFile(main, []byte(strings.Replace(string(src), `version = "~> 0.1"`, `source = "kit-under-test"`, 1)), 0o644))
+	out, err = upshift(t, "init", dir).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), filepath.Join(".upshift", "plugins", "kit-under-test"))
+}
+
 func TestFailedRunResumesAndStatusSaysWhere(t *testing.T) {
 	needBinaries(t)
 	dir, state := kitPlaybook(t, 2, `

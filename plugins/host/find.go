@@ -15,7 +15,7 @@ import (
 // playbook folder) when the playbook gives one, <playbook>/.upshift/plugins,
 // the folder of the running upshift executable, then ./bin. Find tries PATH
 // after all of these. A source that is a bare file name (no slash) is not a
-// path: it is looked up like any plugin, so it is left out.
+// path but the binary's name (see BinaryFor), so it adds no place to look.
 func SearchPath(source, playbookDir string) []string {
 	var dirs []string
 	if strings.ContainsRune(source, '/') || strings.ContainsRune(source, filepath.Separator) {
@@ -38,14 +38,25 @@ func SearchPath(source, playbookDir string) []string {
 	return append(dirs, "bin")
 }
 
-// Find returns the path of upshift-plugin-<name>, looking in dirs in order
-// (an entry may be the binary itself or a folder holding it), then on PATH.
-// The error lists every place it looked and why each did not do.
-func Find(name string, dirs []string) (string, error) {
+// BinaryFor is the file name to look for: a playbook's source when it is a
+// bare file name ("my-haproxy"), else upshift-plugin-<name>.
+func BinaryFor(name, source string) string {
+	if source != "" && !strings.ContainsRune(source, '/') && !strings.ContainsRune(source, filepath.Separator) {
+		return source
+	}
+	return BinaryName(name)
+}
+
+// Find returns the path of plugin name's binary called bin, looking in dirs
+// in order (an entry may be the binary itself or a folder holding it), then
+// on PATH. The error lists every place it looked and why each did not do.
+func Find(name, bin string, dirs []string) (string, error) {
 	if err := validName(name); err != nil {
 		return "", err
 	}
-	bin := BinaryName(name)
+	if bin == "" || bin == "." || bin == ".." || strings.ContainsAny(bin, `/\`) {
+		return "", fmt.Errorf("plugin %s: invalid binary name %q", name, bin)
+	}
 	var looked []string
 	for _, d := range dirs {
 		st, err := os.Stat(d)

@@ -27,17 +27,17 @@ func TestFind(t *testing.T) {
 	notExe := writeExe(t, second, 0o644)
 	want := writeExe(t, third, 0o755)
 
-	got, err := host.Find("x", []string{first, second, third})
+	got, err := host.Find("x", host.BinaryName("x"), []string{first, second, third})
 	require.NoError(t, err)
 	assert.Equal(t, want, got, "the first folder holding an executable wins; a non-executable file is skipped")
 
 	// An entry may be the binary itself.
-	got, err = host.Find("x", []string{want, first})
+	got, err = host.Find("x", host.BinaryName("x"), []string{want, first})
 	require.NoError(t, err)
 	assert.Equal(t, want, got)
 
 	// Not found: the error says where it looked and why each did not do.
-	_, err = host.Find("x", []string{first, second, filepath.Join(root, "nope")})
+	_, err = host.Find("x", host.BinaryName("x"), []string{first, second, filepath.Join(root, "nope")})
 	require.Error(t, err)
 	assert.Equal(t, "plugin x: no upshift-plugin-x found; looked in:\n"+
 		"  - "+filepath.Join(first, "upshift-plugin-x")+" (not found)\n"+
@@ -49,14 +49,14 @@ func TestFind(t *testing.T) {
 	onPath := t.TempDir()
 	pathBin := writeExe(t, onPath, 0o755)
 	t.Setenv("PATH", onPath)
-	got, err = host.Find("x", []string{first})
+	got, err = host.Find("x", host.BinaryName("x"), []string{first})
 	require.NoError(t, err)
 	assert.Equal(t, pathBin, got)
-	got, err = host.Find("x", []string{third})
+	got, err = host.Find("x", host.BinaryName("x"), []string{third})
 	require.NoError(t, err)
 	assert.Equal(t, want, got)
 
-	_, err = host.Find("../x", nil)
+	_, err = host.Find("../x", host.BinaryName("../x"), nil)
 	assert.ErrorContains(t, err, "invalid plugin name")
 }
 
@@ -78,4 +78,35 @@ func TestSearchPath(t *testing.T) {
 	// A bare name is not a path: the usual places apply.
 	dirs = host.SearchPath("upshift-plugin-x", "/play")
 	assert.Equal(t, "/play/.upshift/plugins", dirs[0])
+}
+
+// TestBareSourceIsTheBinaryName: source = "my-haproxy" names the binary to
+// look for, in the same places, instead of upshift-plugin-<name>.
+func TestBareSourceIsTheBinaryName(t *testing.T) {
+	assert.Equal(t, "my-haproxy", host.BinaryFor("haproxy", "my-haproxy"))
+	assert.Equal(t, "upshift-plugin-haproxy", host.BinaryFor("haproxy", ""))
+	assert.Equal(t, "upshift-plugin-haproxy", host.BinaryFor("haproxy", "./vendor/bin"), "a path is where to look, not a name")
+
+	t.Setenv("PATH", t.TempDir())
+	dir := t.TempDir()
+	own := filepath.Join(dir, "my-haproxy")
+	require.NoError(t, os.WriteFile(own, []byte("#!/bin/sh\n"), 0o755))
+	writeExe(t, dir, 0o755) // upshift-plugin-x beside it must not be picked
+	got, err := host.Find("haproxy", host.BinaryFor("haproxy", "my-haproxy"), []string{dir})
+	require.NoError(t, err)
+	assert.Equal(t, own, got)
+
+	_, err = host.Find("haproxy", "my-haproxy", []string{t.TempDir()})
+	assert.ErrorContains(t, err, "no my-haproxy found")
+	_, err = host.Find("haproxy", "..", nil)
+	assert.ErrorContains(t, err, `invalid binary name ".."`)
+}
+
+func TestCheckVersion(t *testing.T) {
+	assert.NoError(t, host.CheckVersion("haproxy", "0.3.1", ""))
+	assert.NoError(t, host.CheckVersion("haproxy", "0.3.1", ">= 0.3, < 1.0"))
+	assert.NoError(t, host.CheckVersion("haproxy", "1.2.7", "~> 1.2"))
+	assert.EqualError(t, host.CheckVersion("haproxy", "0.3.1", ">= 1.0"), "plugin haproxy is version 0.3.1, but the playbook requires >= 1.0")
+	assert.EqualError(t, host.CheckVersion("haproxy", "dev", "1.0"), `plugin haproxy reports version "dev", which is not a version, so it cannot meet "1.0"`)
+	assert.ErrorContains(t, host.CheckVersion("haproxy", "1.0", "soon"), `invalid version constraint "soon"`)
 }

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-version"
 )
 
 // Requirement is a plugin a playbook uses: its name and, when the playbook
@@ -15,6 +17,9 @@ import (
 type Requirement struct {
 	Name   string
 	Source string
+	// Version constrains the plugin's own version ("~> 1.2"); empty
+	// accepts any.
+	Version string
 }
 
 // Init is `upshift init`: for each required plugin it finds the binary
@@ -53,7 +58,7 @@ func Init(ctx context.Context, dir string, reqs []Requirement, logger hclog.Logg
 }
 
 func lockOne(ctx context.Context, dir string, r Requirement, logger hclog.Logger) (*LockedPlugin, error) {
-	path, err := Find(r.Name, SearchPath(r.Source, dir))
+	path, err := Find(r.Name, BinaryFor(r.Name, r.Source), SearchPath(r.Source, dir))
 	if err != nil {
 		return nil, err
 	}
@@ -66,5 +71,29 @@ func lockOne(ctx context.Context, dir string, r Requirement, logger hclog.Logger
 		return nil, err
 	}
 	defer inst.Close()
+	if err := CheckVersion(r.Name, inst.Version(), r.Version); err != nil {
+		return nil, fmt.Errorf("%w (%s)", err, path)
+	}
 	return &LockedPlugin{Name: r.Name, Version: inst.Version(), Path: lockPath(dir, path), SHA256: sum}, nil
+}
+
+// CheckVersion reports a plugin whose own version does not meet the
+// playbook's constraint. It runs at `upshift init` and again whenever a
+// run launches the plugin, since the playbook may change after init.
+func CheckVersion(name, have, constraint string) error {
+	if strings.TrimSpace(constraint) == "" {
+		return nil
+	}
+	c, err := version.NewConstraint(constraint)
+	if err != nil {
+		return fmt.Errorf("plugin %s: invalid version constraint %q: %w", name, constraint, err)
+	}
+	v, err := version.NewVersion(have)
+	if err != nil {
+		return fmt.Errorf("plugin %s reports version %q, which is not a version, so it cannot meet %q", name, have, constraint)
+	}
+	if !c.Check(v) {
+		return fmt.Errorf("plugin %s is version %s, but the playbook requires %s", name, have, constraint)
+	}
+	return nil
 }
