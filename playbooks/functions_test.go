@@ -1,6 +1,7 @@
 package playbooks_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/hcl/v2"
@@ -10,6 +11,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/upshift-dev/upshift/playbooks"
+	"github.com/upshift-dev/upshift/schema"
 )
 
 func eval(t *testing.T, src string) (cty.Value, hcl.Diagnostics) {
@@ -59,4 +61,52 @@ func TestAllTrueAnyTrue(t *testing.T) {
 		require.True(t, diags.HasErrors(), src)
 		assert.Contains(t, diags.Error(), msg, src)
 	}
+}
+
+// TestConfigWithNestedBlocks: before init only the contract is known, so a
+// config with nested blocks is accepted as not yet known; with the plugin's
+// schema it is decoded, and checked, like any body.
+func TestConfigWithNestedBlocks(t *testing.T) {
+	src := map[string]string{"main.hcl": `
+load_balancer "front" {
+  plugin = "fancy"
+  config {
+    socket = "/run/lb.sock"
+    backend {
+      name = "app"
+    }
+    backend {
+      name = "admin"
+    }
+  }
+}
+`}
+	pb, diags := playbooks.NewParser().LoadFiles(t.TempDir(), src, playbooks.LoadOptions{Env: []string{}})
+	require.False(t, diags.HasErrors(), diags.Error())
+	assert.False(t, pb.Resources["load_balancer.front"].Config.IsKnown())
+
+	withSchema := func(_ *playbooks.Plugin, kind schema.Kind) (*schema.Plugin, error) {
+		p := schema.ContractPlugin(kind)
+		p.Config = &schema.Object{
+			Attributes: []*schema.Attribute{{Name: "socket", Type: cty.String, Required: true}},
+			Blocks: []*schema.Block{{Name: "backend", Nesting: schema.NestingList, MinItems: 1, Object: &schema.Object{
+				Attributes: []*schema.Attribute{{Name: "name", Type: cty.String, Required: true}},
+			}}},
+		}
+		return p, nil
+	}
+	pb, diags = playbooks.NewParser().LoadFiles(t.TempDir(), src, playbooks.LoadOptions{Env: []string{}, Schemas: withSchema})
+	require.False(t, diags.HasErrors(), diags.Error())
+	backends := pb.Resources["load_balancer.front"].Config.GetAttr("backend").AsValueSlice()
+	require.Len(t, backends, 2)
+	assert.Equal(t, "admin", backends[1].GetAttr("name").AsString())
+
+	src["main.hcl"] = strings.Replace(src["main.hcl"], `name = "admin"`, `nmae = "admin"`, 1)
+	_, diags = playbooks.NewParser().LoadFiles(t.TempDir(), src, playbooks.LoadOptions{Env: []string{}, Schemas: withSchema})
+	require.True(t, diags.HasErrors())
+	lines := map[string]int{}
+	for _, d := range diags {
+		lines[d.Summary] = d.Subject.Start.Line
+	}
+	assert.Equal(t, map[string]int{"Missing required argument": 9, "Unsupported argument": 10}, lines, "each at the misspelt block's lines")
 }

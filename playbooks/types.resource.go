@@ -5,6 +5,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
 
@@ -95,7 +96,7 @@ func (pb *Playbook) decodeResource(b *hcl.Block, schemas SchemaSource) (*Resourc
 			// does not have: a misspelt one must be an error, as in a block.
 			if uv, _ := v.Unmark(); uv.Type().IsObjectType() || uv.Type().IsMapType() {
 				for _, name := range sortedKeys(uv.AsValueMap()) {
-					if sch.Config.Attribute(name) == nil {
+					if sch.Config.Attribute(name) == nil && sch.Config.Block(name) == nil {
 						return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unsupported config argument",
 							Detail:  fmt.Sprintf("Plugin %q has no config argument %q%s. Its arguments are %s.", r.PluginName, name, suggest(name, sch.Config.Names()), joinQuoted(sch.Config.Names())),
 							Subject: ca.Expr.Range().Ptr()})
@@ -112,16 +113,22 @@ func (pb *Playbook) decodeResource(b *hcl.Block, schemas SchemaSource) (*Resourc
 		r.ConfigRange = configBlock.DefRange
 		if isContractOnly(sch) {
 			// Only the contract is known: take the block as written; the
-			// plugin checks it when it is configured.
-			attrs, ds := configBlock.Body.JustAttributes()
-			diags = append(diags, ds...)
-			vals := map[string]cty.Value{}
-			for name, a := range attrs {
-				v, ds := a.Expr.Value(ctx)
+			// plugin checks it when it is configured. Nested blocks need
+			// the plugin's schema to be read (one or a list?), so until
+			// `upshift init` has pinned it, such a config is not known.
+			if body, ok := configBlock.Body.(*hclsyntax.Body); ok && len(body.Blocks) > 0 {
+				r.Config = cty.DynamicVal
+			} else {
+				attrs, ds := configBlock.Body.JustAttributes()
 				diags = append(diags, ds...)
-				vals[name] = v
+				vals := map[string]cty.Value{}
+				for name, a := range attrs {
+					v, ds := a.Expr.Value(ctx)
+					diags = append(diags, ds...)
+					vals[name] = v
+				}
+				r.Config = objectOrEmpty(vals)
 			}
-			r.Config = objectOrEmpty(vals)
 		} else {
 			v, ds := hcldec.Decode(configBlock.Body, sch.Config.DecoderSpec(), ctx)
 			diags = append(diags, ds...)

@@ -1,13 +1,18 @@
 package runner_test
 
 import (
+	"strings"
 	"testing"
+
+	"github.com/hashicorp/hcl/v2"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/upshift-dev/upshift/playbooks"
 	"github.com/upshift-dev/upshift/runner"
+	"github.com/upshift-dev/upshift/schema"
 )
 
 // TestDecodeArgsSeesResultsAsTheyArrive covers the three ways a step reads
@@ -76,4 +81,98 @@ rollout "upgrade" {
 	args = decode(`step.exec["n3"]`)
 	assert.False(t, args.GetAttr("node").IsKnown(), "n3's own stop has not run, n1's must not leak in")
 	assert.True(t, args.GetAttr("command").IsWhollyKnown())
+}
+
+// probeSchemas is the contract plus a vendor action whose arguments have
+// nested blocks (a list of header blocks, an optional tls block with a
+// sensitive attribute), as a plugin's own schema would describe it.
+func probeSchemas(_ *playbooks.Plugin, kind schema.Kind) (*schema.Plugin, error) {
+	p := schema.ContractPlugin(kind)
+	if kind == schema.KindLoadBalancer {
+		p.Actions["probe"] = &schema.Action{Name: "probe", Idempotent: true, Result: &schema.Object{},
+			Args: &schema.Object{
+				Attributes: []*schema.Attribute{{Name: "url", Type: cty.String, Required: true}},
+				Blocks: []*schema.Block{
+					{Name: "header", Nesting: schema.NestingList, MaxItems: 2, Object: &schema.Object{Attributes: []*schema.Attribute{
+						{Name: "name", Type: cty.String, Required: true},
+						{Name: "value", Type: cty.String},
+					}}},
+					{Name: "tls", Nesting: schema.NestingSingle, Object: &schema.Object{Attributes: []*schema.Attribute{
+						{Name: "client_key", Type: cty.String, Sensitive: true},
+					}}},
+				},
+			}}
+	}
+	return p, nil
+}
+
+func planWithBlocks(t *testing.T, src string) (*runner.Plan, hcl.Diagnostics) {
+	t.Helper()
+	p := playbooks.NewParser()
+	pb, diags := p.LoadFiles(t.TempDir(), map[string]string{"main.hcl": cluster + src}, playbooks.LoadOptions{Env: []string{}, Schemas: probeSchemas})
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	g, diags := runner.BuildGraph(pb)
+	require.False(t, diags.HasErrors(), diags.Error())
+	return runner.MakePlan(g)
+}
+
+// TestNestedBlocksInWith: a with body's nested blocks are decoded per
+// instance (each included), shown in the plan with their sensitive parts
+// hidden, and checked with diagnostics that point at the line.
+func TestNestedBlocksInWith(t *testing.T) {
+	plan, diags := planWithBlocks(t, `
+step "probe" {
+  for_each = toset(["n1", "n2"])
+  run      = load_balancer.front.probe
+  with {
+    url = "http://${each.key}/health"
+    header {
+      name  = "X-Node"
+      value = each.key
+    }
+    header {
+      name = "X-Empty"
+    }
+    tls {
+      client_key = "k3y"
+    }
+  }
+}
+`)
+	require.False(t, diags.HasErrors(), diags.Error())
+	require.Len(t, plan.Steps, 2)
+	args := plan.Steps[1].Args
+	assert.Equal(t, "http://n2/health", args.GetAttr("url").AsString())
+	headers := args.GetAttr("header").AsValueSlice()
+	require.Len(t, headers, 2)
+	assert.Equal(t, "n2", headers[0].GetAttr("value").AsString(), "each reaches into blocks")
+	assert.True(t, headers[1].GetAttr("value").IsNull())
+
+	var text, js strings.Builder
+	require.NoError(t, plan.WriteText(&text))
+	require.NoError(t, plan.WriteJSON(&js))
+	assert.Contains(t, text.String(), `header = [{ name = "X-Node", value = "n1" }, { name = "X-Empty", value = null }]`)
+	assert.Contains(t, text.String(), `tls    = { client_key = "(sensitive)" }`)
+	assert.NotContains(t, text.String(), "k3y")
+	assert.NotContains(t, js.String(), "k3y")
+	assert.Contains(t, js.String(), `"client_key": "(sensitive)"`)
+
+	_, diags = planWithBlocks(t, `
+step "probe" {
+  run = load_balancer.front.probe
+  with {
+    url = "http://a"
+    header {
+      value = "1"
+    }
+  }
+}
+`)
+	require.True(t, diags.HasErrors())
+	assert.Contains(t, diags.Error(), `"name" is required`)
+	require.NotNil(t, diags[0].Subject)
+	assert.Equal(t, "main.hcl", diags[0].Subject.Filename)
+	assert.Greater(t, diags[0].Subject.Start.Line, 10, "points into the step, not the file's start")
 }

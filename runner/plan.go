@@ -12,12 +12,15 @@ import (
 	"sync"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/zclconf/go-cty/cty"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
 
 	"github.com/upshift-dev/upshift/playbooks"
 	"github.com/upshift-dev/upshift/runner/dag"
+	"github.com/upshift-dev/upshift/schema"
 )
 
 // Plan is the ordered list of instances a run would execute, with the
@@ -107,10 +110,20 @@ func knownAfter(s *playbooks.Step, args cty.Value, refs map[*playbooks.Step]map[
 	byAttr, ok := refs[s]
 	if !ok {
 		byAttr = map[string][]string{}
+		vars := map[string][]hcl.Traversal{}
 		attrs, _ := s.With.JustAttributes()
 		for name, a := range attrs {
+			vars[name] = a.Expr.Variables()
+		}
+		if args := s.Run.Action.Args; args != nil {
+			for _, b := range args.Blocks {
+				spec := args.DecoderSpec().(hcldec.ObjectSpec)
+				vars[b.Name] = hcldec.Variables(s.With, hcldec.ObjectSpec{b.Name: spec[b.Name]})
+			}
+		}
+		for name, trs := range vars {
 			seen := map[string]bool{}
-			for _, tr := range a.Expr.Variables() {
+			for _, tr := range trs {
 				if tr.RootName() != "step" || len(tr) < 2 {
 					continue
 				}
@@ -190,22 +203,50 @@ func exprText(e hcl.Expression) string {
 // argLines renders a step's set arguments in schema order, one per line,
 // with sensitive values hidden and unknown ones named by what they wait for.
 func argLines(inst *Instance, ps *PlannedStep) []string {
-	schemaArgs := inst.Step.Run.Action.Args
+	args := shownArgs(inst.Step.Run.Action.Args, ps.Args)
 	width := 0
-	for _, a := range schemaArgs.Attributes {
-		if v := ps.Args.GetAttr(a.Name); !v.IsNull() || !v.IsKnown() {
-			width = max(width, len(a.Name))
+	for _, a := range args {
+		if !a.value.IsNull() || !a.value.IsKnown() {
+			width = max(width, len(a.name))
 		}
 	}
 	var lines []string
-	for _, a := range schemaArgs.Attributes {
-		v := ps.Args.GetAttr(a.Name)
-		if v.IsKnown() && v.IsNull() {
+	for _, a := range args {
+		if a.value.IsKnown() && a.value.IsNull() {
 			continue
 		}
-		lines = append(lines, fmt.Sprintf("%-*s = %s", width, a.Name, renderValue(v, a.Sensitive, ps.KnownAfter[a.Name])))
+		lines = append(lines, fmt.Sprintf("%-*s = %s", width, a.name, renderValue(a.value, a.sensitive, ps.KnownAfter[a.name])))
 	}
 	return lines
+}
+
+// shownArg is one argument as plans show it.
+type shownArg struct {
+	name      string
+	value     cty.Value
+	sensitive bool
+}
+
+// shownArgs lists a step's arguments in schema order, attributes then
+// nested blocks; a block's sensitive attributes are already replaced by
+// "(sensitive)", since the block as a whole is not secret.
+func shownArgs(o *schema.Object, args cty.Value) []shownArg {
+	if o == nil {
+		return nil
+	}
+	var out []shownArg
+	for _, a := range o.Attributes {
+		out = append(out, shownArg{a.Name, args.GetAttr(a.Name), a.Sensitive})
+	}
+	for _, b := range o.Blocks {
+		v := args.GetAttr(b.Name)
+		if b.Object.HasSensitive() && !v.IsMarked() && v.IsWhollyKnown() {
+			one := &schema.Object{Blocks: []*schema.Block{b}}
+			v = one.Redact(cty.ObjectVal(map[string]cty.Value{b.Name: v})).GetAttr(b.Name)
+		}
+		out = append(out, shownArg{b.Name, v, false})
+	}
+	return out
 }
 
 func renderValue(v cty.Value, sensitive bool, after []string) string {
@@ -223,7 +264,39 @@ func renderValue(v cty.Value, sensitive bool, after []string) string {
 	if secret {
 		return "(sensitive)"
 	}
-	if v.Type() == cty.Number {
+	return inlineValue(v)
+}
+
+// inlineValue writes a known value as HCL on one line, so that a plan's
+// argument stays on its line: objects as { a = 1, b = "x" }, which
+// hclwrite would spread over several.
+func inlineValue(v cty.Value) string {
+	ty := v.Type()
+	switch {
+	case v.IsNull():
+		return "null"
+	case ty.IsObjectType() || ty.IsMapType():
+		if v.LengthInt() == 0 {
+			return "{}"
+		}
+		var parts []string
+		for it := v.ElementIterator(); it.Next(); {
+			k, ev := it.Element()
+			key := k.AsString()
+			if !hclsyntax.ValidIdentifier(key) {
+				key = strconv.Quote(key)
+			}
+			parts = append(parts, key+" = "+inlineValue(ev))
+		}
+		return "{ " + strings.Join(parts, ", ") + " }"
+	case ty.IsListType() || ty.IsSetType() || ty.IsTupleType():
+		var parts []string
+		for it := v.ElementIterator(); it.Next(); {
+			_, ev := it.Element()
+			parts = append(parts, inlineValue(ev))
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	case ty == cty.Number:
 		// hclwrite prints every number through big.Float's shortest
 		// decimal, some 30 µs each; whole numbers are most of them.
 		if bf := v.AsBigFloat(); bf.IsInt() {
@@ -290,21 +363,21 @@ func (p *Plan) WriteJSON(w io.Writer) error {
 		if inst.Step.Rollout != nil {
 			js.Rollout = inst.Step.Rollout.Name
 		}
-		for _, a := range inst.Step.Run.Action.Args.Attributes {
-			v := ps.Args.GetAttr(a.Name)
+		for _, a := range shownArgs(inst.Step.Run.Action.Args, ps.Args) {
+			v := a.value
 			switch {
 			case v.IsKnown() && v.IsNull():
 				continue
-			case a.Sensitive || containsSensitive(v):
-				js.Args[a.Name] = json.RawMessage(`"(sensitive)"`)
+			case a.sensitive || containsSensitive(v):
+				js.Args[a.name] = json.RawMessage(`"(sensitive)"`)
 			case !v.IsWhollyKnown():
-				js.Args[a.Name] = json.RawMessage(`null`)
+				js.Args[a.name] = json.RawMessage(`null`)
 			default:
 				b, err := ctyjson.Marshal(v, v.Type())
 				if err != nil {
 					return err
 				}
-				js.Args[a.Name] = b
+				js.Args[a.name] = b
 			}
 		}
 		out.Steps = append(out.Steps, js)

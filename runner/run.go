@@ -671,15 +671,16 @@ func (x *execution) skippedByWhen(inst *Instance) bool {
 // argument of that name, else from its result (copy's `name` is what drop
 // needs), else null.
 func fitArgs(args, result cty.Value, a *schema.Action) (cty.Value, error) {
+	want := a.Args.ImpliedType()
 	attrs := map[string]cty.Value{}
-	for _, at := range a.Args.Attributes {
-		attrs[at.Name] = cty.NullVal(at.Type)
+	for name, ty := range want.AttributeTypes() { // attributes and blocks alike
+		attrs[name] = cty.NullVal(ty)
 		for _, from := range []cty.Value{args, result} {
-			if from != cty.NilVal && !from.IsNull() && from.Type().IsObjectType() && from.Type().HasAttribute(at.Name) && !from.GetAttr(at.Name).IsNull() {
-				attrs[at.Name] = from.GetAttr(at.Name)
+			if from != cty.NilVal && !from.IsNull() && from.Type().IsObjectType() && from.Type().HasAttribute(name) && !from.GetAttr(name).IsNull() {
+				attrs[name] = from.GetAttr(name)
 				break
 			}
 		}
 	}
-	return convert.Convert(cty.ObjectVal(attrs), a.Args.ImpliedType())
+	return convert.Convert(cty.ObjectVal(attrs), want)
 }

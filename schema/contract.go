@@ -300,6 +300,11 @@ func CheckContract(p *Plugin) error {
 					problems = append(problems, fmt.Sprintf("%s: requires argument %q, which the contract does not have", want.Name, ga.Name))
 				}
 			}
+			for _, gb := range got.Args.Blocks {
+				if (gb.Required || gb.MinItems > 0) && want.Args.Block(gb.Name) == nil {
+					problems = append(problems, fmt.Sprintf("%s: requires block %q, which the contract does not have", want.Name, gb.Name))
+				}
+			}
 		}
 		for _, wr := range want.Result.Attributes {
 			gr := got.Result.Attribute(wr.Name)

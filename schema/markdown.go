@@ -52,7 +52,13 @@ func capitalize(s string) string {
 }
 
 func writeObject(b *strings.Builder, o *Object, what string) {
-	if o == nil || len(o.Attributes) == 0 {
+	writeObjectAt(b, o, what, "")
+}
+
+// writeObjectAt writes o's table, then one table per nested block, named by
+// its path (header, header.match) so nesting reads without indentation.
+func writeObjectAt(b *strings.Builder, o *Object, what, path string) {
+	if o == nil || len(o.Attributes)+len(o.Blocks) == 0 {
 		fmt.Fprintf(b, "No %ss.\n", what)
 		return
 	}
@@ -67,5 +73,26 @@ func writeObject(b *strings.Builder, o *Object, what string) {
 			desc += " *Sensitive: never shown.*"
 		}
 		fmt.Fprintf(b, "| `%s` | %s | %s | %s |\n", a.Name, a.Type.FriendlyName(), req, desc)
+	}
+	for _, bl := range o.Blocks {
+		req, kind := "no", "block"
+		switch {
+		case bl.Nesting == NestingList:
+			kind = "blocks"
+			if bl.MinItems > 0 {
+				req = fmt.Sprintf("at least %d", bl.MinItems)
+			}
+			if bl.MaxItems > 0 {
+				kind = fmt.Sprintf("blocks (at most %d)", bl.MaxItems)
+			}
+		case bl.Required:
+			req = "yes"
+		}
+		desc := strings.ReplaceAll(bl.Description, "|", "\\|")
+		fmt.Fprintf(b, "| `%s { ... }` | %s | %s | %s See `%s` below. |\n", bl.Name, kind, req, desc, path+bl.Name)
+	}
+	for _, bl := range o.Blocks {
+		fmt.Fprintf(b, "\nBlock `%s`:\n\n", path+bl.Name)
+		writeObjectAt(b, bl.Object, what, path+bl.Name+".")
 	}
 }

@@ -26,6 +26,24 @@ func (o *Object) Redact(v cty.Value) cty.Value {
 		attrs[a.Name] = cty.StringVal(Redacted)
 		changed = true
 	}
+	for _, b := range o.Blocks {
+		bv, ok := attrs[b.Name]
+		if !ok || !b.Object.HasSensitive() || bv.IsNull() || !bv.IsKnown() {
+			continue
+		}
+		if b.Nesting == NestingList && (bv.Type().IsListType() || bv.Type().IsTupleType()) {
+			// Redacted elements may no longer share a type: a tuple.
+			var elems []cty.Value
+			for it := bv.ElementIterator(); it.Next(); {
+				_, ev := it.Element()
+				elems = append(elems, b.Object.Redact(ev))
+			}
+			attrs[b.Name] = cty.TupleVal(elems)
+		} else {
+			attrs[b.Name] = b.Object.Redact(bv)
+		}
+		changed = true
+	}
 	if !changed {
 		return v
 	}
@@ -39,6 +57,11 @@ func (o *Object) HasSensitive() bool {
 	}
 	for _, a := range o.Attributes {
 		if a.Sensitive {
+			return true
+		}
+	}
+	for _, b := range o.Blocks {
+		if b.Object.HasSensitive() {
 			return true
 		}
 	}

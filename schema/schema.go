@@ -46,11 +46,67 @@ type Attribute struct {
 	Description string
 }
 
-// Object describes a set of attributes: an action's arguments, its result or
-// a plugin's configuration. Attributes keep their declared order so generated
-// documentation reads the way the author wrote it.
+// Object describes a set of attributes, and of nested blocks: an action's
+// arguments, its result or a plugin's configuration. Attributes and blocks
+// keep their declared order so generated documentation reads the way the
+// author wrote it. Results describe values, so they have no blocks (an
+// attribute of object type says the same).
 type Object struct {
 	Attributes []*Attribute
+	Blocks     []*Block
+}
+
+// Nesting says how often a nested block may appear and what value it makes.
+type Nesting string
+
+// Nesting modes.
+const (
+	// NestingSingle: at most once (exactly once when Required); the value is
+	// an object, null when the block is absent.
+	NestingSingle Nesting = "single"
+	// NestingList: any number of times, between MinItems and MaxItems; the
+	// value is a list of objects in the order written.
+	NestingList Nesting = "list"
+)
+
+// Block describes a nested block of a body, such as
+//
+//	header {
+//	  name  = "X-Upgrade"
+//	  value = "1"
+//	}
+//
+// with attributes (and blocks) of its own.
+type Block struct {
+	Name        string
+	Nesting     Nesting
+	Object      *Object
+	Required    bool // NestingSingle only
+	MinItems    int  // NestingList only
+	MaxItems    int  // NestingList only; 0 is no limit
+	Description string
+}
+
+// ImpliedType is an object for a single block, a list of objects for a
+// list of blocks.
+func (b *Block) ImpliedType() cty.Type {
+	if b.Nesting == NestingList {
+		return cty.List(b.Object.ImpliedType())
+	}
+	return b.Object.ImpliedType()
+}
+
+// Block returns the nested block called name, or nil.
+func (o *Object) Block(name string) *Block {
+	if o == nil {
+		return nil
+	}
+	for _, b := range o.Blocks {
+		if b.Name == name {
+			return b
+		}
+	}
+	return nil
 }
 
 // Attribute returns the attribute called name, or nil.
@@ -66,14 +122,18 @@ func (o *Object) Attribute(name string) *Attribute {
 	return nil
 }
 
-// Names returns the attribute names in declared order.
+// Names returns the attribute names, then the block names, in declared
+// order: everything a body may set.
 func (o *Object) Names() []string {
 	if o == nil {
 		return nil
 	}
-	names := make([]string, len(o.Attributes))
-	for i, a := range o.Attributes {
-		names[i] = a.Name
+	names := make([]string, 0, len(o.Attributes)+len(o.Blocks))
+	for _, a := range o.Attributes {
+		names = append(names, a.Name)
+	}
+	for _, b := range o.Blocks {
+		names = append(names, b.Name)
 	}
 	return names
 }
@@ -82,12 +142,15 @@ func (o *Object) Names() []string {
 // attributes are present in the type and null when not set, so every value
 // that crosses the wire has the same shape.
 func (o *Object) ImpliedType() cty.Type {
-	if o == nil || len(o.Attributes) == 0 {
+	if o == nil || len(o.Attributes)+len(o.Blocks) == 0 {
 		return cty.EmptyObject
 	}
-	attrs := make(map[string]cty.Type, len(o.Attributes))
+	attrs := make(map[string]cty.Type, len(o.Attributes)+len(o.Blocks))
 	for _, a := range o.Attributes {
 		attrs[a.Name] = a.Type
+	}
+	for _, b := range o.Blocks {
+		attrs[b.Name] = b.ImpliedType()
 	}
 	return cty.Object(attrs)
 }
@@ -102,6 +165,13 @@ func (o *Object) DecoderSpec() hcldec.Spec {
 	}
 	for _, a := range o.Attributes {
 		spec[a.Name] = &hcldec.AttrSpec{Name: a.Name, Type: a.Type, Required: a.Required}
+	}
+	for _, b := range o.Blocks {
+		if b.Nesting == NestingList {
+			spec[b.Name] = &hcldec.BlockListSpec{TypeName: b.Name, Nested: b.Object.DecoderSpec(), MinItems: b.MinItems, MaxItems: b.MaxItems}
+		} else {
+			spec[b.Name] = &hcldec.BlockSpec{TypeName: b.Name, Nested: b.Object.DecoderSpec(), Required: b.Required}
+		}
 	}
 	return spec
 }
@@ -123,6 +193,31 @@ func (o *Object) Validate() error {
 			return fmt.Errorf("attribute %q has no type", a.Name)
 		}
 		seen[a.Name] = true
+	}
+	for _, b := range o.Blocks {
+		switch {
+		case b.Name == "":
+			return fmt.Errorf("a block has no name")
+		case seen[b.Name]:
+			return fmt.Errorf("%q is declared twice (blocks and attributes share names)", b.Name)
+		case b.Object == nil:
+			return fmt.Errorf("block %q has no object", b.Name)
+		case b.Nesting != NestingSingle && b.Nesting != NestingList:
+			return fmt.Errorf("block %q: nesting must be %q or %q, not %q", b.Name, NestingSingle, NestingList, b.Nesting)
+		case b.Nesting == NestingList && b.Required:
+			return fmt.Errorf("block %q: a list of blocks says how many it needs with min_items, not required", b.Name)
+		case b.Nesting == NestingSingle && (b.MinItems != 0 || b.MaxItems != 0):
+			return fmt.Errorf("block %q: min_items and max_items are for a list of blocks", b.Name)
+		case b.MinItems < 0 || b.MaxItems < 0 || (b.MaxItems > 0 && b.MinItems > b.MaxItems):
+			return fmt.Errorf("block %q: min_items %d and max_items %d do not make a range", b.Name, b.MinItems, b.MaxItems)
+		case b.Nesting == NestingList && b.Object.ImpliedType().HasDynamicTypes():
+			// Blocks whose attributes may differ in type cannot make a list.
+			return fmt.Errorf("block %q: a list of blocks cannot hold attributes of type any", b.Name)
+		}
+		seen[b.Name] = true
+		if err := b.Object.Validate(); err != nil {
+			return fmt.Errorf("block %q: %w", b.Name, err)
+		}
 	}
 	return nil
 }
@@ -186,6 +281,9 @@ func (p *Plugin) Validate() error {
 		if err := a.Result.Validate(); err != nil {
 			return fmt.Errorf("action %s result: %w", name, err)
 		}
+		if a.Result != nil && len(a.Result.Blocks) > 0 {
+			return fmt.Errorf("action %s result: a result is a value and has no blocks; use an attribute of object type", name)
+		}
 		if a.Undo != "" && p.Actions[a.Undo] == nil {
 			return fmt.Errorf("action %s names undo action %q, which does not exist", name, a.Undo)
 		}
@@ -197,15 +295,27 @@ func (p *Plugin) Validate() error {
 // optional, for converting a whole object value (config = var.x) rather
 // than decoding a body: a missing optional attribute becomes null.
 func (o *Object) ConstraintType() cty.Type {
-	if o == nil || len(o.Attributes) == 0 {
+	if o == nil || len(o.Attributes)+len(o.Blocks) == 0 {
 		return cty.EmptyObject
 	}
-	attrs := make(map[string]cty.Type, len(o.Attributes))
+	attrs := make(map[string]cty.Type, len(o.Attributes)+len(o.Blocks))
 	var optional []string
 	for _, a := range o.Attributes {
 		attrs[a.Name] = a.Type
 		if !a.Required {
 			optional = append(optional, a.Name)
+		}
+	}
+	// Written as a value, a block is an object (or a list of them) whose
+	// own optional attributes may be left out too.
+	for _, b := range o.Blocks {
+		ty := b.Object.ConstraintType()
+		if b.Nesting == NestingList {
+			ty = cty.List(ty)
+		}
+		attrs[b.Name] = ty
+		if !b.Required && b.MinItems == 0 {
+			optional = append(optional, b.Name)
 		}
 	}
 	return cty.ObjectWithOptionalAttrs(attrs, optional)

@@ -244,7 +244,7 @@ func conform(o *schema.Object, v cty.Value, needKnown bool) (cty.Value, problemL
 	in := v.AsValueMap()
 	var probs problemList
 	for name := range in {
-		if o.Attribute(name) == nil {
+		if o.Attribute(name) == nil && o.Block(name) == nil {
 			probs = append(probs, problem{attr: name, msg: fmt.Sprintf("unsupported attribute %q", name)})
 		}
 	}
@@ -270,6 +270,11 @@ func conform(o *schema.Object, v cty.Value, needKnown bool) (cty.Value, problemL
 			}
 			out[a.Name] = cv
 		}
+		for _, b := range o.Blocks {
+			v, ps := conformBlock(b, in[b.Name], needKnown)
+			out[b.Name] = v
+			probs = append(probs, ps...)
+		}
 	}
 	if len(probs) > 0 {
 		sortProblems(probs)
@@ -279,6 +284,77 @@ func conform(o *schema.Object, v cty.Value, needKnown bool) (cty.Value, problemL
 		return cty.EmptyObjectVal, nil
 	}
 	return cty.ObjectVal(out), nil
+}
+
+// conformBlock is conform for a nested block's value: an object (single)
+// or a list of them, each conformed to the block's own object. Problems
+// name the path, e.g. header[1].value.
+func conformBlock(b *schema.Block, v cty.Value, needKnown bool) (cty.Value, problemList) {
+	if v == cty.NilVal || v.IsNull() {
+		var probs problemList
+		if b.Required || b.MinItems > 0 {
+			probs = append(probs, problem{attr: b.Name, msg: fmt.Sprintf("block %q is required", b.Name)})
+		}
+		if b.Nesting == schema.NestingList {
+			return cty.ListValEmpty(b.Object.ImpliedType()), probs
+		}
+		return cty.NullVal(b.ImpliedType()), probs
+	}
+	prefix := func(ps problemList, p string) problemList {
+		for i := range ps {
+			if ps[i].attr == "" {
+				ps[i].attr = p
+			} else {
+				ps[i].attr = p + "." + ps[i].attr
+			}
+		}
+		return ps
+	}
+	if b.Nesting != schema.NestingList {
+		ov, ps := conform(b.Object, v, needKnown)
+		return ov, prefix(ps, b.Name)
+	}
+	uv, _ := v.Unmark()
+	if !uv.IsKnown() {
+		if needKnown {
+			return cty.NilVal, problemList{{attr: b.Name, msg: "the value is not known yet"}}
+		}
+		return cty.UnknownVal(b.ImpliedType()), nil
+	}
+	ty := uv.Type()
+	if !ty.IsListType() && !ty.IsTupleType() && !ty.IsSetType() {
+		return cty.NilVal, problemList{{attr: b.Name, msg: fmt.Sprintf("a list of %q blocks is required, not %s", b.Name, ty.FriendlyName())}}
+	}
+	var elems []cty.Value
+	var probs problemList
+	i := 0
+	for it := uv.ElementIterator(); it.Next(); i++ {
+		_, ev := it.Element()
+		ov, ps := conform(b.Object, ev, needKnown)
+		probs = append(probs, prefix(ps, fmt.Sprintf("%s[%d]", b.Name, i))...)
+		elems = append(elems, ov)
+	}
+	if i < b.MinItems || (b.MaxItems > 0 && i > b.MaxItems) {
+		probs = append(probs, problem{attr: b.Name, msg: fmt.Sprintf("%d %q blocks given; %s", i, b.Name, itemRange(b))})
+	}
+	if len(probs) > 0 {
+		return cty.NilVal, probs
+	}
+	if len(elems) == 0 {
+		return cty.ListValEmpty(b.Object.ImpliedType()), nil
+	}
+	return cty.ListVal(elems), nil
+}
+
+func itemRange(b *schema.Block) string {
+	switch {
+	case b.MaxItems > 0 && b.MinItems == b.MaxItems:
+		return fmt.Sprintf("exactly %d allowed", b.MinItems)
+	case b.MaxItems > 0:
+		return fmt.Sprintf("between %d and %d allowed", b.MinItems, b.MaxItems)
+	default:
+		return fmt.Sprintf("at least %d required", b.MinItems)
+	}
 }
 
 func sortProblems(ps problemList) {

@@ -26,6 +26,25 @@ var (
 		Result: &schema.Object{},
 	}
 	boomAction = &schema.Action{Name: "boom", Args: &schema.Object{}, Result: &schema.Object{}}
+	// probeAction has nested blocks: a list of header blocks and an
+	// optional single tls block with a sensitive attribute.
+	probeAction = &schema.Action{
+		Name: "probe", Idempotent: true,
+		Args: &schema.Object{
+			Attributes: []*schema.Attribute{{Name: "url", Type: cty.String, Required: true}},
+			Blocks: []*schema.Block{
+				{Name: "header", Nesting: schema.NestingList, MaxItems: 2, Description: "A request header.", Object: &schema.Object{Attributes: []*schema.Attribute{
+					{Name: "name", Type: cty.String, Required: true},
+					{Name: "value", Type: cty.String},
+				}}},
+				{Name: "tls", Nesting: schema.NestingSingle, Object: &schema.Object{Attributes: []*schema.Attribute{
+					{Name: "insecure", Type: cty.Bool},
+					{Name: "client_key", Type: cty.String, Sensitive: true},
+				}}},
+			},
+		},
+		Result: &schema.Object{Attributes: []*schema.Attribute{{Name: "request", Type: cty.String, Required: true}}},
+	}
 	echoAction = &schema.Action{
 		Name: "echo",
 		Args: &schema.Object{Attributes: []*schema.Attribute{
@@ -134,6 +153,24 @@ func (f *fakeLB) plugin() *sdk.Plugin {
 				text += strings.Join(a.Tags, ",")
 				return sdk.Result(echoAction, map[string]cty.Value{"text": cty.StringVal(text), "token": r.Args.GetAttr("token")})
 			}},
+			{Schema: probeAction, Run: func(_ context.Context, r *sdk.Request) (cty.Value, error) {
+				// The request as the handler sees it: headers in order, and
+				// whether a tls block came.
+				var parts []string
+				for it := r.Args.GetAttr("header").ElementIterator(); it.Next(); {
+					_, h := it.Element()
+					v := "-"
+					if !h.GetAttr("value").IsNull() {
+						v = h.GetAttr("value").AsString()
+					}
+					parts = append(parts, h.GetAttr("name").AsString()+"="+v)
+				}
+				tls := "no-tls"
+				if t := r.Args.GetAttr("tls"); !t.IsNull() {
+					tls = fmt.Sprintf("tls(insecure=%v,key=%t)", t.GetAttr("insecure").True(), !t.GetAttr("client_key").IsNull())
+				}
+				return sdk.Result(probeAction, map[string]cty.Value{"request": cty.StringVal(r.String("url") + " " + strings.Join(parts, ",") + " " + tls)})
+			}},
 		},
 	}
 }
@@ -162,7 +199,7 @@ func TestSchema(t *testing.T) {
 		s, err := p.Schema(context.Background())
 		require.NoError(t, err)
 		assert.Equal(t, schema.KindLoadBalancer, s.Kind)
-		assert.Equal(t, []string{"boom", "drain", "echo", "enable", "status", "wait"}, s.ActionNames())
+		assert.Equal(t, []string{"boom", "drain", "echo", "enable", "probe", "status", "wait"}, s.ActionNames())
 		require.NoError(t, schema.CheckContract(s))
 		drain := s.Action("drain")
 		assert.True(t, drain.Idempotent)
@@ -171,6 +208,57 @@ func TestSchema(t *testing.T) {
 		assert.True(t, s.Config.Attribute("password").Sensitive)
 		assert.True(t, s.Config.Attribute("socket").Required)
 		assert.True(t, s.Action("echo").Args.Attribute("tags").Type.Equals(cty.List(cty.String)))
+		// Nested blocks cross the wire whole.
+		probe := s.Action("probe").Args
+		require.Len(t, probe.Blocks, 2)
+		assert.Equal(t, *probeAction.Args.Blocks[0].Object.Attributes[0], *probe.Block("header").Object.Attributes[0])
+		assert.Equal(t, schema.NestingList, probe.Block("header").Nesting)
+		assert.Equal(t, 2, probe.Block("header").MaxItems)
+		assert.Equal(t, "A request header.", probe.Block("header").Description)
+		assert.True(t, probe.Block("tls").Object.Attribute("client_key").Sensitive)
+		assert.True(t, probe.ImpliedType().Equals(probeAction.Args.ImpliedType()))
+	})
+}
+
+// TestNestedBlockArguments: block values reach the handler in order,
+// absent blocks are an empty list or null, and problems name their path.
+func TestNestedBlockArguments(t *testing.T) {
+	providers(t, func(t *testing.T, _ *fakeLB, p plugins.Provider) {
+		configure(t, p)
+		call := func(args map[string]cty.Value) plugins.InvokeResponse {
+			return p.Invoke(context.Background(), plugins.InvokeRequest{Action: "probe", Args: cty.ObjectVal(args)})
+		}
+		header := func(name string, value cty.Value) cty.Value {
+			return cty.ObjectVal(map[string]cty.Value{"name": cty.StringVal(name), "value": value})
+		}
+		resp := call(map[string]cty.Value{"url": cty.StringVal("http://a")})
+		require.False(t, resp.Diagnostics.HasErrors(), "%v", resp.Diagnostics.Err())
+		assert.Equal(t, "http://a  no-tls", resp.Result.GetAttr("request").AsString())
+
+		resp = call(map[string]cty.Value{
+			"url":    cty.StringVal("http://a"),
+			"header": cty.TupleVal([]cty.Value{header("X-B", cty.StringVal("2")), cty.ObjectVal(map[string]cty.Value{"name": cty.StringVal("X-A")})}),
+			"tls":    cty.ObjectVal(map[string]cty.Value{"insecure": cty.True, "client_key": cty.StringVal("k").Mark("sensitive")}),
+		})
+		require.False(t, resp.Diagnostics.HasErrors(), "%v", resp.Diagnostics.Err())
+		assert.Equal(t, "http://a X-B=2,X-A=- tls(insecure=true,key=true)", resp.Result.GetAttr("request").AsString())
+
+		resp = call(map[string]cty.Value{
+			"url":    cty.StringVal("http://a"),
+			"header": cty.TupleVal([]cty.Value{header("X-A", cty.StringVal("1")), cty.ObjectVal(map[string]cty.Value{"value": cty.StringVal("1")})}),
+		})
+		require.True(t, resp.Diagnostics.HasErrors())
+		assert.Equal(t, "header[1].name", resp.Diagnostics[0].Attribute)
+
+		three := cty.TupleVal([]cty.Value{header("a", cty.NullVal(cty.String)), header("b", cty.NullVal(cty.String)), header("c", cty.NullVal(cty.String))})
+		resp = call(map[string]cty.Value{"url": cty.StringVal("http://a"), "header": three})
+		require.True(t, resp.Diagnostics.HasErrors())
+		assert.Equal(t, "header", resp.Diagnostics[0].Attribute)
+		assert.Contains(t, resp.Diagnostics[0].Detail, `3 "header" blocks given; between 0 and 2 allowed`)
+
+		resp = call(map[string]cty.Value{"url": cty.StringVal("http://a"), "tls": cty.StringVal("yes")})
+		require.True(t, resp.Diagnostics.HasErrors())
+		assert.Equal(t, "tls", resp.Diagnostics[0].Attribute)
 	})
 }
 

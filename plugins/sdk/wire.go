@@ -24,6 +24,16 @@ func objectToProto(o *schema.Object) (*pb.Object, error) {
 			Name: a.Name, Type: ty, Required: a.Required, Sensitive: a.Sensitive, Description: a.Description,
 		})
 	}
+	for _, b := range o.Blocks {
+		nested, err := objectToProto(b.Object)
+		if err != nil {
+			return nil, fmt.Errorf("block %s: %w", b.Name, err)
+		}
+		out.Blocks = append(out.Blocks, &pb.Block{
+			Name: b.Name, Nesting: string(b.Nesting), Object: nested, Required: b.Required,
+			MinItems: int64(b.MinItems), MaxItems: int64(b.MaxItems), Description: b.Description,
+		})
+	}
 	return out, nil
 }
 
@@ -36,6 +46,16 @@ func objectFromProto(o *pb.Object) (*schema.Object, error) {
 		}
 		out.Attributes = append(out.Attributes, &schema.Attribute{
 			Name: a.GetName(), Type: ty, Required: a.GetRequired(), Sensitive: a.GetSensitive(), Description: a.GetDescription(),
+		})
+	}
+	for _, b := range o.GetBlocks() {
+		nested, err := objectFromProto(b.GetObject())
+		if err != nil {
+			return nil, fmt.Errorf("block %s: %w", b.GetName(), err)
+		}
+		out.Blocks = append(out.Blocks, &schema.Block{
+			Name: b.GetName(), Nesting: schema.Nesting(b.GetNesting()), Object: nested, Required: b.GetRequired(),
+			MinItems: int(b.GetMinItems()), MaxItems: int(b.GetMaxItems()), Description: b.GetDescription(),
 		})
 	}
 	return out, nil

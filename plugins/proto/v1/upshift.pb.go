@@ -122,7 +122,7 @@ func (x CheckResponse_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CheckResponse_State.Descriptor instead.
 func (CheckResponse_State) EnumDescriptor() ([]byte, []int) {
-	return file_upshift_proto_rawDescGZIP(), []int{13, 0}
+	return file_upshift_proto_rawDescGZIP(), []int{14, 0}
 }
 
 // Diagnostic is a problem the plugin reports. attribute, when set, names the
@@ -273,10 +273,11 @@ func (x *Attribute) GetDescription() string {
 	return ""
 }
 
-// Object is an ordered set of attributes.
+// Object is an ordered set of attributes and nested blocks.
 type Object struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Attributes    []*Attribute           `protobuf:"bytes,1,rep,name=attributes,proto3" json:"attributes,omitempty"`
+	Blocks        []*Block               `protobuf:"bytes,2,rep,name=blocks,proto3" json:"blocks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -318,6 +319,107 @@ func (x *Object) GetAttributes() []*Attribute {
 	return nil
 }
 
+func (x *Object) GetBlocks() []*Block {
+	if x != nil {
+		return x.Blocks
+	}
+	return nil
+}
+
+// Block describes a nested block: its own object, how often it may appear.
+type Block struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// "single" (an object, null when absent) or "list" (a list of objects).
+	Nesting       string  `protobuf:"bytes,2,opt,name=nesting,proto3" json:"nesting,omitempty"`
+	Object        *Object `protobuf:"bytes,3,opt,name=object,proto3" json:"object,omitempty"`
+	Required      bool    `protobuf:"varint,4,opt,name=required,proto3" json:"required,omitempty"`                 // single only
+	MinItems      int64   `protobuf:"varint,5,opt,name=min_items,json=minItems,proto3" json:"min_items,omitempty"` // list only
+	MaxItems      int64   `protobuf:"varint,6,opt,name=max_items,json=maxItems,proto3" json:"max_items,omitempty"` // list only; 0 is no limit
+	Description   string  `protobuf:"bytes,7,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Block) Reset() {
+	*x = Block{}
+	mi := &file_upshift_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Block) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Block) ProtoMessage() {}
+
+func (x *Block) ProtoReflect() protoreflect.Message {
+	mi := &file_upshift_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Block.ProtoReflect.Descriptor instead.
+func (*Block) Descriptor() ([]byte, []int) {
+	return file_upshift_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Block) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Block) GetNesting() string {
+	if x != nil {
+		return x.Nesting
+	}
+	return ""
+}
+
+func (x *Block) GetObject() *Object {
+	if x != nil {
+		return x.Object
+	}
+	return nil
+}
+
+func (x *Block) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
+func (x *Block) GetMinItems() int64 {
+	if x != nil {
+		return x.MinItems
+	}
+	return 0
+}
+
+func (x *Block) GetMaxItems() int64 {
+	if x != nil {
+		return x.MaxItems
+	}
+	return 0
+}
+
+func (x *Block) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
 // Action describes one verb.
 type Action struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -334,7 +436,7 @@ type Action struct {
 
 func (x *Action) Reset() {
 	*x = Action{}
-	mi := &file_upshift_proto_msgTypes[3]
+	mi := &file_upshift_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -346,7 +448,7 @@ func (x *Action) String() string {
 func (*Action) ProtoMessage() {}
 
 func (x *Action) ProtoReflect() protoreflect.Message {
-	mi := &file_upshift_proto_msgTypes[3]
+	mi := &file_upshift_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -359,7 +461,7 @@ func (x *Action) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Action.ProtoReflect.Descriptor instead.
 func (*Action) Descriptor() ([]byte, []int) {
-	return file_upshift_proto_rawDescGZIP(), []int{3}
+	return file_upshift_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Action) GetName() string {
@@ -412,7 +514,7 @@ type GetSchemaRequest struct {
 
 func (x *GetSchemaRequest) Reset() {
 	*x = GetSchemaRequest{}
-	mi := &file_upshift_proto_msgTypes[4]
+	mi := &file_upshift_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +526,7 @@ func (x *GetSchemaRequest) String() string {
 func (*GetSchemaRequest) ProtoMessage() {}
 
 func (x *GetSchemaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_upshift_proto_msgTypes[4]
+	mi := &file_upshift_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +539,7 @@ func (x *GetSchemaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSchemaRequest.ProtoReflect.Descriptor instead.
 func (*GetSchemaRequest) Descriptor() ([]byte, []int) {
-	return file_upshift_proto_rawDescGZIP(), []int{4}
+	return file_upshift_proto_rawDescGZIP(), []int{5}
 }
 
 type GetSchemaResponse struct {
@@ -455,7 +557,7 @@ type GetSchemaResponse struct {
 
 func (x *GetSchemaResponse) Reset() {
 	*x = GetSchemaResponse{}
-	mi := &file_upshift_proto_msgTypes[5]
+	mi := &file_upshift_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -467,7 +569,7 @@ func (x *GetSchemaResponse) String() string {
 func (*GetSchemaResponse) ProtoMessage() {}
 
 func (x *GetSchemaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_upshift_proto_msgTypes[5]
+	mi := &file_upshift_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -480,7 +582,7 @@ func (x *GetSchemaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSchemaResponse.ProtoReflect.Descriptor instead.
 func (*GetSchemaResponse) Descriptor() ([]byte, []int) {
-	return file_upshift_proto_rawDescGZIP(), []int{5}
+	return file_upshift_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetSchemaResponse) GetName() string {
@@ -538,7 +640,7 @@ type ConfigureRequest struct {
 
 func (x *ConfigureRequest) Reset() {
 	*x = ConfigureRequest{}
-	mi := &file_upshift_proto_msgTypes[6]
+	mi := &file_upshift_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +652,7 @@ func (x *ConfigureRequest) String() string {
 func (*ConfigureRequest) ProtoMessage() {}
 
 func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_upshift_proto_msgTypes[6]
+	mi := &file_upshift_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +665,7 @@ func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureRequest.ProtoReflect.Descriptor instead.
 func (*ConfigureRequest) Descriptor() ([]byte, []int) {
-	return file_upshift_proto_rawDescGZIP(), []int{6}
+	return file_upshift_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ConfigureRequest) GetConfig() []byte {
@@ -589,7 +691,7 @@ type ConfigureResponse struct {
 
 func (x *ConfigureResponse) Reset() {
 	*x = ConfigureResponse{}
-	mi := &file_upshift_proto_msgTypes[7]
+	mi := &file_upshift_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -601,7 +703,7 @@ func (x *ConfigureResponse) String() string {
 func (*ConfigureResponse) ProtoMessage() {}
 
 func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_upshift_proto_msgTypes[7]
+	mi := &file_upshift_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -614,7 +716,7 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
-	return file_upshift_proto_rawDescGZIP(), []int{7}
+	return file_upshift_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ConfigureResponse) GetDiagnostics() []*Diagnostic {
@@ -635,7 +737,7 @@ type InvokeRequest struct {
 
 func (x *InvokeRequest) Reset() {
 	*x = InvokeRequest{}
-	mi := &file_upshift_proto_msgTypes[8]
+	mi := &file_upshift_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -647,7 +749,7 @@ func (x *InvokeRequest) String() string {
 func (*InvokeRequest) ProtoMessage() {}
 
 func (x *InvokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_upshift_proto_msgTypes[8]
+	mi := &file_upshift_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -660,7 +762,7 @@ func (x *InvokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvokeRequest.ProtoReflect.Descriptor instead.
 func (*InvokeRequest) Descriptor() ([]byte, []int) {
-	return file_upshift_proto_rawDescGZIP(), []int{8}
+	return file_upshift_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *InvokeRequest) GetAction() string {
@@ -691,7 +793,7 @@ type InvokeEvent struct {
 
 func (x *InvokeEvent) Reset() {
 	*x = InvokeEvent{}
-	mi := &file_upshift_proto_msgTypes[9]
+	mi := &file_upshift_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -703,7 +805,7 @@ func (x *InvokeEvent) String() string {
 func (*InvokeEvent) ProtoMessage() {}
 
 func (x *InvokeEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_upshift_proto_msgTypes[9]
+	mi := &file_upshift_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -716,7 +818,7 @@ func (x *InvokeEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvokeEvent.ProtoReflect.Descriptor instead.
 func (*InvokeEvent) Descriptor() ([]byte, []int) {
-	return file_upshift_proto_rawDescGZIP(), []int{9}
+	return file_upshift_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *InvokeEvent) GetEvent() isInvokeEvent_Event {
@@ -770,7 +872,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_upshift_proto_msgTypes[10]
+	mi := &file_upshift_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +884,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_upshift_proto_msgTypes[10]
+	mi := &file_upshift_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +897,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_upshift_proto_rawDescGZIP(), []int{10}
+	return file_upshift_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Progress) GetLine() string {
@@ -817,7 +919,7 @@ type InvokeResult struct {
 
 func (x *InvokeResult) Reset() {
 	*x = InvokeResult{}
-	mi := &file_upshift_proto_msgTypes[11]
+	mi := &file_upshift_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +931,7 @@ func (x *InvokeResult) String() string {
 func (*InvokeResult) ProtoMessage() {}
 
 func (x *InvokeResult) ProtoReflect() protoreflect.Message {
-	mi := &file_upshift_proto_msgTypes[11]
+	mi := &file_upshift_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +944,7 @@ func (x *InvokeResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvokeResult.ProtoReflect.Descriptor instead.
 func (*InvokeResult) Descriptor() ([]byte, []int) {
-	return file_upshift_proto_rawDescGZIP(), []int{11}
+	return file_upshift_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *InvokeResult) GetResult() []byte {
@@ -870,7 +972,7 @@ type CheckRequest struct {
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_upshift_proto_msgTypes[12]
+	mi := &file_upshift_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -882,7 +984,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_upshift_proto_msgTypes[12]
+	mi := &file_upshift_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -895,7 +997,7 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_upshift_proto_rawDescGZIP(), []int{12}
+	return file_upshift_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CheckRequest) GetAction() string {
@@ -925,7 +1027,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_upshift_proto_msgTypes[13]
+	mi := &file_upshift_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1039,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_upshift_proto_msgTypes[13]
+	mi := &file_upshift_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1052,7 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_upshift_proto_rawDescGZIP(), []int{13}
+	return file_upshift_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CheckResponse) GetState() CheckResponse_State {
@@ -1000,11 +1102,20 @@ const file_upshift_proto_rawDesc = "" +
 	"\x04type\x18\x02 \x01(\fR\x04type\x12\x1a\n" +
 	"\brequired\x18\x03 \x01(\bR\brequired\x12\x1c\n" +
 	"\tsensitive\x18\x04 \x01(\bR\tsensitive\x12 \n" +
-	"\vdescription\x18\x05 \x01(\tR\vdescription\"F\n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\"x\n" +
 	"\x06Object\x12<\n" +
 	"\n" +
 	"attributes\x18\x01 \x03(\v2\x1c.upshift.plugin.v1.AttributeR\n" +
-	"attributes\"\xd4\x01\n" +
+	"attributes\x120\n" +
+	"\x06blocks\x18\x02 \x03(\v2\x18.upshift.plugin.v1.BlockR\x06blocks\"\xe0\x01\n" +
+	"\x05Block\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\anesting\x18\x02 \x01(\tR\anesting\x121\n" +
+	"\x06object\x18\x03 \x01(\v2\x19.upshift.plugin.v1.ObjectR\x06object\x12\x1a\n" +
+	"\brequired\x18\x04 \x01(\bR\brequired\x12\x1b\n" +
+	"\tmin_items\x18\x05 \x01(\x03R\bminItems\x12\x1b\n" +
+	"\tmax_items\x18\x06 \x01(\x03R\bmaxItems\x12 \n" +
+	"\vdescription\x18\a \x01(\tR\vdescription\"\xd4\x01\n" +
 	"\x06Action\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12-\n" +
@@ -1070,52 +1181,55 @@ func file_upshift_proto_rawDescGZIP() []byte {
 }
 
 var file_upshift_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_upshift_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_upshift_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_upshift_proto_goTypes = []any{
 	(Diagnostic_Severity)(0),  // 0: upshift.plugin.v1.Diagnostic.Severity
 	(CheckResponse_State)(0),  // 1: upshift.plugin.v1.CheckResponse.State
 	(*Diagnostic)(nil),        // 2: upshift.plugin.v1.Diagnostic
 	(*Attribute)(nil),         // 3: upshift.plugin.v1.Attribute
 	(*Object)(nil),            // 4: upshift.plugin.v1.Object
-	(*Action)(nil),            // 5: upshift.plugin.v1.Action
-	(*GetSchemaRequest)(nil),  // 6: upshift.plugin.v1.GetSchemaRequest
-	(*GetSchemaResponse)(nil), // 7: upshift.plugin.v1.GetSchemaResponse
-	(*ConfigureRequest)(nil),  // 8: upshift.plugin.v1.ConfigureRequest
-	(*ConfigureResponse)(nil), // 9: upshift.plugin.v1.ConfigureResponse
-	(*InvokeRequest)(nil),     // 10: upshift.plugin.v1.InvokeRequest
-	(*InvokeEvent)(nil),       // 11: upshift.plugin.v1.InvokeEvent
-	(*Progress)(nil),          // 12: upshift.plugin.v1.Progress
-	(*InvokeResult)(nil),      // 13: upshift.plugin.v1.InvokeResult
-	(*CheckRequest)(nil),      // 14: upshift.plugin.v1.CheckRequest
-	(*CheckResponse)(nil),     // 15: upshift.plugin.v1.CheckResponse
+	(*Block)(nil),             // 5: upshift.plugin.v1.Block
+	(*Action)(nil),            // 6: upshift.plugin.v1.Action
+	(*GetSchemaRequest)(nil),  // 7: upshift.plugin.v1.GetSchemaRequest
+	(*GetSchemaResponse)(nil), // 8: upshift.plugin.v1.GetSchemaResponse
+	(*ConfigureRequest)(nil),  // 9: upshift.plugin.v1.ConfigureRequest
+	(*ConfigureResponse)(nil), // 10: upshift.plugin.v1.ConfigureResponse
+	(*InvokeRequest)(nil),     // 11: upshift.plugin.v1.InvokeRequest
+	(*InvokeEvent)(nil),       // 12: upshift.plugin.v1.InvokeEvent
+	(*Progress)(nil),          // 13: upshift.plugin.v1.Progress
+	(*InvokeResult)(nil),      // 14: upshift.plugin.v1.InvokeResult
+	(*CheckRequest)(nil),      // 15: upshift.plugin.v1.CheckRequest
+	(*CheckResponse)(nil),     // 16: upshift.plugin.v1.CheckResponse
 }
 var file_upshift_proto_depIdxs = []int32{
 	0,  // 0: upshift.plugin.v1.Diagnostic.severity:type_name -> upshift.plugin.v1.Diagnostic.Severity
 	3,  // 1: upshift.plugin.v1.Object.attributes:type_name -> upshift.plugin.v1.Attribute
-	4,  // 2: upshift.plugin.v1.Action.args:type_name -> upshift.plugin.v1.Object
-	4,  // 3: upshift.plugin.v1.Action.result:type_name -> upshift.plugin.v1.Object
-	4,  // 4: upshift.plugin.v1.GetSchemaResponse.config:type_name -> upshift.plugin.v1.Object
-	5,  // 5: upshift.plugin.v1.GetSchemaResponse.actions:type_name -> upshift.plugin.v1.Action
-	2,  // 6: upshift.plugin.v1.GetSchemaResponse.diagnostics:type_name -> upshift.plugin.v1.Diagnostic
-	2,  // 7: upshift.plugin.v1.ConfigureResponse.diagnostics:type_name -> upshift.plugin.v1.Diagnostic
-	12, // 8: upshift.plugin.v1.InvokeEvent.progress:type_name -> upshift.plugin.v1.Progress
-	13, // 9: upshift.plugin.v1.InvokeEvent.result:type_name -> upshift.plugin.v1.InvokeResult
-	2,  // 10: upshift.plugin.v1.InvokeResult.diagnostics:type_name -> upshift.plugin.v1.Diagnostic
-	1,  // 11: upshift.plugin.v1.CheckResponse.state:type_name -> upshift.plugin.v1.CheckResponse.State
-	2,  // 12: upshift.plugin.v1.CheckResponse.diagnostics:type_name -> upshift.plugin.v1.Diagnostic
-	6,  // 13: upshift.plugin.v1.Provider.GetSchema:input_type -> upshift.plugin.v1.GetSchemaRequest
-	8,  // 14: upshift.plugin.v1.Provider.Configure:input_type -> upshift.plugin.v1.ConfigureRequest
-	10, // 15: upshift.plugin.v1.Provider.Invoke:input_type -> upshift.plugin.v1.InvokeRequest
-	14, // 16: upshift.plugin.v1.Provider.Check:input_type -> upshift.plugin.v1.CheckRequest
-	7,  // 17: upshift.plugin.v1.Provider.GetSchema:output_type -> upshift.plugin.v1.GetSchemaResponse
-	9,  // 18: upshift.plugin.v1.Provider.Configure:output_type -> upshift.plugin.v1.ConfigureResponse
-	11, // 19: upshift.plugin.v1.Provider.Invoke:output_type -> upshift.plugin.v1.InvokeEvent
-	15, // 20: upshift.plugin.v1.Provider.Check:output_type -> upshift.plugin.v1.CheckResponse
-	17, // [17:21] is the sub-list for method output_type
-	13, // [13:17] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	5,  // 2: upshift.plugin.v1.Object.blocks:type_name -> upshift.plugin.v1.Block
+	4,  // 3: upshift.plugin.v1.Block.object:type_name -> upshift.plugin.v1.Object
+	4,  // 4: upshift.plugin.v1.Action.args:type_name -> upshift.plugin.v1.Object
+	4,  // 5: upshift.plugin.v1.Action.result:type_name -> upshift.plugin.v1.Object
+	4,  // 6: upshift.plugin.v1.GetSchemaResponse.config:type_name -> upshift.plugin.v1.Object
+	6,  // 7: upshift.plugin.v1.GetSchemaResponse.actions:type_name -> upshift.plugin.v1.Action
+	2,  // 8: upshift.plugin.v1.GetSchemaResponse.diagnostics:type_name -> upshift.plugin.v1.Diagnostic
+	2,  // 9: upshift.plugin.v1.ConfigureResponse.diagnostics:type_name -> upshift.plugin.v1.Diagnostic
+	13, // 10: upshift.plugin.v1.InvokeEvent.progress:type_name -> upshift.plugin.v1.Progress
+	14, // 11: upshift.plugin.v1.InvokeEvent.result:type_name -> upshift.plugin.v1.InvokeResult
+	2,  // 12: upshift.plugin.v1.InvokeResult.diagnostics:type_name -> upshift.plugin.v1.Diagnostic
+	1,  // 13: upshift.plugin.v1.CheckResponse.state:type_name -> upshift.plugin.v1.CheckResponse.State
+	2,  // 14: upshift.plugin.v1.CheckResponse.diagnostics:type_name -> upshift.plugin.v1.Diagnostic
+	7,  // 15: upshift.plugin.v1.Provider.GetSchema:input_type -> upshift.plugin.v1.GetSchemaRequest
+	9,  // 16: upshift.plugin.v1.Provider.Configure:input_type -> upshift.plugin.v1.ConfigureRequest
+	11, // 17: upshift.plugin.v1.Provider.Invoke:input_type -> upshift.plugin.v1.InvokeRequest
+	15, // 18: upshift.plugin.v1.Provider.Check:input_type -> upshift.plugin.v1.CheckRequest
+	8,  // 19: upshift.plugin.v1.Provider.GetSchema:output_type -> upshift.plugin.v1.GetSchemaResponse
+	10, // 20: upshift.plugin.v1.Provider.Configure:output_type -> upshift.plugin.v1.ConfigureResponse
+	12, // 21: upshift.plugin.v1.Provider.Invoke:output_type -> upshift.plugin.v1.InvokeEvent
+	16, // 22: upshift.plugin.v1.Provider.Check:output_type -> upshift.plugin.v1.CheckResponse
+	19, // [19:23] is the sub-list for method output_type
+	15, // [15:19] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_upshift_proto_init() }
@@ -1123,7 +1237,7 @@ func file_upshift_proto_init() {
 	if File_upshift_proto != nil {
 		return
 	}
-	file_upshift_proto_msgTypes[9].OneofWrappers = []any{
+	file_upshift_proto_msgTypes[10].OneofWrappers = []any{
 		(*InvokeEvent_Progress)(nil),
 		(*InvokeEvent_Result)(nil),
 	}
@@ -1133,7 +1247,7 @@ func file_upshift_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_upshift_proto_rawDesc), len(file_upshift_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
