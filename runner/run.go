@@ -350,7 +350,11 @@ func (x *execution) runInstance(ctx context.Context, inst *Instance) error {
 
 	args, diags := x.g.DecodeArgs(inst, x.result)
 	if diags.HasErrors() {
-		return fail(diagsError(diags), 0, nil)
+		err := diagsError(diags)
+		if skipped := x.skippedRefs(inst); len(skipped) > 0 {
+			err = fmt.Errorf("%w (%s did not run, its when being false, so its result is null; a step that may be skipped is read with a guard, such as step.NAME.result == null ? \"default\" : step.NAME.result.ATTR)", err, strings.Join(skipped, ", "))
+		}
+		return fail(err, 0, nil)
 	}
 	wireArgs, _ := args.UnmarkDeep()
 	shownArgs := redactedJSON(args, action.Args)
@@ -563,6 +567,26 @@ func redactMarked(v cty.Value) cty.Value {
 	// Types may now differ (a sensitive number became a string): render it
 	// as it is, unmarked.
 	out, _ = out.UnmarkDeep()
+	return out
+}
+
+// skippedRefs names the instances inst refers to that finished without a
+// result: skipped by their when (in this run or, restored, in an earlier
+// one, where the journal holds a null result).
+func (x *execution) skippedRefs(inst *Instance) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, ref := range inst.Step.References {
+		for _, t := range x.g.ByStep[ref.Name] {
+			if t.Step.Rollout != nil && t.Step.Rollout == inst.Step.Rollout && t.Key != inst.Key {
+				continue // only its own item's instance is in scope
+			}
+			if res, ok := x.result(t); ok && res.IsNull() && !seen[t.Addr] {
+				seen[t.Addr] = true
+				out = append(out, t.Addr)
+			}
+		}
+	}
 	return out
 }
 

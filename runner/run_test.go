@@ -724,3 +724,44 @@ rollout "up" {
 	assert.Equal(t, []string{"b_n1"}, dropped, "drop gets copy's result name")
 	assert.Equal(t, []string{"exec:n1"}, f.nodes.Calls(), "a step skipped by when is not undone")
 }
+
+// TestReadingASkippedResultSaysWhy: a step skipped by its when has a null
+// result; reading an attribute of it fails with the reason and the way
+// out, and a guarded read works.
+func TestReadingASkippedResultSaysWhy(t *testing.T) {
+	f := newFixture(t, `
+step "copy" {
+  run  = database.main.copy
+  when = false
+  with {
+    to = "b"
+  }
+}
+step "point" {
+  for_each = toset(["n1"])
+  run      = node_pool.cluster.set_config
+  with {
+    node  = each.key
+    key   = "db"
+    value = step.copy.result.dsn
+  }
+}
+step "guarded" {
+  for_each = toset(["n2"])
+  run      = node_pool.cluster.set_config
+  with {
+    node  = each.key
+    key   = "db"
+    value = step.copy.result == null ? "a" : step.copy.result.dsn
+  }
+}
+`)
+	_, err, rec := f.run(runner.Options{})
+	require.Error(t, err)
+	failed := rec.of(runner.StepFailed)
+	require.Len(t, failed, 1)
+	assert.Equal(t, `step.point["n1"]`, failed[0].Address)
+	assert.Contains(t, failed[0].Error, "Attempt to get attribute from null value")
+	assert.Contains(t, failed[0].Error, "(step.copy did not run, its when being false, so its result is null; a step that may be skipped is read with a guard")
+	assert.Equal(t, []string{"set_config:n2"}, f.nodes.Calls(), "the guarded read ran")
+}
