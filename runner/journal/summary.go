@@ -75,7 +75,7 @@ func Format(w io.Writer, run *Run) error {
 	}
 	if _, err := fmt.Fprintf(w, "run %s: %s (%s)\nplaybook %s, started %s, updated %s\n\n",
 		run.ID, run.Status, strings.Join(tally, ", "), run.Playbook,
-		run.StartedAt.Format(time.DateTime), run.UpdatedAt.Format(time.DateTime)); err != nil {
+		localTime(run.StartedAt), localTime(run.UpdatedAt)); err != nil {
 		return err
 	}
 
@@ -102,6 +102,11 @@ func Format(w io.Writer, run *Run) error {
 		}
 	}
 	return nil
+}
+
+// localTime shows a stored (UTC) time in the reader's zone, naming it.
+func localTime(t time.Time) string {
+	return t.Local().Format("2006-01-02 15:04:05 MST")
 }
 
 // roundDuration keeps about three significant figures, which is what a

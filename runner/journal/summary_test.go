@@ -53,6 +53,10 @@ func TestSummarizeOrder(t *testing.T) {
 }
 
 func TestFormatGolden(t *testing.T) {
+	// Times are stored in UTC and shown in the reader's zone, named.
+	saved := time.Local
+	time.Local = time.FixedZone("CET", 3600)
+	t.Cleanup(func() { time.Local = saved })
 	var buf bytes.Buffer
 	require.NoError(t, Format(&buf, statusRun()))
 	golden := filepath.Join("testdata", "status.golden")
