@@ -9,6 +9,10 @@ import (
 	"time"
 )
 
+// ServerHeader is the response header naming the server that answered
+// (or failed to).
+const ServerHeader = "X-Upshift-Server"
+
 // Server is one backend server: the name HAProxy (and the runtime API) knows
 // it by and its host:port.
 type Server struct {
@@ -150,6 +154,10 @@ func Render(c Config, dir, bind string) (string, error) {
 	w("")
 	w("frontend fe")
 	w("    bind %s", bind)
+	// Names the server on every answer, HAProxy's own errors (502, 503)
+	// included, which carry no header of the backend's: a traffic check can
+	// then say which node a failed request was on.
+	w("    http-after-response set-header %s %%[srv_name] if { srv_name -m found }", ServerHeader)
 	w("    default_backend %s", c.Backend)
 	w("")
 	w("backend %s", c.Backend)

@@ -121,6 +121,41 @@ func alive(pid int) bool {
 	return err == nil && !strings.Contains(string(b), ") Z ")
 }
 
+// TestAnswersNameTheServer: every answer names the server that gave it,
+// HAProxy's own error pages included, so a traffic check can say which node
+// a failed request was on.
+func TestAnswersNameTheServer(t *testing.T) {
+	inst, backends := start(t, 1)
+	resp, err := http.Get(inst.URL() + "/")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, "s1", resp.Header.Get(haproxyd.ServerHeader))
+
+	// A POST in flight when its server dies: HAProxy answers 502 itself
+	// (it does not replay a POST), and still names the server.
+	type answer struct {
+		status int
+		server string
+		err    error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		resp, err := http.Post(inst.URL()+"/write?ms=2000", "text/plain", strings.NewReader("x"))
+		if err != nil {
+			got <- answer{err: err}
+			return
+		}
+		resp.Body.Close()
+		got <- answer{status: resp.StatusCode, server: resp.Header.Get(haproxyd.ServerHeader)}
+	}()
+	require.Eventually(t, func() bool { return backends[0].InFlight() > 0 }, 5*time.Second, 10*time.Millisecond)
+	backends[0].Kill()
+	a := <-got
+	require.NoError(t, a.err)
+	assert.Equal(t, http.StatusBadGateway, a.status)
+	assert.Equal(t, "s1", a.server)
+}
+
 func TestStartRemovesOwnDir(t *testing.T) {
 	needHAProxy(t)
 	b := testlab.StartBackend(t, "s1")

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/upshift-dev/upshift/plugins/haproxy/haproxyd"
 )
 
 // Kind of request.
@@ -250,6 +252,10 @@ func (l *Load) do(kind Kind, method, path string, body []byte, id string) Sample
 	s.Latency = time.Since(s.At)
 	s.Status = resp.StatusCode
 	s.Node = resp.Header.Get("X-Platform-Node")
+	if s.Node == "" {
+		// The load balancer's own error pages name the server instead.
+		s.Node = resp.Header.Get(haproxyd.ServerHeader)
+	}
 	s.Version = resp.Header.Get("X-Platform-Version")
 	s.ReadOnly = resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("X-Upshift-Read-Only") == "1"
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/upshift-dev/upshift/cmd/upshift/internal/traffic"
+	"github.com/upshift-dev/upshift/plugins/haproxy/haproxyd"
 )
 
 func TestSummarizeClassifies(t *testing.T) {
@@ -179,4 +180,20 @@ func TestMissingFindsLostWrites(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"on-b"}, lost)
 	assert.GreaterOrEqual(t, time.Since(start), 400*time.Millisecond, "retried")
+}
+
+// TestFailureNamesTheServerFromTheLoadBalancer: an error page of the load
+// balancer has no node header of the platform's, but names the server.
+func TestFailureNamesTheServerFromTheLoadBalancer(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(haproxyd.ServerHeader, "node-2")
+		w.WriteHeader(http.StatusBadGateway)
+	}))
+	defer srv.Close()
+	load := traffic.Start(context.Background(), traffic.Options{URL: srv.URL, Workers: 1, Pause: time.Millisecond, MaxRequests: 5})
+	require.Eventually(t, func() bool { return len(load.Samples()) == 5 }, 10*time.Second, 10*time.Millisecond)
+	for _, s := range load.Stop() {
+		assert.False(t, s.OK())
+		assert.Equal(t, "node-2", s.Node)
+	}
 }
