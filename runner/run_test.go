@@ -435,8 +435,9 @@ rollout "up" {
 	assert.Equal(t, dag.Skipped, res.Outcomes[`step.drain["n3"]`].State, "but the rollout still halts")
 }
 
-func TestRollbackRunsUndoInReverse(t *testing.T) {
-	f := newFixture(t, `
+// rollbackItem is a rollout whose items drain, stop and migrate a node,
+// rolled back on failure.
+const rollbackItem = `
 rollout "up" {
   over       = node_pool.cluster.nodes
   on_failure = "rollback"
@@ -460,7 +461,10 @@ rollout "up" {
     }
   }
 }
-`)
+`
+
+func TestRollbackRunsUndoInReverse(t *testing.T) {
+	f := newFixture(t, rollbackItem)
 	f.nodes.InvokeFn = func(_ context.Context, action string, args cty.Value) (cty.Value, error) {
 		if action == "exec" && args.GetAttr("node").AsString() == "n1" {
 			return cty.NilVal, errors.New("migration failed")
@@ -478,31 +482,7 @@ rollout "up" {
 // starts so a crash during it cannot leave them "done"), and that resuming
 // runs the item again from its first undone step: its effects are gone.
 func TestRollbackIsJournaledAndResumeRedoesTheItem(t *testing.T) {
-	f := newFixture(t, `
-rollout "up" {
-  over       = node_pool.cluster.nodes
-  on_failure = "rollback"
-  step "drain" {
-    run = load_balancer.front.drain
-    with {
-      server = each.value.name
-    }
-  }
-  step "stop" {
-    run = node_pool.cluster.stop
-    with {
-      node = each.value.name
-    }
-  }
-  step "migrate" {
-    run = node_pool.cluster.exec
-    with {
-      node    = each.value.name
-      command = ["migrate"]
-    }
-  }
-}
-`)
+	f := newFixture(t, rollbackItem)
 	broken := true
 	var stopDuringUndo journal.Status
 	f.nodes.InvokeFn = func(_ context.Context, action string, args cty.Value) (cty.Value, error) {
@@ -554,31 +534,7 @@ rollout "up" {
 // rollback stops there (undoing further back on a half-undone item does
 // more harm); the step whose undo failed is failed, earlier ones stay done.
 func TestFailedUndoStopsTheRollbackAndIsRedoneOnResume(t *testing.T) {
-	f := newFixture(t, `
-rollout "up" {
-  over       = node_pool.cluster.nodes
-  on_failure = "rollback"
-  step "drain" {
-    run = load_balancer.front.drain
-    with {
-      server = each.value.name
-    }
-  }
-  step "stop" {
-    run = node_pool.cluster.stop
-    with {
-      node = each.value.name
-    }
-  }
-  step "migrate" {
-    run = node_pool.cluster.exec
-    with {
-      node    = each.value.name
-      command = ["migrate"]
-    }
-  }
-}
-`)
+	f := newFixture(t, rollbackItem)
 	f.nodes.InvokeFn = func(_ context.Context, action string, args cty.Value) (cty.Value, error) {
 		switch action {
 		case "exec":
