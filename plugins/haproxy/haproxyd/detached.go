@@ -7,10 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/upshift-dev/upshift/plugins/internal/procfs"
 )
 
 // Detached is an HAProxy started to outlive the process that started it,
@@ -96,19 +96,12 @@ func DetachedAt(dir string) *Detached {
 }
 
 // MasterPID is the master's pid from the pid file, or 0.
-func (d *Detached) MasterPID() int {
-	b, err := os.ReadFile(d.PidFile)
-	if err != nil {
-		return 0
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
-	return pid
-}
+func (d *Detached) MasterPID() int { return procfs.ReadPidFile(d.PidFile) }
 
 // Running reports whether the master process is alive.
 func (d *Detached) Running() bool {
 	pid := d.MasterPID()
-	return pid > 0 && syscall.Kill(pid, 0) == nil && !zombie(pid)
+	return procfs.Alive(pid)
 }
 
 // Stop ends the master and its workers and waits until they are gone.
@@ -117,10 +110,10 @@ func (d *Detached) Stop() error {
 	if pid <= 0 || !d.Running() {
 		return nil
 	}
-	workers := children(pid)
+	workers := procfs.Pids(procfs.Children(pid))
 	_ = syscall.Kill(pid, syscall.SIGTERM)
 	deadline := time.Now().Add(5 * time.Second)
-	for d.Running() || anyAlive(workers) {
+	for d.Running() || procfs.AnyAlive(workers) {
 		if time.Now().After(deadline) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 			for _, w := range workers {
@@ -136,49 +129,4 @@ func (d *Detached) Stop() error {
 	}
 	_ = os.Remove(d.PidFile)
 	return nil
-}
-
-func zombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z'
-}
-
-func anyAlive(pids []int) bool {
-	for _, p := range pids {
-		if syscall.Kill(p, 0) == nil && !zombie(p) {
-			return true
-		}
-	}
-	return false
-}
-
-// children lists the processes whose parent is pid.
-func children(pid int) []int {
-	var out []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		c, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			out = append(out, c)
-		}
-	}
-	return out
 }

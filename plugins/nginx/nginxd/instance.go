@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/upshift-dev/upshift/plugins/internal/procfs"
 )
 
 // Config describes the nginx to run: one listener on loopback proxying
@@ -223,9 +225,9 @@ func (i *Instance) Stop() error {
 		return nil
 	}
 	procs := append([]int{master}, Workers(master)...)
-	for _, p := range children(master) { // cache processes, if any
-		if !contains(procs, p.pid) {
-			procs = append(procs, p.pid)
+	for _, p := range procfs.Children(master) { // cache processes, if any
+		if !contains(procs, p.Pid) {
+			procs = append(procs, p.Pid)
 		}
 	}
 	_ = syscall.Kill(master, syscall.SIGTERM)

@@ -7,18 +7,18 @@
 package nginxd
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/upshift-dev/upshift/plugins/internal/procfs"
 )
 
 // CmdTimeout bounds each nginx command (`nginx -t`, starting nginx).
@@ -130,45 +130,9 @@ func MasterPID(pidFile string) int {
 	return pid
 }
 
-// proc is what /proc says of a process.
-type proc struct {
-	pid, ppid int
-	state     byte
-	title     string // nginx sets its process titles: "nginx: worker process"
-}
-
-func readProc(pid int) (proc, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return proc{}, false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return proc{}, false
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 2 {
-		return proc{}, false
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	p := proc{pid: pid, ppid: ppid, state: f[0][0]}
-	if c, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); err == nil {
-		p.title = strings.TrimSpace(string(bytes.ReplaceAll(c, []byte{0}, []byte{' '})))
-	}
-	return p, true
-}
-
-// alive: the process exists and is not a zombie (an exited worker its
-// master has not reaped yet has finished its requests).
-func alive(pid int) bool {
-	p, ok := readProc(pid)
-	return ok && p.state != 'Z' && p.state != 'X'
-}
-
 func isMaster(pid int) bool {
-	p, ok := readProc(pid)
-	return ok && p.state != 'Z' && strings.HasPrefix(p.title, "nginx: master process")
+	p, ok := procfs.Read(pid)
+	return ok && p.Live() && strings.HasPrefix(p.Title(), "nginx: master process")
 }
 
 // Workers lists the live worker processes of master (not its cache
@@ -176,9 +140,9 @@ func isMaster(pid int) bool {
 // the requests of an older one ("worker process is shutting down").
 func Workers(master int) []int {
 	var out []int
-	for _, p := range children(master) {
-		if strings.HasPrefix(p.title, "nginx: worker process") {
-			out = append(out, p.pid)
+	for _, p := range procfs.Children(master) {
+		if strings.HasPrefix(p.Title(), "nginx: worker process") {
+			out = append(out, p.Pid)
 		}
 	}
 	return out
@@ -188,27 +152,11 @@ func Workers(master int) []int {
 // configuration and are finishing their in-flight requests.
 func ShuttingDown(master int) []int {
 	var out []int
-	for _, p := range children(master) {
-		if strings.HasPrefix(p.title, "nginx: worker process is shutting down") {
-			out = append(out, p.pid)
+	for _, p := range procfs.Children(master) {
+		if strings.HasPrefix(p.Title(), "nginx: worker process is shutting down") {
+			out = append(out, p.Pid)
 		}
 	}
-	return out
-}
-
-func children(parent int) []proc {
-	var out []proc
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if p, ok := readProc(pid); ok && p.ppid == parent && p.state != 'Z' && p.state != 'X' {
-			out = append(out, p)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].pid < out[j].pid })
 	return out
 }
 
@@ -252,14 +200,14 @@ func (c Ctl) Reload(ctx context.Context, wait time.Duration) (old []int, err err
 // old workers still finish requests.
 func reloaded(master int, old []int) bool {
 	fresh := false
-	for _, p := range children(master) {
-		if !strings.HasPrefix(p.title, "nginx: worker process") {
+	for _, p := range procfs.Children(master) {
+		if !strings.HasPrefix(p.Title(), "nginx: worker process") {
 			continue
 		}
 		switch {
-		case !contains(old, p.pid):
-			fresh = fresh || !strings.Contains(p.title, "shutting down")
-		case !strings.Contains(p.title, "shutting down"):
+		case !contains(old, p.Pid):
+			fresh = fresh || !strings.Contains(p.Title(), "shutting down")
+		case !strings.Contains(p.Title(), "shutting down"):
 			return false
 		}
 	}
@@ -284,7 +232,7 @@ func WaitExited(ctx context.Context, pids []int, timeout time.Duration, progress
 	for {
 		n := 0
 		for _, p := range pids {
-			if alive(p) {
+			if procfs.Alive(p) {
 				n++
 			}
 		}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/upshift-dev/upshift/plugins/internal/procfs"
 )
 
 const sample = `# operator's comment
@@ -170,7 +172,7 @@ func TestStartReloadStop(t *testing.T) {
 	all := append([]int{master}, Workers(master)...)
 	require.NoError(t, i.Stop())
 	for _, p := range all {
-		assert.False(t, alive(p), "pid %d left running", p)
+		assert.False(t, procfs.Alive(p), "pid %d left running", p)
 	}
 	assert.False(t, i.Running())
 	require.NoError(t, i.Stop(), "stopping a stopped nginx is fine")

@@ -20,6 +20,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/upshift-dev/upshift/plugins/internal/procfs"
 )
 
 // Node is one local node, as the playbook's nodes list describes it.
@@ -48,41 +50,12 @@ func (n *Node) Pid() int { return n.pid() }
 // pid returns the pid of the node's running process, or 0. A pid file whose
 // process is gone, a zombie, or another program is not running.
 func (n *Node) pid() int {
-	b, err := os.ReadFile(n.PidFile)
-	if err != nil {
-		return 0
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0
-	}
-	if !alive(pid) {
-		return 0
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return 0
-	}
-	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-	if len(args) == 0 || filepath.Base(args[0]) != filepath.Base(n.Command[0]) {
-		return 0 // the pid was reused by another program
+	pid := procfs.ReadPidFile(n.PidFile)
+	p, ok := procfs.Read(pid)
+	if !ok || !p.Live() || len(p.Args) == 0 || filepath.Base(p.Args[0]) != filepath.Base(n.Command[0]) {
+		return 0 // gone, a zombie, or the pid was reused by another program
 	}
 	return pid
-}
-
-// alive reports whether pid is a live process (not a zombie).
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// The state follows the command name in parentheses.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 || i+2 >= len(s) {
-		return false
-	}
-	return s[i+2] != 'Z' && s[i+2] != 'X'
 }
 
 // Start starts the node detached (its own session, so it outlives this
@@ -146,11 +119,11 @@ func (n *Node) Stop(ctx context.Context, timeout time.Duration, progress func(st
 	}
 	progress("sent SIGTERM to pid %d", pid)
 	deadline := time.Now().Add(timeout)
-	for alive(pid) {
+	for procfs.Alive(pid) {
 		if time.Now().After(deadline) {
 			progress("pid %d still running after %s: SIGKILL", pid, timeout)
 			_ = syscall.Kill(pid, syscall.SIGKILL)
-			for i := 0; i < 100 && alive(pid); i++ {
+			for i := 0; i < 100 && procfs.Alive(pid); i++ {
 				time.Sleep(20 * time.Millisecond)
 			}
 			break
@@ -161,7 +134,7 @@ func (n *Node) Stop(ctx context.Context, timeout time.Duration, progress func(st
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	if alive(pid) {
+	if procfs.Alive(pid) {
 		return false, fmt.Errorf("pid %d survived SIGKILL", pid)
 	}
 	_ = os.Remove(n.PidFile)
