@@ -5,32 +5,88 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/upshift-dev/upshift/plugins"
+	"github.com/upshift-dev/upshift/plugins/mysql/mariadbd"
 	"github.com/upshift-dev/upshift/plugins/sdk/sdktest"
 )
 
-// serverDSN reaches the machine's MariaDB (root without a password on
-// loopback, as this project's machines and CI have it).
-func serverDSN() string {
-	if v := os.Getenv("UPSHIFT_TEST_MYSQL"); v != "" {
-		return v
+// envServer names another MariaDB for these tests instead of the throwaway
+// one: a go-sql-driver DSN without a database, ending in "/", e.g.
+// root@tcp(127.0.0.1:3306)/, as a user allowed to create databases.
+const envServer = "UPSHIFT_TEST_MYSQL"
+
+// One throwaway MariaDB per test binary, started by the first test that
+// needs it and stopped by TestMain: tests never reach the machine's server.
+var (
+	serverOnce sync.Once
+	throwaway  *mariadbd.Server
+	serverBase string
+	serverErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if throwaway != nil {
+		if err := throwaway.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "stopping the throwaway MariaDB: %v\n", err)
+			if code == 0 {
+				code = 1
+			}
+		}
 	}
-	return "root@tcp(127.0.0.1:3306)/"
+	os.Exit(code)
+}
+
+// serverDSN reaches the tests' MariaDB as root (no database selected;
+// append one): the server named by UPSHIFT_TEST_MYSQL, else a throwaway
+// one in a temp dir on a free loopback port.
+func serverDSN(t *testing.T) string {
+	t.Helper()
+	serverOnce.Do(func() {
+		if v := os.Getenv(envServer); v != "" {
+			serverBase = v
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		t0 := time.Now()
+		throwaway, serverErr = mariadbd.Start(ctx, mariadbd.Options{})
+		if serverErr == nil {
+			serverBase = throwaway.DSN("")
+			t.Logf("throwaway MariaDB at %s (install + start %s)", throwaway.Addr(), time.Since(t0).Round(time.Millisecond))
+		}
+	})
+	if serverErr != nil {
+		t.Fatalf("no MariaDB for the tests: %v (install mariadb-server, or set %s to a server's DSN ending in /)", serverErr, envServer)
+	}
+	return serverBase
+}
+
+// serverAddr is the tests' MariaDB's host:port.
+func serverAddr(t *testing.T) string {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(serverDSN(t))
+	require.NoError(t, err, "%s", envServer)
+	return cfg.Addr
 }
 
 func newA(t *testing.T) (string, *sql.DB) {
-	admin, err := sql.Open("mysql", serverDSN())
+	admin, err := sql.Open("mysql", serverDSN(t))
 	require.NoError(t, err)
 	if err := admin.Ping(); err != nil {
-		t.Fatalf("MariaDB is not reachable at 127.0.0.1:3306 (run .ci/setup and start it): %v", err)
+		t.Fatalf("MariaDB is not reachable at %s: %v", serverAddr(t), err)
 	}
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
@@ -65,7 +121,7 @@ func invoke(p plugins.Provider, action string, args map[string]cty.Value) plugin
 
 func TestCopyBackupAndGuards(t *testing.T) {
 	a, admin := newA(t)
-	p := provider(t, serverDSN()+a)
+	p := provider(t, serverDSN(t)+a)
 	b := a + "_b"
 	args := map[string]cty.Value{"to": cty.StringVal(b), "replace": cty.NullVal(cty.Bool)}
 
@@ -109,7 +165,7 @@ func TestCopyBackupAndGuards(t *testing.T) {
 }
 
 func TestMissingDatabaseAndBadDSN(t *testing.T) {
-	p := provider(t, "root:hunter2@tcp(127.0.0.1:3306)/upshift_no_such_db")
+	p := provider(t, "root:hunter2@tcp("+serverAddr(t)+")/upshift_no_such_db")
 	r := invoke(p, "check", map[string]cty.Value{})
 	require.True(t, r.Diagnostics.HasErrors())
 	msg := r.Diagnostics.Err().Error()
