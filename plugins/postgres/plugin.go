@@ -270,12 +270,13 @@ func (d *pg) copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 
 	method := "template"
 	var others int
-	if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, d.cfg.Database).Scan(&others); err != nil {
+	if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'`, d.cfg.Database).Scan(&others); err != nil {
 		return cty.NilVal, err
 	}
 	// CREATE DATABASE ... TEMPLATE copies files, fast and exact, but only
 	// while no other session is connected to A; with the old nodes still
-	// serving reads from A, dump and restore is the way.
+	// serving reads from A, dump and restore is the way. (Only clients
+	// count: an autovacuum worker on A is not a node, and PostgreSQL ends it.)
 	if others == 0 {
 		_, err = c.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{b}.Sanitize()+" TEMPLATE "+pgx.Identifier{d.cfg.Database}.Sanitize())
 		if err == nil {
@@ -380,7 +381,7 @@ func (d *pg) drop(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 		return cty.NilVal, sdk.ArgError("name", "%s was not made by upshift's copy; not dropping it", d.where(b))
 	}
 	var sessions int
-	if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1`, b).Scan(&sessions); err != nil {
+	if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'`, b).Scan(&sessions); err != nil {
 		return cty.NilVal, err
 	}
 	if sessions > 0 {

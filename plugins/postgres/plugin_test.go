@@ -4,9 +4,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
@@ -14,25 +20,78 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/upshift-dev/upshift/plugins"
+	"github.com/upshift-dev/upshift/plugins/postgres/postgresd"
 	"github.com/upshift-dev/upshift/plugins/sdk/sdktest"
 )
 
-// adminDSN reaches the machine's PostgreSQL (trust auth for postgres on
-// loopback, as this project's machines and CI have it).
-func adminDSN() string {
+// The tests' PostgreSQL: the server UPSHIFT_TEST_POSTGRES names (a
+// superuser's DSN), else one throwaway server (postgresd) for this test
+// binary, started on first use and stopped by TestMain. Never the machine's
+// own server.
+var (
+	serverOnce sync.Once
+	server     *postgresd.Server
+	serverErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if server != nil {
+		if err := server.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping the throwaway PostgreSQL:", err)
+			code = max(code, 1)
+		}
+	}
+	os.Exit(code)
+}
+
+// adminDSN reaches the maintenance database as a superuser (trust auth for
+// postgres on loopback, on the throwaway server).
+func adminDSN(t *testing.T) string {
+	t.Helper()
 	if v := os.Getenv("UPSHIFT_TEST_POSTGRES"); v != "" {
 		return v
 	}
-	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	serverOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		began := time.Now()
+		server, serverErr = postgresd.Start(ctx, postgresd.Options{})
+		if serverErr == nil {
+			t.Logf("throwaway PostgreSQL on %s (initdb and start: %s)", server.Addr(), time.Since(began).Round(time.Millisecond))
+		}
+	})
+	if serverErr != nil {
+		t.Fatalf("no throwaway PostgreSQL (install postgresql: run .ci/setup): %v", serverErr)
+	}
+	return server.DSN("postgres")
+}
+
+// dsnFor is adminDSN with the database replaced.
+func dsnFor(t *testing.T, db string) string {
+	admin := adminDSN(t)
+	if u, err := url.Parse(admin); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		u.Path = "/" + db
+		return u.String()
+	}
+	return admin + " dbname=" + db
+}
+
+// serverAt is the tests' server's host and port, as the plugin names them.
+func serverAt(t *testing.T) (host string, port uint16, user string) {
+	cfg, err := pgx.ParseConfig(adminDSN(t))
+	require.NoError(t, err)
+	return cfg.Host, cfg.Port, cfg.User
 }
 
 // newA creates a uniquely named database A with some rows; it and any copy
 // named after it are dropped when the test ends.
 func newA(t *testing.T) (name string, dsn string, admin *pgx.Conn) {
 	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, adminDSN())
+	admin, err := pgx.Connect(ctx, adminDSN(t))
 	if err != nil {
-		t.Fatalf("PostgreSQL is not reachable at 127.0.0.1:5432 (run .ci/setup and start it): %v", err)
+		host, port, _ := serverAt(t)
+		t.Fatalf("PostgreSQL is not reachable at %s:%d: %v", host, port, err)
 	}
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
@@ -45,13 +104,40 @@ func newA(t *testing.T) (name string, dsn string, admin *pgx.Conn) {
 		}
 		admin.Close(context.Background())
 	})
-	dsn = "postgres://postgres@127.0.0.1:5432/" + name + "?sslmode=disable"
+	dsn = dsnFor(t, name)
 	c, err := pgx.Connect(ctx, dsn)
 	require.NoError(t, err)
 	defer c.Close(ctx)
 	_, err = c.Exec(ctx, "CREATE TABLE items(id int primary key, v text); INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 500) g")
 	require.NoError(t, err)
+	closeAndWait(t, c)
 	return name, dsn, admin
+}
+
+// closeAndWait closes c and waits until its server process is gone. pgx's
+// Close does not wait for it, and the plugin counts the sessions on a
+// database (copy by template only when there are none, drop only when
+// there are none): a session still exiting would count.
+func closeAndWait(t *testing.T, c *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pid := c.PgConn().PID()
+	require.NoError(t, c.Close(ctx))
+	admin, err := pgx.Connect(ctx, adminDSN(t))
+	require.NoError(t, err)
+	defer admin.Close(context.Background())
+	for {
+		var n int
+		require.NoError(t, admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid).Scan(&n))
+		if n == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("server process %d of a closed session is still there", pid)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 func provider(t *testing.T, dsn string) plugins.Provider {
@@ -71,6 +157,7 @@ func count(t *testing.T, dsn string) int {
 	defer c.Close(context.Background())
 	var n int
 	require.NoError(t, c.QueryRow(context.Background(), "SELECT count(*) FROM items").Scan(&n))
+	closeAndWait(t, c)
 	return n
 }
 
@@ -146,11 +233,14 @@ func TestBackupReadOnlyAndCheck(t *testing.T) {
 }
 
 func TestBadConnectionIsOneLineWithoutSecrets(t *testing.T) {
-	p := provider(t, "postgres://postgres:hunter2@127.0.0.1:5432/upshift_no_such_db?sslmode=disable")
+	// The tests' server, answering that the database does not exist.
+	host, port, user := serverAt(t)
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(user, "hunter2"), Host: net.JoinHostPort(host, strconv.Itoa(int(port))), Path: "/upshift_no_such_db", RawQuery: "sslmode=disable"}
+	p := provider(t, u.String())
 	r := invoke(p, "check", map[string]cty.Value{})
 	require.True(t, r.Diagnostics.HasErrors())
 	msg := r.Diagnostics.Err().Error()
-	assert.Contains(t, msg, `database "upshift_no_such_db" on 127.0.0.1:5432`)
+	assert.Contains(t, msg, fmt.Sprintf(`database "upshift_no_such_db" on %s:%d`, host, port))
 	assert.NotContains(t, msg, "hunter2")
 	assert.NotContains(t, msg, "\n")
 

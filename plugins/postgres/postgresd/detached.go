@@ -1,0 +1,139 @@
+package postgresd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/upshift-dev/upshift/plugins/internal/procfs"
+)
+
+// Detached is a PostgreSQL started to outlive the process that started it,
+// as the demo lab needs. Everything about it is in Dir: the cluster
+// (Dir/data, with PostgreSQL's own postmaster.pid), the port (Dir/port),
+// the log (Dir/postgres.log) and the unix socket. Any process given Dir can
+// reach it (DetachedAt) and stop it.
+//
+//	d, err := postgresd.StartDetached(ctx, filepath.Join(labDir, "postgres"))
+//	... d.DSN("postgres") ...
+//	// later, perhaps in another process:
+//	err = postgresd.DetachedAt(filepath.Join(labDir, "postgres")).Stop()
+//	// and to discard the data too: os.RemoveAll(dir)
+type Detached struct {
+	Dir     string
+	DataDir string
+	LogFile string
+	// Host is always 127.0.0.1.
+	Host string
+	// Port is read from Dir/port: 0 when the server was never started.
+	Port int
+	// User is the superuser, "postgres", trusted without a password.
+	User string
+}
+
+// StartDetached starts the cluster in dir (running initdb the first time)
+// and returns once it accepts connections. The server runs in its own
+// session with no tie to this process: it keeps running after this process
+// exits, until Stop. Its port is picked free on the first start and kept
+// in dir/port; a later StartDetached of the same dir (after Stop, or a
+// reboot) starts the same cluster on the same port, so DSNs handed out
+// stay valid. A server already running in dir is returned as it is.
+// ctx bounds the start only.
+func StartDetached(ctx context.Context, dir string) (*Detached, error) {
+	return startDetached(ctx, Options{Dir: dir})
+}
+
+func startDetached(ctx context.Context, o Options) (*Detached, error) {
+	if o.Dir == "" {
+		return nil, errors.New("postgresd: StartDetached needs a directory")
+	}
+	ctx, cancel := o.deadline(ctx)
+	defer cancel()
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if d := DetachedAt(dir); d.Running() {
+		return d, nil
+	}
+	c, err := prepare(ctx, o, dir)
+	if err != nil {
+		return nil, err
+	}
+	port, kept := o.Port, false
+	if port == 0 {
+		port = DetachedAt(dir).Port
+		kept = port != 0
+	}
+	// Setsid: a session of its own, so neither the terminal's hangup nor
+	// signals to the starter's process group reach it; and no death
+	// signal. While this process lives it reaps the server should it exit;
+	// after, the server is adopted like any daemon.
+	_, got, err := c.launch(ctx, port, &syscall.SysProcAttr{Setsid: true})
+	if err != nil {
+		if kept {
+			err = fmt.Errorf("%w (port %d is the one kept in %s, so that DSNs handed out stay valid)", err, port, filepath.Join(dir, portFile))
+		}
+		return nil, err
+	}
+	d := DetachedAt(dir)
+	if err := os.WriteFile(filepath.Join(dir, portFile), []byte(strconv.Itoa(got)+"\n"), 0o644); err != nil {
+		_ = d.Stop()
+		return nil, err
+	}
+	d.Port = got
+	return d, nil
+}
+
+// DetachedAt names the detached server kept in dir, reading its port back
+// from dir/port. It does not check that the server runs: see Running.
+func DetachedAt(dir string) *Detached {
+	d := &Detached{Dir: dir, DataDir: filepath.Join(dir, dataDir), LogFile: filepath.Join(dir, logFile), Host: "127.0.0.1", User: Superuser}
+	if b, err := os.ReadFile(filepath.Join(dir, portFile)); err == nil {
+		d.Port, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	return d
+}
+
+// Addr is "127.0.0.1:port".
+func (d *Detached) Addr() string { return net.JoinHostPort(d.Host, strconv.Itoa(d.Port)) }
+
+// DSN is a pgx URL reaching database db as the superuser ("" is the
+// maintenance database "postgres").
+func (d *Detached) DSN(db string) string { return dsn(d.User, d.Host, d.Port, db) }
+
+// Log returns what the server has written to its log.
+func (d *Detached) Log() string {
+	b, _ := os.ReadFile(d.LogFile)
+	return string(b)
+}
+
+// PID is the postmaster's pid from PostgreSQL's own postmaster.pid, or 0
+// when there is none (never started, or shut down cleanly).
+func (d *Detached) PID() int { return procfs.ReadPidFile(filepath.Join(d.DataDir, "postmaster.pid")) }
+
+// Running reports whether the postmaster is alive. A postmaster.pid left by
+// a killed server names a pid some other program may have since: a pid
+// whose program is not postgres does not count.
+func (d *Detached) Running() bool {
+	p, ok := procfs.Read(d.PID())
+	return ok && p.Live() && len(p.Args) > 0 && filepath.Base(p.Args[0]) == "postgres"
+}
+
+// Stop shuts the server down (fast shutdown, escalating as Server.Stop
+// does) and waits until the postmaster is gone. The directory, with the
+// cluster and the port, stays: StartDetached starts it again. Stopping a
+// server that does not run is not an error.
+func (d *Detached) Stop() error {
+	if !d.Running() {
+		return nil
+	}
+	pid := d.PID()
+	return stop(pid, func() bool { return !procfs.Alive(pid) })
+}
