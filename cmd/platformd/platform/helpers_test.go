@@ -13,11 +13,15 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
+
+	"github.com/upshift-dev/upshift/plugins/mysql/mariadbd"
+	"github.com/upshift-dev/upshift/plugins/postgres/postgresd"
 )
 
 // testDB is a throwaway database for one test.
@@ -36,39 +40,75 @@ func sqliteDB(t *testing.T) testDB {
 	return testDB{driver: DriverSQLite, dsn: filepath.Join(t.TempDir(), "db.sqlite")}
 }
 
-// postgresDB creates a uniquely named database on the local server (admin DSN
-// from PLATFORMD_TEST_POSTGRES_DSN, else user postgres then root on
-// 127.0.0.1:5432) and drops it at the end. It skips when no server answers.
+// The throwaway database servers, one per engine for the whole test
+// binary, started on first use and stopped by TestMain.
+var (
+	pgOnce, myOnce     sync.Once
+	pgServer           *postgresd.Server
+	myServer           *mariadbd.Server
+	pgErr, myErr       error
+	startServerTimeout = 2 * time.Minute
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if pgServer != nil {
+		_ = pgServer.Stop()
+	}
+	if myServer != nil {
+		_ = myServer.Stop()
+	}
+	os.Exit(code)
+}
+
+// postgresAdminDSN is PLATFORMD_TEST_POSTGRES_DSN, else a throwaway
+// PostgreSQL of this test binary's own. It skips when PostgreSQL is not
+// installed.
+func postgresAdminDSN(t *testing.T) string {
+	t.Helper()
+	if v := os.Getenv("PLATFORMD_TEST_POSTGRES_DSN"); v != "" {
+		return v
+	}
+	if !postgresd.Available() {
+		t.Skip("PostgreSQL server binaries are not installed (run .ci/setup)")
+	}
+	pgOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), startServerTimeout)
+		defer cancel()
+		pgServer, pgErr = postgresd.Start(ctx, postgresd.Options{})
+	})
+	require.NoError(t, pgErr, "starting a throwaway PostgreSQL")
+	return pgServer.DSN("postgres")
+}
+
+// mysqlAdminDSN is PLATFORMD_TEST_MYSQL_DSN, else a throwaway MariaDB of
+// this test binary's own. It skips when MariaDB is not installed.
+func mysqlAdminDSN(t *testing.T) string {
+	t.Helper()
+	if v := os.Getenv("PLATFORMD_TEST_MYSQL_DSN"); v != "" {
+		return v
+	}
+	if !mariadbd.Available() {
+		t.Skip("MariaDB server binaries are not installed (run .ci/setup)")
+	}
+	myOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), startServerTimeout)
+		defer cancel()
+		myServer, myErr = mariadbd.Start(ctx, mariadbd.Options{})
+	})
+	require.NoError(t, myErr, "starting a throwaway MariaDB")
+	return myServer.DSN("")
+}
+
+// postgresDB creates a uniquely named database on the test PostgreSQL and
+// drops it at the end.
 func postgresDB(t *testing.T) testDB {
 	t.Helper()
-	candidates := []string{
-		"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable&connect_timeout=3",
-		"postgres://root@127.0.0.1:5432/postgres?sslmode=disable&connect_timeout=3",
-	}
-	if v := os.Getenv("PLATFORMD_TEST_POSTGRES_DSN"); v != "" {
-		candidates = []string{v}
-	}
-	var admin *sql.DB
-	var adminDSN string
-	var lastErr error
-	for _, dsn := range candidates {
-		db, err := sql.Open("pgx", dsn)
-		require.NoError(t, err)
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		err = db.PingContext(ctx)
-		cancel()
-		if err == nil {
-			admin, adminDSN = db, dsn
-			break
-		}
-		_ = db.Close()
-		lastErr = err
-	}
-	if admin == nil {
-		t.Skipf("postgres not reachable (set PLATFORMD_TEST_POSTGRES_DSN to an admin DSN): %v", lastErr)
-	}
+	adminDSN := postgresAdminDSN(t)
+	admin, err := sql.Open("pgx", adminDSN)
+	require.NoError(t, err)
 	name := "platformd_test_" + randomSuffix()
-	_, err := admin.Exec("CREATE DATABASE " + name)
+	_, err = admin.Exec("CREATE DATABASE " + name)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		_, err := admin.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)")
@@ -83,24 +123,13 @@ func postgresDB(t *testing.T) testDB {
 	return testDB{driver: DriverPostgres, dsn: u.String()}
 }
 
-// mysqlDB creates a uniquely named database on the local MariaDB/MySQL server
-// (admin DSN from PLATFORMD_TEST_MYSQL_DSN, else root without password on
-// 127.0.0.1:3306) and drops it at the end. It skips when no server answers.
+// mysqlDB creates a uniquely named database on the test MariaDB and drops
+// it at the end.
 func mysqlDB(t *testing.T) testDB {
 	t.Helper()
-	adminDSN := "root@tcp(127.0.0.1:3306)/?timeout=3s"
-	if v := os.Getenv("PLATFORMD_TEST_MYSQL_DSN"); v != "" {
-		adminDSN = v
-	}
+	adminDSN := mysqlAdminDSN(t)
 	admin, err := sql.Open("mysql", adminDSN)
 	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	err = admin.PingContext(ctx)
-	cancel()
-	if err != nil {
-		_ = admin.Close()
-		t.Skipf("mysql/mariadb not reachable at %s (set PLATFORMD_TEST_MYSQL_DSN): %v", adminDSN, err)
-	}
 	name := "platformd_test_" + randomSuffix()
 	_, err = admin.Exec("CREATE DATABASE " + name)
 	require.NoError(t, err)
