@@ -93,7 +93,7 @@ func TestDemoUpgradesWithZeroFailures(t *testing.T) {
 }
 
 // TestDemoMatrix runs the same upgrade behind HAProxy and nginx, with the
-// nodes on SQLite, PostgreSQL and MariaDB (this machine's servers), driven
+// nodes on SQLite, PostgreSQL and MariaDB (servers of the lab's own), driven
 // as local processes or over SSH through a real sshd: every cell must end
 // with zero failed requests and zero lost writes. The short form; `make e2e`
 // runs more combinations.
@@ -123,6 +123,16 @@ func TestDemoMatrix(t *testing.T) {
 			assert.Regexp(t, `node-3: uses database B +ok +\S*(upshift_lab_\w+_b|b\.sqlite)`, text)
 			assert.Regexp(t, lb+`: node-3 (UP and )?in rotation +ok`, text)
 			assert.NotContains(t, text, "FAILED")
+			if db != "sqlite" {
+				// The database server is the lab's own, and goes down with it.
+				s, err := lab.Load(dir)
+				require.NoError(t, err)
+				require.NotEmpty(t, s.DB.Server, "a server of the lab's own")
+				assert.NotContains(t, s.DB.Admin, ":5432/", "not the machine's PostgreSQL")
+				assert.NotContains(t, s.DB.Admin, ":3306)", "not the machine's MariaDB")
+				require.NoError(t, lab.Down(s, io.Discard))
+				assert.False(t, s.Running(), "lab down stops the database server too")
+			}
 		})
 	}
 }

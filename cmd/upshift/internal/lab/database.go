@@ -6,12 +6,16 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 
-	_ "github.com/go-sql-driver/mysql" // driver "mysql"
+	"github.com/go-sql-driver/mysql"   // driver "mysql"
 	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx"
+
+	"github.com/upshift-dev/upshift/plugins/mysql/mariadbd"
+	"github.com/upshift-dev/upshift/plugins/postgres/postgresd"
 )
 
 // Database engines the lab can put under its nodes.
@@ -21,19 +25,14 @@ const (
 	MySQL    = "mysql"
 )
 
-// Admin connections to the machine's servers, overridable for other setups.
-func adminDSN(engine string) string {
+// externalAdmin is the admin DSN of a server the operator chose with
+// UPSHIFT_LAB_POSTGRES or UPSHIFT_LAB_MYSQL instead of the lab's own.
+func externalAdmin(engine string) string {
 	switch engine {
 	case Postgres:
-		if v := os.Getenv("UPSHIFT_LAB_POSTGRES"); v != "" {
-			return v
-		}
-		return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+		return os.Getenv("UPSHIFT_LAB_POSTGRES")
 	case MySQL:
-		if v := os.Getenv("UPSHIFT_LAB_MYSQL"); v != "" {
-			return v
-		}
-		return "root@tcp(127.0.0.1:3306)/"
+		return os.Getenv("UPSHIFT_LAB_MYSQL")
 	}
 	return ""
 }
@@ -45,6 +44,55 @@ type DB struct {
 	A      string `json:"a"`   // file path, or database name
 	B      string `json:"b"`   // file path, or database name
 	DSN    string `json:"dsn"` // platformd's db.dsn for A
+	// Admin reaches the server as its superuser, to create and drop the
+	// lab's databases.
+	Admin string `json:"admin,omitempty"`
+	// Server is the folder of the lab's own PostgreSQL or MariaDB, started
+	// detached with the lab and stopped with it; empty for SQLite or for a
+	// server named by UPSHIFT_LAB_POSTGRES / UPSHIFT_LAB_MYSQL.
+	Server string `json:"server,omitempty"`
+}
+
+// serverRunning reports whether the lab's own database server runs (true
+// when the lab has none to run).
+func (d DB) serverRunning() bool {
+	switch {
+	case d.Server == "":
+		return true
+	case d.Engine == Postgres:
+		return postgresd.DetachedAt(d.Server).Running()
+	default:
+		return mariadbd.DetachedAt(d.Server).Running()
+	}
+}
+
+// stopServer stops the lab's own database server, keeping its data.
+func (d DB) stopServer() error {
+	switch {
+	case d.Server == "":
+		return nil
+	case d.Engine == Postgres:
+		return postgresd.DetachedAt(d.Server).Stop()
+	default:
+		return mariadbd.DetachedAt(d.Server).Stop()
+	}
+}
+
+// startServer starts the lab's own server for engine in dir (a fresh one
+// the first time) and returns its admin DSN.
+func startServer(ctx context.Context, engine, dir string) (string, error) {
+	if engine == Postgres {
+		d, err := postgresd.StartDetached(ctx, dir)
+		if err != nil {
+			return "", err
+		}
+		return d.DSN("postgres"), nil
+	}
+	d, err := mariadbd.StartDetached(ctx, dir)
+	if err != nil {
+		return "", err
+	}
+	return d.DSN(""), nil
 }
 
 // Driver is platformd's db.driver.
@@ -70,32 +118,52 @@ func newDB(ctx context.Context, engine, dir string) (DB, error) {
 	suffix := make([]byte, 4)
 	_, _ = rand.Read(suffix)
 	name := "upshift_lab_" + hex.EncodeToString(suffix)
-	d := DB{Engine: engine, A: name + "_a", B: name + "_b"}
+	d := DB{Engine: engine, A: name + "_a", B: name + "_b", Admin: externalAdmin(engine)}
+	if d.Admin == "" {
+		// A server of the lab's own, like its HAProxy: hermetic, on a free
+		// loopback port, gone with `lab down --purge`.
+		d.Server = filepath.Join(dir, engine)
+		var err error
+		if d.Admin, err = startServer(ctx, engine, d.Server); err != nil {
+			return DB{}, fmt.Errorf("starting the lab's %s server: %w", engine, err)
+		}
+	}
 	driver := map[string]string{Postgres: "pgx", MySQL: "mysql"}[engine]
-	admin, err := sql.Open(driver, adminDSN(engine))
+	admin, err := sql.Open(driver, d.Admin)
 	if err != nil {
 		return DB{}, err
 	}
 	defer admin.Close()
 	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+d.A); err != nil {
-		return DB{}, fmt.Errorf("creating database %s on the local %s server (%s): %w", d.A, engine, RedactDSN(adminDSN(engine)), err)
+		return DB{}, fmt.Errorf("creating database %s on the %s server (%s): %w", d.A, engine, RedactDSN(d.Admin), err)
 	}
 	switch engine {
 	case Postgres:
-		d.DSN = strings.Replace(adminDSN(engine), "/postgres?", "/"+d.A+"?", 1)
+		u, err := url.Parse(d.Admin)
+		if err != nil {
+			return DB{}, fmt.Errorf("the PostgreSQL admin DSN is not a URL: %w", err)
+		}
+		u.Path = "/" + d.A
+		d.DSN = u.String()
 	case MySQL:
-		d.DSN = adminDSN(engine) + d.A
+		c, err := mysql.ParseDSN(d.Admin)
+		if err != nil {
+			return DB{}, fmt.Errorf("the MySQL admin DSN does not parse: %w", err)
+		}
+		c.DBName = d.A
+		d.DSN = c.FormatDSN()
 	}
 	return d, nil
 }
 
-// drop removes the lab's databases from a server (A and B, if B exists).
+// drop removes the lab's databases from a server it does not own (A and
+// B, if B exists); the lab's own server goes with the lab's folder.
 func (d DB) drop(ctx context.Context) error {
-	if d.Engine == SQLite || d.Engine == "" {
+	if d.Engine == SQLite || d.Engine == "" || d.Server != "" || d.Admin == "" {
 		return nil
 	}
 	driver := map[string]string{Postgres: "pgx", MySQL: "mysql"}[d.Engine]
-	admin, err := sql.Open(driver, adminDSN(d.Engine))
+	admin, err := sql.Open(driver, d.Admin)
 	if err != nil {
 		return err
 	}

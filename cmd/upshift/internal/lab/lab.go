@@ -1,6 +1,6 @@
 // Package lab owns the local demo lab: three platformd nodes (version 1,
 // node-1 processing) on loopback ports sharing one database (SQLite by
-// default, or a fresh database on the machine's PostgreSQL or MariaDB), a
+// default, or a PostgreSQL or MariaDB server of the lab's own), a
 // real HAProxy (or nginx) in front of them, and the variables file that
 // points the shipped rolling-upgrade playbook at them. Everything runs
 // detached, so the lab outlives `upshift lab up`; lab.json records what was
@@ -124,7 +124,7 @@ func (s *State) lbRunning() bool {
 
 // Running reports whether anything of the lab is running.
 func (s *State) Running() bool {
-	if s.HAProxyCtl().Running() || s.NginxCtl().Running() {
+	if s.HAProxyCtl().Running() || s.NginxCtl().Running() || (s.DB.Server != "" && s.DB.serverRunning()) {
 		return true
 	}
 	for _, n := range s.Nodes {
@@ -144,8 +144,9 @@ func Up(ctx context.Context, dir, bin string, log io.Writer) (*State, error) {
 // Options choose what a lab is made of.
 type Options struct {
 	Dir, Bin string
-	// Database is sqlite (default), postgres or mysql: the machine's local
-	// server, with databases of unique names.
+	// Database is sqlite (default), postgres or mysql: a server of the
+	// lab's own in its folder (or the one UPSHIFT_LAB_POSTGRES /
+	// UPSHIFT_LAB_MYSQL names), with databases of unique names.
 	Database string
 	// LoadBalancer is haproxy (default) or nginx.
 	LoadBalancer string
@@ -205,6 +206,9 @@ func UpWith(ctx context.Context, o Options, log io.Writer) (*State, error) {
 	}
 	if s.DB, err = newDB(ctx, o.Database, dir); err != nil {
 		return nil, err
+	}
+	if s.DB.Server != "" {
+		fmt.Fprintf(log, "  %-10s %s  (the lab's own server, in %s)\n", s.DB.Engine, RedactDSN(s.DB.Admin), s.DB.Server)
 	}
 	addrs := make([]string, NodeCount)
 	for i := range addrs {
@@ -423,6 +427,14 @@ func Down(s *State, log io.Writer) error {
 			fmt.Fprintln(log, "  sshd stopped")
 		}
 	}
+	// The database last: the nodes were its clients.
+	if s.DB.Server != "" {
+		if err := s.DB.stopServer(); err != nil {
+			errs = append(errs, err)
+		} else {
+			fmt.Fprintf(log, "  %s server stopped\n", s.DB.Engine)
+		}
+	}
 	// Check what was recorded too: a pid file removed by hand must not
 	// leave a process behind unnoticed.
 	for _, pid := range s.recordedPids() {
@@ -443,6 +455,9 @@ func (s *State) notRunning() []string {
 	}
 	if !s.lbRunning() {
 		out = append(out, s.LB)
+	}
+	if !s.DB.serverRunning() {
+		out = append(out, s.DB.Engine+" server")
 	}
 	return out
 }
