@@ -246,6 +246,9 @@ func collectionItems(pb *playbooks.Playbook, expr, keyExpr hcl.Expression, what,
 	if v.HasMark(playbooks.SensitiveMark) {
 		return nil, bad(fmt.Sprintf("The %s of %s is sensitive; its items become instance addresses shown in plans and journals, so it cannot be sensitive as a whole.", what, owner))
 	}
+	if !v.IsKnown() {
+		return nil, bad(fmt.Sprintf("The %s of %s must be known before the run starts, to know how many instances there are.", what, owner))
+	}
 	if v.IsNull() {
 		return nil, bad(fmt.Sprintf("The %s of %s is null; it must be a map, a set of strings or a list.", what, owner))
 	}
@@ -307,14 +310,14 @@ func itemKey(pb *playbooks.Playbook, val cty.Value, index int, keyExpr hcl.Expre
 		return "", sensitiveKey
 	}
 	switch {
-	case val.Type() == cty.String && !val.IsNull():
+	case val.Type() == cty.String && val.IsKnown() && !val.IsNull():
 		return val.AsString(), nil
 	case val.Type().IsObjectType() && val.Type().HasAttribute("name"):
 		n := val.GetAttr("name")
 		if n.HasMark(playbooks.SensitiveMark) {
 			return "", sensitiveKey
 		}
-		if n.Type() == cty.String && !n.IsNull() {
+		if n.Type() == cty.String && n.IsKnown() && !n.IsNull() {
 			return n.AsString(), nil
 		}
 	}
