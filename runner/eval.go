@@ -179,7 +179,7 @@ func (g *Graph) DecodeArgs(inst *Instance, results ResultFunc) (cty.Value, hcl.D
 			}
 			v, diags := hcldec.Decode(body, w.spec, g.evalContext(inst, results))
 			if diags.HasErrors() {
-				return cty.NilVal, diags
+				return cty.NilVal, pointAtStep(s, diags)
 			}
 			return v, nil
 		}
@@ -224,19 +224,26 @@ func (g *Graph) withBody(s *playbooks.Step) *withBody {
 	}
 	spec := s.Run.Action.Args.DecoderSpec()
 	content, diags := body.Content(hcldec.ImpliedSchema(spec))
-	for _, d := range diags {
-		if d.Subject == nil {
-			// A missing required argument in a step without a with block.
-			d.Subject = s.DeclRange.Ptr()
-			d.Detail = fmt.Sprintf("%s (action %s)", d.Detail, s.Run)
-		}
-	}
+	pointAtStep(s, diags)
 	w := &withBody{spec: spec, content: content, diags: diags}
 	if g.withs == nil {
 		g.withs = map[*playbooks.Step]*withBody{}
 	}
 	g.withs[s] = w
 	return w
+}
+
+// pointAtStep gives a diagnostic that points nowhere (a missing required
+// argument or block in a step without a with block) the step's own range,
+// and names the action whose schema asked for it.
+func pointAtStep(s *playbooks.Step, diags hcl.Diagnostics) hcl.Diagnostics {
+	for _, d := range diags {
+		if d.Subject == nil || d.Subject.Filename == "" {
+			d.Subject = s.DeclRange.Ptr()
+			d.Detail = fmt.Sprintf("%s (action %s)", d.Detail, s.Run)
+		}
+	}
+	return diags
 }
 
 // decodeArg evaluates one argument and converts it to its schema type, as

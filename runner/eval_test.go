@@ -102,6 +102,12 @@ func probeSchemas(_ *playbooks.Plugin, kind schema.Kind) (*schema.Plugin, error)
 					}}},
 				},
 			}}
+		p.Actions["handshake"] = &schema.Action{Name: "handshake", Idempotent: true, Result: &schema.Object{},
+			Args: &schema.Object{Blocks: []*schema.Block{
+				{Name: "tls", Nesting: schema.NestingSingle, Required: true, Object: &schema.Object{Attributes: []*schema.Attribute{
+					{Name: "ca", Type: cty.String},
+				}}},
+			}}}
 	}
 	return p, nil
 }
@@ -175,4 +181,61 @@ step "probe" {
 	require.NotNil(t, diags[0].Subject)
 	assert.Equal(t, "main.hcl", diags[0].Subject.Filename)
 	assert.Greater(t, diags[0].Subject.Start.Line, 10, "points into the step, not the file's start")
+
+	// A required block missing from a step with no with block at all
+	// points at the step and names the action.
+	_, diags = planWithBlocks(t, `
+step "handshake" {
+  run = load_balancer.front.handshake
+}
+`)
+	require.True(t, diags.HasErrors())
+	require.NotNil(t, diags[0].Subject)
+	assert.Equal(t, "main.hcl", diags[0].Subject.Filename)
+	assert.Greater(t, diags[0].Subject.Start.Line, 10, "points at the step")
+	assert.Contains(t, diags[0].Detail, "load_balancer.front.handshake")
+}
+
+// TestPlanNamesTheInstancesAnErrorCameFrom: an error every instance shares
+// is reported once as it is; one that only some instances have is reported
+// once per kind, naming those instances, and a second kind of error in
+// another instance is not hidden behind the first.
+func TestPlanNamesTheInstancesAnErrorCameFrom(t *testing.T) {
+	_, diags := planWithBlocks(t, `
+locals {
+  servers = [
+    { name = "a", srv = "a:80" },
+    { name = "b" },
+    { name = "c" },
+    { name = "d", srv = ["not", "a", "string"] },
+  ]
+}
+step "drain" {
+  for_each = { for s in local.servers : s.name => s }
+  run      = load_balancer.front.drain
+  with {
+    server = each.value.srv
+  }
+}
+`)
+	require.True(t, diags.HasErrors())
+	require.Len(t, diags, 2, diags.Error())
+	assert.Equal(t, "Unsupported attribute", diags[0].Summary)
+	assert.Contains(t, diags[0].Detail, `(in step.drain["b"], step.drain["c"]: 2 of 4 instances)`)
+	assert.Equal(t, "Incorrect attribute value type", diags[1].Summary)
+	assert.Contains(t, diags[1].Detail, `(in step.drain["d"]: 1 of 4 instances)`)
+
+	// Shared by all: said once, with no instance list.
+	_, diags = planWithBlocks(t, `
+step "drain" {
+  for_each = toset(["a", "b", "c"])
+  run      = load_balancer.front.drain
+  with {
+    server = each.value.srv
+  }
+}
+`)
+	require.True(t, diags.HasErrors())
+	require.Len(t, diags, 1, diags.Error())
+	assert.NotContains(t, diags[0].Detail, "instances)")
 }

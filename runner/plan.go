@@ -79,25 +79,80 @@ func MakePlan(g *Graph) (*Plan, hcl.Diagnostics) {
 	wg.Wait()
 
 	p := &Plan{Graph: g}
-	var diags hcl.Diagnostics
-	reported := map[*playbooks.Step]bool{}
+	var failed instanceDiags
 	refs := map[*playbooks.Step]map[string][]string{}
 	for i, inst := range insts {
-		// One diagnostic per step is enough: its instances share the body.
 		if ds := out[i].diags; ds.HasErrors() {
-			if !reported[inst.Step] {
-				diags = append(diags, ds...)
-			}
-			reported[inst.Step] = true
+			failed.add(inst, ds)
 			continue
 		}
 		args := out[i].args
 		p.Steps = append(p.Steps, &PlannedStep{Instance: inst, Args: args, KnownAfter: knownAfter(inst.Step, args, refs)})
 	}
-	if diags.HasErrors() {
-		return nil, diags
+	if failed.list != nil {
+		perStep := map[*playbooks.Step]int{}
+		for _, inst := range insts {
+			perStep[inst.Step]++
+		}
+		return nil, failed.diagnostics(perStep)
 	}
 	return p, nil
+}
+
+// instanceDiags gathers the errors of a step's instances. An error every
+// instance shares (a misspelt argument) is reported once; one that only
+// some instances have (a node whose object lacks an attribute) is reported
+// once too, naming the instances it came from, so that neither 1,000
+// copies nor a hidden second node's error reach the operator.
+type instanceDiags struct {
+	list  hcl.Diagnostics
+	index map[string]int // diagnostic identity -> position in list
+	insts [][]*Instance  // the instances that produced list[i]
+}
+
+func (d *instanceDiags) add(inst *Instance, ds hcl.Diagnostics) {
+	if d.index == nil {
+		d.index = map[string]int{}
+	}
+	for _, diag := range ds {
+		key := diag.Summary + "\x00" + diag.Detail
+		if diag.Subject != nil {
+			key += "\x00" + diag.Subject.String()
+		}
+		if i, ok := d.index[key]; ok {
+			d.insts[i] = append(d.insts[i], inst)
+			continue
+		}
+		d.index[key] = len(d.list)
+		d.list = append(d.list, diag)
+		d.insts = append(d.insts, []*Instance{inst})
+	}
+}
+
+// diagnostics names, in each diagnostic whose step has several instances
+// but which only some of them produced, the instances concerned.
+func (d *instanceDiags) diagnostics(perStep map[*playbooks.Step]int) hcl.Diagnostics {
+	out := make(hcl.Diagnostics, len(d.list))
+	for i, diag := range d.list {
+		insts := d.insts[i]
+		total := perStep[insts[0].Step]
+		if total <= 1 || len(insts) == total {
+			out[i] = diag
+			continue
+		}
+		c := *diag
+		names := make([]string, 0, 3)
+		for _, inst := range insts[:min(3, len(insts))] {
+			names = append(names, inst.Addr)
+		}
+		which := strings.Join(names, ", ")
+		if len(insts) > len(names) {
+			which += fmt.Sprintf(" and %d more", len(insts)-len(names))
+		}
+		c.Detail = strings.TrimSpace(fmt.Sprintf("%s (in %s: %d of %d instances)", diag.Detail, which, len(insts), total))
+		out[i] = &c
+	}
+	return out
 }
 
 // knownAfter finds, for each unknown argument, the steps its expression
