@@ -553,6 +553,22 @@ func TestFailedUndoStopsTheRollbackAndIsRedoneOnResume(t *testing.T) {
 	stop := run.Steps[`step.stop["n1"]`]
 	assert.Equal(t, journal.Failed, stop.Status)
 	assert.Contains(t, stop.Error, "its undo node_pool.cluster.start failed during rollback: the service would not start")
+
+	// Fixed: the resume keeps n1's drain (still done), runs its stop again
+	// (its undo may have half happened) and carries the item on.
+	f.nodes.InvokeFn = nil
+	lbBefore, nodesBefore := len(f.lb.Calls()), len(f.nodes.Calls())
+	res, err, _ := f.run(runner.Options{})
+	require.NoError(t, err)
+	assert.True(t, res.Resumed)
+	nodeCalls := f.nodes.Calls()[nodesBefore:]
+	require.NotEmpty(t, nodeCalls)
+	assert.Equal(t, []string{"stop:n1", "exec:n1"}, nodeCalls[:2], "the failed-undo step runs again first")
+	assert.NotContains(t, f.lb.Calls()[lbBefore:], "drain:n1", "n1's drain is done and not repeated")
+	run, err = f.j.Load()
+	require.NoError(t, err)
+	assert.Equal(t, journal.Done, run.Status)
+	assert.Equal(t, journal.Done, run.Steps[`step.stop["n1"]`].Status)
 }
 
 func TestParallelismCap(t *testing.T) {

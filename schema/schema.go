@@ -232,7 +232,8 @@ type Action struct {
 	// run repeat a step that was in flight when the runner died.
 	Idempotent bool
 	// Undo names the action that reverses this one, run with the same
-	// arguments on rollback; empty when there is none.
+	// arguments on rollback; empty when there is none. An action with an
+	// undo must be idempotent (Plugin.Validate checks it).
 	Undo string
 }
 
@@ -286,6 +287,11 @@ func (p *Plugin) Validate() error {
 		}
 		if a.Undo != "" && p.Actions[a.Undo] == nil {
 			return fmt.Errorf("action %s names undo action %q, which does not exist", name, a.Undo)
+		}
+		if a.Undo != "" && !a.Idempotent {
+			// A rollback cut off midway leaves the step's effect in doubt,
+			// and a resume settles it by running the step again.
+			return fmt.Errorf("action %s has an undo action but is not idempotent; a resumed rollback runs it again, so it must be", name)
 		}
 	}
 	return CheckContract(p)

@@ -52,6 +52,17 @@ func TestVendorMayAddOptionalArgumentsAndActions(t *testing.T) {
 	assert.NoError(t, (&Plugin{Kind: KindDatabase, Config: &Object{}, Actions: actions}).Validate())
 }
 
+// An interrupted rollback is settled on resume by running the step again,
+// which only an idempotent action allows.
+func TestUndoNeedsAnIdempotentAction(t *testing.T) {
+	actions := Contract(KindDatabase)
+	actions["reindex"] = &Action{Name: "reindex", Args: &Object{}, Result: &Object{}, Undo: "check"}
+	err := (&Plugin{Kind: KindDatabase, Config: &Object{}, Actions: actions}).Validate()
+	assert.ErrorContains(t, err, "action reindex has an undo action but is not idempotent")
+	actions["reindex"].Idempotent = true
+	assert.NoError(t, (&Plugin{Kind: KindDatabase, Config: &Object{}, Actions: actions}).Validate())
+}
+
 func TestWireRoundTrip(t *testing.T) {
 	a := ContractAction(KindDatabase, "copy")
 	ty := a.Result.ImpliedType()
