@@ -38,7 +38,7 @@ func (f *labFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.dir, "dir", "lab", "the lab's folder")
 	cmd.Flags().StringVar(&f.lb, "lb", "haproxy", "load balancer in front (up, demo): haproxy or nginx")
 	cmd.Flags().StringVar(&f.nodes, "nodes", "process", "how the playbook reaches the nodes (up, demo): process, or ssh through an sshd on loopback")
-	cmd.Flags().StringVar(&f.db, "db", "sqlite", "database under the nodes (up, demo): sqlite, or postgres or mysql on this machine's server")
+	cmd.Flags().StringVar(&f.db, "db", "sqlite", "database under the nodes (up, demo): sqlite, or postgres or mysql (a server of the lab's own, in its folder; UPSHIFT_LAB_POSTGRES / UPSHIFT_LAB_MYSQL name another)")
 	cmd.Flags().StringVar(&f.bin, "bin", "", "folder of platformd and the plugins (default: the folder of this upshift)")
 }
 

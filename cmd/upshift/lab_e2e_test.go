@@ -111,7 +111,7 @@ func TestDemoMatrix(t *testing.T) {
 			t.Cleanup(func() {
 				if s, err := lab.Load(dir); err == nil {
 					_ = lab.Down(s, io.Discard)
-					_ = lab.Purge(s) // drops the lab's databases on the server
+					_ = lab.Purge(s) // its folder, with its own database server's data
 				}
 			})
 			out, err := upshift(t, "lab", "demo", "--dir", dir, "--lb", lb, "--db", db, "--nodes", nodes, "--playbook", shippedPlaybook, "--warmup", "1s").CombinedOutput()

@@ -106,6 +106,10 @@ func (d DB) PluginConfig() map[string]string {
 	return map[string]string{"dsn": d.DSN}
 }
 
+// newDB makes the lab's database A: a file for SQLite, else a database on
+// the lab's own server (started here) or the operator's. On an error after
+// the server started, the DB returned still names it, so that the caller
+// can stop it.
 func newDB(ctx context.Context, engine, dir string) (DB, error) {
 	switch engine {
 	case "", SQLite:
@@ -125,30 +129,30 @@ func newDB(ctx context.Context, engine, dir string) (DB, error) {
 		d.Server = filepath.Join(dir, engine)
 		var err error
 		if d.Admin, err = startServer(ctx, engine, d.Server); err != nil {
-			return DB{}, fmt.Errorf("starting the lab's %s server: %w", engine, err)
+			return d, fmt.Errorf("starting the lab's %s server: %w", engine, err)
 		}
 	}
 	driver := map[string]string{Postgres: "pgx", MySQL: "mysql"}[engine]
 	admin, err := sql.Open(driver, d.Admin)
 	if err != nil {
-		return DB{}, err
+		return d, err
 	}
 	defer admin.Close()
 	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+d.A); err != nil {
-		return DB{}, fmt.Errorf("creating database %s on the %s server (%s): %w", d.A, engine, RedactDSN(d.Admin), err)
+		return d, fmt.Errorf("creating database %s on the %s server (%s): %w", d.A, engine, RedactDSN(d.Admin), err)
 	}
 	switch engine {
 	case Postgres:
 		u, err := url.Parse(d.Admin)
 		if err != nil {
-			return DB{}, fmt.Errorf("the PostgreSQL admin DSN is not a URL: %w", err)
+			return d, fmt.Errorf("the PostgreSQL admin DSN is not a URL: %w", err)
 		}
 		u.Path = "/" + d.A
 		d.DSN = u.String()
 	case MySQL:
 		c, err := mysql.ParseDSN(d.Admin)
 		if err != nil {
-			return DB{}, fmt.Errorf("the MySQL admin DSN does not parse: %w", err)
+			return d, fmt.Errorf("the MySQL admin DSN does not parse: %w", err)
 		}
 		c.DBName = d.A
 		d.DSN = c.FormatDSN()

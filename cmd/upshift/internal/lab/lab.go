@@ -177,35 +177,48 @@ func UpWith(ctx context.Context, o Options, log io.Writer) (*State, error) {
 		return nil, fmt.Errorf("%s: %w (run `make build`)", filepath.Join(bin, "platformd"), err)
 	}
 	s := &State{Dir: dir, Bin: bin, LB: o.LoadBalancer, HAProxy: filepath.Join(dir, "haproxy"), Nginx: filepath.Join(dir, "nginx"), NodePlugin: o.NodePlugin}
+	if err := s.start(ctx, o, log); err != nil {
+		// Whatever started before the failure is stopped, the database
+		// server too: nothing is left running that lab.json may not name.
+		_ = Down(s, io.Discard)
+		return nil, err
+	}
+	return s, nil
+}
+
+// start brings up the lab's parts in order: sshd, database, nodes, load
+// balancer, then writes the playbook's variables.
+func (s *State) start(ctx context.Context, o Options, log io.Writer) error {
+	var err error
 	switch s.NodePlugin {
 	case "":
 		s.NodePlugin = "process"
 	case "process":
 	case "ssh":
-		s.SSHD = filepath.Join(dir, "sshd")
+		s.SSHD = filepath.Join(s.Dir, "sshd")
 		srv, err := sshtest.StartDetached(s.SSHD)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		s.SSHAddr = srv.Addr
 		fmt.Fprintf(log, "  sshd       %s  (nodes are reached through it)\n", srv.Addr)
 	default:
-		return nil, fmt.Errorf("unknown node plugin %q: process or ssh", s.NodePlugin)
+		return fmt.Errorf("unknown node plugin %q: process or ssh", s.NodePlugin)
 	}
 	switch s.LB {
 	case "":
 		s.LB = "haproxy"
 	case "haproxy", "nginx":
 	default:
-		return nil, fmt.Errorf("unknown load balancer %q: haproxy or nginx", s.LB)
+		return fmt.Errorf("unknown load balancer %q: haproxy or nginx", s.LB)
 	}
-	for _, d := range []string{filepath.Join(dir, "db"), filepath.Join(dir, "backups"), s.HAProxy} {
+	for _, d := range []string{filepath.Join(s.Dir, "db"), filepath.Join(s.Dir, "backups"), s.HAProxy} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if s.DB, err = newDB(ctx, o.Database, dir); err != nil {
-		return nil, err
+	if s.DB, err = newDB(ctx, o.Database, s.Dir); err != nil {
+		return err
 	}
 	if s.DB.Server != "" {
 		fmt.Fprintf(log, "  %-10s %s  (the lab's own server, in %s)\n", s.DB.Engine, RedactDSN(s.DB.Admin), s.DB.Server)
@@ -213,12 +226,12 @@ func UpWith(ctx context.Context, o Options, log io.Writer) (*State, error) {
 	addrs := make([]string, NodeCount)
 	for i := range addrs {
 		if addrs[i], err = freeAddr(); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	for i := 0; i < NodeCount; i++ {
 		name := fmt.Sprintf("node-%d", i+1)
-		nd := filepath.Join(dir, name)
+		nd := filepath.Join(s.Dir, name)
 		n := NodeState{Name: name, Address: addrs[i], Processing: i == 0, ConfigFile: filepath.Join(nd, "config.json"),
 			DataDir: filepath.Join(nd, "data"), PidFile: filepath.Join(nd, "platformd.pid"), LogFile: filepath.Join(nd, "platformd.log")}
 		var peers []string
@@ -230,28 +243,26 @@ func UpWith(ctx context.Context, o Options, log io.Writer) (*State, error) {
 		cfg := map[string]any{"name": name, "listen": n.Address, "version": "1", "processing": n.Processing,
 			"data_dir": n.DataDir, "db.driver": s.DB.Driver(), "db.dsn": s.DB.DSN, "peers": peers}
 		if err := os.MkdirAll(n.DataDir, 0o755); err != nil {
-			return nil, err
+			return err
 		}
 		b, _ := json.MarshalIndent(cfg, "", "  ")
 		if err := os.WriteFile(n.ConfigFile, append(b, '\n'), 0o644); err != nil {
-			return nil, err
+			return err
 		}
 		s.Nodes = append(s.Nodes, n)
 	}
 	if err := s.save(); err != nil {
-		return nil, err
+		return err
 	}
 	quiet := func(string, ...any) {}
 	// One at a time: the first node creates the database.
 	for i, n := range s.Nodes {
 		ln := s.Node(n)
 		if _, err := ln.Start(ctx, 20*time.Second, quiet); err != nil {
-			_ = Down(s, io.Discard)
-			return nil, fmt.Errorf("%s: %w", n.Name, err)
+			return fmt.Errorf("%s: %w", n.Name, err)
 		}
 		if _, err := ln.WaitHealthy(ctx, 20*time.Second, 1, quiet); err != nil {
-			_ = Down(s, io.Discard)
-			return nil, fmt.Errorf("%s: %w (log: %s)", n.Name, err, n.LogFile)
+			return fmt.Errorf("%s: %w (log: %s)", n.Name, err, n.LogFile)
 		}
 		s.Nodes[i].Pid = ln.Pid()
 		fmt.Fprintf(log, "  %s  version 1  http://%s%s\n", n.Name, n.Address, map[bool]string{true: "  (processing)"}[n.Processing])
@@ -262,16 +273,15 @@ func UpWith(ctx context.Context, o Options, log io.Writer) (*State, error) {
 			servers = append(servers, nginxd.Server{Name: n.Name, Addr: n.Address})
 		}
 		if s.Frontend, err = freeAddr(); err != nil {
-			return nil, err
+			return err
 		}
 		ng, err := nginxd.Start(ctx, s.Nginx, s.Frontend, Backend, servers)
 		if err != nil {
-			_ = Down(s, io.Discard)
-			return nil, err
+			return err
 		}
 		s.LBPid = nginxd.MasterPID(ng.PidFile)
 		if err := s.save(); err != nil {
-			return nil, err
+			return err
 		}
 		fmt.Fprintf(log, "  nginx      %s  (upstream file %s)\n", s.URL(), ng.Upstream)
 	} else {
@@ -281,25 +291,22 @@ func UpWith(ctx context.Context, o Options, log io.Writer) (*State, error) {
 		}
 		hp, err := haproxyd.StartDetached(ctx, haproxyd.Config{Servers: servers, Backend: Backend, Dir: s.HAProxy})
 		if err != nil {
-			_ = Down(s, io.Discard)
-			return nil, err
+			return err
 		}
 		s.Frontend, s.LBPid = hp.Addr, hp.MasterPID()
 		if err := s.save(); err != nil {
-			return nil, err
+			return err
 		}
 		if err := s.waitAllUp(ctx, 20*time.Second); err != nil {
-			_ = Down(s, io.Discard)
-			return nil, err
+			return err
 		}
 		fmt.Fprintf(log, "  haproxy    %s  (admin socket %s)\n", s.URL(), hp.Socket)
 	}
 	if err := s.writeVars(); err != nil {
-		_ = Down(s, io.Discard)
-		return nil, err
+		return err
 	}
 	fmt.Fprintf(log, "  variables  %s\n", s.VarsFile())
-	return s, nil
+	return nil
 }
 
 // waitAllUp waits until HAProxy's health checks report every node UP.

@@ -255,3 +255,30 @@ func diagText(diags hcl.Diagnostics) string {
 	}
 	return b.String()
 }
+
+// TestFailedUpLeavesNothingRunning: a lab whose start fails part way (here
+// a platformd that exits at once, after the sshd and the lab's own MariaDB
+// are up; or a load balancer it does not know, after the sshd) stops what
+// it had started, so nothing outlives a lab.json that may not name it.
+func TestFailedUpLeavesNothingRunning(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts sshd and MariaDB: skipped with -short")
+	}
+	if _, err := os.Stat("/usr/sbin/mariadbd"); err != nil {
+		t.Fatal("mariadb-server is not installed: run .ci/setup (make test does)")
+	}
+	broken := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(broken, "platformd"), []byte("#!/bin/sh\necho 'platformd: broken on purpose' >&2\nexit 1\n"), 0o755))
+	ctx := context.Background()
+	for name, o := range map[string]lab.Options{
+		"node fails after the database server": {Bin: broken, Database: lab.MySQL, NodePlugin: "ssh"},
+		"unknown load balancer after the sshd": {Bin: broken, LoadBalancer: "f5", NodePlugin: "ssh"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			o.Dir = filepath.Join(t.TempDir(), "lab")
+			_, err := lab.UpWith(ctx, o, io.Discard)
+			require.Error(t, err)
+			assert.Empty(t, processesUnder(o.Dir), "nothing of the failed lab runs on")
+		})
+	}
+}
