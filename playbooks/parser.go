@@ -327,8 +327,7 @@ func decodePlugin(b *hcl.Block) (*Plugin, hcl.Diagnostics) {
 		ds := decodeStaticString(a, &pl.Version)
 		diags = append(diags, ds...)
 		if !ds.HasErrors() {
-			c, err := version.NewConstraint(pl.Version)
-			if err != nil {
+			if _, err := version.NewConstraint(pl.Version); err != nil {
 				diags = append(diags, &hcl.Diagnostic{
 					Severity: hcl.DiagError,
 					Summary:  "Invalid version constraint",
@@ -336,7 +335,6 @@ func decodePlugin(b *hcl.Block) (*Plugin, hcl.Diagnostics) {
 					Subject:  a.Expr.Range().Ptr(),
 				})
 			}
-			pl.Constraints = c
 		}
 	}
 	if a, ok := content.Attributes["source"]; ok && pl.Source == "" {

@@ -14,7 +14,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/hashicorp/go-version"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/ext/typeexpr"
 	"github.com/zclconf/go-cty/cty"
@@ -77,12 +76,11 @@ type Plugin struct {
 	// Source is the binary's file name (looked up like the default), or a
 	// path to it or to its folder; default upshift-plugin-<name>.
 	Source string
-	// Version is the constraint as written ("~> 1.2"), Constraints the
-	// same parsed; `upshift init` and every run check the plugin's own
+	// Version is the constraint as written ("~> 1.2"), checked to parse
+	// when loading; `upshift init` and every run check the plugin's own
 	// version against it.
-	Version     string
-	Constraints version.Constraints
-	DeclRange   hcl.Range
+	Version   string
+	DeclRange hcl.Range
 	// Implicit is true when no block declared the plugin and a resource
 	// named it; Source then takes its default.
 	Implicit bool

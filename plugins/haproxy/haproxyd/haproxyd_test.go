@@ -6,7 +6,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/upshift-dev/upshift/plugins/haproxy/haproxyd"
 	"github.com/upshift-dev/upshift/plugins/haproxy/internal/testlab"
+	"github.com/upshift-dev/upshift/plugins/internal/procfs"
 )
 
 func needHAProxy(t *testing.T) {
@@ -106,19 +106,10 @@ func TestStartServeStop(t *testing.T) {
 	require.NoError(t, inst.Stop(), "Stop twice")
 	// No orphans: master and worker are gone (and reaped or not our child).
 	for _, pid := range []int{master, worker} {
-		assert.Eventually(t, func() bool { return !alive(pid) }, 3*time.Second, 20*time.Millisecond, "pid %d still alive", pid)
+		assert.Eventually(t, func() bool { return !procfs.Alive(pid) }, 3*time.Second, 20*time.Millisecond, "pid %d still alive", pid)
 	}
 	_, err = http.Get(inst.URL() + "/")
 	assert.Error(t, err, "frontend still answers after Stop")
-}
-
-func alive(pid int) bool {
-	if syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	// A zombie worker (reparented, not yet reaped) no longer runs.
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	return err == nil && !strings.Contains(string(b), ") Z ")
 }
 
 // TestAnswersNameTheServer: every answer names the server that gave it,

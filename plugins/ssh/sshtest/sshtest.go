@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,6 +20,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/upshift-dev/upshift/plugins/internal/procfs"
 )
 
 // Server is a running sshd and what a client needs to reach it.
@@ -71,25 +72,33 @@ func StartDetached(dir string) (*Server, error) {
 	return s, err
 }
 
-// Stop ends a detached sshd started in dir.
+// Stop ends a detached sshd started in dir: SIGTERM, then SIGKILL if it
+// lingers. A pid file naming a process that is gone, a zombie, or not this
+// dir's sshd (the pid was reused) is removed without signalling anyone.
 func Stop(dir string) error {
-	b, err := os.ReadFile(filepath.Join(dir, "sshd.pid"))
-	if os.IsNotExist(err) {
+	pidFile := filepath.Join(dir, "sshd.pid")
+	pid := procfs.ReadPidFile(pidFile)
+	if pid == 0 || !ours(pid, dir) {
+		_ = os.Remove(pidFile)
 		return nil
 	}
-	if err != nil {
-		return err
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		_ = syscall.Kill(pid, sig)
+		for i := 0; i < 100 && procfs.Alive(pid); i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !procfs.Alive(pid) {
+			_ = os.Remove(pidFile)
+			return nil
+		}
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		return err
-	}
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
-		time.Sleep(20 * time.Millisecond)
-	}
-	_ = os.Remove(filepath.Join(dir, "sshd.pid"))
-	return nil
+	return fmt.Errorf("sshd (pid %d, %s) did not stop after SIGKILL", pid, dir)
+}
+
+// ours reports whether pid is a live sshd started with dir's config.
+func ours(pid int, dir string) bool {
+	p, ok := procfs.Read(pid)
+	return ok && p.Live() && strings.Contains(p.Title(), filepath.Join(dir, "sshd_config"))
 }
 
 func start(dir string, detached bool) (*Server, *exec.Cmd, error) {

@@ -1,0 +1,49 @@
+package sshtest
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/upshift-dev/upshift/plugins/internal/procfs"
+)
+
+// TestDetachedStop: Stop ends the detached sshd and removes its pid file;
+// stopping again is a no-op.
+func TestDetachedStop(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("sshd for tests needs root")
+	}
+	dir := t.TempDir()
+	_, err := StartDetached(dir)
+	require.NoError(t, err)
+	pid := procfs.ReadPidFile(filepath.Join(dir, "sshd.pid"))
+	require.NotZero(t, pid)
+	t.Cleanup(func() { _ = Stop(dir) })
+	require.True(t, ours(pid, dir), "the pid file names this dir's sshd")
+
+	require.NoError(t, Stop(dir))
+	assert.False(t, procfs.Alive(pid), "sshd is gone")
+	assert.NoFileExists(t, filepath.Join(dir, "sshd.pid"))
+	assert.NoError(t, Stop(dir), "twice")
+}
+
+// TestStopLeavesAReusedPidAlone: a stale pid file whose pid now belongs to
+// another process is removed, and that process is not signalled.
+func TestStopLeavesAReusedPidAlone(t *testing.T) {
+	other := exec.Command("sleep", "30")
+	require.NoError(t, other.Start())
+	t.Cleanup(func() { _ = other.Process.Kill(); _ = other.Wait() })
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "sshd.pid")
+	require.NoError(t, os.WriteFile(pidFile, []byte(strconv.Itoa(other.Process.Pid)+"\n"), 0o600))
+
+	require.NoError(t, Stop(dir))
+	assert.True(t, procfs.Alive(other.Process.Pid), "the unrelated process still runs")
+	assert.NoFileExists(t, pidFile)
+}
