@@ -11,14 +11,17 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/upshift-dev/upshift/plugins/internal/dbserver"
 	"github.com/upshift-dev/upshift/plugins/internal/procfs"
 )
 
 // Detached is a PostgreSQL started to outlive the process that started it,
 // as the demo lab needs. Everything about it is in Dir: the cluster
-// (Dir/data, with PostgreSQL's own postmaster.pid), the port (Dir/port),
-// the log (Dir/postgres.log) and the unix socket. Any process given Dir can
-// reach it (DetachedAt) and stop it.
+// (Dir/data, with PostgreSQL's own postmaster.pid; a link to it when it was
+// relocated for the postgres user, see the package comment), the port
+// (Dir/port), the password (Dir/password), the log (Dir/postgres.log) and
+// the unix socket. Any process given Dir can reach it (DetachedAt) and stop
+// it.
 //
 //	d, err := postgresd.StartDetached(ctx, filepath.Join(labDir, "postgres"))
 //	... d.DSN("postgres") ...
@@ -33,8 +36,10 @@ type Detached struct {
 	Host string
 	// Port is read from Dir/port: 0 when the server was never started.
 	Port int
-	// User is the superuser, "postgres", trusted without a password.
-	User string
+	// User is the superuser, "postgres"; Password, read from Dir/password,
+	// is its password ("" for a cluster made before passwords).
+	User     string
+	Password string
 }
 
 // StartDetached starts the cluster in dir (running initdb the first time)
@@ -43,8 +48,8 @@ type Detached struct {
 // exits, until Stop. Its port is picked free on the first start and kept
 // in dir/port; a later StartDetached of the same dir (after Stop, or a
 // reboot) starts the same cluster on the same port, so DSNs handed out
-// stay valid. A server already running in dir is returned as it is.
-// ctx bounds the start only.
+// stay valid, or fails when another process holds that port. A server
+// already running in dir is returned as it is. ctx bounds the start only.
 func StartDetached(ctx context.Context, dir string) (*Detached, error) {
 	return startDetached(ctx, Options{Dir: dir})
 }
@@ -62,6 +67,7 @@ func startDetached(ctx context.Context, o Options) (*Detached, error) {
 	if d := DetachedAt(dir); d.Running() {
 		return d, nil
 	}
+	sweep()
 	c, err := prepare(ctx, o, dir)
 	if err != nil {
 		return nil, err
@@ -91,10 +97,15 @@ func startDetached(ctx context.Context, o Options) (*Detached, error) {
 	return d, nil
 }
 
-// DetachedAt names the detached server kept in dir, reading its port back
-// from dir/port. It does not check that the server runs: see Running.
+// DetachedAt names the detached server kept in dir, reading its port and
+// password back from dir. It does not check that the server runs: see
+// Running.
 func DetachedAt(dir string) *Detached {
-	d := &Detached{Dir: dir, DataDir: filepath.Join(dir, dataDir), LogFile: filepath.Join(dir, logFile), Host: "127.0.0.1", User: Superuser}
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	d := &Detached{Dir: dir, DataDir: filepath.Join(dir, dataDir), LogFile: filepath.Join(dir, logFile), Host: "127.0.0.1", User: Superuser,
+		Password: dbserver.ReadPassword(filepath.Join(dir, passwordFile))}
 	if b, err := os.ReadFile(filepath.Join(dir, portFile)); err == nil {
 		d.Port, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 	}
@@ -105,8 +116,9 @@ func DetachedAt(dir string) *Detached {
 func (d *Detached) Addr() string { return net.JoinHostPort(d.Host, strconv.Itoa(d.Port)) }
 
 // DSN is a pgx URL reaching database db as the superuser ("" is the
-// maintenance database "postgres").
-func (d *Detached) DSN(db string) string { return dsn(d.User, d.Host, d.Port, db) }
+// maintenance database "postgres"). It holds the password: redact it
+// before showing it.
+func (d *Detached) DSN(db string) string { return dsn(d.User, d.Password, d.Host, d.Port, db) }
 
 // Log returns what the server has written to its log.
 func (d *Detached) Log() string {
@@ -115,25 +127,31 @@ func (d *Detached) Log() string {
 }
 
 // PID is the postmaster's pid from PostgreSQL's own postmaster.pid, or 0
-// when there is none (never started, or shut down cleanly).
-func (d *Detached) PID() int { return procfs.ReadPidFile(filepath.Join(d.DataDir, "postmaster.pid")) }
-
-// Running reports whether the postmaster is alive. A postmaster.pid left by
-// a killed server names a pid some other program may have since: a pid
-// whose program is not postgres does not count.
-func (d *Detached) Running() bool {
-	p, ok := procfs.Read(d.PID())
-	return ok && p.Live() && len(p.Args) > 0 && filepath.Base(p.Args[0]) == "postgres"
+// when there is none (never started, or shut down cleanly) or it names a
+// process that is not this cluster's postmaster.
+func (d *Detached) PID() int {
+	pid := procfs.ReadPidFile(filepath.Join(d.DataDir, "postmaster.pid"))
+	if !ours(pid, realData(d.DataDir)) {
+		return 0
+	}
+	return pid
 }
+
+// Running reports whether the cluster's postmaster is alive. A
+// postmaster.pid left by a killed server names a pid some other program
+// may have since, another postmaster included: only a postgres serving
+// this cluster counts.
+func (d *Detached) Running() bool { return d.PID() != 0 }
 
 // Stop shuts the server down (fast shutdown, escalating as Server.Stop
 // does) and waits until the postmaster is gone. The directory, with the
 // cluster and the port, stays: StartDetached starts it again. Stopping a
-// server that does not run is not an error.
+// server that does not run is not an error, and a stale postmaster.pid
+// gets nobody signalled.
 func (d *Detached) Stop() error {
-	if !d.Running() {
+	pid := d.PID()
+	if pid == 0 {
 		return nil
 	}
-	pid := d.PID()
 	return stop(pid, func() bool { return !procfs.Alive(pid) })
 }

@@ -8,3 +8,13 @@ func SetFreePort(f func() (int, error)) (restore func()) {
 	freePort = f
 	return func() { freePort = old }
 }
+
+// Sweep is what Start does first: remove the leftovers of exited starters.
+func Sweep() { sweep() }
+
+// Release lets go of the lock on the directory Start made, as the exit of
+// the process that made it would.
+func (s *Server) Release() { s.tmp.Release() }
+
+// RunPrefix names the folders of relocated clusters in os.TempDir.
+const RunPrefix = runPrefix

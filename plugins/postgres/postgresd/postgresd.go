@@ -1,20 +1,49 @@
 // Package postgresd owns running a real, throwaway PostgreSQL for upshift's
 // tests and demo lab: it finds the server binaries, creates a cluster with
-// initdb in a directory of its own (trust auth for the superuser "postgres"
-// on loopback, durability off for speed), starts the server on a free
-// 127.0.0.1 port with its unix socket inside that directory, waits until it
-// accepts connections, and stops it without leaving processes or files
-// behind. It never touches the machine's own PostgreSQL (port 5432, its
-// data directory or its socket directory).
+// initdb in a directory of its own (durability off for speed), starts the
+// server on a free 127.0.0.1 port with its unix socket inside that
+// directory, waits until it accepts connections, and stops it without
+// leaving processes or files behind. It never touches the machine's own
+// PostgreSQL (port 5432, its data directory or its socket directory).
 //
 // Start gives a server tied to the calling process (tests: stop it in
 // t.Cleanup or after m.Run). StartDetached, in detached.go, gives one that
 // outlives it (the demo lab), stopped later by any process that knows the
 // directory.
 //
-// PostgreSQL refuses to run as root. When the caller is root, initdb and the
-// server run as the OS user "postgres" (created by Debian's postgresql
-// package), and the directory is made theirs.
+// Authentication: initdb gives the superuser "postgres" a random password,
+// kept in Dir/password (mode 0600), and every connection, TCP or socket,
+// must give it (scram-sha-256): another local user reaching the port gets
+// nothing. DSN includes the password. A cluster made before passwords keeps
+// the trust auth it was made with; its DSN has none.
+//
+// PostgreSQL refuses to run as root. When the caller is root, initdb and
+// the server run as the OS user "postgres" (created by Debian's postgresql
+// package), and Dir is made theirs. If that user cannot reach Dir (it sits
+// below a folder such as root's 0700 home, or t.TempDir's), no folder
+// above Dir is changed: the cluster and the socket live instead in a
+// folder of that user's own in the temporary folder
+// (os.TempDir()/upshift-pgrun-*, naming Dir in its file "owner"), and
+// Dir/data is a symbolic link to the cluster. Removing Dir orphans that
+// folder; the next Start or StartDetached, in any process, removes
+// orphans whose server is not running. (So does a boot that empties the
+// temporary folder: the cluster of a Dir whose link then dangles starts
+// afresh, with the same password.)
+//
+// A test binary that panics or is killed cannot stop its server or remove
+// the temporary directory Start made for it; the kernel stops the server
+// (Linux) and the next Start, in any process, removes such directories
+// whose maker has exited and whose server is not running (see
+// plugins/internal/dbserver).
+//
+// Ports: a port given in Options is used or the start fails; a port picked
+// free is picked again when another process takes it first. A detached
+// server started again keeps the port it had, or fails saying so, so that
+// DSNs handed out stay valid (mariadbd does the same). When Dir's path is
+// too long for a unix socket path, the server listens on TCP only (nothing
+// here uses the socket); mariadbd refuses such a directory instead, as
+// MariaDB cannot run without a socket and would fall back to the
+// machine's.
 package postgresd
 
 import (
@@ -36,21 +65,34 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/upshift-dev/upshift/plugins/internal/dbserver"
+	"github.com/upshift-dev/upshift/plugins/internal/procfs"
 )
 
 // ErrNotFound is returned (wrapped) when initdb or postgres cannot be found,
 // so tests can skip or fail with the reason.
 var ErrNotFound = errors.New("PostgreSQL server binaries not found")
 
-// Superuser is the role initdb creates and Server.User names; trust auth, no
-// password.
+// Superuser is the role initdb creates and Server.User names; its password
+// is Server.Password.
 const Superuser = "postgres"
 
-// Files a server keeps in its directory.
+// Files a server keeps in its directory, and folders in os.TempDir.
 const (
-	dataDir  = "data"
-	logFile  = "postgres.log"
-	portFile = "port"
+	dataDir      = "data"
+	logFile      = "postgres.log"
+	portFile     = "port"
+	passwordFile = "password"
+	// ownerFile, in a relocated cluster's folder, names the Dir whose
+	// data link points there.
+	ownerFile = "owner"
+	// tempPrefix names the directories Start makes when given no Dir.
+	tempPrefix = "upshift-postgres-"
+	// runPrefix names the folders of clusters relocated for the postgres
+	// user (see the package comment). Not a tempPrefix match: those are
+	// swept by another rule.
+	runPrefix = "upshift-pgrun-"
 )
 
 // Options describe the server to run. Zero values get the defaults
@@ -60,10 +102,10 @@ type Options struct {
 	// /usr/lib/postgresql/<version>/bin (Debian keeps them off PATH), else
 	// the directory of initdb on PATH.
 	BinDir string
-	// Dir holds the cluster (Dir/data), the unix socket and the log
-	// (Dir/postgres.log). Default: a fresh temporary directory, removed by
-	// Stop. A Dir whose data directory already holds a cluster is started
-	// as it is, without initdb.
+	// Dir holds the cluster (Dir/data), the unix socket, the log
+	// (Dir/postgres.log) and the password (Dir/password). Default: a fresh
+	// temporary directory, removed by Stop. A Dir whose data directory
+	// already holds a cluster is started as it is, without initdb.
 	Dir string
 	// Port is the TCP port on 127.0.0.1. Default: a free one, picked again
 	// when another process takes it before the server binds it.
@@ -81,21 +123,26 @@ type Server struct {
 	Host string
 	// Port is the TCP port on Host.
 	Port int
-	// User is the superuser, "postgres", trusted without a password.
-	User string
-	// Dir holds DataDir, the socket and LogFile.
+	// User is the superuser, "postgres"; Password is its password ("" for
+	// a cluster made before passwords, which trusts loopback).
+	User     string
+	Password string
+	// Dir holds the log, the password and the cluster (or a link to it).
 	Dir string
-	// DataDir is the cluster's data directory.
+	// DataDir is the cluster's data directory as the server names it:
+	// Dir/data, or the folder Dir/data links to.
 	DataDir string
-	// SocketDir is the unix socket's directory (Dir), or "" when Dir's path
-	// is too long for a socket and the server listens on TCP only.
+	// SocketDir is the unix socket's directory (DataDir's parent), or ""
+	// when its path is too long for a socket and the server listens on TCP
+	// only.
 	SocketDir string
 	// LogFile is the server's stderr.
 	LogFile string
 	// BinDir holds the binaries that run it.
 	BinDir string
 
-	ownDir  bool
+	run     string            // DataDir's parent: Dir, or a relocated folder
+	tmp     *dbserver.TempDir // the directory Start made, removed by Stop
 	p       *proc
 	mu      sync.Mutex // serialises Stop
 	stopped bool
@@ -105,9 +152,10 @@ type Server struct {
 func (s *Server) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }
 
 // DSN is a pgx URL reaching database db as the superuser, e.g.
-// "postgres://postgres@127.0.0.1:40123/db?sslmode=disable". An empty db
-// is the maintenance database "postgres".
-func (s *Server) DSN(db string) string { return dsn(s.User, s.Host, s.Port, db) }
+// "postgres://postgres:PASSWORD@127.0.0.1:40123/db?sslmode=disable". An
+// empty db is the maintenance database "postgres". It holds the password:
+// redact it before showing it.
+func (s *Server) DSN(db string) string { return dsn(s.User, s.Password, s.Host, s.Port, db) }
 
 // Log returns what the server has written to its log.
 func (s *Server) Log() string {
@@ -121,39 +169,46 @@ func (s *Server) PID() int { return s.p.cmd.Process.Pid }
 // Done is closed when the postmaster has exited.
 func (s *Server) Done() <-chan struct{} { return s.p.done }
 
-func dsn(usr, host string, port int, db string) string {
+func dsn(usr, password, host string, port int, db string) string {
 	if db == "" {
 		db = "postgres"
 	}
 	u := url.URL{Scheme: "postgres", User: url.User(usr), Host: net.JoinHostPort(host, strconv.Itoa(port)), Path: "/" + db, RawQuery: "sslmode=disable"}
+	if password != "" {
+		u.User = url.UserPassword(usr, password)
+	}
 	return u.String()
 }
 
 // Start creates (unless Dir already holds one) and starts a cluster and
 // returns once it accepts connections. ctx bounds the start only: the
 // server runs until Stop. If this process dies first, the kernel stops the
-// server (Linux; immediate shutdown) so no orphan outlives a crashed test.
+// server (Linux; immediate shutdown) so no orphan outlives a crashed test,
+// and a later Start removes the directory.
 func Start(ctx context.Context, o Options) (*Server, error) {
 	ctx, cancel := o.deadline(ctx)
 	defer cancel()
-	dir, ownDir := o.Dir, false
+	sweep()
+	dir := o.Dir
+	var tmp *dbserver.TempDir
 	if dir == "" {
 		var err error
 		// Not t.TempDir-style nesting: os.TempDir is searchable by the
 		// postgres user, a root-owned 0700 parent would not be.
-		if dir, err = os.MkdirTemp("", "upshift-postgres-"); err != nil {
+		if tmp, err = dbserver.MkdirTemp(tempPrefix); err != nil {
 			return nil, err
 		}
-		ownDir = true
+		dir = tmp.Path
 	}
 	s, err := start(ctx, o, dir)
 	if err != nil {
-		if ownDir {
+		if tmp != nil {
 			_ = os.RemoveAll(dir)
+			tmp.Release()
 		}
 		return nil, err
 	}
-	s.ownDir = ownDir
+	s.tmp = tmp
 	return s, nil
 }
 
@@ -166,8 +221,8 @@ func start(ctx context.Context, o Options, dir string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{Host: "127.0.0.1", Port: port, User: Superuser, Dir: c.dir, DataDir: c.data,
-		SocketDir: c.socketDir(port), LogFile: c.log, BinDir: c.bin, p: p}, nil
+	return &Server{Host: "127.0.0.1", Port: port, User: Superuser, Password: c.password, Dir: c.dir, DataDir: c.data,
+		SocketDir: c.socketDir(port), LogFile: c.log, BinDir: c.bin, run: c.run, p: p}, nil
 }
 
 // Stop shuts the server down (fast shutdown: sessions are ended, a
@@ -189,10 +244,13 @@ func (s *Server) Stop() error {
 			return false
 		}
 	})
-	if s.ownDir {
-		if rerr := os.RemoveAll(s.Dir); err == nil {
-			err = rerr
+	if s.tmp != nil {
+		for _, d := range []string{s.Dir, s.run} {
+			if rerr := os.RemoveAll(d); err == nil {
+				err = rerr
+			}
 		}
+		s.tmp.Release()
 	}
 	return err
 }
@@ -292,30 +350,26 @@ func Available() bool {
 	return err == nil
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// freePort is FreePort; a test replaces it to provoke a port collision.
-var freePort = FreePort
+// freePort is dbserver.FreePort; a test replaces it to provoke a port
+// collision.
+var freePort = dbserver.FreePort
 
 // cluster is a data directory ready to start: binaries found, owner and
 // permissions settled, initdb done.
 type cluster struct {
-	bin, dir, data, log string
-	cred                *syscall.Credential // nil: run as ourselves
-	home                string
-	settings            map[string]string
+	bin, dir, log string
+	// run holds data and the socket: dir, or a folder of the postgres
+	// user's when it cannot reach dir.
+	run, data string
+	password  string
+	cred      *syscall.Credential // nil: run as ourselves
+	home      string
+	settings  map[string]string
 }
 
-// prepare finds the binaries, creates dir, hands it to the postgres user
-// when we are root, and runs initdb unless dir/data holds a cluster.
+// prepare finds the binaries, creates dir, hands it (or a folder it
+// reaches) to the postgres user when we are root, and runs initdb unless
+// the cluster exists.
 func prepare(ctx context.Context, o Options, dir string) (*cluster, error) {
 	bin, err := FindBin(o.BinDir)
 	if err != nil {
@@ -329,17 +383,30 @@ func prepare(ctx context.Context, o Options, dir string) (*cluster, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	c := &cluster{bin: bin, dir: dir, data: filepath.Join(dir, dataDir), log: filepath.Join(dir, logFile), settings: o.Settings}
+	c := &cluster{bin: bin, dir: dir, run: dir, log: filepath.Join(dir, logFile), settings: o.Settings}
 	if os.Geteuid() == 0 {
 		if err := c.runAsPostgres(); err != nil {
 			return nil, err
 		}
 	}
+	c.data = filepath.Join(c.run, dataDir)
+	pwPath := filepath.Join(dir, passwordFile)
 	if _, err := os.Stat(filepath.Join(c.data, "PG_VERSION")); err == nil {
+		c.password = dbserver.ReadPassword(pwPath)
 		return c, nil
 	}
+	if c.password, err = dbserver.Password(pwPath); err != nil {
+		return nil, err
+	}
+	// initdb reads the password from a file, as the postgres user, who may
+	// not reach dir: a copy next to the cluster, removed once read.
+	pwfile := filepath.Join(c.run, ".initdb-password")
+	if err := c.writeFile(pwfile, c.password+"\n"); err != nil {
+		return nil, err
+	}
+	defer os.Remove(pwfile)
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "initdb"),
-		"-D", c.data, "-U", Superuser, "--auth=trust", "-E", "UTF8", "--locale=C",
+		"-D", c.data, "-U", Superuser, "--auth=scram-sha-256", "--pwfile="+pwfile, "-E", "UTF8", "--locale=C",
 		// Nothing here must survive a power cut: skip the fsync of every file.
 		"--no-sync")
 	c.setup(cmd)
@@ -347,15 +414,26 @@ func prepare(ctx context.Context, o Options, dir string) (*cluster, error) {
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return nil, fmt.Errorf("postgresd: initdb -D %s: %v: %s", c.data, err, lastLines(string(out), 5))
+		return nil, fmt.Errorf("postgresd: initdb -D %s: %v: %s", c.data, err, dbserver.LastLines(string(out), 5))
 	}
 	return c, nil
 }
 
+// writeFile writes a file only the server's user may read.
+func (c *cluster) writeFile(path, content string) error {
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		return err
+	}
+	if c.cred != nil {
+		return os.Chown(path, int(c.cred.Uid), int(c.cred.Gid))
+	}
+	return nil
+}
+
 // runAsPostgres makes the cluster run as the OS user postgres: PostgreSQL
-// refuses root. The directory becomes that user's, and directories above it
-// that the user could not enter get the search bit for others (enter, not
-// list).
+// refuses root. Dir becomes that user's when the user can reach it;
+// otherwise the cluster lives in a folder of its own that the user can
+// reach (relocate). No folder above Dir is changed.
 func (c *cluster) runAsPostgres() error {
 	u, err := user.Lookup(Superuser)
 	if err != nil {
@@ -369,18 +447,62 @@ func (c *cluster) runAsPostgres() error {
 	// Empty Groups: root's supplementary groups are dropped, not inherited.
 	c.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
 	c.home = u.HomeDir
+	link := filepath.Join(c.dir, dataDir)
+	if target, err := os.Readlink(link); err == nil {
+		if st, err := os.Stat(filepath.Dir(target)); err == nil && st.IsDir() {
+			c.run = filepath.Dir(target)
+			return nil
+		}
+		// Its folder is gone (a boot emptied the temporary folder): a
+		// fresh cluster in a fresh folder.
+		if err := os.Remove(link); err != nil {
+			return err
+		}
+		return c.relocate(uid, gid)
+	}
+	if err := reachable(c.dir, uid, gid); err != nil {
+		if _, serr := os.Stat(link); serr == nil {
+			return fmt.Errorf("postgresd: the cluster in %s cannot be started: %w", link, err)
+		}
+		return c.relocate(uid, gid)
+	}
 	if err := os.Chown(c.dir, uid, gid); err != nil {
 		return err
 	}
-	if err := os.Chmod(c.dir, 0o700); err != nil {
-		return err
-	}
-	return letIn(c.dir, uid, gid)
+	return os.Chmod(c.dir, 0o700)
 }
 
-// letIn makes every directory above dir searchable by uid/gid, adding o+x
-// to those this process owns and refusing others.
-func letIn(dir string, uid, gid int) error {
+// relocate puts the cluster in a fresh folder of the postgres user's in
+// the temporary folder, linked from Dir/data and naming Dir in its owner
+// file, so that a sweep can tell when Dir has gone.
+func (c *cluster) relocate(uid, gid int) error {
+	run, err := os.MkdirTemp("", runPrefix) // 0700
+	if err != nil {
+		return err
+	}
+	fail := func(err error) error {
+		_ = os.RemoveAll(run)
+		return err
+	}
+	if err := reachable(run, uid, gid); err != nil {
+		return fail(fmt.Errorf("postgresd: the postgres user can reach neither %s nor the temporary folder (choose a Dir or TMPDIR it can reach): %w", c.dir, err))
+	}
+	if err := os.WriteFile(filepath.Join(run, ownerFile), []byte(c.dir+"\n"), 0o600); err != nil {
+		return fail(err)
+	}
+	if err := os.Chown(run, uid, gid); err != nil {
+		return fail(err)
+	}
+	if err := os.Symlink(filepath.Join(run, dataDir), filepath.Join(c.dir, dataDir)); err != nil {
+		return fail(err)
+	}
+	c.run = run
+	return nil
+}
+
+// reachable says whether uid/gid (without supplementary groups) may search
+// every directory above dir, and if not, which one stops it.
+func reachable(dir string, uid, gid int) error {
 	real, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		return err
@@ -395,15 +517,17 @@ func letIn(dir string, uid, gid int) error {
 			return nil
 		}
 		perm := fi.Mode().Perm()
-		can := perm&0o001 != 0 || (int(st.Uid) == uid && perm&0o100 != 0) || (int(st.Gid) == gid && perm&0o010 != 0)
+		var can bool
+		switch {
+		case int(st.Uid) == uid:
+			can = perm&0o100 != 0
+		case int(st.Gid) == gid:
+			can = perm&0o010 != 0
+		default:
+			can = perm&0o001 != 0
+		}
 		if !can {
-			if int(st.Uid) != os.Geteuid() {
-				return fmt.Errorf("postgresd: the postgres user cannot enter %s (mode %v, not ours to change): choose a Dir it can reach", p, perm)
-			}
-			keep := fi.Mode() & (os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky)
-			if err := os.Chmod(p, keep|0o001); err != nil {
-				return err
-			}
+			return fmt.Errorf("the postgres user cannot enter %s (mode %v)", p, perm)
 		}
 		if p == filepath.Dir(p) {
 			return nil
@@ -411,9 +535,72 @@ func letIn(dir string, uid, gid int) error {
 	}
 }
 
+// sweep removes what test binaries that panicked or were killed left in
+// the temporary folder: Start's directories whose maker has exited, and
+// relocated clusters whose Dir is gone, when their server is not running.
+func sweep() {
+	dbserver.Sweep(tempPrefix, func(dir string) bool {
+		return dbserver.Abandoned(dir) && !serving(realData(filepath.Join(dir, dataDir)))
+	})
+	dbserver.Sweep(runPrefix, orphaned)
+}
+
+// orphaned reports whether the relocated cluster in run is no Dir's any
+// more (nothing links to it) and not running. A fresh folder is spared: it
+// may be linked a moment from now.
+func orphaned(run string) bool {
+	if !dbserver.Stale(run) {
+		return false
+	}
+	data := filepath.Join(run, dataDir)
+	b, err := os.ReadFile(filepath.Join(run, ownerFile))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false // not ours to judge
+	}
+	if err == nil {
+		target, err := os.Readlink(filepath.Join(strings.TrimSpace(string(b)), dataDir))
+		if err == nil && filepath.Clean(target) == data {
+			return false
+		}
+	}
+	return !serving(data)
+}
+
+// realData is data with symbolic links resolved, as the server knows it.
+func realData(data string) string {
+	if r, err := filepath.EvalSymlinks(data); err == nil {
+		return r
+	}
+	return data
+}
+
+// serving reports whether the postmaster.pid of the cluster in data (its
+// real path) names a live postmaster of that cluster.
+func serving(data string) bool {
+	return ours(procfs.ReadPidFile(filepath.Join(data, "postmaster.pid")), data)
+}
+
+// ours reports whether pid is a live postmaster serving the cluster in
+// data (its real path): a program named postgres given -D data, or
+// working in data, as a postmaster does. A stale postmaster.pid may name a
+// pid that is now any program, the machine's own postmaster included.
+func ours(pid int, data string) bool {
+	p, ok := procfs.Read(pid)
+	if !ok || !p.Live() || len(p.Args) == 0 || filepath.Base(p.Args[0]) != "postgres" {
+		return false
+	}
+	for i := 1; i+1 < len(p.Args); i++ {
+		if p.Args[i] == "-D" && filepath.Clean(p.Args[i+1]) == data {
+			return true
+		}
+	}
+	cwd, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd")
+	return err == nil && cwd == data
+}
+
 // setup gives a server program its user, directory and environment.
 func (c *cluster) setup(cmd *exec.Cmd) {
-	cmd.Dir = c.dir
+	cmd.Dir = c.run
 	env := []string{"LC_ALL=C"} // messages in English, as the port-collision check reads them
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
@@ -439,10 +626,10 @@ func (c *cluster) setup(cmd *exec.Cmd) {
 // socketDir is the unix socket's directory for port, or "" when the socket
 // path would exceed the 107 bytes a unix socket path may have.
 func (c *cluster) socketDir(port int) string {
-	if len(c.dir)+len("/.s.PGSQL.")+len(strconv.Itoa(port)) > 107 || strings.ContainsAny(c.dir, "\", ") {
+	if len(c.run)+len("/.s.PGSQL.")+len(strconv.Itoa(port)) > 107 || strings.ContainsAny(c.run, "\", ") {
 		return ""
 	}
-	return c.dir
+	return c.run
 }
 
 // args are the server's command line for port. Settings go here rather than
@@ -539,9 +726,9 @@ func (c *cluster) launchOn(ctx context.Context, port int, attr *syscall.SysProcA
 	if err := c.waitReady(ctx, p, port); err != nil {
 		_ = stop(cmd.Process.Pid, p.exited)
 		<-p.done
-		log := c.logSince(offset)
+		log := dbserver.LogSince(c.log, offset)
 		collided = strings.Contains(log, "Address already in use")
-		return nil, collided, fmt.Errorf("%w; log %s: %s", err, c.log, lastLines(log, 5))
+		return nil, collided, fmt.Errorf("%w; log %s: %s", err, c.log, dbserver.LastLines(log, 5))
 	}
 	return p, false, nil
 }
@@ -550,7 +737,7 @@ func (c *cluster) launchOn(ctx context.Context, port int, attr *syscall.SysProcA
 // ours (its data_directory is c.data, not another server's that got the
 // port), or exits, or ctx ends.
 func (c *cluster) waitReady(ctx context.Context, p *proc, port int) error {
-	cfg, err := pgx.ParseConfig(dsn(Superuser, "127.0.0.1", port, ""))
+	cfg, err := pgx.ParseConfig(dsn(Superuser, c.password, "127.0.0.1", port, ""))
 	if err != nil {
 		return err
 	}
@@ -599,25 +786,4 @@ func (c *cluster) ping(ctx context.Context, cfg *pgx.ConnConfig) error {
 		return fmt.Errorf("port %d is another server's (data directory %s)", cfg.Port, dd)
 	}
 	return nil
-}
-
-func (c *cluster) logSince(offset int64) string {
-	f, err := os.Open(c.log)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return ""
-	}
-	b, _ := io.ReadAll(io.LimitReader(f, 1<<20))
-	return string(b)
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/upshift-dev/upshift/plugins/internal/dbserver"
+	"github.com/upshift-dev/upshift/plugins/internal/procfs"
 	"github.com/upshift-dev/upshift/plugins/postgres/postgresd"
 )
 
@@ -64,8 +66,26 @@ func TestStartConnectStop(t *testing.T) {
 
 	assert.Equal(t, "127.0.0.1", s.Host)
 	assert.NotEqual(t, 5432, s.Port, "never the machine's server")
-	assert.Equal(t, "postgres://postgres@127.0.0.1:"+strconv.Itoa(s.Port)+"/app?sslmode=disable", s.DSN("app"))
+	assert.Regexp(t, `^[0-9a-f]{32}$`, s.Password)
+	assert.Equal(t, "postgres://postgres:"+s.Password+"@127.0.0.1:"+strconv.Itoa(s.Port)+"/app?sslmode=disable", s.DSN("app"))
 	assert.Equal(t, s.DSN("postgres"), s.DSN(""))
+	st, err := os.Stat(filepath.Join(s.Dir, "password"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "the password is for its owner only")
+
+	// Another local user knows the port but not the password: no way in,
+	// over TCP or the socket.
+	for _, bad := range []string{
+		"postgres://postgres@" + s.Addr() + "/postgres?sslmode=disable",
+		"postgres://postgres:wrong@" + s.Addr() + "/postgres?sslmode=disable",
+		"host=" + s.SocketDir + " port=" + strconv.Itoa(s.Port) + " user=postgres dbname=postgres",
+	} {
+		c, err := pgx.Connect(ctx, bad)
+		if err == nil {
+			c.Close(ctx)
+		}
+		assert.ErrorContains(t, err, "password", "%s", bad)
+	}
 
 	c := connect(ctx, t, s.DSN("postgres"))
 	_, err = c.Exec(ctx, "CREATE TABLE items(id int primary key, v text); INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 100) g")
@@ -108,31 +128,87 @@ func TestStartConnectStop(t *testing.T) {
 	}
 }
 
+// modes maps dir and each directory above it to its mode.
+func modes(t *testing.T, dir string) map[string]os.FileMode {
+	m := map[string]os.FileMode{}
+	for p := dir; ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		require.NoError(t, err)
+		m[p] = st.Mode()
+		if p == filepath.Dir(p) {
+			return m
+		}
+	}
+}
+
 // A given Dir is kept, and started again as it is: the data survives. As
 // root this also covers a Dir whose parents (t.TempDir's) are root's 0700
-// directories.
+// directories, which the postgres user cannot enter: they stay as they
+// are, and the cluster lives in a folder of that user's, linked from Dir
+// and removed by a sweep once Dir is gone.
 func TestGivenDirIsKeptAndRestarted(t *testing.T) {
 	ctx := needPostgres(t)
-	dir := filepath.Join(t.TempDir(), "pg")
+	parent := t.TempDir()
+	before := modes(t, parent)
+	dir := filepath.Join(parent, "pg")
 	s, err := postgresd.Start(ctx, postgresd.Options{Dir: dir})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Stop() })
 	c := connect(ctx, t, s.DSN(""))
-	_, err = c.Exec(ctx, "CREATE TABLE kept(id int)")
+	_, err = c.Exec(ctx, "CREATE TABLE kept(id int); INSERT INTO kept VALUES (7)")
 	require.NoError(t, err)
 	c.Close(ctx)
 	require.NoError(t, s.Stop())
 	assert.FileExists(t, filepath.Join(dir, "data", "PG_VERSION"))
 	assert.Contains(t, s.Log(), "database system is shut down")
+	assert.Equal(t, before, modes(t, parent), "no directory above Dir is changed")
+
+	// As root, a parent others cannot enter (t.TempDir's own) keeps the
+	// postgres user out of Dir.
+	relocated := false
+	for _, m := range before {
+		relocated = relocated || (os.Geteuid() == 0 && m.Perm()&0o001 == 0)
+	}
+	if fi, err := os.Lstat(filepath.Join(dir, "data")); assert.NoError(t, err) {
+		assert.Equal(t, relocated, fi.Mode()&os.ModeSymlink != 0, "Dir/data is a link exactly when the cluster was relocated")
+	}
+	if relocated {
+		target, err := os.Readlink(filepath.Join(dir, "data"))
+		require.NoError(t, err, "Dir/data links to the cluster")
+		assert.Equal(t, s.DataDir, target)
+		assert.True(t, strings.HasPrefix(filepath.Base(filepath.Dir(target)), postgresd.RunPrefix), target)
+		assert.Equal(t, filepath.Dir(target), s.SocketDir)
+	}
 
 	s2, err := postgresd.Start(ctx, postgresd.Options{Dir: dir})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s2.Stop() })
+	assert.Equal(t, s.DataDir, s2.DataDir)
+	assert.Equal(t, s.Password, s2.Password)
 	c = connect(ctx, t, s2.DSN(""))
-	var n int
-	require.NoError(t, c.QueryRow(ctx, "SELECT count(*) FROM kept").Scan(&n))
+	var got []int
+	rows, err := c.Query(ctx, "SELECT id FROM kept")
+	require.NoError(t, err)
+	for rows.Next() {
+		var id int
+		require.NoError(t, rows.Scan(&id))
+		got = append(got, id)
+	}
+	require.NoError(t, rows.Err())
+	assert.Equal(t, []int{7}, got, "the row written before the restart")
 	c.Close(ctx)
 	require.NoError(t, s2.Stop())
+
+	if relocated {
+		run := filepath.Dir(s.DataDir)
+		old := time.Now().Add(-time.Hour)
+		require.NoError(t, os.Chtimes(run, old, old))
+		postgresd.Sweep()
+		assert.DirExists(t, run, "kept while Dir links to it")
+		require.NoError(t, os.RemoveAll(dir))
+		postgresd.Sweep()
+		assert.NoDirExists(t, run, "swept once Dir is gone")
+	}
 }
 
 // A port someone else holds is an error that says so, soon, when the port
@@ -142,10 +218,14 @@ func TestTakenPortIsAClearError(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer l.Close()
+	began := time.Now()
 	_, err = postgresd.Start(ctx, postgresd.Options{Port: l.Addr().(*net.TCPAddr).Port})
+	took := time.Since(began)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "Address already in use")
-	assert.NoError(t, ctx.Err(), "failed at once, not at the deadline")
+	// initdb takes a second or two, the failed start much less; the
+	// deadline is a minute.
+	assert.Less(t, took, 15*time.Second, "failed at once, not at the deadline")
 }
 
 func TestMissingBinariesAreAClearError(t *testing.T) {
@@ -186,7 +266,14 @@ func TestDetachedHelperProcess(t *testing.T) {
 func TestDetachedOutlivesItsStarter(t *testing.T) {
 	ctx := needPostgres(t)
 	dir := filepath.Join(t.TempDir(), "lab-postgres")
-	t.Cleanup(func() { _ = postgresd.DetachedAt(dir).Stop() })
+	t.Cleanup(func() {
+		_ = postgresd.DetachedAt(dir).Stop()
+		// As root the cluster may live in a folder of the postgres user's
+		// (a sweep would remove it, later).
+		if target, err := os.Readlink(filepath.Join(dir, "data")); err == nil {
+			_ = os.RemoveAll(filepath.Dir(target))
+		}
+	})
 
 	starter := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestDetachedHelperProcess$", "-test.count=1")
 	starter.Env = append(os.Environ(), helperDirEnv+"="+dir)
@@ -240,7 +327,7 @@ func TestPortTakenMeanwhileIsRetried(t *testing.T) {
 		if picks == 1 {
 			return taken, nil
 		}
-		return postgresd.FreePort()
+		return dbserver.FreePort()
 	})
 	defer restore()
 	s, err := postgresd.Start(ctx, postgresd.Options{})
@@ -253,4 +340,58 @@ func TestPortTakenMeanwhileIsRetried(t *testing.T) {
 	require.NoError(t, c.Ping(ctx))
 	c.Close(ctx)
 	require.NoError(t, s.Stop())
+}
+
+// A postmaster.pid left by a killed server may name a pid that another
+// program has since, even one named postgres (the machine's own
+// postmaster, say): it is not taken for the server, and gets no signal.
+func TestDetachedStalePidFile(t *testing.T) {
+	d := postgresd.DetachedAt(t.TempDir())
+	require.NoError(t, os.MkdirAll(d.DataDir, 0o700))
+	other := exec.Command("sleep", "60")
+	other.Args[0] = "postgres"
+	require.NoError(t, other.Start())
+	t.Cleanup(func() { _ = other.Process.Kill(); _ = other.Wait() })
+	require.Eventually(t, func() bool {
+		p, ok := procfs.Read(other.Process.Pid)
+		return ok && len(p.Args) == 2 && p.Args[0] == "postgres"
+	}, 5*time.Second, 10*time.Millisecond, "a process named postgres")
+	require.NoError(t, os.WriteFile(filepath.Join(d.DataDir, "postmaster.pid"),
+		[]byte(strconv.Itoa(other.Process.Pid)+"\n"+d.DataDir+"\n"), 0o600))
+
+	assert.Equal(t, 0, d.PID())
+	assert.False(t, d.Running())
+	require.NoError(t, d.Stop())
+	time.Sleep(100 * time.Millisecond)
+	assert.True(t, procfs.Alive(other.Process.Pid), "the other process was not signalled")
+}
+
+// Start removes the directories of earlier Starts whose process has gone
+// (a panicked or killed test binary), unless their server still runs; a
+// directory another live process holds is never touched.
+func TestStartSweepsLeftovers(t *testing.T) {
+	ctx := needPostgres(t)
+	crashed, err := dbserver.MkdirTemp("upshift-postgres-")
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(filepath.Join(crashed.Path, "data"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(crashed.Path, "data", "PG_VERSION"), []byte("15\n"), 0o600))
+	crashed.Release() // its process exited
+	held, err := dbserver.MkdirTemp("upshift-postgres-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(held.Path); held.Release() })
+
+	running, err := postgresd.Start(ctx, postgresd.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = running.Stop() })
+	assert.NoDirExists(t, crashed.Path, "swept by the Start after it")
+	assert.DirExists(t, held.Path, "held by a live process")
+
+	running.Release() // as if its process had gone, but its server runs
+	s, err := postgresd.Start(ctx, postgresd.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Stop() })
+	assert.DirExists(t, running.Dir, "its server still runs")
+	c := connect(ctx, t, running.DSN(""))
+	require.NoError(t, c.Ping(ctx))
+	c.Close(ctx)
 }
