@@ -10,18 +10,20 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/upshift-dev/upshift/plugins/internal/dbserver"
 	"github.com/upshift-dev/upshift/plugins/internal/procfs"
 )
 
 // Detached is a MariaDB started to outlive the process that started it, as
 // the demo lab needs. Everything about it lives in Dir: the datadir, the
-// socket, the pid file, the log (mariadbd.log) and the port (a file named
-// "port"), so any process given Dir can find, use and stop it.
+// socket, the pid file, the log (mariadbd.log), the port (a file named
+// "port") and root's password (a file named "password"), so any process
+// given Dir can find, use and stop it.
 //
 // Typical use:
 //
 //	d, err := mariadbd.StartDetached(ctx, dir) // `lab up`: returns once root logs in
-//	dsn := d.DSN("shop")                       // root@tcp(127.0.0.1:PORT)/shop
+//	dsn := d.DSN("shop")                       // root:PASSWORD@tcp(127.0.0.1:PORT)/shop
 //	...
 //	err = mariadbd.DetachedAt(dir).Stop()      // `lab down`, in another process
 type Detached struct {
@@ -36,8 +38,10 @@ type Detached struct {
 	// Host is 127.0.0.1; Port is 0 when the server never started.
 	Host string
 	Port int
-	// User is root, with no password.
-	User string
+	// User is root; Password, read from Dir, is its password ("" when the
+	// server never started).
+	User     string
+	Password string
 }
 
 // DetachedAt names the server in dir, reading its port from dir. It starts
@@ -49,7 +53,7 @@ func DetachedAt(dir string) *Detached {
 	p := pathsIn(dir)
 	return &Detached{
 		Dir: dir, DataDir: p.data, Socket: p.socket, PidFile: p.pid, LogFile: p.log, PortFile: p.port,
-		Host: Host, Port: readPort(p), User: User,
+		Host: Host, Port: readPort(p), User: User, Password: dbserver.ReadPassword(p.password),
 	}
 }
 
@@ -58,16 +62,17 @@ func (d *Detached) paths() paths { return pathsIn(d.Dir) }
 // Addr is host:port.
 func (d *Detached) Addr() string { return d.Host + ":" + strconv.Itoa(d.Port) }
 
-// DSN is a go-sql-driver/mysql DSN for database db as root without a
-// password: root@tcp(127.0.0.1:PORT)/db. An empty db selects none.
-func (d *Detached) DSN(db string) string { return dsn(d.User, d.Addr(), db) }
+// DSN is a go-sql-driver/mysql DSN for database db as root:
+// root:PASSWORD@tcp(127.0.0.1:PORT)/db. An empty db selects none. It holds
+// the password: redact it before showing it.
+func (d *Detached) DSN(db string) string { return dsn(d.User, d.Password, d.Addr(), db) }
 
 // StartDetached starts the MariaDB kept in dir (created if need be) in its
 // own session, logging to dir/mariadbd.log, and returns once root can log
 // in over TCP. The first start installs a fresh datadir; later ones reuse
-// it, and its data. The port is the one of the previous run when that is
-// still free, so DSNs handed out earlier keep working, else a free one; it
-// is written to dir/port. If the server in dir is already running,
+// it, and its data. The port is picked free on the first start and kept
+// in dir/port: a later start uses the same one, so DSNs handed out earlier
+// keep working, or fails when another process holds it. If the server in dir is already running,
 // StartDetached returns it as it is. ctx bounds the install and the start
 // only: the server runs until Stop, whatever happens to the caller.
 func StartDetached(ctx context.Context, dir string) (*Detached, error) {
@@ -88,11 +93,12 @@ func startDetached(ctx context.Context, o Options) (*Detached, error) {
 	}
 	d := DetachedAt(o.Dir)
 	if d.Running() {
-		if err := ping(ctx, d.paths(), d.Port); err != nil {
+		if err := ping(ctx, d.paths(), d.Password, d.Port); err != nil {
 			return nil, fmt.Errorf("mariadbd: the server in %s runs (pid %d) but root cannot log in on %s: %w", d.Dir, d.PID(), d.Addr(), err)
 		}
 		return d, nil
 	}
+	sweep()
 	p := d.paths()
 	if err := validate(p); err != nil {
 		return nil, err
@@ -100,11 +106,22 @@ func startDetached(ctx context.Context, o Options) (*Detached, error) {
 	if err := install(ctx, bins, p, o.ReadyTimeout); err != nil {
 		return nil, err
 	}
+	password, err := dbserver.Password(p.password)
+	if err != nil {
+		return nil, err
+	}
+	kept := o.Port == 0 && d.Port != 0
+	if kept {
+		o.Port = d.Port
+	}
 	// Its own session: no terminal hangup or process-group signal aimed at
 	// the starter reaches the server. No parent-death signal, on purpose.
 	attr := &syscall.SysProcAttr{Setsid: true}
-	port, _, err := launchRetrying(ctx, o, bins, p, d.Port, attr)
+	port, _, err := launchRetrying(ctx, o, bins, p, password, attr)
 	if err != nil {
+		if kept {
+			err = fmt.Errorf("%w (port %d is the one kept in %s, so that DSNs handed out stay valid)", err, d.Port, d.PortFile)
+		}
 		return nil, err
 	}
 	// The goroutine in launch reaps the server if it exits while we run;
@@ -113,7 +130,7 @@ func startDetached(ctx context.Context, o Options) (*Detached, error) {
 		_ = d.Stop()
 		return nil, err
 	}
-	d.Port = port
+	d.Port, d.Password = port, password
 	return d, nil
 }
 

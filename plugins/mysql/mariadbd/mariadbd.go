@@ -1,15 +1,35 @@
 // Package mariadbd owns running a real, throwaway MariaDB for upshift's tests
 // and demo lab. It installs a fresh datadir with mariadb-install-db, starts
 // mariadbd on a free loopback port with everything (datadir, socket, pid
-// file, log) in one directory, waits until root can log in over TCP without
-// a password, and shuts the server down cleanly. It never reads an option
-// file (--no-defaults), so the machine's own MariaDB, its datadir and its
-// socket are never touched.
+// file, log) in one directory, waits until root can log in over TCP, and
+// shuts the server down cleanly. It never reads an option file
+// (--no-defaults), so the machine's own MariaDB, its datadir and its socket
+// are never touched.
 //
 // Start and Server.Stop are for tests: the server dies with the process that
 // started it. StartDetached, DetachedAt and Detached.Stop are for the demo
 // lab: the server outlives the starting process and another process can stop
 // it knowing only its directory.
+//
+// Authentication: root has a random password, kept in Dir/password (mode
+// 0600) and set by an init file at every start, before the server accepts
+// a connection (so a datadir made before passwords gets one too); root's
+// other accounts are dropped. Another local user reaching the port gets
+// nothing. DSN includes the password.
+//
+// A test binary that panics or is killed cannot stop its server or remove
+// the temporary directory Start made for it; the kernel kills the server
+// (Linux) and the next Start, in any process, removes such directories
+// whose maker has exited and whose server is not running (see
+// plugins/internal/dbserver).
+//
+// Ports: a port given in Options is used or the start fails; a port picked
+// free is picked again when another process takes it first. A detached
+// server started again keeps the port it had, or fails saying so, so that
+// DSNs handed out stay valid (postgresd does the same). A directory whose
+// path is too long for the unix socket is refused: MariaDB cannot run
+// without a socket, and without ours it would use the machine's. (postgresd
+// listens on TCP only then.)
 package mariadbd
 
 import (
@@ -17,7 +37,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -29,13 +48,15 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/upshift-dev/upshift/plugins/internal/dbserver"
 )
 
 // Host is the only address the servers listen on.
 const Host = "127.0.0.1"
 
-// User is the account tests and the lab use: root, with no password, as
-// mariadb-install-db --auth-root-authentication-method=normal makes it.
+// User is the account tests and the lab use: root, with the password in
+// the server's directory.
 const User = "root"
 
 // Names of the files a server keeps in its directory.
@@ -46,6 +67,12 @@ const (
 	logFile    = "mariadbd.log"
 	installLog = "install.log"
 	portFile   = "port"
+	// passwordFile holds root's password; initFile, which sets it, exists
+	// only while the server starts.
+	passwordFile = "password"
+	initFile     = "init.sql"
+	// tempPrefix names the directories Start makes when given no Dir.
+	tempPrefix = "upshift-mariadb-"
 )
 
 // Options says which server to run and where. Zero values get the defaults
@@ -118,30 +145,23 @@ func Available() bool {
 	return err == nil
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", Host+":0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// pickPort is FreePort; tests replace it to force a port collision.
-var pickPort = FreePort
+// pickPort is dbserver.FreePort; tests replace it to force a port
+// collision.
+var pickPort = dbserver.FreePort
 
 // paths are the files of a server in dir.
-type paths struct{ dir, data, socket, pid, log, port string }
+type paths struct{ dir, data, socket, pid, log, port, password, init string }
 
 func pathsIn(dir string) paths {
 	return paths{
-		dir:    dir,
-		data:   filepath.Join(dir, dataDir),
-		socket: filepath.Join(dir, socketFile),
-		pid:    filepath.Join(dir, pidFile),
-		log:    filepath.Join(dir, logFile),
-		port:   filepath.Join(dir, portFile),
+		dir:      dir,
+		data:     filepath.Join(dir, dataDir),
+		socket:   filepath.Join(dir, socketFile),
+		pid:      filepath.Join(dir, pidFile),
+		log:      filepath.Join(dir, logFile),
+		port:     filepath.Join(dir, portFile),
+		password: filepath.Join(dir, passwordFile),
+		init:     filepath.Join(dir, initFile),
 	}
 }
 
@@ -178,7 +198,9 @@ func installed(p paths) bool {
 }
 
 // install creates the datadir with root@localhost (and @127.0.0.1) without
-// a password and no test database.
+// a password and no test database. The installer runs the server without
+// networking; the first start sets the password before it accepts
+// connections (initSQL).
 func install(ctx context.Context, bins binaries, p paths, limit time.Duration) error {
 	if installed(p) {
 		return nil
@@ -211,9 +233,26 @@ func install(ctx context.Context, bins binaries, p paths, limit time.Duration) e
 			err = fmt.Errorf("%w (%v)", err, ctx.Err())
 		}
 		b, _ := os.ReadFile(logf.Name())
-		return fmt.Errorf("mariadbd: %s: %v: %s", filepath.Base(bins.install), err, lastLines(string(b), 5))
+		return fmt.Errorf("mariadbd: %s: %v: %s", filepath.Base(bins.install), err, dbserver.LastLines(string(b), 5))
 	}
 	return nil
+}
+
+// initSQL gives root's accounts that a login over TCP or the socket may
+// match the password, and drops the ones it cannot match (by host name,
+// under --skip-name-resolve) and any anonymous account.
+func initSQL(password string) string {
+	q := func(s string) string { return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'" }
+	var alter []string
+	for _, h := range []string{"localhost", "127.0.0.1", "::1"} {
+		alter = append(alter, "'root'@"+q(h)+" IDENTIFIED BY "+q(password))
+	}
+	drop := []string{"''@'localhost'"}
+	if h, err := os.Hostname(); err == nil && h != "" && h != "localhost" {
+		drop = append(drop, "'root'@"+q(h), "''@"+q(h))
+	}
+	// One statement a line: how mariadbd reads an init file.
+	return "ALTER USER IF EXISTS " + strings.Join(alter, ", ") + ";\nDROP USER IF EXISTS " + strings.Join(drop, ", ") + ";\n"
 }
 
 // serverArgs runs mariadbd on port with every file in p.dir. --no-defaults
@@ -229,6 +268,7 @@ func serverArgs(p paths, port int) []string {
 		"--tmpdir="+p.dir,
 		"--secure-file-priv="+p.dir, // LOAD DATA / INTO OUTFILE stay inside the directory
 		"--port="+strconv.Itoa(port),
+		"--init-file="+p.init,
 		"--bind-address="+Host,
 		"--skip-name-resolve",
 		"--skip-log-bin",
@@ -253,7 +293,7 @@ func validate(p paths) error {
 }
 
 // errPortTaken says mariadbd could not bind its port: another process took
-// it between FreePort and the bind.
+// it between picking it and the bind.
 var errPortTaken = errors.New("port already in use")
 
 // proc is one mariadbd process as its starter sees it.
@@ -272,10 +312,17 @@ func (pr *proc) exited() bool {
 	}
 }
 
-// launch starts mariadbd on port and waits until root logs in, or until it
-// exits, ctx ends or limit passes. attr decides whether the server dies
-// with us (tests) or lives on in its own session (lab).
-func launch(ctx context.Context, bins binaries, p paths, port int, limit time.Duration, attr *syscall.SysProcAttr) (*proc, error) {
+// launch starts mariadbd on port and waits until root logs in with
+// password, or until it exits, ctx ends or limit passes. attr decides
+// whether the server dies with us (tests) or lives on in its own session
+// (lab).
+func launch(ctx context.Context, bins binaries, p paths, password string, port int, limit time.Duration, attr *syscall.SysProcAttr) (*proc, error) {
+	// Read by the server before it accepts connections, so no login ever
+	// finds root without a password; not needed once it has.
+	if err := os.WriteFile(p.init, []byte(initSQL(password)), 0o600); err != nil {
+		return nil, err
+	}
+	defer os.Remove(p.init)
 	logf, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
@@ -296,13 +343,13 @@ func launch(ctx context.Context, bins binaries, p paths, port int, limit time.Du
 		pr.waitErr = cmd.Wait()
 		close(pr.done)
 	}()
-	if err := waitReady(ctx, pr, p, port, limit); err != nil {
+	if err := waitReady(ctx, pr, p, password, port, limit); err != nil {
 		kill(pr)
-		this := logSince(p.log, logStart)
+		this := dbserver.LogSince(p.log, logStart)
 		if strings.Contains(this, "Address already in use") {
 			return nil, fmt.Errorf("mariadbd: port %d: %w", port, errPortTaken)
 		}
-		return nil, fmt.Errorf("%v; log %s: %s", err, p.log, lastLines(this, 5))
+		return nil, fmt.Errorf("%v; log %s: %s", err, p.log, dbserver.LastLines(this, 5))
 	}
 	return pr, nil
 }
@@ -310,7 +357,7 @@ func launch(ctx context.Context, bins binaries, p paths, port int, limit time.Du
 // waitReady polls a root login over TCP, which is what callers need: a
 // port that accepts connections may still be a server that is starting,
 // or another process's.
-func waitReady(ctx context.Context, pr *proc, p paths, port int, limit time.Duration) error {
+func waitReady(ctx context.Context, pr *proc, p paths, password string, port int, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	// A login attempt stuck on whatever else holds the port ends when our
@@ -324,7 +371,7 @@ func waitReady(ctx context.Context, pr *proc, p paths, port int, limit time.Dura
 	}()
 	var lastErr error
 	for {
-		if lastErr = ping(ctx, p, port); lastErr == nil {
+		if lastErr = ping(ctx, p, password, port); lastErr == nil {
 			return nil
 		}
 		if pr.exited() {
@@ -343,9 +390,9 @@ func waitReady(ctx context.Context, pr *proc, p paths, port int, limit time.Dura
 // ping logs in as root on port and checks that the server answering is the
 // one of p: whatever else holds the port (another MariaDB, say, while ours
 // is failing to bind it) must not pass for ours.
-func ping(ctx context.Context, p paths, port int) error {
+func ping(ctx context.Context, p paths, password string, port int) error {
 	cfg := mysql.NewConfig()
-	cfg.User, cfg.Net, cfg.Addr = User, "tcp", net.JoinHostPort(Host, strconv.Itoa(port))
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = User, password, "tcp", net.JoinHostPort(Host, strconv.Itoa(port))
 	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = time.Second, 2*time.Second, 2*time.Second
 	conn, err := mysql.NewConnector(cfg)
 	if err != nil {
@@ -377,10 +424,12 @@ func kill(pr *proc) {
 
 // Server is a running throwaway MariaDB, started by Start for a test.
 type Server struct {
-	// Host is 127.0.0.1, Port the TCP port; User is root, with no password.
-	Host string
-	Port int
-	User string
+	// Host is 127.0.0.1, Port the TCP port; User is root, and Password its
+	// password.
+	Host     string
+	Port     int
+	User     string
+	Password string
 	// Dir holds DataDir, Socket, the pid file and LogFile.
 	Dir     string
 	DataDir string
@@ -388,7 +437,7 @@ type Server struct {
 	LogFile string
 
 	pr      *proc
-	ownDir  bool
+	tmp     *dbserver.TempDir // the directory Start made, removed by Stop
 	mu      sync.Mutex
 	stopped bool
 	stopErr error
@@ -397,11 +446,17 @@ type Server struct {
 // Addr is host:port.
 func (s *Server) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }
 
-// DSN is a go-sql-driver/mysql DSN for database db as root without a
-// password: root@tcp(127.0.0.1:PORT)/db. An empty db selects none.
-func (s *Server) DSN(db string) string { return dsn(s.User, s.Addr(), db) }
+// DSN is a go-sql-driver/mysql DSN for database db as root:
+// root:PASSWORD@tcp(127.0.0.1:PORT)/db. An empty db selects none. It holds
+// the password: redact it before showing it.
+func (s *Server) DSN(db string) string { return dsn(s.User, s.Password, s.Addr(), db) }
 
-func dsn(user, addr, db string) string { return fmt.Sprintf("%s@tcp(%s)/%s", user, addr, db) }
+func dsn(user, password, addr, db string) string {
+	if password != "" {
+		user += ":" + password
+	}
+	return fmt.Sprintf("%s@tcp(%s)/%s", user, addr, db)
+}
 
 // PID is the mariadbd process's pid.
 func (s *Server) PID() int { return s.pr.cmd.Process.Pid }
@@ -416,22 +471,25 @@ func (s *Server) Log() string {
 }
 
 // Start installs a fresh datadir and starts mariadbd on a free loopback
-// port, returning once root can log in over TCP without a password. ctx
-// bounds the install and the start, not the server's life: Stop ends it,
-// and so does the death of the starting process (Linux). A port taken by
-// another process between picking and binding is retried on a new one.
+// port, returning once root can log in over TCP. ctx bounds the install
+// and the start, not the server's life: Stop ends it, and so does the
+// death of the starting process (Linux), after which a later Start
+// removes the directory. A port taken by another process between picking
+// and binding is retried on a new one.
 func Start(ctx context.Context, o Options) (*Server, error) {
 	o = o.withDefaults()
 	bins, err := findBinaries(o)
 	if err != nil {
 		return nil, err
 	}
-	dir, ownDir := o.Dir, false
+	sweep()
+	dir := o.Dir
+	var tmp *dbserver.TempDir
 	if dir == "" {
-		if dir, err = os.MkdirTemp("", "upshift-mariadb-"); err != nil {
+		if tmp, err = dbserver.MkdirTemp(tempPrefix); err != nil {
 			return nil, err
 		}
-		ownDir = true
+		dir = tmp.Path
 	} else if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -441,13 +499,22 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	s, err := start(ctx, o, bins, pathsIn(dir))
 	if err != nil {
-		if ownDir {
+		if tmp != nil {
 			_ = os.RemoveAll(dir)
+			tmp.Release()
 		}
 		return nil, err
 	}
-	s.ownDir = ownDir
+	s.tmp = tmp
 	return s, nil
+}
+
+// sweep removes the directories of earlier Starts whose process has exited
+// (a panicked or killed test binary) and whose server is not running.
+func sweep() {
+	dbserver.Sweep(tempPrefix, func(dir string) bool {
+		return dbserver.Abandoned(dir) && !DetachedAt(dir).Running()
+	})
 }
 
 func start(ctx context.Context, o Options, bins binaries, p paths) (*Server, error) {
@@ -457,30 +524,31 @@ func start(ctx context.Context, o Options, bins binaries, p paths) (*Server, err
 	if err := install(ctx, bins, p, o.ReadyTimeout); err != nil {
 		return nil, err
 	}
-	port, pr, err := launchRetrying(ctx, o, bins, p, 0, sysProcAttr())
+	password, err := dbserver.Password(p.password)
+	if err != nil {
+		return nil, err
+	}
+	port, pr, err := launchRetrying(ctx, o, bins, p, password, sysProcAttr())
 	if err != nil {
 		return nil, err
 	}
 	_ = writePort(p, port)
-	return &Server{Host: Host, Port: port, User: User, Dir: p.dir, DataDir: p.data, Socket: p.socket, LogFile: p.log, pr: pr}, nil
+	return &Server{Host: Host, Port: port, User: User, Password: password, Dir: p.dir, DataDir: p.data, Socket: p.socket, LogFile: p.log, pr: pr}, nil
 }
 
-// launchRetrying starts mariadbd on o.Port, else on prefer (when not 0),
-// else on a free port, trying up to three ports when one turns out taken.
-func launchRetrying(ctx context.Context, o Options, bins binaries, p paths, prefer int, attr *syscall.SysProcAttr) (int, *proc, error) {
+// launchRetrying starts mariadbd on o.Port, else on a free port, trying up
+// to three ports when one turns out taken.
+func launchRetrying(ctx context.Context, o Options, bins binaries, p paths, password string, attr *syscall.SysProcAttr) (int, *proc, error) {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		port := o.Port
-		if port == 0 && attempt == 0 {
-			port = prefer
-		}
 		if port == 0 {
 			var err error
 			if port, err = pickPort(); err != nil {
 				return 0, nil, err
 			}
 		}
-		pr, err := launch(ctx, bins, p, port, o.ReadyTimeout, attr)
+		pr, err := launch(ctx, bins, p, password, port, o.ReadyTimeout, attr)
 		if err == nil {
 			return port, pr, nil
 		}
@@ -502,23 +570,24 @@ func (s *Server) Stop() error {
 	}
 	s.stopped = true
 	s.stopErr = s.stop()
-	if s.ownDir {
+	if s.tmp != nil {
 		if err := os.RemoveAll(s.Dir); err != nil && s.stopErr == nil {
 			s.stopErr = err
 		}
+		s.tmp.Release()
 	}
 	return s.stopErr
 }
 
 func (s *Server) stop() error {
 	if s.pr.exited() {
-		return fmt.Errorf("mariadbd: had exited before Stop: %v: %s", s.pr.waitErr, lastLines(s.Log(), 3))
+		return fmt.Errorf("mariadbd: had exited before Stop: %v: %s", s.pr.waitErr, dbserver.LastLines(s.Log(), 3))
 	}
 	_ = s.pr.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.pr.done:
 		if s.pr.waitErr != nil {
-			return fmt.Errorf("mariadbd: shutdown: %v: %s", s.pr.waitErr, lastLines(s.Log(), 3))
+			return fmt.Errorf("mariadbd: shutdown: %v: %s", s.pr.waitErr, dbserver.LastLines(s.Log(), 3))
 		}
 		return nil
 	case <-time.After(stopTimeout):
@@ -544,26 +613,4 @@ func readPort(p paths) int {
 	}
 	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	return n
-}
-
-// logSince returns what the log gained after offset.
-func logSince(path string, offset int64) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return ""
-	}
-	b, _ := io.ReadAll(f)
-	return string(b)
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
 }

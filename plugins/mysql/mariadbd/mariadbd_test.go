@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/upshift-dev/upshift/plugins/internal/dbserver"
 	"github.com/upshift-dev/upshift/plugins/internal/procfs"
 )
 
@@ -81,8 +82,26 @@ func TestStartConnectStop(t *testing.T) {
 	assert.Equal(t, "127.0.0.1", s.Host)
 	assert.Equal(t, "root", s.User)
 	assert.NotEqual(t, 3306, s.Port, "never the machine's server")
-	assert.Equal(t, fmt.Sprintf("root@tcp(127.0.0.1:%d)/shop", s.Port), s.DSN("shop"))
+	assert.Regexp(t, `^[0-9a-f]{32}$`, s.Password)
+	assert.Equal(t, fmt.Sprintf("root:%s@tcp(127.0.0.1:%d)/shop", s.Password, s.Port), s.DSN("shop"))
 	assert.DirExists(t, s.DataDir)
+	st, err := os.Stat(filepath.Join(s.Dir, "password"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "the password is for its owner only")
+	assert.NoFileExists(t, filepath.Join(s.Dir, "init.sql"), "the init file with the password is gone once read")
+
+	// Another local user knows the port but not the password: no way in,
+	// over TCP or the socket, as root or anonymously.
+	for _, bad := range []string{
+		fmt.Sprintf("root@tcp(%s)/", s.Addr()),
+		fmt.Sprintf("root:wrong@tcp(%s)/", s.Addr()),
+		fmt.Sprintf("nobody@tcp(%s)/", s.Addr()),
+		fmt.Sprintf("root@unix(%s)/", s.Socket),
+		fmt.Sprintf("@unix(%s)/", s.Socket),
+	} {
+		assert.ErrorContains(t, login(ctx, bad), "Access denied", bad)
+	}
+	assert.NoError(t, login(ctx, fmt.Sprintf("root:%s@unix(%s)/", s.Password, s.Socket)), "root's password works on the socket too")
 
 	execAll(ctx, t, s.DSN(""), "CREATE DATABASE shop")
 	execAll(ctx, t, s.DSN("shop"),
@@ -107,24 +126,47 @@ func TestStartConnectStop(t *testing.T) {
 	require.NoError(t, s.Stop(), "Stop twice is fine")
 }
 
+// login logs in with dsn.
+func login(ctx context.Context, dsn string) error {
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.PingContext(ctx)
+}
+
 func TestGivenDirIsKeptAndReused(t *testing.T) {
 	needMariaDB(t)
 	ctx := testCtx(t)
 	t.Chdir(t.TempDir())
 	dir := "kept" // relative, to the test's working directory
+	first, err := Start(ctx, Options{Dir: dir})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = first.Stop() })
+	assert.True(t, filepath.IsAbs(first.DataDir))
+	execAll(ctx, t, first.DSN(""), "CREATE DATABASE kept")
+	require.NoError(t, first.Stop())
+	assert.DirExists(t, first.DataDir, "a given Dir is not removed")
+	assert.FileExists(t, first.LogFile)
+
 	s, err := Start(ctx, Options{Dir: dir})
 	require.NoError(t, err)
-	assert.True(t, filepath.IsAbs(s.DataDir))
-	execAll(ctx, t, s.DSN(""), "CREATE DATABASE kept")
-	require.NoError(t, s.Stop())
-	assert.DirExists(t, s.DataDir, "a given Dir is not removed")
-	assert.FileExists(t, s.LogFile)
-
-	s, err = Start(ctx, Options{Dir: dir})
-	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Stop() })
+	assert.Equal(t, first.Password, s.Password, "the password is kept")
 	assert.Equal(t, 1, queryInt(ctx, t, s.DSN(""), "SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'kept'"),
 		"the second start reuses the installed datadir")
+	require.NoError(t, s.Stop())
+
+	// A datadir from before passwords (none kept) gets one at its next
+	// start.
+	require.NoError(t, os.Remove(filepath.Join(s.Dir, "password")))
+	third, err := Start(ctx, Options{Dir: dir})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = third.Stop() })
+	assert.NotEqual(t, s.Password, third.Password)
+	assert.Equal(t, 1, queryInt(ctx, t, third.DSN(""), "SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'kept'"))
+	assert.ErrorContains(t, login(ctx, dsn(User, s.Password, third.Addr(), "")), "Access denied", "the old password no longer works")
 }
 
 func TestPortCollision(t *testing.T) {
@@ -142,12 +184,13 @@ func TestPortCollision(t *testing.T) {
 		if picks == 1 {
 			return takenPort, nil
 		}
-		return FreePort()
+		return dbserver.FreePort()
 	}
-	t.Cleanup(func() { pickPort = FreePort })
+	t.Cleanup(func() { pickPort = dbserver.FreePort })
 	dir := t.TempDir()
 	s, err := Start(ctx, Options{Dir: dir})
 	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Stop() })
 	assert.Equal(t, 2, picks)
 	assert.NotEqual(t, takenPort, s.Port)
 	assert.Equal(t, 1, queryInt(ctx, t, s.DSN(""), "SELECT 1"))
@@ -161,6 +204,7 @@ func TestPortCollision(t *testing.T) {
 }
 
 func TestMissingBinaries(t *testing.T) {
+	needMariaDB(t) // each case names one missing program, finding the other
 	ctx := testCtx(t)
 	_, err := Start(ctx, Options{Mariadbd: "/nonexistent/mariadbd"})
 	require.Error(t, err)
@@ -232,11 +276,50 @@ func TestDetachedStartStopFromDir(t *testing.T) {
 	assert.NoError(t, again.Stop(), "stopping a stopped server is fine")
 	assert.Contains(t, again.Log(), "Shutdown complete", "a clean shutdown, in the log in dir")
 
+	// The kept port taken by another process: a clear error, not a server
+	// on another port that the DSNs handed out do not name.
+	taken, err := net.Listen("tcp", again.Addr())
+	require.NoError(t, err)
+	_, err = StartDetached(ctx, dir)
+	taken.Close()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), fmt.Sprintf("port %d is the one kept in %s", d.Port, d.PortFile))
+	assert.False(t, DetachedAt(dir).Running())
+
 	d2, err := StartDetached(ctx, dir)
 	require.NoError(t, err)
-	assert.Equal(t, d.Port, d2.Port, "a restart keeps the port while it is free")
+	assert.Equal(t, d.Port, d2.Port, "a restart keeps the port")
+	assert.Equal(t, d.Password, d2.Password, "and the password")
 	assert.Equal(t, 7, queryInt(ctx, t, d2.DSN("lab"), "SELECT id FROM t"), "and the data")
 	require.NoError(t, DetachedAt(dir).Stop())
+}
+
+// Start removes the directories of earlier Starts whose process has gone
+// (a panicked or killed test binary), unless their server still runs; a
+// directory another live process holds is never touched.
+func TestStartSweepsLeftovers(t *testing.T) {
+	needMariaDB(t)
+	ctx := testCtx(t)
+	crashed, err := dbserver.MkdirTemp(tempPrefix)
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(filepath.Join(crashed.Path, "data", "mysql"), 0o700))
+	crashed.Release() // its process exited
+	held, err := dbserver.MkdirTemp(tempPrefix)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(held.Path); held.Release() })
+
+	running, err := Start(ctx, Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = running.Stop() })
+	assert.NoDirExists(t, crashed.Path, "swept by the Start after it")
+	assert.DirExists(t, held.Path, "held by a live process")
+
+	running.tmp.Release() // as if its process had gone, but its server runs
+	s, err := Start(ctx, Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Stop() })
+	assert.DirExists(t, running.Dir, "its server still runs")
+	assert.Equal(t, 1, queryInt(ctx, t, running.DSN(""), "SELECT 1"))
 }
 
 func TestDetachedStalePidFile(t *testing.T) {
