@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pkg/sftp"
 	"github.com/zclconf/go-cty/cty"
 	"golang.org/x/crypto/ssh"
 
@@ -365,6 +366,11 @@ func (h *handler) setConfig(ctx context.Context, r *sdk.Request) (cty.Value, err
 	if err != nil {
 		return cty.NilVal, fmt.Errorf("node %s: %s: %w", n.Name, n.ConfigFile, err)
 	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return cty.NilVal, fmt.Errorf("node %s: %s: %w", n.Name, n.ConfigFile, err)
+	}
 	b, err := io.ReadAll(f)
 	f.Close()
 	if err != nil {
@@ -392,6 +398,19 @@ func (h *handler) setConfig(ctx context.Context, r *sdk.Request) (cty.Value, err
 	}
 	if err := w.Close(); err != nil {
 		return cty.NilVal, err
+	}
+	// The new file takes the old one's mode and owner: a config holding
+	// the database's credentials stays as private as it was, and readable
+	// by the service user it belonged to.
+	if err := fs.Chmod(tmp, info.Mode().Perm()); err != nil {
+		_ = fs.Remove(tmp)
+		return cty.NilVal, fmt.Errorf("node %s: setting the mode of %s: %w", n.Name, tmp, err)
+	}
+	if st, ok := info.Sys().(*sftp.FileStat); ok {
+		if err := fs.Chown(tmp, int(st.UID), int(st.GID)); err != nil && n.host.user == "root" {
+			_ = fs.Remove(tmp)
+			return cty.NilVal, fmt.Errorf("node %s: setting the owner of %s: %w", n.Name, tmp, err)
+		}
 	}
 	if err := fs.PosixRename(tmp, n.ConfigFile); err != nil {
 		return cty.NilVal, fmt.Errorf("node %s: replacing %s: %w", n.Name, n.ConfigFile, err)

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -118,7 +119,16 @@ func TestNodeOverSSH(t *testing.T) {
 	ok(t, call(p, "stop", map[string]cty.Value{"node": n}))
 	_, err = net.Dial("tcp", addr)
 	assert.Error(t, err, "stopped")
+	// The config holds the database's credentials: private, and owned by
+	// the service's user, which set_config keeps.
+	require.NoError(t, os.Chmod(cfgPath, 0o600))
+	require.NoError(t, os.Chown(cfgPath, 65534, 65534))
 	assert.True(t, ok(t, call(p, "set_config", map[string]cty.Value{"node": n, "key": cty.StringVal("version"), "value": cty.StringVal("2")})).GetAttr("changed").True())
+	st, err := os.Stat(cfgPath)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "mode kept")
+	assert.Equal(t, uint32(65534), st.Sys().(*syscall.Stat_t).Uid, "owner kept")
+	require.NoError(t, os.Chown(cfgPath, 0, 0))
 	var cfg map[string]any
 	b, _ := os.ReadFile(cfgPath)
 	require.NoError(t, json.Unmarshal(b, &cfg))
