@@ -45,8 +45,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// adminDSN reaches the maintenance database as a superuser (trust auth for
-// postgres on loopback, on the throwaway server).
+// adminDSN reaches the maintenance database as a superuser (with the
+// throwaway server's generated password, which the DSN carries).
 func adminDSN(t *testing.T) string {
 	t.Helper()
 	if v := os.Getenv("UPSHIFT_TEST_POSTGRES"); v != "" {
@@ -233,16 +233,31 @@ func TestBackupReadOnlyAndCheck(t *testing.T) {
 }
 
 func TestBadConnectionIsOneLineWithoutSecrets(t *testing.T) {
-	// The tests' server, answering that the database does not exist.
-	host, port, user := serverAt(t)
-	u := url.URL{Scheme: "postgres", User: url.UserPassword(user, "hunter2"), Host: net.JoinHostPort(host, strconv.Itoa(int(port))), Path: "/upshift_no_such_db", RawQuery: "sslmode=disable"}
-	p := provider(t, u.String())
-	r := invoke(p, "check", map[string]cty.Value{})
-	require.True(t, r.Diagnostics.HasErrors())
-	msg := r.Diagnostics.Err().Error()
-	assert.Contains(t, msg, fmt.Sprintf(`database "upshift_no_such_db" on %s:%d`, host, port))
-	assert.NotContains(t, msg, "hunter2")
-	assert.NotContains(t, msg, "\n")
+	cfg, err := pgx.ParseConfig(adminDSN(t))
+	require.NoError(t, err)
+	at := net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+	for name, c := range map[string]struct {
+		password, database, want string
+	}{
+		// The right password for a database that does not exist: the
+		// server names the database; the password is not repeated.
+		"missing database": {cfg.Password, "upshift_no_such_db", fmt.Sprintf(`database "upshift_no_such_db" on %s:%d`, cfg.Host, cfg.Port)},
+		// A wrong password: refused, and neither password is shown.
+		"wrong password": {"hunter2", "postgres", "password authentication failed"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			u := url.URL{Scheme: "postgres", User: url.UserPassword(cfg.User, c.password), Host: at, Path: "/" + c.database, RawQuery: "sslmode=disable"}
+			r := invoke(provider(t, u.String()), "check", map[string]cty.Value{})
+			require.True(t, r.Diagnostics.HasErrors())
+			msg := r.Diagnostics.Err().Error()
+			assert.Contains(t, msg, c.want)
+			assert.NotContains(t, msg, "hunter2")
+			if cfg.Password != "" {
+				assert.NotContains(t, msg, cfg.Password)
+			}
+			assert.NotContains(t, msg, "\n")
+		})
+	}
 
 	bad := sdktest.Provider(t, newPlugin())
 	d := bad.Configure(context.Background(), plugins.ConfigureRequest{Config: cty.ObjectVal(map[string]cty.Value{"dsn": cty.StringVal("postgres://u:hunter2@[::1"), "timeout": cty.NullVal(cty.String)})})

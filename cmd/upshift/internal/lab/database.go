@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/go-sql-driver/mysql"   // driver "mysql"
@@ -184,14 +185,28 @@ func (d DB) drop(ctx context.Context) error {
 	return nil
 }
 
-// RedactDSN hides a password in a URL-style DSN shown to a person.
+// RedactDSN hides the password in a DSN shown to a person, in each form
+// the lab writes: a URL (postgres://user:pw@host/db), go-sql-driver's
+// user:pw@tcp(host)/db, and libpq's key=value with password=.
 func RedactDSN(dsn string) string {
-	if i := strings.Index(dsn, "://"); i >= 0 {
-		if at := strings.Index(dsn[i+3:], "@"); at >= 0 {
-			if c := strings.Index(dsn[i+3:i+3+at], ":"); c >= 0 {
-				return dsn[:i+3+c+1] + "***" + dsn[i+3+at:]
-			}
+	if strings.Contains(dsn, "://") {
+		if u, err := url.Parse(dsn); err == nil {
+			return u.Redacted()
 		}
+		return "(a DSN that does not parse)"
+	}
+	if kv := libpqPassword.ReplaceAllString(dsn, "${1}xxxxx"); kv != dsn {
+		return kv
+	}
+	if c, err := mysql.ParseDSN(dsn); err == nil && c.Passwd != "" {
+		// As the driver reads it: the address ends at the last '/', the
+		// credentials at the last '@' before it, the user at the first ':'.
+		slash := strings.LastIndexByte(dsn, '/')
+		at := strings.LastIndexByte(dsn[:slash], '@')
+		colon := strings.IndexByte(dsn[:at], ':')
+		return dsn[:colon+1] + "xxxxx" + dsn[at:]
 	}
 	return dsn
 }
+
+var libpqPassword = regexp.MustCompile(`(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)

@@ -105,7 +105,17 @@ func Load(dir string) (*State, error) {
 
 func (s *State) save() error {
 	b, _ := json.MarshalIndent(s, "", "  ")
-	return os.WriteFile(filepath.Join(s.Dir, "lab.json"), append(b, '\n'), 0o644)
+	return writePrivate(filepath.Join(s.Dir, "lab.json"), append(b, '\n'))
+}
+
+// writePrivate writes a file only its owner may read, even where it
+// existed with a wider mode: lab.json, the nodes' configs and the
+// variables file hold the database's password.
+func writePrivate(path string, data []byte) error {
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return err
+	}
+	return os.Chmod(path, 0o600)
 }
 
 // NginxCtl returns the lab's nginx files and controls.
@@ -246,7 +256,7 @@ func (s *State) start(ctx context.Context, o Options, log io.Writer) error {
 			return err
 		}
 		b, _ := json.MarshalIndent(cfg, "", "  ")
-		if err := os.WriteFile(n.ConfigFile, append(b, '\n'), 0o644); err != nil {
+		if err := writePrivate(n.ConfigFile, append(b, '\n')); err != nil {
 			return err
 		}
 		s.Nodes = append(s.Nodes, n)
@@ -393,7 +403,7 @@ func (s *State) writeVars() error {
 			"known_hosts": str(filepath.Join(s.SSHD, "known_hosts")), "private_key_file": str(filepath.Join(s.SSHD, "client_key")), "user": str("root"),
 		}))
 	}
-	return os.WriteFile(s.VarsFile(), hclwrite.Format(f.Bytes()), 0o644)
+	return writePrivate(s.VarsFile(), hclwrite.Format(f.Bytes()))
 }
 
 // Purge deletes the lab's files and its databases on a server. The lab must

@@ -78,6 +78,12 @@ func TestUpStatusDown(t *testing.T) {
 	require.Len(t, s.Nodes, 3)
 	assert.FileExists(t, filepath.Join(dir, "db", "a.sqlite"), "the nodes created database A")
 	assert.FileExists(t, filepath.Join(dir, "lab.json"))
+	// What holds a DSN (a password, with PostgreSQL or MariaDB) is private.
+	for _, f := range []string{filepath.Join(dir, "lab.json"), s.VarsFile(), s.Nodes[0].ConfigFile, s.Nodes[2].ConfigFile} {
+		st, err := os.Stat(f)
+		require.NoError(t, err)
+		assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), f)
+	}
 	assert.True(t, s.Nodes[0].Processing)
 	assert.False(t, s.Nodes[1].Processing || s.Nodes[2].Processing)
 
@@ -280,5 +286,23 @@ func TestFailedUpLeavesNothingRunning(t *testing.T) {
 			require.Error(t, err)
 			assert.Empty(t, processesUnder(o.Dir), "nothing of the failed lab runs on")
 		})
+	}
+}
+
+func TestRedactDSN(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://lab:s3cr%40t@127.0.0.1:5432/a?sslmode=disable": "postgres://lab:xxxxx@127.0.0.1:5432/a?sslmode=disable",
+		"postgres://lab@127.0.0.1/a":                               "postgres://lab@127.0.0.1/a",
+		"root:p@ss/w@tcp(127.0.0.1:3306)/a?parseTime=true":         "root:xxxxx@tcp(127.0.0.1:3306)/a?parseTime=true",
+		"root@tcp(127.0.0.1:3306)/":                                "root@tcp(127.0.0.1:3306)/",
+		"host=127.0.0.1 password='it\\'s secret' dbname=a":         "host=127.0.0.1 password=xxxxx dbname=a",
+		"host=127.0.0.1 password=s3cret dbname=a":                  "host=127.0.0.1 password=xxxxx dbname=a",
+		"/var/lib/platform/a.sqlite":                               "/var/lib/platform/a.sqlite",
+	} {
+		got := lab.RedactDSN(in)
+		assert.Equal(t, want, got, in)
+		for _, secret := range []string{"s3cr", "p@ss", "secret"} {
+			assert.NotContains(t, got, secret, in)
+		}
 	}
 }
