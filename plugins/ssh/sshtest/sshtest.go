@@ -13,6 +13,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -72,9 +74,11 @@ func StartDetached(dir string) (*Server, error) {
 	return s, err
 }
 
-// Stop ends a detached sshd started in dir: SIGTERM, then SIGKILL if it
-// lingers. A pid file naming a process that is gone, a zombie, or not this
-// dir's sshd (the pid was reused) is removed without signalling anyone.
+// Stop ends a detached sshd started in dir and the connections it serves
+// (each its own process, started with the same config, which outlives the
+// listener otherwise): SIGTERM, then SIGKILL if they linger. A pid file
+// naming a process that is gone, a zombie, or not this dir's sshd (the pid
+// was reused) is removed without signalling anyone.
 func Stop(dir string) error {
 	pidFile := filepath.Join(dir, "sshd.pid")
 	pid := procfs.ReadPidFile(pidFile)
@@ -82,14 +86,28 @@ func Stop(dir string) error {
 		_ = os.Remove(pidFile)
 		return nil
 	}
+	// An authenticated session renames itself ("sshd: root@notty"), so it
+	// is known as the listener's child; a connection still starting, by
+	// its command line.
+	sessions := procfs.Pids(procfs.Children(pid))
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
-		_ = syscall.Kill(pid, sig)
-		for i := 0; i < 100 && procfs.Alive(pid); i++ {
+		for i := 0; i < 100; i++ {
+			left := processesOf(dir)
+			for _, p := range sessions {
+				if procfs.Alive(p) && !slices.Contains(left, p) {
+					left = append(left, p)
+				}
+			}
+			if len(left) == 0 {
+				_ = os.Remove(pidFile)
+				return nil
+			}
+			if i == 0 {
+				for _, p := range left {
+					_ = syscall.Kill(p, sig)
+				}
+			}
 			time.Sleep(20 * time.Millisecond)
-		}
-		if !procfs.Alive(pid) {
-			_ = os.Remove(pidFile)
-			return nil
 		}
 	}
 	return fmt.Errorf("sshd (pid %d, %s) did not stop after SIGKILL", pid, dir)
@@ -99,6 +117,19 @@ func Stop(dir string) error {
 func ours(pid int, dir string) bool {
 	p, ok := procfs.Read(pid)
 	return ok && p.Live() && strings.Contains(p.Title(), filepath.Join(dir, "sshd_config"))
+}
+
+// processesOf lists the live processes started with dir's sshd config: the
+// listener and a process per connection.
+func processesOf(dir string) []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && ours(pid, dir) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 func start(dir string, detached bool) (*Server, *exec.Cmd, error) {
@@ -164,10 +195,19 @@ Subsystem sftp internal-sftp
 	} else if err := cmd.Start(); err != nil {
 		return nil, nil, err
 	}
+	// Ready is listening and, for a daemon, its pid file written (sshd
+	// writes it after it listens; Stop needs it).
+	ready := func() bool {
+		c, err := net.DialTimeout("tcp", s.Addr, time.Second)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return !detached || ours(procfs.ReadPidFile(filepath.Join(dir, "sshd.pid")), dir)
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if c, err := net.DialTimeout("tcp", s.Addr, time.Second); err == nil {
-			c.Close()
+		if ready() {
 			break
 		}
 		if time.Now().After(deadline) {

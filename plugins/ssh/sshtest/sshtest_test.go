@@ -10,8 +10,17 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/upshift-dev/upshift/plugins/internal/procfs"
 )
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return string(b)
+}
 
 // TestDetachedStop: Stop ends the detached sshd and removes its pid file;
 // stopping again is a no-op.
@@ -20,15 +29,25 @@ func TestDetachedStop(t *testing.T) {
 		t.Skip("sshd for tests needs root")
 	}
 	dir := t.TempDir()
-	_, err := StartDetached(dir)
+	srv, err := StartDetached(dir)
 	require.NoError(t, err)
 	pid := procfs.ReadPidFile(filepath.Join(dir, "sshd.pid"))
 	require.NotZero(t, pid)
 	t.Cleanup(func() { _ = Stop(dir) })
 	require.True(t, ours(pid, dir), "the pid file names this dir's sshd")
 
+	// An open, authenticated session: its processes go too.
+	key, err := ssh.ParsePrivateKey([]byte(mustRead(t, srv.ClientKey)))
+	require.NoError(t, err)
+	client, err := ssh.Dial("tcp", srv.Addr, &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(key)}, HostKeyCallback: ssh.FixedHostKey(srv.HostKey)})
+	require.NoError(t, err)
+	defer client.Close()
+	sessions := procfs.Pids(procfs.Children(pid))
+	require.NotEmpty(t, sessions, "the session has its own process")
+
 	require.NoError(t, Stop(dir))
 	assert.False(t, procfs.Alive(pid), "sshd is gone")
+	assert.False(t, procfs.AnyAlive(sessions), "and so are its sessions")
 	assert.NoFileExists(t, filepath.Join(dir, "sshd.pid"))
 	assert.NoError(t, Stop(dir), "twice")
 }
