@@ -27,7 +27,8 @@ import (
 //	... d.DSN("postgres") ...
 //	// later, perhaps in another process:
 //	err = postgresd.DetachedAt(filepath.Join(labDir, "postgres")).Stop()
-//	// and to discard the data too: os.RemoveAll(dir)
+//	// and to discard the data too:
+//	err = postgresd.DetachedAt(filepath.Join(labDir, "postgres")).Remove()
 type Detached struct {
 	Dir     string
 	DataDir string
@@ -154,4 +155,21 @@ func (d *Detached) Stop() error {
 		return nil
 	}
 	return stop(pid, func() bool { return !procfs.Alive(pid) })
+}
+
+// Remove deletes a stopped server's Dir and, when its cluster was
+// relocated for the postgres user, that cluster too (removing Dir alone
+// leaves it for a later sweep). It refuses while the server runs.
+func (d *Detached) Remove() error {
+	if d.Running() {
+		return fmt.Errorf("postgresd: the server in %s is running; stop it first", d.Dir)
+	}
+	if target, err := os.Readlink(d.DataDir); err == nil {
+		if run := filepath.Dir(target); strings.HasPrefix(filepath.Base(run), runPrefix) {
+			if err := os.RemoveAll(run); err != nil {
+				return err
+			}
+		}
+	}
+	return os.RemoveAll(d.Dir)
 }

@@ -268,11 +268,7 @@ func TestDetachedOutlivesItsStarter(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "lab-postgres")
 	t.Cleanup(func() {
 		_ = postgresd.DetachedAt(dir).Stop()
-		// As root the cluster may live in a folder of the postgres user's
-		// (a sweep would remove it, later).
-		if target, err := os.Readlink(filepath.Join(dir, "data")); err == nil {
-			_ = os.RemoveAll(filepath.Dir(target))
-		}
+		_ = postgresd.DetachedAt(dir).Remove()
 	})
 
 	starter := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestDetachedHelperProcess$", "-test.count=1")
@@ -309,8 +305,23 @@ func TestDetachedOutlivesItsStarter(t *testing.T) {
 	same, err := postgresd.StartDetached(ctx, dir)
 	require.NoError(t, err, "a running server is returned as it is")
 	assert.Equal(t, again.PID(), same.PID())
+	assert.ErrorContains(t, again.Remove(), "is running; stop it first")
 	require.NoError(t, again.Stop())
 	assert.False(t, again.Running())
+
+	// Remove takes the cluster too, wherever it lives (as root, in a folder
+	// of the postgres user's when Dir is out of its reach).
+	cluster := realPath(t, again.DataDir)
+	require.NoError(t, again.Remove())
+	assert.NoDirExists(t, dir)
+	assert.NoDirExists(t, cluster)
+}
+
+func realPath(t *testing.T, p string) string {
+	t.Helper()
+	r, err := filepath.EvalSymlinks(p)
+	require.NoError(t, err)
+	return r
 }
 
 // A free port that another process takes before the server binds it is

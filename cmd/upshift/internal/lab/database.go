@@ -79,6 +79,19 @@ func (d DB) stopServer() error {
 	}
 }
 
+// removeServer deletes the lab's own stopped server with its data, which
+// for PostgreSQL may live outside the lab's folder (see postgresd).
+func (d DB) removeServer() error {
+	switch {
+	case d.Server == "":
+		return nil
+	case d.Engine == Postgres:
+		return postgresd.DetachedAt(d.Server).Remove()
+	default:
+		return os.RemoveAll(d.Server)
+	}
+}
+
 // startServer starts the lab's own server for engine in dir (a fresh one
 // the first time) and returns its admin DSN.
 func startServer(ctx context.Context, engine, dir string) (string, error) {

@@ -412,6 +412,9 @@ func Purge(s *State) error {
 	if err := s.DB.drop(context.Background()); err != nil {
 		return err
 	}
+	if err := s.DB.removeServer(); err != nil {
+		return err
+	}
 	return os.RemoveAll(s.Dir)
 }
 

@@ -306,3 +306,28 @@ func TestRedactDSN(t *testing.T) {
 		}
 	}
 }
+
+// TestPurgeRemovesTheLabsOwnServer: down --purge leaves nothing of a lab
+// on PostgreSQL, the cluster included where it lives outside the lab's
+// folder (as root, under a folder the postgres user cannot enter).
+func TestPurgeRemovesTheLabsOwnServer(t *testing.T) {
+	bin := buildPlatformd(t)
+	dir := filepath.Join(t.TempDir(), "lab")
+	ctx := context.Background()
+	t.Cleanup(func() {
+		if s, err := lab.Load(dir); err == nil {
+			_ = lab.Down(s, io.Discard)
+			_ = lab.Purge(s)
+		}
+	})
+	s, err := lab.UpWith(ctx, lab.Options{Dir: dir, Bin: bin, Database: lab.Postgres}, io.Discard)
+	require.NoError(t, err)
+	require.NotEmpty(t, s.DB.Server)
+	cluster, err := filepath.EvalSymlinks(filepath.Join(s.DB.Server, "data"))
+	require.NoError(t, err)
+	require.NoError(t, lab.Down(s, io.Discard))
+	require.NoError(t, lab.Purge(s))
+	assert.NoDirExists(t, dir)
+	assert.NoDirExists(t, cluster)
+	assert.Empty(t, processesUnder(dir))
+}
