@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -150,9 +151,21 @@ func TestNodeLifecycleAgainstPlatformd(t *testing.T) {
 	ok(t, call(p, "stop", map[string]cty.Value{"node": node("node-1")})) // idempotent
 
 	// set_config keeps the other keys; touch stays in the data folder.
+	// The config holds the database's credentials: private, and owned by
+	// the service's user, which set_config keeps.
 	cfgPath := nodes.Index(cty.NumberIntVal(0)).GetAttr("config_file").AsString()
+	require.NoError(t, os.Chmod(cfgPath, 0o600))
+	owner := os.Getuid()
+	if owner == 0 {
+		owner = 65534
+		require.NoError(t, os.Chown(cfgPath, owner, owner))
+	}
 	res = ok(t, call(p, "set_config", map[string]cty.Value{"node": node("node-1"), "key": cty.StringVal("version"), "value": cty.StringVal("2")}))
 	assert.True(t, res.GetAttr("changed").True())
+	st, err := os.Stat(cfgPath)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "mode kept")
+	assert.Equal(t, uint32(owner), st.Sys().(*syscall.Stat_t).Uid, "owner kept")
 	res = ok(t, call(p, "set_config", map[string]cty.Value{"node": node("node-1"), "key": cty.StringVal("version"), "value": cty.StringVal("2")}))
 	assert.False(t, res.GetAttr("changed").True())
 	var cfg map[string]any

@@ -82,7 +82,7 @@ func (n *Node) Start(ctx context.Context, timeout time.Duration, progress func(s
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }() // reap it, whenever it ends
-	if err := writeFileAtomic(n.PidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+	if err := writeFileAtomic(n.PidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), nil); err != nil {
 		_ = cmd.Process.Kill()
 		return false, err
 	}
@@ -209,7 +209,7 @@ func (n *Node) SetConfig(key, value string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return true, writeFileAtomic(n.ConfigFile, append(out, '\n'), info.Mode().Perm())
+	return true, writeFileAtomic(n.ConfigFile, append(out, '\n'), info)
 }
 
 // Touch creates an empty file in the data folder; the path may not leave it.
@@ -361,7 +361,19 @@ func copyFile(src, dst string, perm fs.FileMode) (int64, error) {
 	return nb, err
 }
 
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
+// writeFileAtomic replaces path with data through a temporary file and a
+// rename. The file takes the mode of like and, where it may (as root), its
+// owner: a config that holds the database's password stays as private as
+// it was, and readable by the service's user. A nil like is a new 0644
+// file of the writer's.
+func writeFileAtomic(path string, data []byte, like fs.FileInfo) error {
+	perm, uid, gid := fs.FileMode(0o644), -1, -1
+	if like != nil {
+		perm = like.Mode().Perm()
+		if st, ok := like.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
+			uid, gid = int(st.Uid), int(st.Gid)
+		}
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
@@ -380,6 +392,11 @@ func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
 	}
 	if err := os.Chmod(tmp.Name(), perm); err != nil {
 		return err
+	}
+	if uid >= 0 {
+		if err := os.Chown(tmp.Name(), uid, gid); err != nil {
+			return err
+		}
 	}
 	return os.Rename(tmp.Name(), path)
 }
