@@ -246,6 +246,9 @@ func TestBadConnectionIsOneLineWithoutSecrets(t *testing.T) {
 		"wrong password": {"hunter2", "postgres", "password authentication failed"},
 	} {
 		t.Run(name, func(t *testing.T) {
+			if c.password == "hunter2" && cfg.Password == "" {
+				t.Skip("the server UPSHIFT_TEST_POSTGRES names takes no password")
+			}
 			u := url.URL{Scheme: "postgres", User: url.UserPassword(cfg.User, c.password), Host: at, Path: "/" + c.database, RawQuery: "sslmode=disable"}
 			r := invoke(provider(t, u.String()), "check", map[string]cty.Value{})
 			require.True(t, r.Diagnostics.HasErrors())

@@ -387,34 +387,44 @@ func (h *handler) setConfig(ctx context.Context, r *sdk.Request) (cty.Value, err
 	}
 	cfg[key], _ = json.Marshal(value)
 	out, _ := json.MarshalIndent(cfg, "", "  ")
+	// The new file takes the old one's mode and owner before it holds
+	// anything: a config with the database's credentials stays as private
+	// as it was, and readable by the service's user. (Only root may give a
+	// file away; another user keeps the file its own.)
 	tmp := n.ConfigFile + ".upshift-tmp"
-	w, err := fs.Create(tmp)
+	_ = fs.Remove(tmp) // left by a run that died here
+	w, err := fs.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY)
 	if err != nil {
-		return cty.NilVal, err
+		return cty.NilVal, fmt.Errorf("node %s: creating %s: %w", n.Name, tmp, err)
+	}
+	written := false
+	defer func() {
+		if !written {
+			_ = fs.Remove(tmp)
+		}
+	}()
+	fail := func(what string, err error) (cty.Value, error) {
+		w.Close()
+		return cty.NilVal, fmt.Errorf("node %s: %s %s: %w", n.Name, what, tmp, err)
+	}
+	if err := w.Chmod(info.Mode().Perm()); err != nil {
+		return fail("setting the mode of", err)
+	}
+	if st, ok := info.Sys().(*sftp.FileStat); ok && n.host.user == "root" {
+		if err := w.Chown(int(st.UID), int(st.GID)); err != nil {
+			return fail("setting the owner of", err)
+		}
 	}
 	if _, err := w.Write(append(out, '\n')); err != nil {
-		w.Close()
-		return cty.NilVal, err
+		return fail("writing", err)
 	}
 	if err := w.Close(); err != nil {
-		return cty.NilVal, err
-	}
-	// The new file takes the old one's mode and owner: a config holding
-	// the database's credentials stays as private as it was, and readable
-	// by the service user it belonged to.
-	if err := fs.Chmod(tmp, info.Mode().Perm()); err != nil {
-		_ = fs.Remove(tmp)
-		return cty.NilVal, fmt.Errorf("node %s: setting the mode of %s: %w", n.Name, tmp, err)
-	}
-	if st, ok := info.Sys().(*sftp.FileStat); ok {
-		if err := fs.Chown(tmp, int(st.UID), int(st.GID)); err != nil && n.host.user == "root" {
-			_ = fs.Remove(tmp)
-			return cty.NilVal, fmt.Errorf("node %s: setting the owner of %s: %w", n.Name, tmp, err)
-		}
+		return cty.NilVal, fmt.Errorf("node %s: writing %s: %w", n.Name, tmp, err)
 	}
 	if err := fs.PosixRename(tmp, n.ConfigFile); err != nil {
 		return cty.NilVal, fmt.Errorf("node %s: replacing %s: %w", n.Name, n.ConfigFile, err)
 	}
+	written = true
 	return result(r, map[string]cty.Value{"changed": cty.True})
 }
 

@@ -128,6 +128,7 @@ func TestNodeOverSSH(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "mode kept")
 	assert.Equal(t, uint32(65534), st.Sys().(*syscall.Stat_t).Uid, "owner kept")
+	assert.NoFileExists(t, cfgPath+".upshift-tmp")
 	require.NoError(t, os.Chown(cfgPath, 0, 0))
 	var cfg map[string]any
 	b, _ := os.ReadFile(cfgPath)

@@ -88,13 +88,14 @@ func Stop(dir string) error {
 	}
 	// An authenticated session renames itself ("sshd: root@notty"), so it
 	// is known as the listener's child; a connection still starting, by
-	// its command line.
+	// its command line. Each is checked again before every signal: a pid
+	// that is no longer an sshd is not ours any more.
 	sessions := procfs.Pids(procfs.Children(pid))
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 		for i := 0; i < 100; i++ {
 			left := processesOf(dir)
 			for _, p := range sessions {
-				if procfs.Alive(p) && !slices.Contains(left, p) {
+				if isSSHD(p) && !slices.Contains(left, p) {
 					left = append(left, p)
 				}
 			}
@@ -113,10 +114,34 @@ func Stop(dir string) error {
 	return fmt.Errorf("sshd (pid %d, %s) did not stop after SIGKILL", pid, dir)
 }
 
-// ours reports whether pid is a live sshd started with dir's config.
+// ours reports whether pid is a live sshd started with dir's config: its
+// argument vector (a connection being set up: sshd -e -f CONFIG -R) or
+// the title the listener gives itself ("sshd: /usr/sbin/sshd -e -f CONFIG
+// [listener] ...") names exactly that config. An editor or a grep with
+// the path on its command line is not an sshd.
 func ours(pid int, dir string) bool {
 	p, ok := procfs.Read(pid)
-	return ok && p.Live() && strings.Contains(p.Title(), filepath.Join(dir, "sshd_config"))
+	if !ok || !p.Live() || len(p.Args) == 0 {
+		return false
+	}
+	config := filepath.Join(dir, "sshd_config")
+	if filepath.Base(p.Args[0]) == "sshd" {
+		for i := 1; i+1 < len(p.Args); i++ {
+			if p.Args[i] == "-f" && p.Args[i+1] == config {
+				return true
+			}
+		}
+		return false
+	}
+	title := p.Title()
+	return strings.HasPrefix(title, "sshd: ") && (strings.Contains(title, " -f "+config+" ") || strings.HasSuffix(title, " -f "+config))
+}
+
+// isSSHD reports whether pid is a live process of sshd's, by its name or
+// the title sshd gives its processes.
+func isSSHD(pid int) bool {
+	p, ok := procfs.Read(pid)
+	return ok && p.Live() && len(p.Args) > 0 && (filepath.Base(p.Args[0]) == "sshd" || strings.HasPrefix(p.Args[0], "sshd: "))
 }
 
 // processesOf lists the live processes started with dir's sshd config: the

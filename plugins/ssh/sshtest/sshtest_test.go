@@ -45,9 +45,15 @@ func TestDetachedStop(t *testing.T) {
 	sessions := procfs.Pids(procfs.Children(pid))
 	require.NotEmpty(t, sessions, "the session has its own process")
 
+	// A program that merely names the config is not the sshd.
+	reader := exec.Command("tail", "-f", filepath.Join(dir, "sshd_config"))
+	require.NoError(t, reader.Start())
+	t.Cleanup(func() { _ = reader.Process.Kill(); _ = reader.Wait() })
+
 	require.NoError(t, Stop(dir))
 	assert.False(t, procfs.Alive(pid), "sshd is gone")
 	assert.False(t, procfs.AnyAlive(sessions), "and so are its sessions")
+	assert.True(t, procfs.Alive(reader.Process.Pid), "tail on the config is left alone")
 	assert.NoFileExists(t, filepath.Join(dir, "sshd.pid"))
 	assert.NoError(t, Stop(dir), "twice")
 }

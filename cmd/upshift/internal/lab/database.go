@@ -211,7 +211,14 @@ func RedactDSN(dsn string) string {
 	if kv := libpqPassword.ReplaceAllString(dsn, "${1}xxxxx"); kv != dsn {
 		return kv
 	}
-	if c, err := mysql.ParseDSN(dsn); err == nil && c.Passwd != "" {
+	c, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		if strings.Contains(dsn, "@") {
+			return "(a DSN that does not parse)" // it may hold a password
+		}
+		return dsn
+	}
+	if c.Passwd != "" {
 		// As the driver reads it: the address ends at the last '/', the
 		// credentials at the last '@' before it, the user at the first ':'.
 		slash := strings.LastIndexByte(dsn, '/')

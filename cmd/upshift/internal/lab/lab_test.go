@@ -20,6 +20,8 @@ import (
 
 	"github.com/upshift-dev/upshift/cmd/upshift/internal/lab"
 	"github.com/upshift-dev/upshift/playbooks"
+	"github.com/upshift-dev/upshift/plugins/mysql/mariadbd"
+	"github.com/upshift-dev/upshift/plugins/ssh/sshtest"
 	"github.com/upshift-dev/upshift/runner"
 )
 
@@ -276,14 +278,28 @@ func TestFailedUpLeavesNothingRunning(t *testing.T) {
 	broken := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(broken, "platformd"), []byte("#!/bin/sh\necho 'platformd: broken on purpose' >&2\nexit 1\n"), 0o755))
 	ctx := context.Background()
-	for name, o := range map[string]lab.Options{
-		"node fails after the database server": {Bin: broken, Database: lab.MySQL, NodePlugin: "ssh"},
-		"unknown load balancer after the sshd": {Bin: broken, LoadBalancer: "f5", NodePlugin: "ssh"},
+	for name, c := range map[string]struct {
+		o       lab.Options
+		failure string
+	}{
+		"node fails after the database server": {lab.Options{Bin: broken, Database: lab.MySQL, NodePlugin: "ssh"}, "node-1"},
+		"unknown load balancer after the sshd": {lab.Options{Bin: broken, LoadBalancer: "f5", NodePlugin: "ssh"}, `unknown load balancer "f5"`},
 	} {
 		t.Run(name, func(t *testing.T) {
+			o := c.o
 			o.Dir = filepath.Join(t.TempDir(), "lab")
+			server := mariadbd.DetachedAt(filepath.Join(o.Dir, lab.MySQL))
+			t.Cleanup(func() {
+				_ = server.Stop()
+				_ = sshtest.Stop(filepath.Join(o.Dir, "sshd"))
+			})
 			_, err := lab.UpWith(ctx, o, io.Discard)
 			require.Error(t, err)
+			assert.Contains(t, err.Error(), c.failure)
+			assert.FileExists(t, filepath.Join(o.Dir, "sshd", "sshd.log"), "sshd had been started")
+			if o.Database == lab.MySQL {
+				assert.NotZero(t, mariadbd.DetachedAt(server.Dir).Port, "the database server had come up")
+			}
 			assert.Empty(t, processesUnder(o.Dir), "nothing of the failed lab runs on")
 		})
 	}
@@ -298,6 +314,7 @@ func TestRedactDSN(t *testing.T) {
 		"host=127.0.0.1 password='it\\'s secret' dbname=a":         "host=127.0.0.1 password=xxxxx dbname=a",
 		"host=127.0.0.1 password=s3cret dbname=a":                  "host=127.0.0.1 password=xxxxx dbname=a",
 		"/var/lib/platform/a.sqlite":                               "/var/lib/platform/a.sqlite",
+		"root:s3cret@tcp(127.0.0.1:3306)/a?timeout=soon":           "(a DSN that does not parse)",
 	} {
 		got := lab.RedactDSN(in)
 		assert.Equal(t, want, got, in)
@@ -325,6 +342,10 @@ func TestPurgeRemovesTheLabsOwnServer(t *testing.T) {
 	require.NotEmpty(t, s.DB.Server)
 	cluster, err := filepath.EvalSymlinks(filepath.Join(s.DB.Server, "data"))
 	require.NoError(t, err)
+	if os.Geteuid() == 0 {
+		// t.TempDir is 0700, out of the postgres user's reach.
+		assert.False(t, strings.HasPrefix(cluster, dir+"/"), "the cluster was relocated: %s", cluster)
+	}
 	require.NoError(t, lab.Down(s, io.Discard))
 	require.NoError(t, lab.Purge(s))
 	assert.NoDirExists(t, dir)
