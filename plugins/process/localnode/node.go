@@ -82,7 +82,7 @@ func (n *Node) Start(ctx context.Context, timeout time.Duration, progress func(s
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }() // reap it, whenever it ends
-	if err := writeFileAtomic(n.PidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), nil); err != nil {
+	if err := WriteFileAtomic(n.PidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
 		_ = cmd.Process.Kill()
 		return false, err
 	}
@@ -209,7 +209,7 @@ func (n *Node) SetConfig(key, value string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return true, writeFileAtomic(n.ConfigFile, append(out, '\n'), info)
+	return true, WriteFileAtomic(n.ConfigFile, append(out, '\n'), info.Mode().Perm())
 }
 
 // Touch creates an empty file in the data folder; the path may not leave it.
@@ -361,16 +361,15 @@ func copyFile(src, dst string, perm fs.FileMode) (int64, error) {
 	return nb, err
 }
 
-// writeFileAtomic replaces path with data through a temporary file and a
-// rename. The file takes the mode of like and, where it may (as root), its
-// owner: a config that holds the database's password stays as private as
-// it was, and readable by the service's user. A nil like is a new 0644
-// file of the writer's.
-func writeFileAtomic(path string, data []byte, like fs.FileInfo) error {
-	perm, uid, gid := fs.FileMode(0o644), -1, -1
-	if like != nil {
-		perm = like.Mode().Perm()
-		if st, ok := like.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
+// WriteFileAtomic replaces path with data, mode perm, through a temporary
+// file and a rename, so a reader sees the old file or the new one, whole.
+// Where path exists and the writer may (as root), the new file keeps its
+// owner: a config that holds the database's password is replaced by one as
+// private, and still readable by the service's user.
+func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
+	uid, gid := -1, -1
+	if old, err := os.Stat(path); err == nil && os.Geteuid() == 0 {
+		if st, ok := old.Sys().(*syscall.Stat_t); ok {
 			uid, gid = int(st.Uid), int(st.Gid)
 		}
 	}

@@ -108,24 +108,12 @@ func (s *State) save() error {
 	return writePrivate(filepath.Join(s.Dir, "lab.json"), append(b, '\n'))
 }
 
-// writePrivate replaces path with a file only its owner may read, through
-// a temporary file made 0600 before it holds anything: lab.json, the
-// nodes' configs and the variables file hold the database's password,
-// and a file left 0644 by an older lab must not show it even briefly.
+// writePrivate replaces path with a file only its owner may read (made
+// 0600 before it holds anything, even where an older lab left it 0644):
+// lab.json, the nodes' configs and the variables file hold the database's
+// password.
 func writePrivate(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*") // 0600
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return localnode.WriteFileAtomic(path, data, 0o600)
 }
 
 // NginxCtl returns the lab's nginx files and controls.
