@@ -1,21 +1,40 @@
 // Package dbserver owns what the throwaway database servers of
 // plugins/postgres/postgresd and plugins/mysql/mariadbd share: a free
 // loopback port, the tail of a server's log, the server's random password,
-// and the temporary folders those servers run in, which a test binary that
-// panicked or was killed leaves behind and the next start removes.
+// the files a server keeps, and the temporary folders those servers run
+// in, which a test binary that panicked or was killed leaves behind and
+// the next start removes.
+//
+// Files: the starter may be root, and a folder may hold what another user
+// (the postgres user) can change. So every file written here is made
+// afresh (Create: whatever was at its path is removed first, os.Remove
+// removing a symbolic link rather than its target, and the file is made
+// with O_CREATE|O_EXCL|O_NOFOLLOW, failing rather than following a link
+// planted in between) and its mode set on the open file; a file replaced
+// whole (WriteFile) is written under a fresh name and renamed into place,
+// which replaces a link rather than writing through it; a log appended to
+// (OpenLog) is reused only when it is a regular file of this user with one
+// link, else made afresh. Files are read (Open, ReadFile) without
+// following a link in the last component and without blocking on a FIFO,
+// and only when they are regular files. postgresd also keeps the files
+// root writes in folders root owns; this is the second wall.
 //
 // A temporary folder made by MkdirTemp holds a lock file, locked (flock)
 // for as long as the process that made it keeps the folder: the kernel
-// drops the lock when that process ends, however it ends. Sweep removes a
-// folder only when its lock is free and the caller says its server is not
-// alive, so the folders of servers other test binaries run at the same
-// time are never touched.
+// drops the lock when that process ends, however it ends. The lock file is
+// made and locked under another name and only then renamed to LockFile,
+// so that no sweep ever finds it unlocked while its maker lives (a folder
+// without it is spared while Fresh). Sweep removes a folder only when it
+// belongs to this (effective) user, its lock is free and the caller says
+// its server is not alive, so the folders of servers other test binaries
+// run at the same time, and other users' folders, are never touched.
 package dbserver
 
 import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -48,7 +67,7 @@ func LastLines(s string, n int) string {
 // LogSince returns what the file at path gained after offset (at most
 // 1 MiB), or "" when it cannot be read.
 func LogSince(path string, offset int64) string {
-	f, err := os.Open(path)
+	f, err := Open(path)
 	if err != nil {
 		return ""
 	}
@@ -61,9 +80,9 @@ func LogSince(path string, offset int64) string {
 }
 
 // ReadPassword returns the password kept in the file at path, or "" when
-// there is none.
+// there is none (or it is not a regular file).
 func ReadPassword(path string) string {
-	b, err := os.ReadFile(path)
+	b, err := ReadFile(path)
 	if err != nil {
 		return ""
 	}
@@ -83,15 +102,107 @@ func Password(path string) (string, error) {
 		return "", err
 	}
 	pw := hex.EncodeToString(b)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(pw+"\n"), 0o600); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
+	if err := WriteFile(path, []byte(pw+"\n"), 0o600); err != nil {
 		return "", err
 	}
 	return pw, nil
+}
+
+// Open opens the file at path for reading, without following a symbolic
+// link in its last component or blocking on a FIFO, and only when it is a
+// regular file.
+func Open(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = fmt.Errorf("%s is not a regular file", path)
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
+// ReadFile is os.ReadFile through Open.
+func ReadFile(path string) ([]byte, error) {
+	f, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
+// Create makes a new, empty file at path with mode perm (whatever the
+// umask), open for writing. Whatever was at path is removed first (a
+// symbolic link, not its target); should another process put something
+// there in between, Create fails rather than follow it.
+func Create(path string, perm os.FileMode) (*os.File, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, perm)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		_ = os.Remove(path)
+		return nil, err
+	}
+	return f, nil
+}
+
+// WriteFile replaces the file at path with one holding data, mode perm:
+// written under path+".tmp" (made by Create) and renamed over path, which
+// replaces whatever is there, a link included, rather than writing
+// through it.
+func WriteFile(path string, data []byte, perm os.FileMode) error {
+	tmp := path + ".tmp"
+	f, err := Create(tmp, perm)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+	}
+	return err
+}
+
+// OpenLog opens the log at path for appending: the file there when it is
+// a regular file of this (effective) user with no other link to it, else
+// a fresh one (mode 0600, made by Create) in place of whatever is there.
+func OpenLog(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err == nil {
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && ownedAlone(st) {
+			return f, nil
+		}
+		f.Close()
+	}
+	return Create(path, 0o600)
+}
+
+// ownedAlone reports whether st is of this (effective) user, with one link.
+func ownedAlone(st os.FileInfo) bool {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	return ok && int(sys.Uid) == os.Geteuid() && sys.Nlink == 1
+}
+
+// ownedByMe reports whether st is of this (effective) user.
+func ownedByMe(st os.FileInfo) bool {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	return ok && int(sys.Uid) == os.Geteuid()
 }
 
 // LockFile is the name of the lock file in a folder made by MkdirTemp.
@@ -104,16 +215,35 @@ type TempDir struct {
 	lock *os.File
 }
 
+// lockStep, when set (by a test), is called while MkdirTemp makes dir:
+// after making the folder, and after locking the lock file under its
+// first name.
+var lockStep func(dir string)
+
 // MkdirTemp makes a fresh folder os.TempDir()/prefix* (mode 0700) and
-// locks it for this process.
+// locks it for this process. The lock file is locked before it is renamed
+// to LockFile, so a sweep never finds it unlocked; until then the folder
+// has none, and a sweep spares it as Fresh.
 func MkdirTemp(prefix string) (*TempDir, error) {
 	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(filepath.Join(dir, LockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	if lockStep != nil {
+		lockStep(dir)
+	}
+	making := filepath.Join(dir, LockFile+".new")
+	f, err := os.OpenFile(making, os.O_CREATE|os.O_EXCL|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
 	if err == nil {
-		if err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		// No other process knows this name: nothing can hold its lock.
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil && lockStep != nil {
+			lockStep(dir)
+		}
+		if err == nil {
+			err = os.Rename(making, filepath.Join(dir, LockFile))
+		}
+		if err != nil {
 			f.Close()
 		}
 	}
@@ -139,10 +269,15 @@ const Fresh = time.Minute
 
 // Abandoned reports whether no live process holds dir's lock: its lock
 // file is free, or, for a folder without one (made before lock files, or
-// half made), it is older than Fresh. A folder whose lock file this process
-// cannot open is not abandoned: it is not ours to judge.
+// being made), it is older than Fresh. A folder of another user, or whose
+// lock file this process cannot open or is no regular file, is not
+// abandoned: it is not ours to judge. (Opened without following a link
+// or blocking on a FIFO: as root, other users' folders match a prefix.)
 func Abandoned(dir string) bool {
-	f, err := os.Open(filepath.Join(dir, LockFile))
+	if st, err := os.Lstat(dir); err != nil || !st.IsDir() || !ownedByMe(st) {
+		return false
+	}
+	f, err := Open(filepath.Join(dir, LockFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return Stale(dir)
 	}
@@ -161,14 +296,15 @@ func Stale(dir string) bool {
 	return err == nil && time.Since(st.ModTime()) > Fresh
 }
 
-// Sweep removes the folders os.TempDir()/prefix* for which leftover
-// returns true, and returns those it removed. Errors are ignored: a folder
-// that cannot be removed stays for a later sweep, or for its owner.
+// Sweep removes the folders os.TempDir()/prefix* of this (effective) user
+// for which leftover returns true, and returns those it removed. Other
+// users' folders are skipped. Errors are ignored: a folder that cannot be
+// removed stays for a later sweep, or for its owner.
 func Sweep(prefix string, leftover func(dir string) bool) []string {
 	matches, _ := filepath.Glob(filepath.Join(os.TempDir(), prefix+"*"))
 	var removed []string
 	for _, dir := range matches {
-		if st, err := os.Lstat(dir); err != nil || !st.IsDir() {
+		if st, err := os.Lstat(dir); err != nil || !st.IsDir() || !ownedByMe(st) {
 			continue
 		}
 		if leftover(dir) && os.RemoveAll(dir) == nil {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -89,4 +90,205 @@ func TestSweepRemovesOnlyAbandonedFolders(t *testing.T) {
 	}
 	assert.NoDirExists(t, released.Path)
 	assert.NoDirExists(t, old)
+}
+
+// outside is a file a planted link points at: whatever happens at the
+// link, it must keep its content and mode.
+func outside(t *testing.T) (path string, check func()) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "shadow")
+	require.NoError(t, os.WriteFile(path, []byte("secret\n"), 0o640))
+	before, err := os.Stat(path)
+	require.NoError(t, err)
+	return path, func() {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		require.NoError(t, err)
+		assert.Equal(t, "secret\n", string(b), "the link's target is not written")
+		st, err := os.Stat(path)
+		require.NoError(t, err)
+		assert.Equal(t, before.Mode(), st.Mode(), "nor its mode changed")
+		assert.Equal(t, before.Sys().(*syscall.Stat_t).Uid, st.Sys().(*syscall.Stat_t).Uid, "nor its owner")
+	}
+}
+
+func assertRegular(t *testing.T, path string, perm os.FileMode) {
+	t.Helper()
+	st, err := os.Lstat(path)
+	require.NoError(t, err)
+	assert.True(t, st.Mode().IsRegular(), "%s: %v", path, st.Mode())
+	assert.Equal(t, perm, st.Mode().Perm(), path)
+}
+
+// Links planted where a file is written (by another user, in a folder it
+// may change) are replaced, never written through; planted where a file
+// is read, they are not followed.
+func TestFilesDoNotFollowPlantedLinks(t *testing.T) {
+	target, check := outside(t)
+	dir := t.TempDir()
+	pwPath := filepath.Join(dir, "password")
+	for _, p := range []string{pwPath, pwPath + ".tmp"} {
+		require.NoError(t, os.Symlink(target, p))
+	}
+	assert.Equal(t, "", ReadPassword(pwPath), "a link is not read")
+	pw, err := Password(pwPath)
+	require.NoError(t, err)
+	assert.Regexp(t, regexp.MustCompile(`^[0-9a-f]{32}$`), pw)
+	assertRegular(t, pwPath, 0o600)
+	assert.NoFileExists(t, pwPath+".tmp")
+	check()
+
+	port := filepath.Join(dir, "port")
+	require.NoError(t, os.Symlink(target, port))
+	require.NoError(t, WriteFile(port, []byte("5\n"), 0o644))
+	assertRegular(t, port, 0o644)
+	check()
+
+	made := filepath.Join(dir, "made")
+	require.NoError(t, os.Symlink(target, made))
+	f, err := Create(made, 0o600)
+	require.NoError(t, err)
+	_, err = f.WriteString("x")
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	assertRegular(t, made, 0o600)
+	check()
+
+	// A log: reused when a plain file of ours, else made afresh: a link,
+	// or a hard link to another file.
+	log := filepath.Join(dir, "log")
+	require.NoError(t, os.Symlink(target, log))
+	f, err = OpenLog(log)
+	require.NoError(t, err)
+	_, err = f.WriteString("one\n")
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	assertRegular(t, log, 0o600)
+	f, err = OpenLog(log)
+	require.NoError(t, err)
+	_, err = f.WriteString("two\n")
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	b, err := os.ReadFile(log)
+	require.NoError(t, err)
+	assert.Equal(t, "one\ntwo\n", string(b), "a log of ours is appended to")
+	hard := filepath.Join(dir, "hard")
+	if os.Link(target, hard) == nil {
+		f, err = OpenLog(hard)
+		require.NoError(t, err)
+		_, err = f.WriteString("log\n")
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+		check()
+	}
+	assert.Equal(t, "", LogSince(filepath.Join(dir, "password.tmp"), 0))
+	require.NoError(t, os.Symlink(target, filepath.Join(dir, "linked-log")))
+	assert.Equal(t, "", LogSince(filepath.Join(dir, "linked-log"), 0), "a link is not read")
+	check()
+}
+
+// A FIFO where a file is read does not block the reader.
+func TestFIFOIsNotRead(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "password")
+	require.NoError(t, syscall.Mkfifo(p, 0o600))
+	done := make(chan string)
+	go func() { done <- ReadPassword(p) }()
+	select {
+	case got := <-done:
+		assert.Equal(t, "", got)
+	case <-time.After(5 * time.Second):
+		t.Fatal("reading a FIFO blocked")
+	}
+	_, err := ReadFile(p)
+	assert.ErrorContains(t, err, "not a regular file")
+}
+
+// While MkdirTemp makes a folder (made, lock file not yet in place; lock
+// file locked under its first name), a sweep in another process leaves it
+// alone, and the maker ends up holding it.
+func TestSweepSparesAFolderBeingMade(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	const prefix = "upshift-test-"
+	var steps int
+	lockStep = func(dir string) {
+		steps++
+		assert.False(t, Abandoned(dir), "step %d", steps)
+		assert.Empty(t, Sweep(prefix, Abandoned), "step %d", steps)
+		assert.DirExists(t, dir)
+	}
+	t.Cleanup(func() { lockStep = nil })
+	d, err := MkdirTemp(prefix)
+	require.NoError(t, err)
+	defer d.Release()
+	assert.Equal(t, 2, steps)
+	assert.FileExists(t, filepath.Join(d.Path, LockFile))
+	assert.NoFileExists(t, filepath.Join(d.Path, LockFile+".new"))
+	assert.False(t, Abandoned(d.Path), "held")
+	lockStep = nil
+
+	// A sweeper briefly holding the lock does not make a maker fail.
+	other, err := MkdirTemp(prefix)
+	require.NoError(t, err)
+	defer other.Release()
+	f, err := os.Open(filepath.Join(other.Path, LockFile))
+	require.NoError(t, err)
+	defer f.Close()
+	assert.Error(t, syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB), "its maker holds it")
+}
+
+// A lock file that is a FIFO or a link is not opened (as root the sweep
+// sees other users' folders); a folder of another user is never judged or
+// removed.
+func TestSweepSkipsFoldersItShouldNotJudge(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	const prefix = "upshift-test-"
+	long := time.Now().Add(-2 * Fresh)
+	fifo := filepath.Join(os.TempDir(), prefix+"fifo")
+	require.NoError(t, os.Mkdir(fifo, 0o700))
+	require.NoError(t, syscall.Mkfifo(filepath.Join(fifo, LockFile), 0o600))
+	require.NoError(t, os.Chtimes(fifo, long, long))
+	linked := filepath.Join(os.TempDir(), prefix+"link")
+	require.NoError(t, os.Mkdir(linked, 0o700))
+	free := filepath.Join(t.TempDir(), "free.lock")
+	require.NoError(t, os.WriteFile(free, nil, 0o600))
+	require.NoError(t, os.Symlink(free, filepath.Join(linked, LockFile)))
+	require.NoError(t, os.Chtimes(linked, long, long))
+	kept := []string{fifo, linked}
+	if os.Geteuid() == 0 {
+		theirs := filepath.Join(os.TempDir(), prefix+"theirs")
+		require.NoError(t, os.Mkdir(theirs, 0o700))
+		require.NoError(t, os.Chown(theirs, 65534, 65534))
+		require.NoError(t, os.Chtimes(theirs, long, long))
+		assert.False(t, Abandoned(theirs), "another user's")
+		kept = append(kept, theirs)
+	}
+
+	done := make(chan []string)
+	go func() {
+		var abandoned []string
+		for _, d := range kept {
+			if Abandoned(d) {
+				abandoned = append(abandoned, d)
+			}
+		}
+		done <- abandoned
+	}()
+	select {
+	case abandoned := <-done:
+		assert.Empty(t, abandoned, "a FIFO or a link for a lock file, another user's folder: not ours to judge")
+	case <-time.After(5 * time.Second):
+		t.Fatal("Abandoned blocked on a FIFO")
+	}
+	go func() { done <- Sweep(prefix, Abandoned) }()
+	select {
+	case removed := <-done:
+		assert.Empty(t, removed)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the sweep blocked")
+	}
+	// Whatever the caller says, another user's folder is not removed.
+	assert.Empty(t, Sweep(prefix+"theirs", func(string) bool { return true }))
+	for _, d := range kept {
+		assert.DirExists(t, d)
+	}
 }
