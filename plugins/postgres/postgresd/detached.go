@@ -90,7 +90,7 @@ func startDetached(ctx context.Context, o Options) (*Detached, error) {
 		return nil, err
 	}
 	d := DetachedAt(dir)
-	if err := os.WriteFile(filepath.Join(dir, portFile), []byte(strconv.Itoa(got)+"\n"), 0o644); err != nil {
+	if err := dbserver.WriteFile(filepath.Join(dir, portFile), []byte(strconv.Itoa(got)+"\n"), 0o644); err != nil {
 		_ = d.Stop()
 		return nil, err
 	}
@@ -107,7 +107,7 @@ func DetachedAt(dir string) *Detached {
 	}
 	d := &Detached{Dir: dir, DataDir: filepath.Join(dir, dataDir), LogFile: filepath.Join(dir, logFile), Host: "127.0.0.1", User: Superuser,
 		Password: dbserver.ReadPassword(filepath.Join(dir, passwordFile))}
-	if b, err := os.ReadFile(filepath.Join(dir, portFile)); err == nil {
+	if b, err := dbserver.ReadFile(filepath.Join(dir, portFile)); err == nil {
 		d.Port, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 	}
 	return d
@@ -123,7 +123,7 @@ func (d *Detached) DSN(db string) string { return dsn(d.User, d.Password, d.Host
 
 // Log returns what the server has written to its log.
 func (d *Detached) Log() string {
-	b, _ := os.ReadFile(d.LogFile)
+	b, _ := dbserver.ReadFile(d.LogFile)
 	return string(b)
 }
 
@@ -131,7 +131,7 @@ func (d *Detached) Log() string {
 // when there is none (never started, or shut down cleanly) or it names a
 // process that is not this cluster's postmaster.
 func (d *Detached) PID() int {
-	pid := procfs.ReadPidFile(filepath.Join(d.DataDir, "postmaster.pid"))
+	pid := readPid(filepath.Join(d.DataDir, "postmaster.pid"))
 	if !ours(pid, realData(d.DataDir)) {
 		return 0
 	}
@@ -159,13 +159,15 @@ func (d *Detached) Stop() error {
 
 // Remove deletes a stopped server's Dir and, when its cluster was
 // relocated for the postgres user, that cluster too (removing Dir alone
-// leaves it for a later sweep). It refuses while the server runs.
+// leaves it for a later sweep): the folder Dir/data links to, when it is
+// a relocated cluster's that names Dir its owner. It refuses while the
+// server runs. mariadbd's Detached.Remove does the same.
 func (d *Detached) Remove() error {
 	if d.Running() {
 		return fmt.Errorf("postgresd: the server in %s is running; stop it first", d.Dir)
 	}
 	if target, err := os.Readlink(d.DataDir); err == nil {
-		if run := filepath.Dir(target); strings.HasPrefix(filepath.Base(run), runPrefix) {
+		if run := filepath.Dir(target); strings.HasPrefix(filepath.Base(run), runPrefix) && owner(run) == d.Dir {
 			if err := os.RemoveAll(run); err != nil {
 				return err
 			}

@@ -15,20 +15,30 @@
 // kept in Dir/password (mode 0600), and every connection, TCP or socket,
 // must give it (scram-sha-256): another local user reaching the port gets
 // nothing. DSN includes the password. A cluster made before passwords keeps
-// the trust auth it was made with; its DSN has none.
+// the trust auth it was made with; its DSN has none. The unix socket is in
+// the cluster's data directory.
 //
 // PostgreSQL refuses to run as root. When the caller is root, initdb and
 // the server run as the OS user "postgres" (created by Debian's postgresql
-// package), and Dir is made theirs. If that user cannot reach Dir (it sits
-// below a folder such as root's 0700 home, or t.TempDir's), no folder
-// above Dir is changed: the cluster and the socket live instead in a
-// folder of that user's own in the temporary folder
-// (os.TempDir()/upshift-pgrun-*, naming Dir in its file "owner"), and
-// Dir/data is a symbolic link to the cluster. Removing Dir orphans that
-// folder; the next Start or StartDetached, in any process, removes
-// orphans whose server is not running. (So does a boot that empties the
-// temporary folder: the cluster of a Dir whose link then dangles starts
-// afresh, with the same password.)
+// package), and only the cluster's data directory is made theirs: Dir
+// stays root's (mode 0711 so that user may pass through it to Dir/data),
+// and so do the files root writes there (password, port, log). A process
+// of the postgres user, which the server's SQL can run, can thus plant
+// nothing (a link to /etc/shadow, say) where root writes. (Besides, root
+// writes and reads every file through plugins/internal/dbserver, which
+// follows no link; a Dir an earlier version gave to the postgres user is
+// taken back.) If that user cannot reach Dir (it sits below a folder such
+// as root's 0700 home, or t.TempDir's), no folder above Dir is changed:
+// the cluster lives instead in a folder of root's in the temporary folder
+// (os.TempDir()/upshift-pgrun-*, mode 0711, naming Dir in its file
+// "owner"; the data directory in it is the postgres user's), and Dir/data
+// is a symbolic link to the cluster. Removing Dir orphans that folder;
+// the next Start or StartDetached, in any process, removes orphans whose
+// server is not running. (So does a boot that empties the temporary
+// folder: the cluster of a Dir whose link then dangles starts afresh, with
+// the same password.) initdb reads the password from a file next to the
+// cluster, made by root in that root-owned folder for the postgres user
+// only, and removed once read.
 //
 // A test binary that panics or is killed cannot stop its server or remove
 // the temporary directory Start made for it; the kernel stops the server
@@ -132,9 +142,8 @@ type Server struct {
 	// DataDir is the cluster's data directory as the server names it:
 	// Dir/data, or the folder Dir/data links to.
 	DataDir string
-	// SocketDir is the unix socket's directory (DataDir's parent), or ""
-	// when its path is too long for a socket and the server listens on TCP
-	// only.
+	// SocketDir is the unix socket's directory (DataDir), or "" when its
+	// path is too long for a socket and the server listens on TCP only.
 	SocketDir string
 	// LogFile is the server's stderr.
 	LogFile string
@@ -159,7 +168,7 @@ func (s *Server) DSN(db string) string { return dsn(s.User, s.Password, s.Host, 
 
 // Log returns what the server has written to its log.
 func (s *Server) Log() string {
-	b, _ := os.ReadFile(s.LogFile)
+	b, _ := dbserver.ReadFile(s.LogFile)
 	return string(b)
 }
 
@@ -358,8 +367,8 @@ var freePort = dbserver.FreePort
 // permissions settled, initdb done.
 type cluster struct {
 	bin, dir, log string
-	// run holds data and the socket: dir, or a folder of the postgres
-	// user's when it cannot reach dir.
+	// run holds data: dir, or a folder of root's in the temporary folder
+	// when the postgres user cannot reach dir.
 	run, data string
 	password  string
 	cred      *syscall.Credential // nil: run as ourselves
@@ -399,7 +408,8 @@ func prepare(ctx context.Context, o Options, dir string) (*cluster, error) {
 		return nil, err
 	}
 	// initdb reads the password from a file, as the postgres user, who may
-	// not reach dir: a copy next to the cluster, removed once read.
+	// not reach dir: a copy next to the cluster (in a folder of root's when
+	// we are root), removed once read.
 	pwfile := filepath.Join(c.run, ".initdb-password")
 	if err := c.writeFile(pwfile, c.password+"\n"); err != nil {
 		return nil, err
@@ -419,21 +429,31 @@ func prepare(ctx context.Context, o Options, dir string) (*cluster, error) {
 	return c, nil
 }
 
-// writeFile writes a file only the server's user may read.
+// writeFile writes a file only the server's user may read: made afresh,
+// following no link, and given to that user through the open file.
 func (c *cluster) writeFile(path, content string) error {
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+	f, err := dbserver.Create(path, 0o600)
+	if err != nil {
 		return err
 	}
-	if c.cred != nil {
-		return os.Chown(path, int(c.cred.Uid), int(c.cred.Gid))
+	_, err = f.WriteString(content)
+	if err == nil && c.cred != nil {
+		err = f.Chown(int(c.cred.Uid), int(c.cred.Gid))
 	}
-	return nil
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(path)
+	}
+	return err
 }
 
 // runAsPostgres makes the cluster run as the OS user postgres: PostgreSQL
-// refuses root. Dir becomes that user's when the user can reach it;
-// otherwise the cluster lives in a folder of its own that the user can
-// reach (relocate). No folder above Dir is changed.
+// refuses root. Dir stays (or becomes again) root's; Dir/data becomes that
+// user's when the user can reach it, otherwise the cluster lives in a
+// folder that the user can reach (relocate). No folder above Dir is
+// changed.
 func (c *cluster) runAsPostgres() error {
 	u, err := user.Lookup(Superuser)
 	if err != nil {
@@ -447,10 +467,19 @@ func (c *cluster) runAsPostgres() error {
 	// Empty Groups: root's supplementary groups are dropped, not inherited.
 	c.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
 	c.home = u.HomeDir
+	// Before anything in Dir is trusted: an earlier version gave Dir to
+	// the postgres user, who could have put anything in it since.
+	if err := claim(c.dir, 0o700); err != nil {
+		return err
+	}
 	link := filepath.Join(c.dir, dataDir)
 	if target, err := os.Readlink(link); err == nil {
-		if st, err := os.Stat(filepath.Dir(target)); err == nil && st.IsDir() {
-			c.run = filepath.Dir(target)
+		run := filepath.Dir(target)
+		if st, err := os.Stat(run); err == nil && st.IsDir() {
+			if owner(run) != c.dir {
+				return fmt.Errorf("postgresd: %s links to %s, which is not a cluster folder of %s", link, target, c.dir)
+			}
+			c.run = run
 			return nil
 		}
 		// Its folder is gone (a boot emptied the temporary folder): a
@@ -466,15 +495,72 @@ func (c *cluster) runAsPostgres() error {
 		}
 		return c.relocate(uid, gid)
 	}
-	if err := os.Chown(c.dir, uid, gid); err != nil {
+	// The postgres user may pass through Dir to its data, no more.
+	if err := claim(c.dir, 0o711); err != nil {
 		return err
 	}
-	return os.Chmod(c.dir, 0o700)
+	return giveDir(link, uid, gid)
 }
 
-// relocate puts the cluster in a fresh folder of the postgres user's in
-// the temporary folder, linked from Dir/data and naming Dir in its owner
-// file, so that a sweep can tell when Dir has gone.
+// claim makes dir this (effective) user's, with mode perm, through the
+// open directory.
+func claim(dir string, perm os.FileMode) error {
+	f, err := os.OpenFile(dir, os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && (int(sys.Uid) != os.Geteuid() || int(sys.Gid) != os.Getegid()) {
+		if err := f.Chown(os.Geteuid(), os.Getegid()); err != nil {
+			return err
+		}
+	}
+	if st.Mode().Perm() != perm {
+		return f.Chmod(perm)
+	}
+	return nil
+}
+
+// giveDir makes the data directory at path (mode 0700) and gives it to
+// uid/gid, through the open directory. One that exists already is left as
+// it is: it holds a cluster, or a start's that failed.
+func giveDir(path string, uid, gid int) error {
+	err := os.Mkdir(path, 0o700)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Chown(uid, gid); err != nil {
+		return err
+	}
+	return f.Chmod(0o700)
+}
+
+// owner is the Dir named by the owner file of the relocated cluster
+// folder run, or "".
+func owner(run string) string {
+	b, err := dbserver.ReadFile(filepath.Join(run, ownerFile))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// relocate puts the cluster in a fresh folder of root's in the temporary
+// folder (mode 0711: the postgres user may pass through it to the data
+// directory, which is that user's), linked from Dir/data and naming Dir
+// in its owner file, so that a sweep can tell when Dir has gone.
 func (c *cluster) relocate(uid, gid int) error {
 	run, err := os.MkdirTemp("", runPrefix) // 0700
 	if err != nil {
@@ -487,10 +573,13 @@ func (c *cluster) relocate(uid, gid int) error {
 	if err := reachable(run, uid, gid); err != nil {
 		return fail(fmt.Errorf("postgresd: the postgres user can reach neither %s nor the temporary folder (choose a Dir or TMPDIR it can reach): %w", c.dir, err))
 	}
-	if err := os.WriteFile(filepath.Join(run, ownerFile), []byte(c.dir+"\n"), 0o600); err != nil {
+	if err := dbserver.WriteFile(filepath.Join(run, ownerFile), []byte(c.dir+"\n"), 0o600); err != nil {
 		return fail(err)
 	}
-	if err := os.Chown(run, uid, gid); err != nil {
+	if err := claim(run, 0o711); err != nil {
+		return fail(err)
+	}
+	if err := giveDir(filepath.Join(run, dataDir), uid, gid); err != nil {
 		return fail(err)
 	}
 	if err := os.Symlink(filepath.Join(run, dataDir), filepath.Join(c.dir, dataDir)); err != nil {
@@ -553,7 +642,7 @@ func orphaned(run string) bool {
 		return false
 	}
 	data := filepath.Join(run, dataDir)
-	b, err := os.ReadFile(filepath.Join(run, ownerFile))
+	b, err := dbserver.ReadFile(filepath.Join(run, ownerFile))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return false // not ours to judge
 	}
@@ -577,7 +666,24 @@ func realData(data string) string {
 // serving reports whether the postmaster.pid of the cluster in data (its
 // real path) names a live postmaster of that cluster.
 func serving(data string) bool {
-	return ours(procfs.ReadPidFile(filepath.Join(data, "postmaster.pid")), data)
+	return ours(readPid(filepath.Join(data, "postmaster.pid")), data)
+}
+
+// readPid is the pid on the first line of the file at path (the
+// postmaster.pid in a data directory the postgres user owns), or 0: read
+// as procfs.ReadPidFile does, but through dbserver.Open, so that a link or
+// a FIFO put there leads root nowhere.
+func readPid(path string) int {
+	b, err := dbserver.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	return pid
 }
 
 // ours reports whether pid is a live postmaster serving the cluster in
@@ -623,13 +729,15 @@ func (c *cluster) setup(cmd *exec.Cmd) {
 	}
 }
 
-// socketDir is the unix socket's directory for port, or "" when the socket
-// path would exceed the 107 bytes a unix socket path may have.
+// socketDir is the unix socket's directory for port, the data directory
+// (the only folder the postgres user may write in when we are root), or ""
+// when the socket path would exceed the 107 bytes a unix socket path may
+// have.
 func (c *cluster) socketDir(port int) string {
-	if len(c.run)+len("/.s.PGSQL.")+len(strconv.Itoa(port)) > 107 || strings.ContainsAny(c.run, "\", ") {
+	if len(c.data)+len("/.s.PGSQL.")+len(strconv.Itoa(port)) > 107 || strings.ContainsAny(c.data, "\", ") {
 		return ""
 	}
-	return c.run
+	return c.data
 }
 
 // args are the server's command line for port. Settings go here rather than
@@ -638,8 +746,8 @@ func (c *cluster) args(port int) []string {
 	set := [][2]string{
 		{"port", strconv.Itoa(port)},
 		{"listen_addresses", "127.0.0.1"},
-		// Inside dir, never /var/run/postgresql where the machine's
-		// server keeps its socket.
+		// Inside the cluster, never /var/run/postgresql where the
+		// machine's server keeps its socket.
 		{"unix_socket_directories", c.socketDir(port)},
 		// Throwaway data: no durability, much faster DDL and commits.
 		{"fsync", "off"},
@@ -703,7 +811,7 @@ func (c *cluster) launch(ctx context.Context, port int, attr *syscall.SysProcAtt
 }
 
 func (c *cluster) launchOn(ctx context.Context, port int, attr *syscall.SysProcAttr) (p *proc, collided bool, err error) {
-	logf, err := os.OpenFile(c.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logf, err := dbserver.OpenLog(c.log)
 	if err != nil {
 		return nil, false, err
 	}

@@ -6,9 +6,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -95,7 +97,7 @@ func TestStartConnectStop(t *testing.T) {
 	assert.Equal(t, 100, n)
 	for setting, want := range map[string]string{
 		"listen_addresses":        "127.0.0.1",
-		"unix_socket_directories": s.Dir,
+		"unix_socket_directories": s.DataDir,
 		"data_directory":          s.DataDir,
 		"fsync":                   "off",
 		"current_user":            "postgres",
@@ -177,7 +179,7 @@ func TestGivenDirIsKeptAndRestarted(t *testing.T) {
 		require.NoError(t, err, "Dir/data links to the cluster")
 		assert.Equal(t, s.DataDir, target)
 		assert.True(t, strings.HasPrefix(filepath.Base(filepath.Dir(target)), postgresd.RunPrefix), target)
-		assert.Equal(t, filepath.Dir(target), s.SocketDir)
+		assert.Equal(t, target, s.SocketDir)
 	}
 
 	s2, err := postgresd.Start(ctx, postgresd.Options{Dir: dir})
@@ -405,4 +407,104 @@ func TestStartSweepsLeftovers(t *testing.T) {
 	c := connect(ctx, t, running.DSN(""))
 	require.NoError(t, c.Ping(ctx))
 	c.Close(ctx)
+}
+
+// fileOwner is the uid owning path (not following a link).
+func fileOwner(t *testing.T, path string) uint32 {
+	t.Helper()
+	st, err := os.Lstat(path)
+	require.NoError(t, err)
+	return st.Sys().(*syscall.Stat_t).Uid
+}
+
+// asPostgres runs a shell command as the postgres OS user.
+func asPostgres(t *testing.T, script string) error {
+	t.Helper()
+	u, err := user.Lookup("postgres")
+	require.NoError(t, err)
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	cmd := exec.Command("sh", "-c", script)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}}
+	return cmd.Run()
+}
+
+// Root writes files where the server's user (postgres, which the server's
+// SQL can run programs as) could plant a link to a file of root's. Here
+// links are planted at every file root writes in Dir, in a Dir an earlier
+// version had given to the postgres user: none is followed, and, as root,
+// Dir is root's again and the postgres user can plant nothing in it, nor
+// in a relocated cluster's folder; only the data directory is that user's.
+func TestPlantedLinksAreNotFollowed(t *testing.T) {
+	ctx := needPostgres(t)
+	shadow := filepath.Join(t.TempDir(), "shadow")
+	require.NoError(t, os.WriteFile(shadow, []byte("root:secret\n"), 0o640))
+	unchanged := func() {
+		t.Helper()
+		b, err := os.ReadFile(shadow)
+		require.NoError(t, err)
+		assert.Equal(t, "root:secret\n", string(b), "the link's target is not written")
+		st, err := os.Stat(shadow)
+		require.NoError(t, err)
+		assert.Equal(t, os.FileMode(0o640), st.Mode().Perm())
+		assert.Equal(t, uint32(os.Geteuid()), st.Sys().(*syscall.Stat_t).Uid, "nor given away")
+	}
+	// Reachable by the postgres user (the temporary folder) or not
+	// (t.TempDir's 0700 folders): Dir/data a directory, or a link to a
+	// relocated cluster.
+	searchable, err := os.MkdirTemp("", "upshift-test-pg-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(searchable) })
+	for name, parent := range map[string]string{"reachable": searchable, "relocated": t.TempDir()} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(parent, "pg")
+			require.NoError(t, os.Mkdir(dir, 0o700))
+			t.Cleanup(func() {
+				_ = postgresd.DetachedAt(dir).Stop()
+				_ = postgresd.DetachedAt(dir).Remove()
+			})
+			planted := []string{"password", "password.tmp", "port", "port.tmp", "postgres.log", ".initdb-password"}
+			for _, f := range planted {
+				require.NoError(t, os.Symlink(shadow, filepath.Join(dir, f)))
+			}
+			root := os.Geteuid() == 0
+			if root {
+				pg, err := user.Lookup("postgres")
+				require.NoError(t, err)
+				uid, _ := strconv.Atoi(pg.Uid)
+				require.NoError(t, os.Chown(dir, uid, -1), "as an earlier version left it")
+			}
+
+			d, err := postgresd.StartDetached(ctx, dir)
+			require.NoError(t, err)
+			unchanged()
+			assert.NotContains(t, d.Password, "secret")
+			assert.Regexp(t, `^[0-9a-f]{32}$`, d.Password)
+			c := connect(ctx, t, d.DSN(""))
+			require.NoError(t, c.Ping(ctx))
+			c.Close(ctx)
+			for _, f := range []string{"password", "port", "postgres.log"} {
+				st, err := os.Lstat(filepath.Join(dir, f))
+				require.NoError(t, err)
+				assert.True(t, st.Mode().IsRegular(), "%s replaced by a file: %v", f, st.Mode())
+				assert.Equal(t, uint32(os.Geteuid()), st.Sys().(*syscall.Stat_t).Uid, f)
+			}
+			assert.NoFileExists(t, filepath.Join(dir, "password.tmp"))
+			assert.NoFileExists(t, filepath.Join(dir, "port.tmp"))
+
+			if root {
+				assert.Equal(t, uint32(0), fileOwner(t, dir), "Dir is root's again")
+				run := filepath.Dir(realPath(t, d.DataDir))
+				assert.Equal(t, uint32(0), fileOwner(t, run), "the cluster's folder is root's")
+				assert.NotEqual(t, uint32(0), fileOwner(t, realPath(t, d.DataDir)), "the data directory is the postgres user's")
+				for _, where := range []string{dir, run} {
+					probe := filepath.Join(where, "password.tmp")
+					assert.Error(t, asPostgres(t, "ln -s "+shadow+" "+probe), "the postgres user cannot plant a link in %s", where)
+					assert.NoFileExists(t, probe)
+				}
+			}
+			require.NoError(t, d.Stop())
+			unchanged()
+		})
+	}
 }
