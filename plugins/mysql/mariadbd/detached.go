@@ -26,6 +26,7 @@ import (
 //	dsn := d.DSN("shop")                       // root:PASSWORD@tcp(127.0.0.1:PORT)/shop
 //	...
 //	err = mariadbd.DetachedAt(dir).Stop()      // `lab down`, in another process
+//	err = mariadbd.DetachedAt(dir).Remove()    // and to discard the data too
 type Detached struct {
 	// Dir holds everything below.
 	Dir     string
@@ -135,14 +136,28 @@ func startDetached(ctx context.Context, o Options) (*Detached, error) {
 }
 
 // PID is the server's pid from its pid file, or 0 when the file is missing
-// or names a process that is not this directory's mariadbd (a stale file
-// whose pid was reused must never get a signal from Stop).
+// or names a process that is not a live mariadbd of this directory (a
+// stale file whose pid was reused must never get a signal from Stop).
 func (d *Detached) PID() int {
 	pid := procfs.ReadPidFile(d.PidFile)
-	if p, ok := procfs.Read(pid); ok && len(p.Args) > 0 && !ours(p.Args, d.DataDir) {
+	if p, ok := procfs.Read(pid); !ok || !server(p, d.DataDir) {
 		return 0
 	}
 	return pid
+}
+
+// server reports whether p is a live mariadbd (or mysqld) serving
+// datadir. A process without a command line (a kernel thread, a zombie)
+// is not: a stale pid file may name one.
+func server(p procfs.Proc, datadir string) bool {
+	if !p.Live() || len(p.Args) == 0 {
+		return false
+	}
+	switch filepath.Base(p.Args[0]) {
+	case "mariadbd", "mysqld":
+		return ours(p.Args, datadir)
+	}
+	return false
 }
 
 // ours reports whether a command line is a mariadbd serving datadir.
@@ -157,24 +172,21 @@ func ours(args []string, datadir string) bool {
 
 // Running reports whether the server process is alive. (It may still be
 // starting or shutting down; DSN connections tell whether it serves.)
-func (d *Detached) Running() bool {
-	pid := d.PID()
-	return procfs.Alive(pid)
-}
+func (d *Detached) Running() bool { return d.PID() != 0 }
 
 // Log returns the server's log.
 func (d *Detached) Log() string {
-	b, _ := os.ReadFile(d.LogFile)
+	b, _ := dbserver.ReadFile(d.LogFile)
 	return string(b)
 }
 
 // Stop shuts the server down cleanly (SIGTERM, SIGKILL after 30s) and waits
 // until it is gone. The directory, datadir and port file stay, for the next
-// StartDetached; remove Dir to discard them. Stopping a server that is not
+// StartDetached; Remove discards them. Stopping a server that is not
 // running is not an error.
 func (d *Detached) Stop() error {
 	pid := d.PID()
-	if pid <= 0 || !d.Running() {
+	if pid == 0 {
 		return nil
 	}
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
@@ -201,4 +213,13 @@ func waitGone(pid int, limit time.Duration) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return true
+}
+
+// Remove deletes a stopped server's Dir, datadir and all, as postgresd's
+// Detached.Remove does. It refuses while the server runs.
+func (d *Detached) Remove() error {
+	if d.Running() {
+		return fmt.Errorf("mariadbd: the server in %s is running; stop it first", d.Dir)
+	}
+	return os.RemoveAll(d.Dir)
 }

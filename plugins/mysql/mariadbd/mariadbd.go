@@ -17,6 +17,11 @@
 // other accounts are dropped. Another local user reaching the port gets
 // nothing. DSN includes the password.
 //
+// As root, mariadbd runs as root (--user=root) and every file is root's,
+// in a Dir no other user is given. Files are still written and read
+// through plugins/internal/dbserver, which follows no symbolic link and
+// opens no FIFO planted at their paths.
+//
 // A test binary that panics or is killed cannot stop its server or remove
 // the temporary directory Start made for it; the kernel kills the server
 // (Linux) and the next Start, in any process, removes such directories
@@ -215,7 +220,7 @@ func install(ctx context.Context, bins binaries, p paths, limit time.Duration) e
 	args := append([]string{"--no-defaults", "--datadir=" + p.data, "--auth-root-authentication-method=normal", "--skip-test-db",
 		"--tmpdir=" + p.dir}, userArgs()...)
 	args = append(args, innodbArgs()...)
-	logf, err := os.OpenFile(filepath.Join(p.dir, installLog), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	logf, err := dbserver.Create(filepath.Join(p.dir, installLog), 0o600)
 	if err != nil {
 		return err
 	}
@@ -232,7 +237,7 @@ func install(ctx context.Context, bins binaries, p paths, limit time.Duration) e
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%v)", err, ctx.Err())
 		}
-		b, _ := os.ReadFile(logf.Name())
+		b, _ := dbserver.ReadFile(logf.Name())
 		return fmt.Errorf("mariadbd: %s: %v: %s", filepath.Base(bins.install), err, dbserver.LastLines(string(b), 5))
 	}
 	return nil
@@ -319,11 +324,11 @@ func (pr *proc) exited() bool {
 func launch(ctx context.Context, bins binaries, p paths, password string, port int, limit time.Duration, attr *syscall.SysProcAttr) (*proc, error) {
 	// Read by the server before it accepts connections, so no login ever
 	// finds root without a password; not needed once it has.
-	if err := os.WriteFile(p.init, []byte(initSQL(password)), 0o600); err != nil {
+	if err := dbserver.WriteFile(p.init, []byte(initSQL(password)), 0o600); err != nil {
 		return nil, err
 	}
 	defer os.Remove(p.init)
-	logf, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logf, err := dbserver.OpenLog(p.log)
 	if err != nil {
 		return nil, err
 	}
@@ -466,7 +471,7 @@ func (s *Server) Done() <-chan struct{} { return s.pr.done }
 
 // Log returns the server's error log.
 func (s *Server) Log() string {
-	b, _ := os.ReadFile(s.LogFile)
+	b, _ := dbserver.ReadFile(s.LogFile)
 	return string(b)
 }
 
@@ -599,15 +604,11 @@ func (s *Server) stop() error {
 // writePort records the port in the directory, atomically, for DetachedAt
 // and for anyone inspecting the directory.
 func writePort(p paths, port int) error {
-	tmp := p.port + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(port)+"\n"), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, p.port)
+	return dbserver.WriteFile(p.port, []byte(strconv.Itoa(port)+"\n"), 0o600)
 }
 
 func readPort(p paths) int {
-	b, err := os.ReadFile(p.port)
+	b, err := dbserver.ReadFile(p.port)
 	if err != nil {
 		return 0
 	}

@@ -291,7 +291,11 @@ func TestDetachedStartStopFromDir(t *testing.T) {
 	assert.Equal(t, d.Port, d2.Port, "a restart keeps the port")
 	assert.Equal(t, d.Password, d2.Password, "and the password")
 	assert.Equal(t, 7, queryInt(ctx, t, d2.DSN("lab"), "SELECT id FROM t"), "and the data")
+	assert.ErrorContains(t, DetachedAt(dir).Remove(), "is running; stop it first")
+	assert.True(t, DetachedAt(dir).Running(), "Remove refused, and left the server alone")
 	require.NoError(t, DetachedAt(dir).Stop())
+	require.NoError(t, DetachedAt(dir).Remove())
+	assert.NoDirExists(t, dir, "Remove takes the directory, datadir and all")
 }
 
 // Start removes the directories of earlier Starts whose process has gone
@@ -329,6 +333,58 @@ func TestDetachedStalePidFile(t *testing.T) {
 	assert.Equal(t, 0, d.PID(), "a reused pid is not taken for the server")
 	assert.False(t, d.Running())
 	assert.NoError(t, d.Stop(), "and gets no signal")
+
+	// A program that is no mariadbd, even one naming the datadir.
+	other := exec.Command("sh", "-c", "sleep 60; true", "--datadir="+d.DataDir)
+	require.NoError(t, other.Start())
+	t.Cleanup(func() { _ = other.Process.Kill(); _ = other.Wait() })
+	require.Eventually(t, func() bool {
+		p, ok := procfs.Read(other.Process.Pid)
+		return ok && len(p.Args) == 4 && ours(p.Args, d.DataDir)
+	}, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, os.WriteFile(d.PidFile, []byte(fmt.Sprintf("%d\n", other.Process.Pid)), 0o600))
+	assert.Equal(t, 0, d.PID(), "not a mariadbd")
+	require.NoError(t, d.Stop())
+	assert.True(t, procfs.Alive(other.Process.Pid), "not signalled")
+
+	require.NoError(t, d.Remove(), "a server that does not run is removed")
+	assert.NoDirExists(t, d.Dir)
+}
+
+// A process without a command line (a kernel thread) named by a stale pid
+// file is not the server: Stop does not signal it and wait for it, and
+// Remove does not refuse.
+func TestDetachedPidOfAKernelThread(t *testing.T) {
+	assert.False(t, server(procfs.Proc{Pid: 2, State: 'S'}, "/x/data"), "no command line")
+	assert.False(t, server(procfs.Proc{Pid: 9, State: 'Z'}, "/x/data"), "a zombie")
+	assert.False(t, server(procfs.Proc{Pid: 9, State: 'S', Args: []string{"sh", "--datadir=/x/data"}}, "/x/data"), "not mariadbd")
+	assert.True(t, server(procfs.Proc{Pid: 9, State: 'S', Args: []string{"/usr/sbin/mariadbd", "--datadir=/x/data"}}, "/x/data"))
+	assert.True(t, server(procfs.Proc{Pid: 9, State: 'S', Args: []string{"mysqld", "--datadir=/x/data"}}, "/x/data"))
+
+	kthread := 0
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if p, ok := procfs.Read(pid); ok && p.Live() && len(p.Args) == 0 {
+			kthread = pid
+			break
+		}
+	}
+	if kthread == 0 {
+		t.Skip("no kernel thread visible here (a container's own pid namespace?)")
+	}
+	d := DetachedAt(t.TempDir())
+	require.NoError(t, os.WriteFile(d.PidFile, []byte(fmt.Sprintf("%d\n", kthread)), 0o600))
+	assert.Equal(t, 0, d.PID(), "kernel thread %d", kthread)
+	assert.False(t, d.Running())
+	began := time.Now()
+	require.NoError(t, d.Stop())
+	assert.Less(t, time.Since(began), time.Second, "no wait for a kernel thread to exit")
+	require.NoError(t, d.Remove())
+	assert.NoDirExists(t, d.Dir)
 }
 
 // helperDirEnv makes the test binary, run again as a child, start a
