@@ -80,7 +80,8 @@ func (d DB) stopServer() error {
 }
 
 // removeServer deletes the lab's own stopped server with its data, which
-// for PostgreSQL may live outside the lab's folder (see postgresd).
+// for PostgreSQL may live outside the lab's folder (see postgresd); a
+// server still running is refused.
 func (d DB) removeServer() error {
 	switch {
 	case d.Server == "":
@@ -88,7 +89,7 @@ func (d DB) removeServer() error {
 	case d.Engine == Postgres:
 		return postgresd.DetachedAt(d.Server).Remove()
 	default:
-		return os.RemoveAll(d.Server)
+		return mariadbd.DetachedAt(d.Server).Remove()
 	}
 }
 
