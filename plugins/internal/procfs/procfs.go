@@ -109,6 +109,12 @@ func ReadPidFile(path string) int {
 	if err != nil {
 		return 0
 	}
+	return ParsePid(b)
+}
+
+// ParsePid is the pid on the first line of a pid file's contents b, or 0
+// when it holds no positive number.
+func ParsePid(b []byte) int {
 	line, _, _ := strings.Cut(string(b), "\n")
 	pid, err := strconv.Atoi(strings.TrimSpace(line))
 	if err != nil || pid <= 0 {

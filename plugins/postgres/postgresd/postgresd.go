@@ -671,19 +671,14 @@ func serving(data string) bool {
 
 // readPid is the pid on the first line of the file at path (the
 // postmaster.pid in a data directory the postgres user owns), or 0: read
-// as procfs.ReadPidFile does, but through dbserver.Open, so that a link or
-// a FIFO put there leads root nowhere.
+// through dbserver.ReadFile, so that a link or a FIFO put there leads root
+// nowhere.
 func readPid(path string) int {
 	b, err := dbserver.ReadFile(path)
 	if err != nil {
 		return 0
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || pid <= 0 {
-		return 0
-	}
-	return pid
+	return procfs.ParsePid(b)
 }
 
 // ours reports whether pid is a live postmaster serving the cluster in

@@ -54,43 +54,35 @@ type DB struct {
 	Server string `json:"server,omitempty"`
 }
 
-// serverRunning reports whether the lab's own database server runs (true
-// when the lab has none to run).
-func (d DB) serverRunning() bool {
-	switch {
-	case d.Server == "":
-		return true
-	case d.Engine == Postgres:
-		return postgresd.DetachedAt(d.Server).Running()
-	default:
-		return mariadbd.DetachedAt(d.Server).Running()
-	}
+// ownServer is the lab's own PostgreSQL or MariaDB, started detached in
+// its folder: both packages' Detached types answer alike.
+type ownServer interface {
+	Running() bool
+	// Stop stops it, keeping its data.
+	Stop() error
+	// Remove deletes a stopped server with its data, which for PostgreSQL
+	// may live outside the lab's folder (see postgresd); it refuses while
+	// the server runs.
+	Remove() error
 }
 
-// stopServer stops the lab's own database server, keeping its data.
-func (d DB) stopServer() error {
+// server is the lab's own database server, or nil when it has none
+// (SQLite, or a server named by UPSHIFT_LAB_POSTGRES / UPSHIFT_LAB_MYSQL).
+func (d DB) server() ownServer {
 	switch {
 	case d.Server == "":
 		return nil
 	case d.Engine == Postgres:
-		return postgresd.DetachedAt(d.Server).Stop()
+		return postgresd.DetachedAt(d.Server)
 	default:
-		return mariadbd.DetachedAt(d.Server).Stop()
+		return mariadbd.DetachedAt(d.Server)
 	}
 }
 
-// removeServer deletes the lab's own stopped server with its data, which
-// for PostgreSQL may live outside the lab's folder (see postgresd); a
-// server still running is refused.
-func (d DB) removeServer() error {
-	switch {
-	case d.Server == "":
-		return nil
-	case d.Engine == Postgres:
-		return postgresd.DetachedAt(d.Server).Remove()
-	default:
-		return mariadbd.DetachedAt(d.Server).Remove()
-	}
+// serverUp reports whether the lab has a server of its own, running.
+func (d DB) serverUp() bool {
+	srv := d.server()
+	return srv != nil && srv.Running()
 }
 
 // startServer starts the lab's own server for engine in dir (a fresh one

@@ -132,7 +132,7 @@ func (s *State) lbRunning() bool {
 
 // Running reports whether anything of the lab is running.
 func (s *State) Running() bool {
-	if s.HAProxyCtl().Running() || s.NginxCtl().Running() || (s.DB.Server != "" && s.DB.serverRunning()) {
+	if s.HAProxyCtl().Running() || s.NginxCtl().Running() || s.DB.serverUp() {
 		return true
 	}
 	for _, n := range s.Nodes {
@@ -410,8 +410,10 @@ func Purge(s *State) error {
 	if err := s.DB.drop(context.Background()); err != nil {
 		return err
 	}
-	if err := s.DB.removeServer(); err != nil {
-		return err
+	if srv := s.DB.server(); srv != nil {
+		if err := srv.Remove(); err != nil {
+			return err
+		}
 	}
 	return os.RemoveAll(s.Dir)
 }
@@ -446,8 +448,8 @@ func Down(s *State, log io.Writer) error {
 		}
 	}
 	// The database last: the nodes were its clients.
-	if s.DB.Server != "" {
-		if err := s.DB.stopServer(); err != nil {
+	if srv := s.DB.server(); srv != nil {
+		if err := srv.Stop(); err != nil {
 			errs = append(errs, err)
 		} else {
 			fmt.Fprintf(log, "  %s server stopped\n", s.DB.Engine)
@@ -474,7 +476,7 @@ func (s *State) notRunning() []string {
 	if !s.lbRunning() {
 		out = append(out, s.LB)
 	}
-	if !s.DB.serverRunning() {
+	if srv := s.DB.server(); srv != nil && !srv.Running() {
 		out = append(out, s.DB.Engine+" server")
 	}
 	return out
