@@ -106,7 +106,7 @@ func MakePlan(g *Graph) (*Plan, hcl.Diagnostics) {
 // copies nor a hidden second node's error reach the operator.
 type instanceDiags struct {
 	list  hcl.Diagnostics
-	index map[string]int // diagnostic identity -> position in list
+	index map[string]int // step, diagnostic identity -> position in list
 	insts [][]*Instance  // the instances that produced list[i]
 }
 
@@ -115,7 +115,7 @@ func (d *instanceDiags) add(inst *Instance, ds hcl.Diagnostics) {
 		d.index = map[string]int{}
 	}
 	for _, diag := range ds {
-		key := diag.Summary + "\x00" + diag.Detail
+		key := inst.Step.Address() + "\x00" + diag.Summary + "\x00" + diag.Detail
 		if diag.Subject != nil {
 			key += "\x00" + diag.Subject.String()
 		}
