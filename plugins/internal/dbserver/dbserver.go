@@ -24,7 +24,7 @@
 // drops the lock when that process ends, however it ends. The lock file is
 // made and locked under another name and only then renamed to LockFile,
 // so that no sweep ever finds it unlocked while its maker lives (a folder
-// without it is spared while Fresh). Sweep removes a folder only when it
+// without either is spared while Fresh). Sweep removes a folder only when it
 // belongs to this (effective) user, its lock is free and the caller says
 // its server is not alive, so the folders of servers other test binaries
 // run at the same time, and other users' folders, are never touched.
@@ -157,16 +157,20 @@ func Create(path string, perm os.FileMode) (*os.File, error) {
 }
 
 // WriteFile replaces the file at path with one holding data, mode perm:
-// written under path+".tmp" (made by Create) and renamed over path, which
+// written under a fresh random name in the same folder (os.CreateTemp,
+// O_EXCL, so two writers never share one) and renamed over path, which
 // replaces whatever is there, a link included, rather than writing
 // through it.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := Create(tmp, perm)
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(data)
+	tmp := f.Name()
+	err = f.Chmod(perm)
+	if err == nil {
+		_, err = f.Write(data)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -222,8 +226,9 @@ var lockStep func(dir string)
 
 // MkdirTemp makes a fresh folder os.TempDir()/prefix* (mode 0700) and
 // locks it for this process. The lock file is locked before it is renamed
-// to LockFile, so a sweep never finds it unlocked; until then the folder
-// has none, and a sweep spares it as Fresh.
+// to LockFile, so a sweep never finds it unlocked; until it is made the
+// folder has none, and a sweep spares it as Fresh; once made and locked
+// under its first name, a sweep finds it locked.
 func MkdirTemp(prefix string) (*TempDir, error) {
 	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
@@ -235,8 +240,9 @@ func MkdirTemp(prefix string) (*TempDir, error) {
 	making := filepath.Join(dir, LockFile+".new")
 	f, err := os.OpenFile(making, os.O_CREATE|os.O_EXCL|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
 	if err == nil {
-		// No other process knows this name: nothing can hold its lock.
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		// A sweep may hold a shared lock on it for a moment (of a stale
+		// folder only): waited out.
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
 		if err == nil && lockStep != nil {
 			lockStep(dir)
 		}
@@ -277,7 +283,22 @@ func Abandoned(dir string) bool {
 	if st, err := os.Lstat(dir); err != nil || !st.IsDir() || !ownedByMe(st) {
 		return false
 	}
-	f, err := Open(filepath.Join(dir, LockFile))
+	lock := filepath.Join(dir, LockFile)
+	f, err := Open(lock)
+	if errors.Is(err, os.ErrNotExist) {
+		// Being made: the lock file is locked under its first name, then
+		// renamed to LockFile (looked for again, it may have been renamed
+		// in between). Under its first name, the maker may not have locked
+		// it yet: it is judged only once the folder is stale, and under a
+		// shared lock, which the maker's (blocking) lock waits out.
+		f, err = Open(lock + ".new")
+		if errors.Is(err, os.ErrNotExist) {
+			f, err = Open(lock)
+		} else if err == nil {
+			defer f.Close()
+			return Stale(dir) && syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB) == nil
+		}
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		return Stale(dir)
 	}

@@ -135,7 +135,9 @@ func TestFilesDoNotFollowPlantedLinks(t *testing.T) {
 	require.NoError(t, err)
 	assert.Regexp(t, regexp.MustCompile(`^[0-9a-f]{32}$`), pw)
 	assertRegular(t, pwPath, 0o600)
-	assert.NoFileExists(t, pwPath+".tmp")
+	left, err := filepath.Glob(filepath.Join(dir, ".password.tmp*"))
+	require.NoError(t, err)
+	assert.Empty(t, left, "no temporary file left")
 	check()
 
 	port := filepath.Join(dir, "port")
@@ -203,15 +205,27 @@ func TestFIFOIsNotRead(t *testing.T) {
 	assert.ErrorContains(t, err, "not a regular file")
 }
 
-// While MkdirTemp makes a folder (made, lock file not yet in place; lock
-// file locked under its first name), a sweep in another process leaves it
-// alone, and the maker ends up holding it.
+// While MkdirTemp makes a folder, a sweep in another process leaves it
+// alone: made, without a lock file yet, it is spared as Fresh; once the
+// lock file is made under its first name, it is spared because it is
+// locked, however old the folder looks; a sweeper running all along does
+// not make the maker fail, and the maker ends up holding it.
 func TestSweepSparesAFolderBeingMade(t *testing.T) {
 	t.Setenv("TMPDIR", t.TempDir())
 	const prefix = "upshift-test-"
+	long := time.Now().Add(-2 * Fresh)
 	var steps int
 	lockStep = func(dir string) {
 		steps++
+		if steps == 2 {
+			// Fresh no longer protects it: only the lock does.
+			require.NoError(t, os.Chtimes(dir, long, long))
+			require.True(t, Stale(dir))
+			f, err := os.Open(filepath.Join(dir, LockFile+".new"))
+			require.NoError(t, err)
+			assert.Error(t, syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB), "locked before the rename")
+			f.Close()
+		}
 		assert.False(t, Abandoned(dir), "step %d", steps)
 		assert.Empty(t, Sweep(prefix, Abandoned), "step %d", steps)
 		assert.DirExists(t, dir)
@@ -223,17 +237,52 @@ func TestSweepSparesAFolderBeingMade(t *testing.T) {
 	assert.Equal(t, 2, steps)
 	assert.FileExists(t, filepath.Join(d.Path, LockFile))
 	assert.NoFileExists(t, filepath.Join(d.Path, LockFile+".new"))
-	assert.False(t, Abandoned(d.Path), "held")
+	require.NoError(t, os.Chtimes(d.Path, long, long))
+	assert.False(t, Abandoned(d.Path), "held, however old")
 	lockStep = nil
 
-	// A sweeper briefly holding the lock does not make a maker fail.
-	other, err := MkdirTemp(prefix)
-	require.NoError(t, err)
-	defer other.Release()
-	f, err := os.Open(filepath.Join(other.Path, LockFile))
-	require.NoError(t, err)
-	defer f.Close()
-	assert.Error(t, syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB), "its maker holds it")
+	// A sweeper running while folders are made (taking each free lock for
+	// a moment) never removes one being made nor makes a maker fail.
+	stop := make(chan struct{})
+	swept := make(chan []string)
+	go func() {
+		var all []string
+		for {
+			select {
+			case <-stop:
+				swept <- all
+				return
+			default:
+				all = append(all, Sweep(prefix, Abandoned)...)
+			}
+		}
+	}()
+	var made []*TempDir
+	for i := 0; i < 50; i++ {
+		other, err := MkdirTemp(prefix)
+		if !assert.NoError(t, err) {
+			break
+		}
+		made = append(made, other)
+	}
+	close(stop)
+	assert.Empty(t, <-swept)
+	for _, other := range made {
+		defer other.Release()
+		f, err := os.Open(filepath.Join(other.Path, LockFile))
+		require.NoError(t, err)
+		assert.Error(t, syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB), "its maker holds it")
+		f.Close()
+	}
+
+	// A folder whose maker died with the lock file under its first name is
+	// swept once stale.
+	dead := filepath.Join(os.TempDir(), prefix+"dead")
+	require.NoError(t, os.Mkdir(dead, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(dead, LockFile+".new"), nil, 0o600))
+	assert.False(t, Abandoned(dead), "fresh")
+	require.NoError(t, os.Chtimes(dead, long, long))
+	assert.True(t, Abandoned(dead))
 }
 
 // A lock file that is a FIFO or a link is not opened (as root the sweep
@@ -254,7 +303,8 @@ func TestSweepSkipsFoldersItShouldNotJudge(t *testing.T) {
 	require.NoError(t, os.Symlink(free, filepath.Join(linked, LockFile)))
 	require.NoError(t, os.Chtimes(linked, long, long))
 	kept := []string{fifo, linked}
-	if os.Geteuid() == 0 {
+	root := os.Geteuid() == 0
+	if root {
 		theirs := filepath.Join(os.TempDir(), prefix+"theirs")
 		require.NoError(t, os.Mkdir(theirs, 0o700))
 		require.NoError(t, os.Chown(theirs, 65534, 65534))
@@ -286,9 +336,39 @@ func TestSweepSkipsFoldersItShouldNotJudge(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the sweep blocked")
 	}
-	// Whatever the caller says, another user's folder is not removed.
-	assert.Empty(t, Sweep(prefix+"theirs", func(string) bool { return true }))
 	for _, d := range kept {
 		assert.DirExists(t, d)
 	}
+	if !root {
+		t.Skip("not root: cannot make another user's folder to check that Sweep never removes it")
+	}
+	// Whatever the caller says, another user's folder is not removed.
+	assert.Empty(t, Sweep(prefix+"theirs", func(string) bool { return true }))
+	assert.DirExists(t, filepath.Join(os.TempDir(), prefix+"theirs"))
+}
+
+// Writers of one file at the same time do not share a temporary file: each
+// write succeeds and the file ends up whole, holding one of them.
+func TestConcurrentWriteFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "port")
+	errs := make(chan error)
+	for i := 0; i < 8; i++ {
+		go func(i int) {
+			var err error
+			for j := 0; j < 50 && err == nil; j++ {
+				err = WriteFile(p, []byte(strconv.Itoa(i)+"\n"), 0o600)
+			}
+			errs <- err
+		}(i)
+	}
+	for i := 0; i < 8; i++ {
+		assert.NoError(t, <-errs)
+	}
+	b, err := ReadFile(p)
+	require.NoError(t, err)
+	assert.Regexp(t, regexp.MustCompile(`^[0-7]\n$`), string(b))
+	assertRegular(t, p, 0o600)
+	left, err := filepath.Glob(filepath.Join(filepath.Dir(p), ".port.tmp*"))
+	require.NoError(t, err)
+	assert.Empty(t, left)
 }
