@@ -160,14 +160,15 @@ func (d *Detached) Stop() error {
 // Remove deletes a stopped server's Dir and, when its cluster was
 // relocated for the postgres user, that cluster too (removing Dir alone
 // leaves it for a later sweep): the folder Dir/data links to, when it is
-// a relocated cluster's that names Dir its owner. It refuses while the
+// a relocated cluster's folder of root's, in the temporary folder, that
+// names Dir its owner. It refuses while the
 // server runs. mariadbd's Detached.Remove does the same.
 func (d *Detached) Remove() error {
 	if d.Running() {
 		return fmt.Errorf("postgresd: the server in %s is running; stop it first", d.Dir)
 	}
 	if target, err := os.Readlink(d.DataDir); err == nil {
-		if run := filepath.Dir(target); strings.HasPrefix(filepath.Base(run), runPrefix) && owner(run) == d.Dir {
+		if run, err := relocated(d.Dir, target); err == nil {
 			if err := os.RemoveAll(run); err != nil {
 				return err
 			}

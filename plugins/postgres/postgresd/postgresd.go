@@ -26,8 +26,9 @@
 // of the postgres user, which the server's SQL can run, can thus plant
 // nothing (a link to /etc/shadow, say) where root writes. (Besides, root
 // writes and reads every file through plugins/internal/dbserver, which
-// follows no link; a Dir an earlier version gave to the postgres user is
-// taken back.) If that user cannot reach Dir (it sits below a folder such
+// follows no link; a Dir that is not root's is refused, never taken from
+// its owner, and so is a Dir/data linking anywhere but to a relocated
+// cluster folder of root's naming Dir.) If that user cannot reach Dir (it sits below a folder such
 // as root's 0700 home, or t.TempDir's), no folder above Dir is changed:
 // the cluster lives instead in a folder of root's in the temporary folder
 // (os.TempDir()/upshift-pgrun-*, mode 0711, naming Dir in its file
@@ -450,9 +451,10 @@ func (c *cluster) writeFile(path, content string) error {
 }
 
 // runAsPostgres makes the cluster run as the OS user postgres: PostgreSQL
-// refuses root. Dir stays (or becomes again) root's; Dir/data becomes that
-// user's when the user can reach it, otherwise the cluster lives in a
-// folder that the user can reach (relocate). No folder above Dir is
+// refuses root. Dir must be root's (it is refused otherwise, never taken
+// from its owner) and stays so; Dir/data becomes the postgres user's when
+// that user can reach it, otherwise the cluster lives in a folder of
+// root's that the user can reach (relocate). No folder above Dir is
 // changed.
 func (c *cluster) runAsPostgres() error {
 	u, err := user.Lookup(Superuser)
@@ -467,20 +469,24 @@ func (c *cluster) runAsPostgres() error {
 	// Empty Groups: root's supplementary groups are dropped, not inherited.
 	c.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
 	c.home = u.HomeDir
-	// Before anything in Dir is trusted: an earlier version gave Dir to
-	// the postgres user, who could have put anything in it since.
-	if err := claim(c.dir, 0o700); err != nil {
+	// Before anything in Dir is trusted: root writes the password, the
+	// port and the log there.
+	if err := ownDir(c.dir, 0); err != nil {
 		return err
 	}
 	link := filepath.Join(c.dir, dataDir)
-	if target, err := os.Readlink(link); err == nil {
-		run := filepath.Dir(target)
-		if st, err := os.Stat(run); err == nil && st.IsDir() {
-			if owner(run) != c.dir {
-				return fmt.Errorf("postgresd: %s links to %s, which is not a cluster folder of %s", link, target, c.dir)
-			}
+	if st, err := os.Lstat(link); err == nil && st.Mode()&os.ModeSymlink != 0 {
+		target, err := os.Readlink(link)
+		if err != nil {
+			return err
+		}
+		run, err := relocated(c.dir, target)
+		if err == nil {
 			c.run = run
 			return nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return err
 		}
 		// Its folder is gone (a boot emptied the temporary folder): a
 		// fresh cluster in a fresh folder.
@@ -490,21 +496,23 @@ func (c *cluster) runAsPostgres() error {
 		return c.relocate(uid, gid)
 	}
 	if err := reachable(c.dir, uid, gid); err != nil {
-		if _, serr := os.Stat(link); serr == nil {
+		if _, serr := os.Lstat(link); serr == nil {
 			return fmt.Errorf("postgresd: the cluster in %s cannot be started: %w", link, err)
 		}
 		return c.relocate(uid, gid)
 	}
 	// The postgres user may pass through Dir to its data, no more.
-	if err := claim(c.dir, 0o711); err != nil {
+	if err := ownDir(c.dir, 0o711); err != nil {
 		return err
 	}
 	return giveDir(link, uid, gid)
 }
 
-// claim makes dir this (effective) user's, with mode perm, through the
-// open directory.
-func claim(dir string, perm os.FileMode) error {
+// ownDir checks, through the open directory, that dir is this (effective)
+// user's, refusing it otherwise (its owner is named), and sets its mode to
+// perm, or when perm is 0 takes away the write permission of group and
+// others.
+func ownDir(dir string, perm os.FileMode) error {
 	f, err := os.OpenFile(dir, os.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return err
@@ -514,15 +522,62 @@ func claim(dir string, perm os.FileMode) error {
 	if err != nil {
 		return err
 	}
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok && (int(sys.Uid) != os.Geteuid() || int(sys.Gid) != os.Getegid()) {
-		if err := f.Chown(os.Geteuid(), os.Getegid()); err != nil {
-			return err
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("postgresd: cannot tell who owns %s", dir)
+	}
+	if int(sys.Uid) != os.Geteuid() {
+		name := strconv.Itoa(int(sys.Uid))
+		if u, err := user.LookupId(name); err == nil {
+			name = u.Username + " (uid " + name + ")"
+		} else {
+			name = "uid " + name
 		}
+		return fmt.Errorf("postgresd: %s belongs to %s, not to root, who starts the cluster and writes its password there; choose a Dir of root's (or start it as that user)", dir, name)
+	}
+	if perm == 0 {
+		perm = st.Mode().Perm() &^ 0o022
 	}
 	if st.Mode().Perm() != perm {
 		return f.Chmod(perm)
 	}
 	return nil
+}
+
+// relocated returns the relocated cluster folder of dir that dir/data
+// links to (target): a real directory directly in the temporary folder,
+// named runPrefix*, of this (effective) user, not writable by group or
+// others, whose owner file names dir. An error wrapping os.ErrNotExist
+// when that folder is gone; any other folder is refused.
+func relocated(dir, target string) (string, error) {
+	run := filepath.Dir(target)
+	bad := func(why string) (string, error) {
+		return "", fmt.Errorf("postgresd: %s links to %s, which is not a relocated cluster folder of %s (%s); remove the link to start afresh", filepath.Join(dir, dataDir), target, dir, why)
+	}
+	if !filepath.IsAbs(target) || filepath.Clean(target) != filepath.Join(run, dataDir) ||
+		filepath.Dir(run) != filepath.Clean(os.TempDir()) || !strings.HasPrefix(filepath.Base(run), runPrefix) {
+		return bad("not " + filepath.Join(os.TempDir(), runPrefix+"*", dataDir))
+	}
+	st, err := os.Lstat(run)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	if err != nil {
+		return bad(err.Error())
+	}
+	if !st.IsDir() {
+		return bad("not a directory")
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); !ok || int(sys.Uid) != os.Geteuid() {
+		return bad("not root's")
+	}
+	if st.Mode().Perm()&0o022 != 0 {
+		return bad("writable by others")
+	}
+	if !ownedBy(run, dir) {
+		return bad("its owner file does not name it")
+	}
+	return run, nil
 }
 
 // giveDir makes the data directory at path (mode 0700) and gives it to
@@ -557,6 +612,18 @@ func owner(run string) string {
 	return strings.TrimSpace(string(b))
 }
 
+// ownedBy reports whether the owner file of the relocated cluster folder
+// run names dir: the same directory (os.SameFile), however spelled.
+func ownedBy(run, dir string) bool {
+	o := owner(run)
+	if o == "" {
+		return false
+	}
+	a, err1 := os.Stat(o)
+	b, err2 := os.Stat(dir)
+	return err1 == nil && err2 == nil && os.SameFile(a, b)
+}
+
 // relocate puts the cluster in a fresh folder of root's in the temporary
 // folder (mode 0711: the postgres user may pass through it to the data
 // directory, which is that user's), linked from Dir/data and naming Dir
@@ -576,7 +643,7 @@ func (c *cluster) relocate(uid, gid int) error {
 	if err := dbserver.WriteFile(filepath.Join(run, ownerFile), []byte(c.dir+"\n"), 0o600); err != nil {
 		return fail(err)
 	}
-	if err := claim(run, 0o711); err != nil {
+	if err := ownDir(run, 0o711); err != nil {
 		return fail(err)
 	}
 	if err := giveDir(filepath.Join(run, dataDir), uid, gid); err != nil {
@@ -647,8 +714,10 @@ func orphaned(run string) bool {
 		return false // not ours to judge
 	}
 	if err == nil {
-		target, err := os.Readlink(filepath.Join(strings.TrimSpace(string(b)), dataDir))
-		if err == nil && filepath.Clean(target) == data {
+		// Dir/data still leads here (the same directory, however spelled).
+		linked, err1 := os.Stat(filepath.Join(strings.TrimSpace(string(b)), dataDir))
+		here, err2 := os.Lstat(data)
+		if err1 == nil && err2 == nil && os.SameFile(linked, here) {
 			return false
 		}
 	}

@@ -431,10 +431,10 @@ func asPostgres(t *testing.T, script string) error {
 
 // Root writes files where the server's user (postgres, which the server's
 // SQL can run programs as) could plant a link to a file of root's. Here
-// links are planted at every file root writes in Dir, in a Dir an earlier
-// version had given to the postgres user: none is followed, and, as root,
-// Dir is root's again and the postgres user can plant nothing in it, nor
-// in a relocated cluster's folder; only the data directory is that user's.
+// links are planted at every file root writes in Dir: none is followed,
+// and, as root, Dir stays root's and the postgres user can plant nothing
+// in it, nor in a relocated cluster's folder; only the data directory is
+// that user's.
 func TestPlantedLinksAreNotFollowed(t *testing.T) {
 	ctx := needPostgres(t)
 	shadow := filepath.Join(t.TempDir(), "shadow")
@@ -449,12 +449,14 @@ func TestPlantedLinksAreNotFollowed(t *testing.T) {
 		assert.Equal(t, os.FileMode(0o640), st.Mode().Perm())
 		assert.Equal(t, uint32(os.Geteuid()), st.Sys().(*syscall.Stat_t).Uid, "nor given away")
 	}
-	// Reachable by the postgres user (the temporary folder) or not
+	root := os.Geteuid() == 0
+	// Reachable by the postgres user (a folder of mode 0711) or not
 	// (t.TempDir's 0700 folders): Dir/data a directory, or a link to a
 	// relocated cluster.
 	searchable, err := os.MkdirTemp("", "upshift-test-pg-")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = os.RemoveAll(searchable) })
+	require.NoError(t, os.Chmod(searchable, 0o711))
 	for name, parent := range map[string]string{"reachable": searchable, "relocated": t.TempDir()} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(parent, "pg")
@@ -463,16 +465,9 @@ func TestPlantedLinksAreNotFollowed(t *testing.T) {
 				_ = postgresd.DetachedAt(dir).Stop()
 				_ = postgresd.DetachedAt(dir).Remove()
 			})
-			planted := []string{"password", "password.tmp", "port", "port.tmp", "postgres.log", ".initdb-password"}
+			planted := []string{"password", "port", "postgres.log", ".initdb-password"}
 			for _, f := range planted {
 				require.NoError(t, os.Symlink(shadow, filepath.Join(dir, f)))
-			}
-			root := os.Geteuid() == 0
-			if root {
-				pg, err := user.Lookup("postgres")
-				require.NoError(t, err)
-				uid, _ := strconv.Atoi(pg.Uid)
-				require.NoError(t, os.Chown(dir, uid, -1), "as an earlier version left it")
 			}
 
 			d, err := postgresd.StartDetached(ctx, dir)
@@ -489,22 +484,102 @@ func TestPlantedLinksAreNotFollowed(t *testing.T) {
 				assert.True(t, st.Mode().IsRegular(), "%s replaced by a file: %v", f, st.Mode())
 				assert.Equal(t, uint32(os.Geteuid()), st.Sys().(*syscall.Stat_t).Uid, f)
 			}
-			assert.NoFileExists(t, filepath.Join(dir, "password.tmp"))
-			assert.NoFileExists(t, filepath.Join(dir, "port.tmp"))
+			left, err := filepath.Glob(filepath.Join(dir, ".*.tmp*"))
+			require.NoError(t, err)
+			assert.Empty(t, left, "no temporary file left")
+
+			st, err := os.Lstat(d.DataDir)
+			require.NoError(t, err)
+			if !root {
+				assert.True(t, st.IsDir(), "not root: nothing relocated")
+			} else if name == "reachable" {
+				assert.True(t, st.IsDir(), "Dir/data is a real directory: %v", st.Mode())
+				// The cluster lives in Dir: the planted link where initdb's
+				// password file goes was replaced, and that file removed.
+				_, err := os.Lstat(filepath.Join(dir, ".initdb-password"))
+				assert.ErrorIs(t, err, os.ErrNotExist, "the planted .initdb-password is replaced, then removed")
+			} else {
+				assert.True(t, st.Mode()&os.ModeSymlink != 0, "Dir/data links to a relocated cluster: %v", st.Mode())
+			}
 
 			if root {
-				assert.Equal(t, uint32(0), fileOwner(t, dir), "Dir is root's again")
-				run := filepath.Dir(realPath(t, d.DataDir))
+				assert.Equal(t, uint32(0), fileOwner(t, dir), "Dir stays root's")
+				data := realPath(t, d.DataDir)
+				run := filepath.Dir(data)
 				assert.Equal(t, uint32(0), fileOwner(t, run), "the cluster's folder is root's")
-				assert.NotEqual(t, uint32(0), fileOwner(t, realPath(t, d.DataDir)), "the data directory is the postgres user's")
+				assert.NotEqual(t, uint32(0), fileOwner(t, data), "the data directory is the postgres user's")
+				// The probe can fail: where the postgres user may write (its
+				// data directory), it plants a link.
+				ok := filepath.Join(data, "probe")
+				require.NoError(t, asPostgres(t, "ln -s "+shadow+" "+ok), "the postgres user can write its data directory")
+				require.NoError(t, os.Remove(ok))
 				for _, where := range []string{dir, run} {
-					probe := filepath.Join(where, "password.tmp")
+					probe := filepath.Join(where, "probe")
 					assert.Error(t, asPostgres(t, "ln -s "+shadow+" "+probe), "the postgres user cannot plant a link in %s", where)
-					assert.NoFileExists(t, probe)
+					_, err := os.Lstat(probe)
+					assert.ErrorIs(t, err, os.ErrNotExist)
 				}
 			}
 			require.NoError(t, d.Stop())
 			unchanged()
 		})
 	}
+}
+
+// As root, a Dir of another user is refused, not taken from its owner;
+// and a Dir/data linking anywhere but to a relocated cluster folder of
+// root's that names Dir (one the postgres user could change, say) is
+// refused.
+func TestRootRefusesDirsNotItsOwn(t *testing.T) {
+	ctx := needPostgres(t)
+	if os.Geteuid() != 0 {
+		t.Skip("not root: nothing is handed to the postgres user")
+	}
+	pg, err := user.Lookup("postgres")
+	require.NoError(t, err)
+	uid, _ := strconv.Atoi(pg.Uid)
+	gid, _ := strconv.Atoi(pg.Gid)
+
+	for _, who := range []int{uid, 1000} {
+		dir := filepath.Join(t.TempDir(), "pg")
+		require.NoError(t, os.Mkdir(dir, 0o755))
+		require.NoError(t, os.Chown(dir, who, who))
+		_, err := postgresd.StartDetached(ctx, dir)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "not to root")
+		st, err := os.Stat(dir)
+		require.NoError(t, err)
+		assert.Equal(t, uint32(who), st.Sys().(*syscall.Stat_t).Uid, "left its owner's")
+		assert.Equal(t, os.FileMode(0o755), st.Mode().Perm(), "and its mode")
+	}
+
+	// A folder like a relocated cluster's, naming Dir, but the postgres
+	// user's (who could swap what is in it).
+	dir := filepath.Join(t.TempDir(), "pg")
+	require.NoError(t, os.Mkdir(dir, 0o700))
+	theirs, err := os.MkdirTemp("", postgresd.RunPrefix)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(theirs) })
+	require.NoError(t, os.WriteFile(filepath.Join(theirs, "owner"), []byte(dir+"\n"), 0o600))
+	require.NoError(t, os.Mkdir(filepath.Join(theirs, "data"), 0o700))
+	for _, p := range []string{theirs, filepath.Join(theirs, "owner"), filepath.Join(theirs, "data")} {
+		require.NoError(t, os.Chown(p, uid, gid))
+	}
+	require.NoError(t, os.Symlink(filepath.Join(theirs, "data"), filepath.Join(dir, "data")))
+	_, err = postgresd.StartDetached(ctx, dir)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not root's")
+	require.NoError(t, postgresd.DetachedAt(dir).Remove())
+	assert.DirExists(t, theirs, "Remove does not delete a folder that is not a relocated cluster's of root's")
+
+	// A folder elsewhere, root's and naming Dir.
+	dir = filepath.Join(t.TempDir(), "pg")
+	require.NoError(t, os.Mkdir(dir, 0o700))
+	elsewhere := filepath.Join(t.TempDir(), postgresd.RunPrefix+"x")
+	require.NoError(t, os.Mkdir(elsewhere, 0o711))
+	require.NoError(t, os.WriteFile(filepath.Join(elsewhere, "owner"), []byte(dir+"\n"), 0o600))
+	require.NoError(t, os.Symlink(filepath.Join(elsewhere, "data"), filepath.Join(dir, "data")))
+	_, err = postgresd.StartDetached(ctx, dir)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not a relocated cluster folder")
 }
