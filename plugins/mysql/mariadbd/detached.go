@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -137,19 +138,34 @@ func startDetached(ctx context.Context, o Options) (*Detached, error) {
 
 // PID is the server's pid from its pid file, or 0 when the file is missing
 // or names a process that is not a live mariadbd of this directory (a
-// stale file whose pid was reused must never get a signal from Stop).
+// stale file whose pid was reused must never get a signal from Stop). The
+// pid file is read without following a link or blocking on a FIFO.
 func (d *Detached) PID() int {
-	pid := procfs.ReadPidFile(d.PidFile)
-	if p, ok := procfs.Read(pid); !ok || !server(p, d.DataDir) {
+	b, err := dbserver.ReadFile(d.PidFile)
+	if err != nil {
+		return 0
+	}
+	pid := procfs.ParsePid(b)
+	if p, ok := procfs.Read(pid); !ok || !server(p, d.DataDir, d.binary()) {
 		return 0
 	}
 	return pid
 }
 
-// server reports whether p is a live mariadbd (or mysqld) serving
+// binary is the server binary the last start in Dir ran, or "".
+func (d *Detached) binary() string {
+	b, err := dbserver.ReadFile(d.paths().binary)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// server reports whether p is a live mariadbd (or mysqld, or the binary
+// bin that a start in its directory ran, whatever its name) serving
 // datadir. A process without a command line (a kernel thread, a zombie)
 // is not: a stale pid file may name one.
-func server(p procfs.Proc, datadir string) bool {
+func server(p procfs.Proc, datadir, bin string) bool {
 	if !p.Live() || len(p.Args) == 0 {
 		return false
 	}
@@ -157,7 +173,15 @@ func server(p procfs.Proc, datadir string) bool {
 	case "mariadbd", "mysqld":
 		return ours(p.Args, datadir)
 	}
-	return false
+	return bin != "" && runs(p.Pid, bin) && ours(p.Args, datadir)
+}
+
+// runs reports whether process pid runs the program file bin (the same
+// file, however spelled).
+func runs(pid int, bin string) bool {
+	exe, err1 := os.Stat("/proc/" + strconv.Itoa(pid) + "/exe")
+	want, err2 := os.Stat(bin)
+	return err1 == nil && err2 == nil && os.SameFile(exe, want)
 }
 
 // ours reports whether a command line is a mariadbd serving datadir.

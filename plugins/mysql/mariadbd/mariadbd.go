@@ -76,6 +76,9 @@ const (
 	// only while the server starts.
 	passwordFile = "password"
 	initFile     = "init.sql"
+	// binaryFile names the server binary a start ran (links resolved), so
+	// that a server of a binary not named mariadbd or mysqld is known too.
+	binaryFile = "server-binary"
 	// tempPrefix names the directories Start makes when given no Dir.
 	tempPrefix = "upshift-mariadb-"
 )
@@ -155,7 +158,7 @@ func Available() bool {
 var pickPort = dbserver.FreePort
 
 // paths are the files of a server in dir.
-type paths struct{ dir, data, socket, pid, log, port, password, init string }
+type paths struct{ dir, data, socket, pid, log, port, password, init, binary string }
 
 func pathsIn(dir string) paths {
 	return paths{
@@ -167,6 +170,7 @@ func pathsIn(dir string) paths {
 		port:     filepath.Join(dir, portFile),
 		password: filepath.Join(dir, passwordFile),
 		init:     filepath.Join(dir, initFile),
+		binary:   filepath.Join(dir, binaryFile),
 	}
 }
 
@@ -544,6 +548,9 @@ func start(ctx context.Context, o Options, bins binaries, p paths) (*Server, err
 // launchRetrying starts mariadbd on o.Port, else on a free port, trying up
 // to three ports when one turns out taken.
 func launchRetrying(ctx context.Context, o Options, bins binaries, p paths, password string, attr *syscall.SysProcAttr) (int, *proc, error) {
+	if err := recordBinary(bins, p); err != nil {
+		return 0, nil, err
+	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		port := o.Port
@@ -614,4 +621,17 @@ func readPort(p paths) int {
 	}
 	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	return n
+}
+
+// recordBinary keeps in p.binary the server binary about to run, its links
+// resolved: PID recognises a server by it.
+func recordBinary(bins binaries, p paths) error {
+	bin, err := filepath.EvalSymlinks(bins.server)
+	if err == nil {
+		bin, err = filepath.Abs(bin)
+	}
+	if err != nil {
+		return fmt.Errorf("mariadbd: resolving the server binary %s: %w", bins.server, err)
+	}
+	return dbserver.WriteFile(p.binary, []byte(bin+"\n"), 0o600)
 }

@@ -355,11 +355,11 @@ func TestDetachedStalePidFile(t *testing.T) {
 // file is not the server: Stop does not signal it and wait for it, and
 // Remove does not refuse.
 func TestDetachedPidOfAKernelThread(t *testing.T) {
-	assert.False(t, server(procfs.Proc{Pid: 2, State: 'S'}, "/x/data"), "no command line")
-	assert.False(t, server(procfs.Proc{Pid: 9, State: 'Z'}, "/x/data"), "a zombie")
-	assert.False(t, server(procfs.Proc{Pid: 9, State: 'S', Args: []string{"sh", "--datadir=/x/data"}}, "/x/data"), "not mariadbd")
-	assert.True(t, server(procfs.Proc{Pid: 9, State: 'S', Args: []string{"/usr/sbin/mariadbd", "--datadir=/x/data"}}, "/x/data"))
-	assert.True(t, server(procfs.Proc{Pid: 9, State: 'S', Args: []string{"mysqld", "--datadir=/x/data"}}, "/x/data"))
+	assert.False(t, server(procfs.Proc{Pid: 2, State: 'S'}, "/x/data", ""), "no command line")
+	assert.False(t, server(procfs.Proc{Pid: 9, State: 'Z'}, "/x/data", ""), "a zombie")
+	assert.False(t, server(procfs.Proc{Pid: 9, State: 'S', Args: []string{"sh", "--datadir=/x/data"}}, "/x/data", ""), "not mariadbd")
+	assert.True(t, server(procfs.Proc{Pid: 9, State: 'S', Args: []string{"/usr/sbin/mariadbd", "--datadir=/x/data"}}, "/x/data", ""))
+	assert.True(t, server(procfs.Proc{Pid: 9, State: 'S', Args: []string{"mysqld", "--datadir=/x/data"}}, "/x/data", ""))
 
 	kthread := 0
 	entries, _ := os.ReadDir("/proc")
@@ -438,4 +438,52 @@ func stat(pid, n int) int {
 	}
 	v, _ := strconv.Atoi(f[n])
 	return v
+}
+
+// A server whose binary is not named mariadbd or mysqld (Options.Mariadbd
+// names a link, say) is still recognised, by the program file it runs:
+// Remove refuses while it runs and Stop stops it.
+func TestDetachedOtherBinaryName(t *testing.T) {
+	needMariaDB(t)
+	ctx := testCtx(t)
+	bins, err := findBinaries(Options{}.withDefaults())
+	require.NoError(t, err)
+	link := filepath.Join(t.TempDir(), "dbserver")
+	require.NoError(t, os.Symlink(bins.server, link))
+	dir := t.TempDir()
+	t.Cleanup(func() { _ = DetachedAt(dir).Stop() })
+	d, err := startDetached(ctx, Options{Dir: dir, Mariadbd: link})
+	require.NoError(t, err)
+	pid := d.PID()
+	require.NotZero(t, pid, "recognised by its program file")
+	p, ok := procfs.Read(pid)
+	require.True(t, ok)
+	assert.Equal(t, "dbserver", filepath.Base(p.Args[0]))
+	// A pid file that is a link is not followed, even to the right pid.
+	kept := filepath.Join(t.TempDir(), "pid")
+	require.NoError(t, os.Rename(d.PidFile, kept))
+	require.NoError(t, os.Symlink(kept, d.PidFile))
+	assert.Equal(t, 0, d.PID(), "a link is not followed")
+	require.NoError(t, os.Rename(kept, d.PidFile))
+	again := DetachedAt(dir)
+	assert.True(t, again.Running())
+	assert.Error(t, again.Remove(), "refused while it runs")
+	assert.DirExists(t, dir)
+	require.NoError(t, again.Stop())
+	assert.False(t, procfs.Alive(pid))
+	assert.False(t, again.Running())
+}
+
+// A pid file that is a FIFO is not read (nor blocked on).
+func TestDetachedPidFileNotAFile(t *testing.T) {
+	d := DetachedAt(t.TempDir())
+	require.NoError(t, syscall.Mkfifo(d.PidFile, 0o600))
+	done := make(chan int)
+	go func() { done <- d.PID() }()
+	select {
+	case pid := <-done:
+		assert.Equal(t, 0, pid)
+	case <-time.After(5 * time.Second):
+		t.Fatal("PID blocked on a FIFO")
+	}
 }
