@@ -42,6 +42,19 @@ func buildPlatformd(t *testing.T) string {
 	return bin
 }
 
+// labDir is a folder for a test's lab; whatever lab is left in it when
+// the test ends is stopped and purged (its own database server included).
+func labDir(t *testing.T) string {
+	dir := filepath.Join(t.TempDir(), "lab")
+	t.Cleanup(func() {
+		if s, err := lab.Load(dir); err == nil {
+			_ = lab.Down(s, io.Discard)
+			_ = lab.Purge(s)
+		}
+	})
+	return dir
+}
+
 // processesUnder lists the live processes whose command line names dir.
 func processesUnder(dir string) []string {
 	var out []string
@@ -66,13 +79,8 @@ func processesUnder(dir string) []string {
 
 func TestUpStatusDown(t *testing.T) {
 	bin := buildPlatformd(t)
-	dir := filepath.Join(t.TempDir(), "lab")
+	dir := labDir(t)
 	ctx := context.Background()
-	t.Cleanup(func() {
-		if s, err := lab.Load(dir); err == nil {
-			_ = lab.Down(s, io.Discard)
-		}
-	})
 
 	var log bytes.Buffer
 	s, err := lab.Up(ctx, dir, bin, &log)
@@ -176,13 +184,8 @@ func TestUpStatusDown(t *testing.T) {
 
 func TestUpRefusesAHalfRunningLab(t *testing.T) {
 	bin := buildPlatformd(t)
-	dir := filepath.Join(t.TempDir(), "lab")
+	dir := labDir(t)
 	ctx := context.Background()
-	t.Cleanup(func() {
-		if s, err := lab.Load(dir); err == nil {
-			_ = lab.Down(s, io.Discard)
-		}
-	})
 	s, err := lab.Up(ctx, dir, bin, io.Discard)
 	require.NoError(t, err)
 	pid := s.Node(s.Nodes[1]).Pid()
@@ -226,13 +229,8 @@ func TestNginxLab(t *testing.T) {
 			t.Skip("nginx is not installed")
 		}
 	}
-	dir := filepath.Join(t.TempDir(), "lab")
+	dir := labDir(t)
 	ctx := context.Background()
-	t.Cleanup(func() {
-		if s, err := lab.Load(dir); err == nil {
-			_ = lab.Down(s, io.Discard)
-		}
-	})
 	s, err := lab.UpWith(ctx, lab.Options{Dir: dir, Bin: bin, LoadBalancer: "nginx"}, io.Discard)
 	require.NoError(t, err)
 	st := s.Inspect(ctx)
@@ -329,14 +327,8 @@ func TestRedactDSN(t *testing.T) {
 // folder (as root, under a folder the postgres user cannot enter).
 func TestPurgeRemovesTheLabsOwnServer(t *testing.T) {
 	bin := buildPlatformd(t)
-	dir := filepath.Join(t.TempDir(), "lab")
+	dir := labDir(t)
 	ctx := context.Background()
-	t.Cleanup(func() {
-		if s, err := lab.Load(dir); err == nil {
-			_ = lab.Down(s, io.Discard)
-			_ = lab.Purge(s)
-		}
-	})
 	s, err := lab.UpWith(ctx, lab.Options{Dir: dir, Bin: bin, Database: lab.Postgres}, io.Discard)
 	require.NoError(t, err)
 	require.NotEmpty(t, s.DB.Server)
