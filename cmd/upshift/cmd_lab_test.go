@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/upshift-dev/upshift/cmd/upshift/internal/lab"
+	"github.com/upshift-dev/upshift/internal/lab"
 )
 
 // stub writes a stand-in for `upshift run`: it records its arguments,

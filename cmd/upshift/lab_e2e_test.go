@@ -17,8 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/upshift-dev/upshift/cmd/upshift/internal/lab"
-	"github.com/upshift-dev/upshift/cmd/upshift/internal/traffic"
+	"github.com/upshift-dev/upshift/internal/lab"
+	"github.com/upshift-dev/upshift/internal/traffic"
 )
 
 const shippedPlaybook = "../../playbooks/rolling-upgrade"
@@ -175,7 +175,7 @@ func TestFailedMigrationHaltsAndResumes(t *testing.T) {
 	s, err := lab.Up(ctx, dir, binDir, io.Discard)
 	require.NoError(t, err)
 	playbook := filepath.Join(dir, "playbook")
-	require.NoError(t, copyPlaybook(shippedPlaybook, playbook))
+	require.NoError(t, lab.CopyPlaybook(shippedPlaybook, playbook))
 	good, err := os.ReadFile(s.VarsFile())
 	require.NoError(t, err)
 	// node-2's migration fails; node-1 (processing) goes first and succeeds.
@@ -198,7 +198,7 @@ func TestFailedMigrationHaltsAndResumes(t *testing.T) {
 	assert.Regexp(t, `step\.enable\["node-1"\]\s+done`, status)
 
 	// Two nodes keep serving; node-2 is out of rotation and not running X+1.
-	checks := finalChecks(ctx, s, "")
+	checks := lab.FinalChecks(ctx, s, "")
 	byWhat := map[string]bool{}
 	for _, c := range checks {
 		byWhat[c.What] = c.OK
@@ -231,7 +231,7 @@ func TestFailedMigrationHaltsAndResumes(t *testing.T) {
 	sum := traffic.Summarize(samples, lost, time.Time{})
 	assert.True(t, sum.Clean(), "%s", sum)
 	assert.Greater(t, sum.Reads, 50)
-	for _, c := range finalChecks(ctx, s, "2") {
+	for _, c := range lab.FinalChecks(ctx, s, "2") {
 		assert.True(t, c.OK, "%s: %s", c.What, c.Got)
 	}
 }
@@ -241,7 +241,7 @@ func TestFailedMigrationHaltsAndResumes(t *testing.T) {
 // made from the shipped files at test time, so it tracks them.
 func noDrainPlaybook(t *testing.T) string {
 	dir := filepath.Join(t.TempDir(), "no-drain")
-	require.NoError(t, copyPlaybook(shippedPlaybook, dir))
+	require.NoError(t, lab.CopyPlaybook(shippedPlaybook, dir))
 	path := filepath.Join(dir, "upgrade.hcl")
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)

@@ -13,15 +13,16 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/upshift-dev/upshift/plugins/haproxy/haproxyd"
-	"github.com/upshift-dev/upshift/plugins/haproxy/internal/testlab"
+	"github.com/upshift-dev/upshift/internal/servers/haproxyd"
+	"github.com/upshift-dev/upshift/internal/testlab"
+	"github.com/upshift-dev/upshift/plugins/haproxy/runtimeapi"
 )
 
 // lab is a real HAProxy in front of three tiny backends s1, s2, s3.
 type lab struct {
 	inst     *haproxyd.Instance
 	backends map[string]*testlab.Backend
-	client   *haproxyd.Client
+	client   *runtimeapi.Client
 }
 
 func startLab(t *testing.T) *lab {
@@ -56,7 +57,7 @@ func (l *lab) lb(withStateFile bool) *LB {
 	return NewLB(l.inst.Socket, l.inst.Backend, sf, 2*time.Second)
 }
 
-func (l *lab) stat(t *testing.T, server string) haproxyd.Stat {
+func (l *lab) stat(t *testing.T, server string) runtimeapi.Stat {
 	t.Helper()
 	rows, _, err := l.client.Servers(context.Background(), l.inst.Backend)
 	require.NoError(t, err)

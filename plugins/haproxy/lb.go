@@ -7,14 +7,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/upshift-dev/upshift/plugins/haproxy/haproxyd"
+	"github.com/upshift-dev/upshift/plugins/haproxy/runtimeapi"
 )
 
 // LB is the vendor logic of the haproxy load_balancer plugin, in plain Go:
 // one backend of one HAProxy, driven through its admin socket. The SDK
 // binding (plugin.go) only converts arguments and results.
 type LB struct {
-	client    *haproxyd.Client
+	client    *runtimeapi.Client
 	backend   string
 	stateFile string
 	// poll is how often drain and enable look at `show stat`.
@@ -28,7 +28,7 @@ type LB struct {
 // every change, so a reload that loads it keeps drain and maint.
 func NewLB(socket, backend, stateFile string, cmdTimeout time.Duration) *LB {
 	return &LB{
-		client:        haproxyd.NewClient(socket, cmdTimeout),
+		client:        runtimeapi.NewClient(socket, cmdTimeout),
 		backend:       backend,
 		stateFile:     stateFile,
 		poll:          100 * time.Millisecond,
@@ -117,7 +117,7 @@ func (l *LB) Status(ctx context.Context) ([]ServerStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	admin := map[string]haproxyd.ServerState{}
+	admin := map[string]runtimeapi.ServerState{}
 	for _, s := range states {
 		admin[s.Name] = s
 	}
@@ -219,7 +219,7 @@ func (l *LB) Drain(ctx context.Context, a DrainArgs, progress Progress) (ServerR
 		if err := l.guard(srv.Name, all, a.MinInService); err != nil {
 			return ServerResult{}, err
 		}
-		if err := l.set(ctx, srv.Name, haproxyd.StateDrain); err != nil {
+		if err := l.set(ctx, srv.Name, runtimeapi.StateDrain); err != nil {
 			return ServerResult{}, err
 		}
 		progress.printf("%s: drain set (was %s, %d sessions)", srv.Name, srv.describe(), srv.Sessions)
@@ -251,7 +251,7 @@ func (l *LB) Drain(ctx context.Context, a DrainArgs, progress Progress) (ServerR
 		case <-time.After(l.poll):
 		}
 	}
-	if err := l.set(ctx, srv.Name, haproxyd.StateMaint); err != nil {
+	if err := l.set(ctx, srv.Name, runtimeapi.StateMaint); err != nil {
 		return ServerResult{}, err
 	}
 	progress.printf("%s: no sessions left after %s; now in maintenance", srv.Name, time.Since(start).Round(10*time.Millisecond))
@@ -302,7 +302,7 @@ func (l *LB) Enable(ctx context.Context, a EnableArgs, progress Progress) (Serve
 		return res, nil
 	}
 	if srv.State != stateReady {
-		if err := l.set(ctx, srv.Name, haproxyd.StateReady); err != nil {
+		if err := l.set(ctx, srv.Name, runtimeapi.StateReady); err != nil {
 			return ServerResult{}, err
 		}
 		progress.printf("%s: ready set (was %s); waiting for the health check to report UP", srv.Name, srv.State)
@@ -364,7 +364,7 @@ func (l *LB) CheckEnable(ctx context.Context, server string) (bool, string, erro
 
 // set changes a server's state and, with a state file configured, saves
 // the runtime state so that a reload keeps it.
-func (l *LB) set(ctx context.Context, server string, state haproxyd.AdminState) error {
+func (l *LB) set(ctx context.Context, server string, state runtimeapi.AdminState) error {
 	if err := l.client.SetServerState(ctx, l.backend, server, state); err != nil {
 		return err
 	}

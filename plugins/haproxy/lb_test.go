@@ -8,8 +8,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/upshift-dev/upshift/plugins/haproxy/haproxyd"
+	"github.com/upshift-dev/upshift/plugins/haproxy/runtimeapi"
 )
 
 func TestDrainWaitsForInFlightRequest(t *testing.T) {
@@ -187,7 +186,7 @@ func TestStatus(t *testing.T) {
 	lb := l.lb(false)
 	_, err := lb.Drain(ctx, DrainArgs{Server: "s1", MinInService: 1}, nil)
 	require.NoError(t, err)
-	require.NoError(t, l.client.SetServerState(ctx, "app", "s2", haproxyd.StateDrain))
+	require.NoError(t, l.client.SetServerState(ctx, "app", "s2", runtimeapi.StateDrain))
 	server, done := l.slowRequest(t, 800)
 	require.Equal(t, "s3", server, "only s3 takes new requests")
 

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/zclconf/go-cty/cty"
 
-	"github.com/upshift-dev/upshift/plugins/haproxy/internal/testlab"
+	"github.com/upshift-dev/upshift/internal/testlab"
 )
 
 // load is the traffic both checks run: 6 workers for 3 s, half the

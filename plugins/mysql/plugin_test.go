@@ -17,8 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/upshift-dev/upshift/internal/servers/mariadbd"
 	"github.com/upshift-dev/upshift/plugins"
-	"github.com/upshift-dev/upshift/plugins/mysql/mariadbd"
 	"github.com/upshift-dev/upshift/plugins/sdk/sdktest"
 )
 

@@ -16,9 +16,10 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/upshift-dev/upshift/internal/servers/nginxd"
+	"github.com/upshift-dev/upshift/internal/testlab"
 	"github.com/upshift-dev/upshift/plugins"
-	"github.com/upshift-dev/upshift/plugins/nginx/internal/testlab"
-	"github.com/upshift-dev/upshift/plugins/nginx/nginxd"
+	"github.com/upshift-dev/upshift/plugins/nginx/nginxctl"
 	"github.com/upshift-dev/upshift/plugins/sdk/sdktest"
 	"github.com/upshift-dev/upshift/schema"
 )
@@ -33,17 +34,17 @@ type lab struct {
 
 func startLab(t *testing.T) *lab {
 	t.Helper()
-	if !nginxd.Available() {
+	if !nginxctl.Available() {
 		t.Fatal("nginx is not installed (apt-get install nginx-light); these tests need the real server")
 	}
 	l := &lab{backends: map[string]*testlab.Backend{}}
-	var servers []nginxd.Server
+	var servers []nginxctl.Server
 	for i := 1; i <= 3; i++ {
 		name := fmt.Sprintf("node-%d", i)
 		b := testlab.StartBackend(t, name)
 		l.backends[name] = b
 		l.names = append(l.names, name)
-		servers = append(servers, nginxd.Server{Name: name, Addr: b.Addr})
+		servers = append(servers, nginxctl.Server{Name: name, Addr: b.Addr})
 	}
 	inst, err := nginxd.StartWith(context.Background(), nginxd.Config{Dir: t.TempDir(), Servers: servers})
 	require.NoError(t, err)
@@ -51,7 +52,7 @@ func startLab(t *testing.T) *lab {
 	master := inst.MasterPID()
 	t.Cleanup(func() {
 		require.NoError(t, inst.Stop())
-		assert.Empty(t, nginxd.Workers(master), "nginx workers left behind")
+		assert.Empty(t, nginxctl.Workers(master), "nginx workers left behind")
 	})
 	return l
 }
@@ -211,7 +212,7 @@ func (l *lab) upstream(t *testing.T) string {
 // downServers lists the servers marked down in the upstream file.
 func (l *lab) downServers(t *testing.T) []string {
 	t.Helper()
-	servers, err := nginxd.ReadUpstream(l.inst.Upstream)
+	servers, err := nginxctl.ReadUpstream(l.inst.Upstream)
 	require.NoError(t, err)
 	var out []string
 	for _, s := range servers {

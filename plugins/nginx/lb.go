@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/upshift-dev/upshift/plugins/nginx/nginxd"
+	"github.com/upshift-dev/upshift/plugins/nginx/nginxctl"
 )
 
 // LB is the vendor logic of the nginx load_balancer plugin, in plain Go:
@@ -23,7 +23,7 @@ type LB struct {
 	upstream string            // the upstream block's name
 	names    map[string]string // server name -> address; nil: names from `# NAME` comments
 	health   map[string]string // server name -> health URL
-	ctl      nginxd.Ctl        // Binary empty until first needed
+	ctl      nginxctl.Ctl      // Binary empty until first needed
 	binGiven string
 
 	client *http.Client
@@ -54,7 +54,7 @@ func NewLB(o Options) *LB {
 	}
 	return &LB{
 		file: o.UpstreamFile, upstream: o.Upstream, names: o.Servers, health: o.HealthURLs,
-		ctl:      nginxd.Ctl{Conf: o.NginxConf, PidFile: o.PidFile},
+		ctl:      nginxctl.Ctl{Conf: o.NginxConf, PidFile: o.PidFile},
 		binGiven: o.Binary,
 		client: &http.Client{Timeout: o.HealthTimeout, Transport: &http.Transport{
 			DisableKeepAlives: true, Proxy: nil, ResponseHeaderTimeout: o.HealthTimeout,
@@ -104,11 +104,11 @@ type ServerStatus struct {
 type ServerResult struct{ Server, State string }
 
 // ctlFor resolves nginx's binary on first use.
-func (l *LB) ctlFor() (nginxd.Ctl, error) {
+func (l *LB) ctlFor() (nginxctl.Ctl, error) {
 	if l.ctl.Binary == "" {
-		bin, err := nginxd.Binary(l.binGiven)
+		bin, err := nginxctl.Binary(l.binGiven)
 		if err != nil {
-			return nginxd.Ctl{}, err
+			return nginxctl.Ctl{}, err
 		}
 		l.ctl.Binary = bin
 	}
@@ -116,7 +116,7 @@ func (l *LB) ctlFor() (nginxd.Ctl, error) {
 }
 
 // load reads and parses the upstream file.
-func (l *LB) load() (*nginxd.Upstream, []byte, error) {
+func (l *LB) load() (*nginxctl.Upstream, []byte, error) {
 	b, err := os.ReadFile(l.file)
 	if err != nil {
 		var pe *os.PathError
@@ -125,12 +125,12 @@ func (l *LB) load() (*nginxd.Upstream, []byte, error) {
 		}
 		return nil, nil, fmt.Errorf("upstream file %s: %w", l.file, err)
 	}
-	u, err := nginxd.ParseUpstream(l.file, b, l.upstream)
+	u, err := nginxctl.ParseUpstream(l.file, b, l.upstream)
 	return u, b, err
 }
 
 // nameOf names the server at index i of u.
-func (l *LB) nameOf(u *nginxd.Upstream, i int) string {
+func (l *LB) nameOf(u *nginxctl.Upstream, i int) string {
 	addr := u.Servers[i].Addr
 	if l.names != nil {
 		for n, a := range l.names {
@@ -147,7 +147,7 @@ func (l *LB) nameOf(u *nginxd.Upstream, i int) string {
 }
 
 // find returns the index in u of the server named server.
-func (l *LB) find(u *nginxd.Upstream, server string) (int, error) {
+func (l *LB) find(u *nginxctl.Upstream, server string) (int, error) {
 	if l.names != nil {
 		addr, ok := l.names[server]
 		if !ok {
@@ -212,7 +212,7 @@ func (l *LB) healthURL(server string) string {
 }
 
 // probeAll probes every server of u at once.
-func (l *LB) probeAll(ctx context.Context, u *nginxd.Upstream) []ServerStatus {
+func (l *LB) probeAll(ctx context.Context, u *nginxctl.Upstream) []ServerStatus {
 	out := make([]ServerStatus, len(u.Servers))
 	var wg sync.WaitGroup
 	for i, s := range u.Servers {
@@ -252,7 +252,7 @@ func (l *LB) Status(ctx context.Context) ([]ServerStatus, error) {
 // whole configuration with `nginx -t` and reloads. Any failure before the
 // reload took effect puts the old bytes back: nothing changed. It returns
 // the workers of the previous configuration.
-func (l *LB) apply(ctx context.Context, u *nginxd.Upstream, old []byte) ([]int, error) {
+func (l *LB) apply(ctx context.Context, u *nginxctl.Upstream, old []byte) ([]int, error) {
 	ctl, err := l.ctlFor()
 	if err != nil {
 		return nil, err
@@ -262,11 +262,11 @@ func (l *LB) apply(ctx context.Context, u *nginxd.Upstream, old []byte) ([]int, 
 	if _, err := ctl.Master(); err != nil {
 		return nil, err
 	}
-	if err := nginxd.WriteFileAtomic(l.file, u.Bytes()); err != nil {
+	if err := nginxctl.WriteFileAtomic(l.file, u.Bytes()); err != nil {
 		return nil, err
 	}
 	restore := func(cause error) error {
-		if rerr := nginxd.WriteFileAtomic(l.file, old); rerr != nil {
+		if rerr := nginxctl.WriteFileAtomic(l.file, old); rerr != nil {
 			return fmt.Errorf("%v; and restoring %s failed: %v", cause, l.file, rerr)
 		}
 		return cause
@@ -309,14 +309,14 @@ func (l *LB) Drain(ctx context.Context, a DrainArgs, progress Progress) (ServerR
 		if err != nil {
 			return ServerResult{}, err
 		}
-		old = nginxd.ShuttingDown(master)
+		old = nginxctl.ShuttingDown(master)
 		if len(old) == 0 {
 			progress.printf("%s is already out of rotation", a.Server)
 			return done, nil
 		}
 		progress.printf("%s is already marked down; waiting for %d old nginx worker(s) to finish their requests", a.Server, len(old))
 	}
-	left, err := nginxd.WaitExited(ctx, old, a.Timeout-time.Since(start), func(n int) {
+	left, err := nginxctl.WaitExited(ctx, old, a.Timeout-time.Since(start), func(n int) {
 		progress.printf("%s: waiting for %d nginx worker(s) of the previous configuration to finish their in-flight requests", a.Server, n)
 	})
 	if err != nil {
@@ -497,7 +497,7 @@ func (l *LB) CheckDrain(ctx context.Context, server string) (bool, string, error
 	if err != nil {
 		return false, "", err
 	}
-	if n := len(nginxd.ShuttingDown(master)); n > 0 {
+	if n := len(nginxctl.ShuttingDown(master)); n > 0 {
 		return false, fmt.Sprintf("%s is marked down; %d old worker(s) still finishing requests", server, n), nil
 	}
 	return true, server + " is marked down", nil

@@ -13,7 +13,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/upshift-dev/upshift/plugins"
-	"github.com/upshift-dev/upshift/plugins/nginx/nginxd"
+	"github.com/upshift-dev/upshift/plugins/nginx/nginxctl"
 	"github.com/upshift-dev/upshift/plugins/sdk"
 	"github.com/upshift-dev/upshift/schema"
 )
@@ -129,7 +129,7 @@ func (h *handler) configure(_ context.Context, req plugins.ConfigureRequest) err
 		o.HealthTimeout = d
 	}
 	if o.Binary != "" {
-		if _, err := nginxd.Binary(o.Binary); err != nil {
+		if _, err := nginxctl.Binary(o.Binary); err != nil {
 			return sdk.ArgError("nginx_binary", "%s", err)
 		}
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/upshift-dev/upshift/plugins"
-	"github.com/upshift-dev/upshift/plugins/nginx/nginxd"
+	"github.com/upshift-dev/upshift/plugins/nginx/nginxctl"
 	"github.com/upshift-dev/upshift/plugins/sdk/sdktest"
 	"github.com/upshift-dev/upshift/schema"
 )
@@ -294,12 +294,12 @@ func TestBadInputChangesNothing(t *testing.T) {
 	l := startLab(t)
 	text := l.upstream(t)
 	master := l.inst.MasterPID()
-	workers := nginxd.Workers(master)
+	workers := nginxctl.Workers(master)
 	unchanged := func(t *testing.T) {
 		t.Helper()
 		assert.Equal(t, text, l.upstream(t), "the upstream file is as it was")
 		assert.Equal(t, master, l.inst.MasterPID())
-		assert.Equal(t, workers, nginxd.Workers(master), "nginx was not reloaded")
+		assert.Equal(t, workers, nginxctl.Workers(master), "nginx was not reloaded")
 		entries, err := os.ReadDir(l.inst.Dir)
 		require.NoError(t, err)
 		for _, e := range entries {
@@ -363,7 +363,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		resp, _ = call(t, good, "enable", args("node-1", "5s"))
 		require.NoError(t, resp.Diagnostics.Err())
 		text = l.upstream(t)
-		workers = nginxd.Workers(master)
+		workers = nginxctl.Workers(master)
 	})
 }
 
@@ -376,7 +376,7 @@ func TestBrokenConfigChangesNothing(t *testing.T) {
 	p := l.provider(t, nil)
 	text := l.upstream(t)
 	master := l.inst.MasterPID()
-	workers := nginxd.Workers(master)
+	workers := nginxctl.Workers(master)
 	conf, err := os.ReadFile(l.inst.Conf)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(l.inst.Conf, append(conf, "\nthis is not nginx;\n"...), 0o644))
@@ -385,7 +385,7 @@ func TestBrokenConfigChangesNothing(t *testing.T) {
 	msg := oneLineErr(t, resp.Diagnostics)
 	assert.Contains(t, msg, "draining node-1: nginx -t -c "+l.inst.Conf+` failed: [emerg] unknown directive "this"`)
 	assert.Equal(t, text, l.upstream(t))
-	assert.Equal(t, workers, nginxd.Workers(master), "not reloaded")
+	assert.Equal(t, workers, nginxctl.Workers(master), "not reloaded")
 	before := l.hits()
 	l.fastGets(t, 30)
 	for n, h := range l.hits() {

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/upshift-dev/upshift/plugins/nginx/internal/testlab"
+	"github.com/upshift-dev/upshift/internal/testlab"
 )
 
 // load is the traffic both checks run: 8 clients for 3 s, one connection

@@ -19,8 +19,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/upshift-dev/upshift/internal/servers/postgresd"
 	"github.com/upshift-dev/upshift/plugins"
-	"github.com/upshift-dev/upshift/plugins/postgres/postgresd"
 	"github.com/upshift-dev/upshift/plugins/sdk/sdktest"
 )
 

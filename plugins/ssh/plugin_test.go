@@ -17,9 +17,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/upshift-dev/upshift/internal/servers/sshd"
 	"github.com/upshift-dev/upshift/plugins"
 	"github.com/upshift-dev/upshift/plugins/sdk/sdktest"
-	"github.com/upshift-dev/upshift/plugins/ssh/sshtest"
 )
 
 var platformd string
@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestQuoting(t *testing.T) {
-	srv := sshtest.Start(t)
+	srv := sshd.Start(t)
 	h := &host{node: "n", user: "root", addr: srv.Addr, cfg: &sshConfig{knownHosts: srv.KnownHosts, timeout: 10e9}}
 	auth, err := authMethods(srv.ClientKey, "")
 	require.NoError(t, err)
@@ -56,7 +56,7 @@ func TestQuoting(t *testing.T) {
 	assert.Equal(t, want, out, "every argument arrives exactly as given")
 }
 
-func nodes(t *testing.T, srv *sshtest.Server) (cty.Value, string, string) {
+func nodes(t *testing.T, srv *sshd.Server) (cty.Value, string, string) {
 	dir := t.TempDir()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -75,7 +75,7 @@ func nodes(t *testing.T, srv *sshtest.Server) (cty.Value, string, string) {
 	})}), addr, cfgPath
 }
 
-func config(srv *sshtest.Server, knownHosts string, tofu bool) cty.Value {
+func config(srv *sshd.Server, knownHosts string, tofu bool) cty.Value {
 	return cty.ObjectVal(map[string]cty.Value{
 		"known_hosts": cty.StringVal(knownHosts), "trust_on_first_use": cty.BoolVal(tofu), "user": cty.NullVal(cty.String),
 		"private_key_file": cty.StringVal(srv.ClientKey), "passphrase": cty.NullVal(cty.String),
@@ -100,7 +100,7 @@ func ok(t *testing.T, r plugins.InvokeResponse) cty.Value {
 }
 
 func TestNodeOverSSH(t *testing.T) {
-	srv := sshtest.Start(t)
+	srv := sshd.Start(t)
 	ns, addr, cfgPath := nodes(t, srv)
 	p := sdktest.Provider(t, newPlugin())
 	require.False(t, p.Configure(context.Background(), plugins.ConfigureRequest{Config: config(srv, srv.KnownHosts, false), Nodes: ns}).HasErrors())
@@ -154,12 +154,12 @@ func TestNodeOverSSH(t *testing.T) {
 }
 
 func TestHostKeysAndReachability(t *testing.T) {
-	srv := sshtest.Start(t)
+	srv := sshd.Start(t)
 	ns, _, _ := nodes(t, srv)
 	n := cty.StringVal("node-1")
 
 	// A known_hosts with another key for this host: refused.
-	other := sshtest.Start(t)
+	other := sshd.Start(t)
 	wrong := filepath.Join(t.TempDir(), "known_hosts")
 	b, _ := os.ReadFile(other.KnownHosts)
 	require.NoError(t, os.WriteFile(wrong, []byte(fmt.Sprintf("[127.0.0.1]:%s %s", portOf(srv.Addr), afterHost(string(b)))), 0o600))
@@ -218,7 +218,7 @@ func replaceHost(v cty.Value, addr string) cty.Value {
 // TestServiceCommands drives a node whose service is run by configured
 // commands (as with systemctl): the plugin uses them, not its pid file.
 func TestServiceCommands(t *testing.T) {
-	srv := sshtest.Start(t)
+	srv := sshd.Start(t)
 	ns, addr, _ := nodes(t, srv)
 	v := ns.Index(cty.NumberIntVal(0)).AsValueMap()
 	dir := t.TempDir()

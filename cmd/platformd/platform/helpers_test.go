@@ -20,8 +20,8 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
 
-	"github.com/upshift-dev/upshift/plugins/mysql/mariadbd"
-	"github.com/upshift-dev/upshift/plugins/postgres/postgresd"
+	"github.com/upshift-dev/upshift/internal/servers/mariadbd"
+	"github.com/upshift-dev/upshift/internal/servers/postgresd"
 )
 
 // testDB is a throwaway database for one test.

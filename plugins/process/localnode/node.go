@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/upshift-dev/upshift/plugins/internal/procfs"
+	"github.com/upshift-dev/upshift/plugins/sdk/procfs"
 )
 
 // Node is one local node, as the playbook's nodes list describes it.
