@@ -1,9 +1,6 @@
-// Package runner owns turning a playbook into a graph of step instances and
-// walking it: expansion of for_each and rollouts, edges from references and
-// depends_on, batch chaining, cycle diagnostics, plans, and (in run.go) the
-// execution itself with bounded parallelism, timeouts, retries and the
-// journal. It knows nothing of any vendor: plugins are reached through the
-// plugins.Provider interface.
+// The graph a playbook becomes: its instances, its join vertices, and the
+// lookups a run makes in it.
+
 package runner
 
 import (

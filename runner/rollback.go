@@ -1,0 +1,114 @@
+// Rollback: after the walk, the failed items of an on_failure = "rollback"
+// rollout are undone step by step, newest first, each undo journaled before
+// it starts so that a resume knows the step's effect may be gone.
+
+package runner
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+
+	"github.com/upshift-dev/upshift/playbooks"
+	"github.com/upshift-dev/upshift/plugins"
+	"github.com/upshift-dev/upshift/runner/dag"
+	"github.com/upshift-dev/upshift/runner/journal"
+	"github.com/upshift-dev/upshift/schema"
+)
+
+// rollback runs, for each failed item of a rollout with on_failure =
+// "rollback", the undo action of each of its steps that completed, newest
+// first, with the same arguments.
+func (x *execution) rollback(ctx context.Context, outcomes map[string]*dag.Outcome) {
+	for _, r := range x.g.Playbook.Rollouts {
+		if r.OnFailure != playbooks.OnFailureRollback {
+			continue
+		}
+		var failedKeys []string
+		for _, s := range r.Steps {
+			for _, inst := range x.g.ByStep[s.Name] {
+				if outcomes[inst.Addr].State == dag.Failed {
+					failedKeys = append(failedKeys, inst.Key)
+				}
+			}
+		}
+		sort.Strings(failedKeys)
+		for _, key := range failedKeys {
+			x.emit(Event{Type: RollbackStart, Key: key, Message: fmt.Sprintf("rolling back item %q of rollout %q", key, r.Name)})
+			for i := len(r.Steps) - 1; i >= 0; i-- {
+				s := r.Steps[i]
+				inst := x.g.DAG.Vertex(InstanceAddr(s.Name, key, true)).(*Instance)
+				if outcomes[inst.Addr].State != dag.Done || s.Run.Action.Undo == "" || x.skippedByWhen(inst) {
+					continue // not run, or nothing to undo
+				}
+				undo := s.Run.Resource.Schema.Action(s.Run.Action.Undo)
+				if undo == nil {
+					continue
+				}
+				args, diags := x.g.DecodeArgs(inst, x.result)
+				if diags.HasErrors() {
+					continue
+				}
+				args, _ = args.UnmarkDeep()
+				res, _ := x.result(inst)
+				undoArgs, err := fitArgs(args, res, undo)
+				addr := inst.Addr + ".undo"
+				undoName := s.Run.Resource.Address() + "." + undo.Name
+				if err != nil {
+					x.emit(Event{Type: StepFailed, Address: addr, Action: undo.Name, Error: err.Error()})
+					continue
+				}
+				// The journal hears of the undo before it starts: once it
+				// has begun, the step's effect may be gone, so a resume must
+				// run the step again rather than trust its done record (every
+				// action with an undo is idempotent, so running it again is
+				// safe whether or not the undo got through).
+				started := time.Now()
+				shown := redactedJSON(args, s.Run.Action.Args)
+				if err := x.record(inst, journal.Step{Status: journal.RolledBack, Args: shown, Note: "rollback: " + undoName + " started", StartedAt: started}); err != nil {
+					x.emit(Event{Type: StepFailed, Address: addr, Action: undoName, Error: fmt.Sprintf("not rolled back: recording the rollback failed: %s", err)})
+					break
+				}
+				x.emit(Event{Type: StepStarted, Address: addr, Action: undoName})
+				resp := x.opts.Providers[s.Run.Resource.Address()].Invoke(ctx, plugins.InvokeRequest{Action: undo.Name, Args: undoArgs})
+				if resp.Diagnostics.HasErrors() {
+					err := diagsError(resp.Diagnostics.HCL(nil)) // its arguments are not the step's `with`
+					_ = x.record(inst, journal.Step{Status: journal.Failed, Args: shown, Error: fmt.Sprintf("its undo %s failed during rollback: %s; the step runs again on resume", undoName, err), StartedAt: started, EndedAt: time.Now()})
+					x.emit(Event{Type: StepFailed, Address: addr, Error: err.Error(), Duration: time.Since(started)})
+					break // undoing further back on a half-undone item would do more harm
+				}
+				_ = x.record(inst, journal.Step{Status: journal.RolledBack, Args: shown, Note: "undone by " + undoName, StartedAt: started, EndedAt: time.Now()})
+				x.emit(Event{Type: StepFinished, Address: addr, Duration: time.Since(started)})
+			}
+		}
+	}
+}
+
+// skippedByWhen: a step whose when was false did nothing, so has nothing to undo.
+func (x *execution) skippedByWhen(inst *Instance) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.whenSkipped[inst.Addr]
+}
+
+// fitArgs builds the undo action's arguments: each from the step's
+// argument of that name, else from its result (copy's `name` is what drop
+// needs), else null.
+func fitArgs(args, result cty.Value, a *schema.Action) (cty.Value, error) {
+	want := a.Args.ImpliedType()
+	attrs := map[string]cty.Value{}
+	for name, ty := range want.AttributeTypes() { // attributes and blocks alike
+		attrs[name] = cty.NullVal(ty)
+		for _, from := range []cty.Value{args, result} {
+			if from != cty.NilVal && !from.IsNull() && from.Type().IsObjectType() && from.Type().HasAttribute(name) && !from.GetAttr(name).IsNull() {
+				attrs[name] = from.GetAttr(name)
+				break
+			}
+		}
+	}
+	return convert.Convert(cty.ObjectVal(attrs), want)
+}
