@@ -1,7 +1,8 @@
 // Package dag owns the directed acyclic graph that a playbook becomes: named
 // vertices, dependency edges kept both ways, cycle detection that names
 // every cycle, topological order, transitive reduction for display, and a
-// walk with bounded parallelism that skips the dependents of a failure. It
+// walk with bounded parallelism that skips the dependents of a failure, and
+// drawing in Graphviz DOT (dot.go) with attributes the caller gives. It
 // knows nothing of HCL, plugins or steps.
 package dag
 
