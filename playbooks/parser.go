@@ -24,7 +24,7 @@ func ContractSchemas(_ *Plugin, kind schema.Kind) (*schema.Plugin, error) {
 	return schema.ContractPlugin(kind), nil
 }
 
-// LoadOptions are the inputs of Load beyond the folder.
+// LoadOptions are the inputs of loading beyond the folder.
 type LoadOptions struct {
 	// Vars are -var name=value flags, in order.
 	Vars []string
@@ -33,12 +33,9 @@ type LoadOptions struct {
 	// Env is the environment searched for UPSHIFT_VAR_<name>; nil means
 	// os.Environ().
 	Env []string
-	// Schemas supplies plugin schemas; nil means ContractSchemas.
+	// Schemas supplies plugin schemas to Load; nil means ContractSchemas.
+	// Parse does not use it: Decode takes the schemas.
 	Schemas SchemaSource
-	// PluginsOnly stops after variables, locals and resources: enough to
-	// know which plugins a playbook needs (upshift init), before their
-	// schemas, and so their vendor-specific actions, are known.
-	PluginsOnly bool
 }
 
 var fileSchema = &hcl.BodySchema{
@@ -58,6 +55,9 @@ var fileSchema = &hcl.BodySchema{
 // diagnostics with source snippets.
 type Parser struct {
 	p *hclparse.Parser
+	// ReadFile reads every playbook and variables file; nil means
+	// os.ReadFile. Tests count reads through it.
+	ReadFile func(path string) ([]byte, error)
 }
 
 // NewParser returns an empty parser.
@@ -74,17 +74,65 @@ func (p *Parser) ParseSource(src []byte, filename string) (*hcl.File, hcl.Diagno
 	return p.p.ParseHCL(src, filename)
 }
 
+// parseFile reads and parses path, once: a file already parsed is not read
+// again.
 func (p *Parser) parseFile(path string) (*hcl.File, hcl.Diagnostics) {
-	if strings.HasSuffix(path, ".json") {
-		return p.p.ParseJSONFile(path)
+	if f := p.p.Files()[path]; f != nil {
+		return f, nil
 	}
-	return p.p.ParseHCLFile(path)
+	src, err := p.read(path)
+	if err != nil {
+		return nil, hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Failed to read file",
+			Detail:   fmt.Sprintf("The configuration file %q could not be read.", path),
+		}}
+	}
+	return p.ParseSource(src, path)
+}
+
+func (p *Parser) read(path string) ([]byte, error) {
+	if p.ReadFile != nil {
+		return p.ReadFile(path)
+	}
+	return os.ReadFile(path)
 }
 
 // Load reads every .hcl file of dir (not its subfolders), applies variables
-// and returns the checked playbook. Diagnostics carry file, line and column;
-// render them with WriteDiagnostics and the parser's Files.
+// and returns the checked playbook: Parse, then Decode with opts.Schemas.
+// Diagnostics carry file, line and column; render them with
+// WriteDiagnostics and the parser's Files.
 func (p *Parser) Load(dir string, opts LoadOptions) (*Playbook, hcl.Diagnostics) {
+	parsed, diags := p.Parse(dir, opts)
+	return parsed.decodeAfter(diags, opts.Schemas)
+}
+
+// LoadFiles is Load for in-memory sources, keyed by file name; dir is used
+// to resolve relative paths.
+func (p *Parser) LoadFiles(dir string, sources map[string]string, opts LoadOptions) (*Playbook, hcl.Diagnostics) {
+	parsed, diags := p.ParseFiles(dir, sources, opts)
+	return parsed.decodeAfter(diags, opts.Schemas)
+}
+
+// decodeAfter finishes a one-call load: Decode unless phase 1 failed.
+func (c *Parsed) decodeAfter(diags hcl.Diagnostics, schemas SchemaSource) (*Playbook, hcl.Diagnostics) {
+	if c == nil {
+		return nil, diags
+	}
+	if diags.HasErrors() {
+		return c.pb, diags
+	}
+	pb, ds := c.Decode(schemas)
+	return pb, append(diags, ds...)
+}
+
+// Parse is the first phase of loading: it reads every .hcl file of dir (not
+// its subfolders) and every -var-file once, gives variables their values and
+// validates them, evaluates locals, and decodes plugin blocks and each
+// resource's header (kind, name, plugin). That is enough to know which
+// plugins the playbook needs (Requirements); Decode, the second phase, reads
+// nothing more. On errors the result may be nil.
+func (p *Parser) Parse(dir string, opts LoadOptions) (*Parsed, hcl.Diagnostics) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, hcl.Diagnostics{{
@@ -119,13 +167,13 @@ func (p *Parser) Load(dir string, opts LoadOptions) (*Playbook, hcl.Diagnostics)
 	if diags.HasErrors() {
 		return nil, diags
 	}
-	pb, ds := p.decode(dir, files, opts)
-	return pb, append(diags, ds...)
+	c, ds := p.parse(dir, files, opts)
+	return c, append(diags, ds...)
 }
 
-// LoadFiles is Load for in-memory sources, keyed by file name; dir is used
-// to resolve relative paths.
-func (p *Parser) LoadFiles(dir string, sources map[string]string, opts LoadOptions) (*Playbook, hcl.Diagnostics) {
+// ParseFiles is Parse for in-memory sources, keyed by file name; dir is
+// used to resolve relative paths.
+func (p *Parser) ParseFiles(dir string, sources map[string]string, opts LoadOptions) (*Parsed, hcl.Diagnostics) {
 	names := make([]string, 0, len(sources))
 	for n := range sources {
 		names = append(names, n)
@@ -143,14 +191,55 @@ func (p *Parser) LoadFiles(dir string, sources map[string]string, opts LoadOptio
 	if diags.HasErrors() {
 		return nil, diags
 	}
-	pb, ds := p.decode(dir, files, opts)
-	return pb, append(diags, ds...)
+	c, ds := p.parse(dir, files, opts)
+	return c, append(diags, ds...)
 }
 
-func (p *Parser) decode(dir string, files []*hcl.File, opts LoadOptions) (*Playbook, hcl.Diagnostics) {
-	if opts.Schemas == nil {
-		opts.Schemas = ContractSchemas
+// Parsed is a playbook after the first phase of loading: its files read,
+// variables and locals known, plugins and resource headers decoded, but
+// resource config, steps and rollouts not yet decoded, since they need the
+// plugins' schemas.
+type Parsed struct {
+	pb        *Playbook
+	resources []*resourceHeader
+	steps     []*hcl.Block
+	rollouts  []*hcl.Block
+}
+
+// Requirement is a plugin the playbook's resources use.
+type Requirement struct {
+	// Plugin is its plugin block, or the implicit one a resource's plugin
+	// name stands for.
+	Plugin *Plugin
+	// Resources are the addresses of the resources it serves, sorted; each
+	// gets its own plugin instance.
+	Resources []string
+}
+
+// Requirements lists the plugins the resources use, sorted by name. A
+// plugin block no resource names is not required.
+func (c *Parsed) Requirements() []Requirement {
+	byName := map[string]*Requirement{}
+	for _, h := range c.resources {
+		name := h.res.PluginName
+		if byName[name] == nil {
+			byName[name] = &Requirement{Plugin: c.pb.Plugins[name]}
+		}
+		byName[name].Resources = append(byName[name].Resources, h.res.Address())
 	}
+	out := make([]Requirement, 0, len(byName))
+	for _, name := range sortedKeys(byName) {
+		r := byName[name]
+		sort.Strings(r.Resources)
+		out = append(out, *r)
+	}
+	return out
+}
+
+// Files returns the playbook's files and variables files, by name.
+func (c *Parsed) Files() map[string]*hcl.File { return c.pb.Files }
+
+func (p *Parser) parse(dir string, files []*hcl.File, opts LoadOptions) (*Parsed, hcl.Diagnostics) {
 	if opts.Env == nil {
 		opts.Env = os.Environ()
 	}
@@ -162,8 +251,9 @@ func (p *Parser) decode(dir string, files []*hcl.File, opts LoadOptions) (*Playb
 		Plugins:   map[string]*Plugin{},
 		Resources: map[string]*Resource{},
 	}
+	c := &Parsed{pb: pb}
 	var diags hcl.Diagnostics
-	var resourceBlocks, stepBlocks, rolloutBlocks []*hcl.Block
+	var resourceBlocks []*hcl.Block
 	var localsBlocks []*hcl.Block
 
 	for _, f := range files {
@@ -196,9 +286,9 @@ func (p *Parser) decode(dir string, files []*hcl.File, opts LoadOptions) (*Playb
 				}
 				pb.Plugins[pl.Name] = pl
 			case "step":
-				stepBlocks = append(stepBlocks, b)
+				c.steps = append(c.steps, b)
 			case "rollout":
-				rolloutBlocks = append(rolloutBlocks, b)
+				c.rollouts = append(c.rollouts, b)
 			default:
 				resourceBlocks = append(resourceBlocks, b)
 			}
@@ -220,7 +310,7 @@ func (p *Parser) decode(dir string, files []*hcl.File, opts LoadOptions) (*Playb
 	// Values first: everything else may refer to variables and locals.
 	diags = append(diags, pb.assignVariables(p, opts)...)
 	if diags.HasErrors() {
-		return pb, diags
+		return c, diags
 	}
 	// Validations see only their own variable, never a local, so they run
 	// while the locals are worked out. A failed validation is reported
@@ -230,24 +320,51 @@ func (p *Parser) decode(dir string, files []*hcl.File, opts LoadOptions) (*Playb
 	localDiags := pb.evaluateLocals()
 	diags = append(diags, <-validated...)
 	if diags.HasErrors() {
-		return pb, diags
+		return c, diags
 	}
 	diags = append(diags, localDiags...)
 	if diags.HasErrors() {
-		return pb, diags
+		return c, diags
 	}
 
+	seen := map[string]*resourceHeader{}
 	for _, b := range resourceBlocks {
-		r, ds := pb.decodeResource(b, opts.Schemas)
+		h, ds := pb.decodeResourceHeader(b)
 		diags = append(diags, ds...)
-		if r == nil {
+		if h == nil {
 			continue
 		}
-		if prev, ok := pb.Resources[r.Address()]; ok {
-			diags = append(diags, duplicate(string(r.Kind), r.Name, prev.DeclRange, b.DefRange))
+		if prev, ok := seen[h.res.Address()]; ok {
+			diags = append(diags, duplicate(string(h.res.Kind), h.res.Name, prev.res.DeclRange, b.DefRange))
 			continue
 		}
-		pb.Resources[r.Address()] = r
+		seen[h.res.Address()] = h
+		c.resources = append(c.resources, h)
+	}
+	return c, diags
+}
+
+// Decode is the second phase of loading: it decodes each resource's config
+// and nodes against its plugin's schema from schemas (nil means
+// ContractSchemas), then steps and rollouts, and checks references. It reads
+// no file. Each call returns a new Playbook, so Decode may run again with
+// other schemas.
+func (c *Parsed) Decode(schemas SchemaSource) (*Playbook, hcl.Diagnostics) {
+	if schemas == nil {
+		schemas = ContractSchemas
+	}
+	pb := new(Playbook)
+	*pb = *c.pb
+	pb.Resources = make(map[string]*Resource, len(c.resources))
+	pb.Steps, pb.Rollouts, pb.base = nil, nil, nil
+
+	var diags hcl.Diagnostics
+	for _, h := range c.resources {
+		r, ds := pb.decodeResourceBody(h, schemas)
+		diags = append(diags, ds...)
+		if r != nil {
+			pb.Resources[r.Address()] = r
+		}
 	}
 	if diags.HasErrors() {
 		return pb, diags
@@ -256,18 +373,15 @@ func (p *Parser) decode(dir string, files []*hcl.File, opts LoadOptions) (*Playb
 	// context serves every expression (read-only, so safe to share across
 	// the goroutines of a run).
 	pb.base = pb.baseContext()
-	if opts.PluginsOnly {
-		return pb, diags
-	}
 
-	for _, b := range stepBlocks {
+	for _, b := range c.steps {
 		s, ds := pb.decodeStep(b, nil, 0)
 		diags = append(diags, ds...)
 		if s != nil {
 			pb.Steps = append(pb.Steps, s)
 		}
 	}
-	for _, b := range rolloutBlocks {
+	for _, b := range c.rollouts {
 		r, ds := pb.decodeRollout(b)
 		diags = append(diags, ds...)
 		if r == nil {

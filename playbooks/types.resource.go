@@ -17,21 +17,28 @@ var resourceSchema = &hcl.BodySchema{
 	Blocks:     []hcl.BlockHeaderSchema{{Type: "config"}},
 }
 
-// decodeResource decodes a load_balancer, database or node_pool block. Its
-// config block is decoded with the plugin's config schema where that schema
-// is known, so a misspelt config argument fails before anything runs.
-func (pb *Playbook) decodeResource(b *hcl.Block, schemas SchemaSource) (*Resource, hcl.Diagnostics) {
-	kind := schema.Kind(b.Type)
-	r := &Resource{Kind: kind, Name: b.Labels[0], DeclRange: b.DefRange, Nodes: cty.NullVal(cty.DynamicPseudoType)}
+// resourceHeader is what the first phase of loading knows of a resource:
+// its kind, name and plugin, and its body's content for the second phase.
+type resourceHeader struct {
+	res     *Resource // Kind, Name, PluginName and DeclRange set
+	block   *hcl.Block
+	content *hcl.BodyContent
+}
+
+// decodeResourceHeader decodes the kind, name and plugin of a load_balancer,
+// database or node_pool block: what is needed to know which plugin to
+// start, before its schema is known. A plugin named without a plugin block
+// gets an implicit one.
+func (pb *Playbook) decodeResourceHeader(b *hcl.Block) (*resourceHeader, hcl.Diagnostics) {
+	r := &Resource{Kind: schema.Kind(b.Type), Name: b.Labels[0], DeclRange: b.DefRange, Nodes: cty.NullVal(cty.DynamicPseudoType)}
 	diags := checkName(b.Type, r.Name, b.LabelRanges[0])
 	content, ds := b.Body.Content(resourceSchema)
 	diags = append(diags, ds...)
 	if ds.HasErrors() {
 		return nil, diags
 	}
-	ctx := pb.EvalContext(nil)
 	pluginAttr := content.Attributes["plugin"]
-	pv, ds := pluginAttr.Expr.Value(ctx)
+	pv, ds := pluginAttr.Expr.Value(pb.EvalContext(nil))
 	diags = append(diags, ds...)
 	if ds.HasErrors() {
 		return nil, diags
@@ -41,11 +48,23 @@ func (pb *Playbook) decodeResource(b *hcl.Block, schemas SchemaSource) (*Resourc
 		return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid plugin", Detail: "plugin is the name of a plugin, such as \"haproxy\": a string known before the run (a literal or a variable).", Subject: pluginAttr.Expr.Range().Ptr()})
 	}
 	r.PluginName = pv.AsString()
-	pl, ok := pb.Plugins[r.PluginName]
-	if !ok {
-		pl = &Plugin{Name: r.PluginName, Source: "upshift-plugin-" + r.PluginName, Implicit: true, DeclRange: pluginAttr.Range}
-		pb.Plugins[r.PluginName] = pl
+	if _, ok := pb.Plugins[r.PluginName]; !ok {
+		pb.Plugins[r.PluginName] = &Plugin{Name: r.PluginName, Source: "upshift-plugin-" + r.PluginName, Implicit: true, DeclRange: pluginAttr.Range}
 	}
+	return &resourceHeader{res: r, block: b, content: content}, diags
+}
+
+// decodeResourceBody decodes the rest of a resource: its config block is
+// decoded with the plugin's config schema where that schema is known, so a
+// misspelt config argument fails before anything runs, and its nodes are
+// checked.
+func (pb *Playbook) decodeResourceBody(h *resourceHeader, schemas SchemaSource) (*Resource, hcl.Diagnostics) {
+	r := new(Resource)
+	*r = *h.res
+	b, content, kind := h.block, h.content, r.Kind
+	var diags hcl.Diagnostics
+	ctx := pb.EvalContext(nil)
+	pl := pb.Plugins[r.PluginName]
 	sch, err := schemas(pl, kind)
 	if err != nil {
 		return nil, append(diags, &hcl.Diagnostic{

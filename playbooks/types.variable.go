@@ -2,7 +2,6 @@ package playbooks
 
 import (
 	"fmt"
-	"os"
 	"runtime"
 	"sort"
 	"strings"
@@ -142,13 +141,21 @@ func (pb *Playbook) assignVariables(p *Parser, opts LoadOptions) hcl.Diagnostics
 		given[name] = rawFromString(name, val, "environment variable "+EnvPrefix+name, pb.Variables[name])
 	}
 	for _, path := range opts.VarFiles {
-		if _, err := os.Stat(path); err != nil {
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Cannot read variables file", Detail: fmt.Sprintf("The -var-file %s cannot be read: %s.", path, err)})
-			continue
+		f := p.Files()[path]
+		if f == nil {
+			src, err := p.read(path)
+			if err != nil {
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Cannot read variables file", Detail: fmt.Sprintf("The -var-file %s cannot be read: %s.", path, err)})
+				continue
+			}
+			var ds hcl.Diagnostics
+			f, ds = p.ParseSource(src, path)
+			diags = append(diags, ds...)
+			if ds.HasErrors() {
+				continue
+			}
 		}
-		f, ds := p.parseFile(path)
-		diags = append(diags, ds...)
-		if f == nil || ds.HasErrors() {
+		if f == nil {
 			continue
 		}
 		attrs, ds := f.Body.JustAttributes()

@@ -137,29 +137,27 @@ const (
 )
 
 // load reads and checks a playbook, builds its graph and plan, printing
-// diagnostics to stderr. When DIR/upshift.lock.hcl pins the plugins, a first
-// pass finds which the playbook uses, they are started (checksum verified)
-// and the playbook is checked against their own schemas, vendor actions and
-// config included; without a lock file the kinds' contracts are used. It returns exitError{1} when
-// the playbook is invalid. Launched plugins end with host.CleanupAll.
+// diagnostics to stderr. The files are parsed once (playbooks.Parser.Parse),
+// which names the plugins; when DIR/upshift.lock.hcl pins them they are
+// started (checksum verified) and the playbook is decoded against their own
+// schemas, vendor actions and config included; without a lock file the
+// kinds' contracts are used. It returns exitError{1} when the playbook is
+// invalid. Launched plugins end with host.CleanupAll.
 func load(cmd *cobra.Command, dir string, vf varFlags, mode loadMode, logger hclog.Logger) (*loaded, error) {
 	opts := playbooks.LoadOptions{Vars: vf.vars, VarFiles: vf.varFiles}
 	l := &loaded{dir: dir, providers: map[string]plugins.Provider{}, infos: map[string]runner.PluginInfo{}}
 
+	p := playbooks.NewParser()
+	parsed, diags := p.Parse(dir, opts)
+	l.files = p.Files()
+	if diags.HasErrors() {
+		printDiagnostics(cmd.ErrOrStderr(), l.files, diags)
+		return nil, exitError{exitInvalid}
+	}
 	lf, err := host.ReadLockFile(filepath.Join(dir, host.LockFileName))
 	switch {
 	case err == nil:
-		// A first pass finds the plugins to start.
-		p := playbooks.NewParser()
-		first := opts
-		first.PluginsOnly = true
-		pb, diags := p.Load(dir, first)
-		if diags.HasErrors() {
-			printDiagnostics(cmd.ErrOrStderr(), p.Files(), diags)
-			return nil, exitError{exitInvalid}
-		}
-		l.pb = pb
-		schemas, err := l.launch(cmd, lf, logger)
+		schemas, err := l.launch(cmd, lf, parsed.Requirements(), logger)
 		if err != nil {
 			return nil, runError(cmd, err)
 		}
@@ -173,9 +171,9 @@ func load(cmd *cobra.Command, dir string, vf varFlags, mode loadMode, logger hcl
 		return nil, runError(cmd, fmt.Errorf("%w; run `upshift init %s` to pin the plugins this playbook uses", err, dir))
 	}
 
-	p := playbooks.NewParser()
-	pb, diags := p.Load(dir, opts)
-	l.pb, l.files = pb, p.Files()
+	pb, ds := parsed.Decode(opts.Schemas)
+	diags = append(diags, ds...)
+	l.pb = pb
 	if !diags.HasErrors() {
 		var ds hcl.Diagnostics
 		l.graph, ds = runner.BuildGraph(pb)
@@ -198,36 +196,36 @@ func load(cmd *cobra.Command, dir string, vf varFlags, mode loadMode, logger hcl
 
 // launch starts one plugin instance per resource, with the checksum pinned
 // in the lock file, and returns each plugin's schema by plugin name.
-func (l *loaded) launch(cmd *cobra.Command, lf *host.LockFile, logger hclog.Logger) (map[string]*schema.Plugin, error) {
+func (l *loaded) launch(cmd *cobra.Command, lf *host.LockFile, reqs []playbooks.Requirement, logger hclog.Logger) (map[string]*schema.Plugin, error) {
 	if logger == nil {
 		logger = hclog.New(&hclog.LoggerOptions{Name: "upshift", Output: cmd.ErrOrStderr(), Level: hclog.Warn})
 	}
 	schemas := map[string]*schema.Plugin{}
-	for _, addr := range l.pb.ResourceNames() {
-		r := l.pb.Resources[addr]
-		spec, err := lf.LaunchSpec(l.dir, r.PluginName, logger)
-		if err != nil {
-			return nil, err
-		}
-		p, err := host.Launch(cmd.Context(), spec)
-		if err != nil {
-			return nil, err
-		}
-		// The playbook may have tightened its constraint since init.
-		if inst, ok := p.(*host.Instance); ok {
-			if pl := l.pb.Plugins[r.PluginName]; pl != nil {
-				if err := host.CheckVersion(r.PluginName, inst.Version(), pl.Version); err != nil {
+	for _, req := range reqs {
+		pl := req.Plugin
+		for _, addr := range req.Resources {
+			spec, err := lf.LaunchSpec(l.dir, pl.Name, logger)
+			if err != nil {
+				return nil, err
+			}
+			p, err := host.Launch(cmd.Context(), spec)
+			if err != nil {
+				return nil, err
+			}
+			// The playbook may have tightened its constraint since init.
+			if inst, ok := p.(*host.Instance); ok {
+				if err := host.CheckVersion(pl.Name, inst.Version(), pl.Version); err != nil {
 					return nil, fmt.Errorf("%w; change the plugin block or install a matching plugin, then run `upshift init`", err)
 				}
 			}
+			sch, err := p.Schema(cmd.Context())
+			if err != nil {
+				return nil, fmt.Errorf("plugin %s: %w", pl.Name, err)
+			}
+			l.providers[addr] = p
+			l.infos[addr] = runner.PluginInfo{Name: pl.Name, Checksum: spec.SHA256}
+			schemas[pl.Name] = sch
 		}
-		sch, err := p.Schema(cmd.Context())
-		if err != nil {
-			return nil, fmt.Errorf("plugin %s: %w", r.PluginName, err)
-		}
-		l.providers[addr] = p
-		l.infos[addr] = runner.PluginInfo{Name: r.PluginName, Checksum: spec.SHA256}
-		schemas[r.PluginName] = sch
 	}
 	return schemas, nil
 }

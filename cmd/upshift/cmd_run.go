@@ -42,7 +42,7 @@ whose checksum matches that file.`,
 			// Only the plugins are needed: their schemas, and so the
 			// playbook's vendor actions, are known once they are pinned.
 			p := playbooks.NewParser()
-			pb, diags := p.Load(dir, playbooks.LoadOptions{Vars: vf.vars, VarFiles: vf.varFiles, PluginsOnly: true})
+			parsed, diags := p.Parse(dir, playbooks.LoadOptions{Vars: vf.vars, VarFiles: vf.varFiles})
 			if len(diags) > 0 {
 				printDiagnostics(cmd.ErrOrStderr(), p.Files(), diags)
 			}
@@ -50,9 +50,8 @@ whose checksum matches that file.`,
 				return exitError{exitInvalid}
 			}
 			var reqs []host.Requirement
-			for _, name := range sortedPluginNames(pb) {
-				pl := pb.Plugins[name]
-				reqs = append(reqs, host.Requirement{Name: name, Source: pl.Source, Version: pl.Version})
+			for _, r := range parsed.Requirements() {
+				reqs = append(reqs, host.Requirement{Name: r.Plugin.Name, Source: r.Plugin.Source, Version: r.Plugin.Version})
 			}
 			logger := hclog.New(&hclog.LoggerOptions{Name: "upshift", Output: cmd.ErrOrStderr(), Level: hclog.Warn})
 			lf, err := host.Init(cmd.Context(), dir, reqs, logger)
@@ -69,19 +68,6 @@ whose checksum matches that file.`,
 	}
 	vf.register(cmd)
 	return cmd
-}
-
-func sortedPluginNames(pb *playbooks.Playbook) []string {
-	used := map[string]bool{}
-	for _, r := range pb.Resources {
-		used[r.PluginName] = true
-	}
-	var names []string
-	for n := range used {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }
 
 type runFlags struct {

@@ -1,0 +1,114 @@
+package playbooks_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/upshift-dev/upshift/playbooks"
+	"github.com/upshift-dev/upshift/runner"
+	"github.com/upshift-dev/upshift/schema"
+)
+
+// TestTwoPhasesReadEachFileOnce loads the shipped playbook with a variables
+// file in two phases, as a run does: Parse names the plugins, then Decode
+// checks the resources against their schemas. Every file is read exactly
+// once, by Parse; Decode and planning read none.
+func TestTwoPhasesReadEachFileOnce(t *testing.T) {
+	reads := map[string]int{}
+	p := playbooks.NewParser()
+	p.ReadFile = func(path string) ([]byte, error) {
+		reads[path]++
+		return os.ReadFile(path)
+	}
+	vars := filepath.Join("testdata", "three-nodes.vars.hcl")
+	parsed, diags := p.Parse("rolling-upgrade", playbooks.LoadOptions{VarFiles: []string{vars}, Env: []string{}})
+	require.False(t, diags.HasErrors(), diags.Error())
+
+	var names []string
+	used := map[string][]string{}
+	for _, r := range parsed.Requirements() {
+		names = append(names, r.Plugin.Name)
+		used[r.Plugin.Name] = r.Resources
+		assert.Equal(t, "upshift-plugin-"+r.Plugin.Name, r.Plugin.Source)
+	}
+	assert.Equal(t, []string{"haproxy", "process", "sqlite"}, names, "sorted by name, from the variables file")
+	assert.Equal(t, []string{"database.main"}, used["sqlite"])
+	assert.Equal(t, []string{"load_balancer.front"}, used["haproxy"])
+	assert.Equal(t, []string{"node_pool.cluster"}, used["process"])
+	afterParse := len(reads)
+
+	// A real config schema for sqlite: phase 2 must decode against it.
+	asked := map[string]int{}
+	schemas := func(pl *playbooks.Plugin, kind schema.Kind) (*schema.Plugin, error) {
+		asked[pl.Name]++
+		sch := schema.ContractPlugin(kind)
+		if pl.Name == "sqlite" {
+			sch.Config = &schema.Object{Attributes: []*schema.Attribute{{Name: "path", Type: cty.String, Required: true}, {Name: "busy_timeout", Type: cty.String}}}
+		}
+		return sch, nil
+	}
+	pb, diags := parsed.Decode(schemas)
+	require.False(t, diags.HasErrors(), diags.Error())
+	g, diags := runner.BuildGraph(pb)
+	require.False(t, diags.HasErrors(), diags.Error())
+	plan, diags := runner.MakePlan(g)
+	require.False(t, diags.HasErrors(), diags.Error())
+	assert.Len(t, plan.Steps, 35)
+
+	assert.Equal(t, map[string]int{"haproxy": 1, "process": 1, "sqlite": 1}, asked)
+	cfg := pb.Resources["database.main"].Config
+	assert.True(t, cfg.Type().Equals(cty.Object(map[string]cty.Type{"path": cty.String, "busy_timeout": cty.String})), "config decoded against the schema: %s", cfg.Type().FriendlyName())
+	assert.Equal(t, "/var/lib/platform/db/a.sqlite", cfg.GetAttr("path").AsString())
+
+	want := map[string]int{vars: 1}
+	for _, f := range []string{"cluster.hcl", "upgrade.hcl", "variables.hcl"} {
+		want[filepath.Join("rolling-upgrade", f)] = 1
+	}
+	assert.Equal(t, want, reads, "each file read exactly once")
+	assert.Equal(t, afterParse, len(reads), "Decode reads no file")
+	assert.Len(t, p.Files(), len(want), "the parser keeps every file for diagnostics")
+	t.Logf("%d files, %d reads", len(want), total(reads))
+}
+
+func total(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// TestDecodeAgainWithOtherSchemas: Decode leaves the parsed playbook as it
+// was, so it can run again (contracts, then the plugins' own schemas) and
+// each result stands alone.
+func TestDecodeAgainWithOtherSchemas(t *testing.T) {
+	src := map[string]string{"main.hcl": `
+database "main" {
+  plugin = "sqlite"
+  config {
+    path = "a.sqlite"
+  }
+}
+step "check" {
+  run = database.main.check
+}
+`}
+	parsed, diags := playbooks.NewParser().ParseFiles(t.TempDir(), src, playbooks.LoadOptions{Env: []string{}})
+	require.False(t, diags.HasErrors(), diags.Error())
+	first, diags := parsed.Decode(nil)
+	require.False(t, diags.HasErrors(), diags.Error())
+	_, diags = parsed.Decode(func(_ *playbooks.Plugin, kind schema.Kind) (*schema.Plugin, error) {
+		sch := schema.ContractPlugin(kind)
+		sch.Config = &schema.Object{Attributes: []*schema.Attribute{{Name: "file", Type: cty.String}}}
+		return sch, nil
+	})
+	require.True(t, diags.HasErrors())
+	assert.Contains(t, diags.Error(), `Unsupported argument; An argument named "path" is not expected here`)
+	assert.Nil(t, first.Resources["database.main"].Schema.Config, "the first playbook keeps its contract")
+	require.Len(t, first.Steps, 1)
+}
