@@ -20,6 +20,9 @@ type Requirement struct {
 	// Version constrains the plugin's own version ("~> 1.2"); empty
 	// accepts any.
 	Version string
+	// Resources are the addresses of the resources the plugin serves; a
+	// Session starts one instance for each. Init does not use them.
+	Resources []string
 }
 
 // Init is `upshift init`: for each required plugin it finds the binary

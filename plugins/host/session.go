@@ -1,0 +1,237 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"sort"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/upshift-dev/upshift/plugins"
+	"github.com/upshift-dev/upshift/schema"
+)
+
+// SessionOptions say which plugins a Session starts.
+type SessionOptions struct {
+	// Dir is the playbook folder: it holds upshift.lock.hcl, and relative
+	// paths in that file are relative to it.
+	Dir string
+	// Requirements are the plugins the playbook uses, each with the
+	// resources it serves (Requirement.Resources).
+	Requirements []Requirement
+	// RequireLock makes a missing lock file an error, as for a run.
+	// Otherwise a playbook without one is checked against the kinds'
+	// contracts and no plugin starts.
+	RequireLock bool
+	// Logger receives the plugins' log lines; nil uses hclog's default.
+	Logger hclog.Logger
+	// Parallelism caps how many plugins start at once; 0 means 4.
+	Parallelism int
+}
+
+// Session owns the plugin processes of one command: it reads the lock file,
+// starts one instance per resource under its pinned checksum, checks each
+// plugin's version against the playbook's constraint, answers for the
+// plugins' schemas, configures each resource's instance, and ends them all
+// (Close). Without a lock file (and without RequireLock) it starts nothing
+// and answers with the kinds' contracts.
+type Session struct {
+	dir       string
+	pinned    bool
+	resources []*ResourcePlugin // sorted by address
+	byAddr    map[string]*ResourcePlugin
+	schemas   map[string]*schema.Plugin // by plugin name
+
+	closeOnce sync.Once
+}
+
+// ResourcePlugin is the plugin instance that serves one resource.
+type ResourcePlugin struct {
+	// Address is the resource's address, "node_pool.cluster".
+	Address string
+	// Plugin is the plugin's name in the playbook.
+	Plugin string
+	// SHA256 is the checksum the binary was started under.
+	SHA256 string
+	// Instance is the running plugin.
+	Instance *Instance
+}
+
+// OpenSession starts the plugins opts.Requirements name, one process per
+// resource, a few at a time. On any error every plugin it started is
+// ended before it returns.
+func OpenSession(ctx context.Context, opts SessionOptions) (*Session, error) {
+	s := &Session{dir: opts.Dir, byAddr: map[string]*ResourcePlugin{}, schemas: map[string]*schema.Plugin{}}
+	lf, err := ReadLockFile(filepath.Join(opts.Dir, LockFileName))
+	switch {
+	case err == nil:
+		s.pinned = true
+	case opts.RequireLock || !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("%w; run `upshift init %s` to pin the plugins this playbook uses", err, opts.Dir)
+	default:
+		return s, nil
+	}
+
+	logger := opts.Logger
+	if logger == nil {
+		logger = hclog.L()
+	}
+	// Every binary is resolved before any starts: a plugin missing from the
+	// lock file costs no process.
+	type start struct {
+		rp   *ResourcePlugin
+		spec LaunchSpec
+		req  Requirement
+	}
+	var starts []start
+	for _, req := range opts.Requirements {
+		spec, err := lf.LaunchSpec(opts.Dir, req.Name, logger)
+		if err != nil {
+			return nil, err
+		}
+		for _, addr := range req.Resources {
+			if s.byAddr[addr] != nil {
+				return nil, fmt.Errorf("resource %s is served by two plugins, %s and %s", addr, s.byAddr[addr].Plugin, req.Name)
+			}
+			rp := &ResourcePlugin{Address: addr, Plugin: req.Name, SHA256: spec.SHA256}
+			s.byAddr[addr] = rp
+			starts = append(starts, start{rp, spec, req})
+		}
+	}
+	sort.Slice(starts, func(i, j int) bool { return starts[i].rp.Address < starts[j].rp.Address })
+
+	n := opts.Parallelism
+	if n <= 0 {
+		n = 4
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, n)
+	)
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if firstErr == nil {
+			firstErr = err
+			cancel()
+		}
+	}
+	for _, st := range starts {
+		s.resources = append(s.resources, st.rp)
+	}
+	// Starts begin in address order, at most n at a time; after a failure
+	// no more begin.
+	for _, st := range starts {
+		sem <- struct{}{}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			inst, err := launch(ctx, st.spec)
+			if err != nil {
+				fail(err)
+				return
+			}
+			mu.Lock()
+			st.rp.Instance = inst
+			mu.Unlock()
+			// The playbook may have tightened its constraint since init.
+			if err := CheckVersion(st.req.Name, inst.Version(), st.req.Version); err != nil {
+				fail(fmt.Errorf("%w; change the plugin block or install a matching plugin, then run `upshift init`", err))
+				return
+			}
+			sch, err := inst.Schema(ctx)
+			if err != nil {
+				fail(fmt.Errorf("plugin %s: %w", st.req.Name, err))
+				return
+			}
+			mu.Lock()
+			s.schemas[st.req.Name] = sch
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		_ = s.Close()
+		return nil, firstErr
+	}
+	return s, nil
+}
+
+// Pinned reports whether the session found a lock file and started the
+// plugins; false means it answers with the kinds' contracts.
+func (s *Session) Pinned() bool { return s.pinned }
+
+// Schema returns the schema of plugin for a resource of kind: the running
+// plugin's own when the session is pinned, else the kind's contract. It
+// fits playbooks.SchemaSource once adapted to its *Plugin argument.
+func (s *Session) Schema(plugin string, kind schema.Kind) (*schema.Plugin, error) {
+	if !s.pinned {
+		return schema.ContractPlugin(kind), nil
+	}
+	if sch := s.schemas[plugin]; sch != nil {
+		return sch, nil
+	}
+	return nil, fmt.Errorf("plugin %s is not pinned in %s; run `upshift init %s`", plugin, LockFileName, s.dir)
+}
+
+// Configure configures the instance serving resource addr with its config
+// and nodes. Sensitive marks are removed: the plugin needs the values. The
+// error names the resource and its plugin.
+func (s *Session) Configure(ctx context.Context, addr string, req plugins.ConfigureRequest) error {
+	rp := s.byAddr[addr]
+	if rp == nil || rp.Instance == nil {
+		return fmt.Errorf("configuring %s: no plugin was started for it", addr)
+	}
+	req.Config, _ = req.Config.UnmarkDeep()
+	req.Nodes, _ = req.Nodes.UnmarkDeep()
+	if d := rp.Instance.Configure(ctx, req); d.HasErrors() {
+		return fmt.Errorf("configuring %s (plugin %s): %w", addr, rp.Plugin, d.Err())
+	}
+	return nil
+}
+
+// Resources lists the resources' plugin instances, sorted by address; empty
+// when the session is not pinned.
+func (s *Session) Resources() []ResourcePlugin {
+	out := make([]ResourcePlugin, len(s.resources))
+	for i, rp := range s.resources {
+		out[i] = *rp
+	}
+	return out
+}
+
+// Providers returns each resource's instance by address, for the runner.
+func (s *Session) Providers() map[string]plugins.Provider {
+	out := make(map[string]plugins.Provider, len(s.resources))
+	for _, rp := range s.resources {
+		out[rp.Address] = rp.Instance
+	}
+	return out
+}
+
+// Close ends every plugin process the session started and waits for each to
+// exit. Safe to call more than once.
+func (s *Session) Close() error {
+	s.closeOnce.Do(func() {
+		var wg sync.WaitGroup
+		for _, rp := range s.resources {
+			if rp.Instance != nil {
+				wg.Go(func() { _ = rp.Instance.Close() })
+			}
+		}
+		wg.Wait()
+	})
+	return nil
+}
