@@ -140,7 +140,7 @@ func TestUpStatusDown(t *testing.T) {
 
 	// The variables file is valid input for the shipped playbook.
 	p := playbooks.NewParser()
-	pb, diags := p.Load("../../../../playbooks/rolling-upgrade", playbooks.LoadOptions{VarFiles: []string{s.VarsFile()}, Env: []string{}})
+	pb, diags := p.Load("../../playbooks/rolling-upgrade", playbooks.LoadOptions{VarFiles: []string{s.VarsFile()}, Env: []string{}})
 	require.False(t, diags.HasErrors(), diagText(diags))
 	_, diags = runner.BuildGraph(pb)
 	require.False(t, diags.HasErrors(), diagText(diags))
