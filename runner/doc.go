@@ -10,8 +10,9 @@
 //     (plan_render.go) and the graph's as DOT (graph_dot.go);
 //   - the run (run.go): bounded parallelism, resume and the journal; one
 //     instance's execution with timeouts and retries (execute.go); undoing
-//     failed rollout items (rollback.go);
-//   - events and their sinks (events.go).
+//     failed rollout items (rollback.go); a failure's diagnostics, the
+//     playbook's or a plugin's, flattened into one error (diagnostics.go);
+//   - the events a run emits (events.go).
 //
 // It knows nothing of any vendor: plugins are reached through the
 // plugins.Provider interface.

@@ -1,3 +1,7 @@
+// What an instance's expressions see (its each and the steps it refers
+// to, results not known yet being unknown values of the right type), and
+// decoding its with and when against them, for the plan and for the run.
+
 package runner
 
 import (

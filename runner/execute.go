@@ -33,6 +33,9 @@ func (x *execution) runVertex(ctx context.Context, v dag.Vertex) error {
 	return x.runInstance(ctx, inst)
 }
 
+// runInstance runs one instance: its when, its arguments, a check when it
+// was found in flight, then the call with retries; a failure is journaled
+// and emitted before it is returned to the walk.
 func (x *execution) runInstance(ctx context.Context, inst *Instance) error {
 	s := inst.Step
 	action := s.Run.Action

@@ -1,3 +1,6 @@
+// The walk: every vertex once its dependencies are done, a bounded number
+// at a time, the dependents of a failure skipped rather than failed.
+
 package dag
 
 import (
