@@ -737,3 +737,35 @@ step "guarded" {
 	assert.Contains(t, failed[0].Error, "(step.copy did not run, its when being false, so its result is null; a step that may be skipped is read with a guard")
 	assert.Equal(t, []string{"set_config:n2"}, f.nodes.Calls(), "the guarded read ran")
 }
+
+// TestEmptyForEachRunsNothing: a for_each over an empty collection makes no
+// instance at all (it used to make one unkeyed instance, run once with no
+// each), and a step waiting on it runs at once.
+func TestEmptyForEachRunsNothing(t *testing.T) {
+	f := newFixture(t, `
+step "backup" {
+  for_each = toset([])
+  run      = node_pool.cluster.backup_data
+  with {
+    node = each.key
+    to   = "/backup/${each.key}"
+  }
+}
+step "copy" {
+  run        = database.main.copy
+  depends_on = [step.backup]
+  with {
+    to = "b"
+  }
+}
+`)
+	for _, name := range f.graph.DAG.Names() {
+		assert.False(t, strings.HasPrefix(name, "step.backup[") && name != "step.backup[*]", "instance %s of an empty for_each", name)
+	}
+	assert.Nil(t, f.graph.DAG.Vertex("step.backup"), "no unkeyed instance of a keyed step")
+	res, err, _ := f.run(runner.Options{})
+	require.NoError(t, err)
+	assert.Equal(t, journal.Done, res.Status)
+	assert.Empty(t, f.nodes.Calls(), "no backup_data call for an empty for_each")
+	assert.Equal(t, []string{"copy:b"}, f.db.Calls())
+}

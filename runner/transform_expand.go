@@ -53,7 +53,7 @@ func (expandTransform) Transform(b *graphBuild) hcl.Diagnostics {
 	for i, u := range units {
 		items := unitItems[i]
 		if u.step != nil {
-			if items == nil {
+			if u.step.ForEach == nil {
 				add(&Instance{Addr: InstanceAddr(u.step.Name, "", false), Step: u.step, Each: cty.NilVal})
 				continue
 			}
