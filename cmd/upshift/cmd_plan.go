@@ -2,71 +2,55 @@ package main
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
-
-	"github.com/upshift-dev/upshift/plugins/host"
 )
 
-func newValidateCommand() *cobra.Command {
+// checkCommand is validate, plan and graph: each loads the playbook the same
+// way (load, with the pinned plugins when there are any) and differs only in
+// what it prints.
+func checkCommand(use, short string, write func(w io.Writer, dir string, l *loaded) error) *cobra.Command {
 	var vf varFlags
 	cmd := &cobra.Command{
-		Use:   "validate DIR",
-		Short: "Check a playbook: syntax, types, references, action arguments and cycles",
+		Use:   use,
+		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			defer host.CleanupAll()
 			l, err := load(cmd, args[0], vf, withContracts, nil)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "The playbook %s is valid: %d steps.\n", args[0], len(l.graph.Instances))
-			return nil
+			defer l.Close()
+			return write(cmd.OutOrStdout(), args[0], l)
 		},
 	}
 	vf.register(cmd)
 	return cmd
 }
 
+func newValidateCommand() *cobra.Command {
+	return checkCommand("validate DIR", "Check a playbook: syntax, types, references, action arguments and cycles",
+		func(w io.Writer, dir string, l *loaded) error {
+			_, err := fmt.Fprintf(w, "The playbook %s is valid: %d steps.\n", dir, len(l.graph.Instances))
+			return err
+		})
+}
+
 func newPlanCommand() *cobra.Command {
-	var vf varFlags
 	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "plan DIR",
-		Short: "Show the steps a run would execute, in order, with their arguments",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			defer host.CleanupAll()
-			l, err := load(cmd, args[0], vf, withContracts, nil)
-			if err != nil {
-				return err
-			}
+	cmd := checkCommand("plan DIR", "Show the steps a run would execute, in order, with their arguments",
+		func(w io.Writer, _ string, l *loaded) error {
 			if asJSON {
-				return l.plan.WriteJSON(cmd.OutOrStdout())
+				return l.plan.WriteJSON(w)
 			}
-			return l.plan.WriteText(cmd.OutOrStdout())
-		},
-	}
-	vf.register(cmd)
+			return l.plan.WriteText(w)
+		})
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
 	return cmd
 }
 
 func newGraphCommand() *cobra.Command {
-	var vf varFlags
-	cmd := &cobra.Command{
-		Use:   "graph DIR",
-		Short: "Print the step graph in Graphviz DOT (pipe it to dot -Tsvg)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			defer host.CleanupAll()
-			l, err := load(cmd, args[0], vf, withContracts, nil)
-			if err != nil {
-				return err
-			}
-			return l.graph.WriteDOT(cmd.OutOrStdout())
-		},
-	}
-	vf.register(cmd)
-	return cmd
+	return checkCommand("graph DIR", "Print the step graph in Graphviz DOT (pipe it to dot -Tsvg)",
+		func(w io.Writer, _ string, l *loaded) error { return l.graph.WriteDOT(w) })
 }

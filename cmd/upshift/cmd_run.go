@@ -19,7 +19,6 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/upshift-dev/upshift/playbooks"
-	"github.com/upshift-dev/upshift/plugins"
 	"github.com/upshift-dev/upshift/plugins/host"
 	"github.com/upshift-dev/upshift/runner"
 	"github.com/upshift-dev/upshift/runner/journal"
@@ -41,20 +40,15 @@ whose checksum matches that file.`,
 			dir := args[0]
 			// Only the plugins are needed: their schemas, and so the
 			// playbook's vendor actions, are known once they are pinned.
-			p := playbooks.NewParser()
-			parsed, diags := p.Parse(dir, playbooks.LoadOptions{Vars: vf.vars, VarFiles: vf.varFiles})
+			parsed, diags, err := parse(cmd, dir, vf)
+			if err != nil {
+				return err
+			}
 			if len(diags) > 0 {
-				printDiagnostics(cmd.ErrOrStderr(), p.Files(), diags)
-			}
-			if diags.HasErrors() {
-				return exitError{exitInvalid}
-			}
-			var reqs []host.Requirement
-			for _, r := range parsed.Requirements() {
-				reqs = append(reqs, host.Requirement{Name: r.Plugin.Name, Source: r.Plugin.Source, Version: r.Plugin.Version})
+				printDiagnostics(cmd.ErrOrStderr(), parsed.Files(), diags)
 			}
 			logger := hclog.New(&hclog.LoggerOptions{Name: "upshift", Output: cmd.ErrOrStderr(), Level: hclog.Warn})
-			lf, err := host.Init(cmd.Context(), dir, reqs, logger)
+			lf, err := host.Init(cmd.Context(), dir, requirements(parsed), logger)
 			if err != nil {
 				return runError(cmd, err)
 			}
@@ -149,19 +143,13 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 			return
 		}
 	}()
-	defer host.CleanupAll()
-
 	l, err := load(cmd, dir, rf.vars, withPlugins, logger)
 	if err != nil {
 		return err
 	}
-	for _, addr := range l.pb.ResourceNames() {
-		r := l.pb.Resources[addr]
-		cfg, _ := r.Config.UnmarkDeep()
-		nodes, _ := r.Nodes.UnmarkDeep()
-		if d := l.providers[addr].Configure(ctx, plugins.ConfigureRequest{Config: cfg, Nodes: nodes}); d.HasErrors() {
-			return runError(cmd, fmt.Errorf("configuring %s (plugin %s): %w", addr, r.PluginName, d.Err()))
-		}
+	defer l.Close()
+	if err := l.configure(ctx); err != nil {
+		return runError(cmd, err)
 	}
 
 	j, err := journal.Open(state)
@@ -169,15 +157,15 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 		return runError(cmd, err)
 	}
 	defer j.Close()
-	console := runner.NewConsoleSink(cmd.OutOrStdout())
+	console := NewConsoleSink(cmd.OutOrStdout())
 	console.Live = isTerminal(cmd.OutOrStdout())
 	var sink runner.Sink = console
 	if rf.asJSON {
 		sink = runner.NewJSONSink(cmd.OutOrStdout())
 	}
 	res, err := runner.Run(ctx, l.graph, runner.Options{
-		Providers:   l.providers,
-		Plugins:     l.infos,
+		Providers:   l.plugins.Providers(),
+		Plugins:     l.pluginInfos(),
 		Journal:     j,
 		Events:      sink,
 		Parallelism: rf.parallelism,
