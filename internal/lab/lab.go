@@ -28,6 +28,9 @@ import (
 	"github.com/upshift-dev/upshift/plugins/haproxy/runtimeapi"
 	"github.com/upshift-dev/upshift/plugins/nginx/nginxctl"
 	"github.com/upshift-dev/upshift/plugins/process/localnode"
+	"github.com/upshift-dev/upshift/plugins/sdk/fsutil"
+	"github.com/upshift-dev/upshift/plugins/sdk/nodekit"
+	"github.com/upshift-dev/upshift/plugins/sdk/procfs"
 )
 
 // Backend is the HAProxy backend holding the nodes.
@@ -71,12 +74,12 @@ type NodeState struct {
 
 // Node returns the localnode view of n, which starts and stops it.
 func (s *State) Node(n NodeState) *localnode.Node {
-	return &localnode.Node{
+	return &localnode.Node{Node: nodekit.Node{
 		Name: n.Name, Address: n.Address, ConfigFile: n.ConfigFile, DataDir: n.DataDir,
 		Command: []string{filepath.Join(s.Bin, "platformd"), "serve", "--config", n.ConfigFile},
 		PidFile: n.PidFile, LogFile: n.LogFile,
 		HealthURL: "http://" + n.Address + "/healthz", ReadOnlyURL: "http://" + n.Address + "/admin/read-only",
-	}
+	}}
 }
 
 // VarsFile is the path of the playbook variables the lab writes.
@@ -115,7 +118,7 @@ func (s *State) save() error {
 // lab.json, the nodes' configs and the variables file hold the database's
 // password.
 func writePrivate(path string, data []byte) error {
-	return localnode.WriteFileAtomic(path, data, 0o600)
+	return fsutil.WriteFileMode(path, data, 0o600)
 }
 
 // NginxCtl returns the lab's nginx files and controls.
@@ -460,7 +463,7 @@ func Down(s *State, log io.Writer) error {
 	// Check what was recorded too: a pid file removed by hand must not
 	// leave a process behind unnoticed.
 	for _, pid := range s.recordedPids() {
-		if pid > 0 && processAlive(pid) && strings.Contains(cmdline(pid), s.Dir) {
+		if pid > 0 && procfs.Alive(pid) && strings.Contains(cmdline(pid), s.Dir) {
 			errs = append(errs, fmt.Errorf("pid %d (%s) is still running", pid, cmdline(pid)))
 		}
 	}
@@ -493,20 +496,10 @@ func (s *State) recordedPids() []int {
 	return out
 }
 
-// processAlive reports whether pid is a live process (not a zombie).
-func processAlive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	return i > 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
-}
-
 // cmdline is a process's command line, spaces between arguments.
 func cmdline(pid int) string {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+	p, _ := procfs.Read(pid)
+	return p.Title()
 }
 
 func freeAddr() (string, error) {

@@ -8,11 +8,13 @@ import (
 	"time"
 
 	"github.com/upshift-dev/upshift/plugins/haproxy/runtimeapi"
+	"github.com/upshift-dev/upshift/plugins/sdk"
+	"github.com/upshift-dev/upshift/plugins/sdk/lbkit"
 )
 
 // LB is the vendor logic of the haproxy load_balancer plugin, in plain Go:
-// one backend of one HAProxy, driven through its admin socket. The SDK
-// binding (plugin.go) only converts arguments and results.
+// one backend of one HAProxy, driven through its admin socket. lbkit binds
+// it to the SDK (plugin.go only decodes the config).
 type LB struct {
 	client    *runtimeapi.Client
 	backend   string
@@ -36,33 +38,26 @@ func NewLB(socket, backend, stateFile string, cmdTimeout time.Duration) *LB {
 	}
 }
 
-// Progress receives progress lines (printf style).
-type Progress func(format string, args ...any)
+// Names the logic shares with every load balancer (lbkit).
+type (
+	// Progress receives progress lines (printf style).
+	Progress = lbkit.Progress
+	// DrainArgs are drain's arguments.
+	DrainArgs = lbkit.DrainArgs
+	// EnableArgs are enable's arguments.
+	EnableArgs = lbkit.EnableArgs
+	// ServerResult is drain's and enable's result.
+	ServerResult = lbkit.ServerResult
+)
 
-func (p Progress) printf(format string, args ...any) {
-	if p != nil {
-		p(format, args...)
-	}
-}
-
-// argError blames one argument; the SDK binding turns it into a diagnostic
-// pointing at that argument's line.
-type argError struct {
-	attr string
-	msg  string
-}
-
-func (e *argError) Error() string { return e.msg }
-
-// Server states and health, as the contract's ServerStatusType spells them.
 const (
-	stateReady = "ready"
-	stateDrain = "drain"
-	stateMaint = "maint"
+	stateReady = lbkit.StateReady
+	stateDrain = lbkit.StateDrain
+	stateMaint = lbkit.StateMaint
 
-	healthUp      = "up"
-	healthDown    = "down"
-	healthUnknown = "unknown"
+	healthUp      = lbkit.HealthUp
+	healthDown    = lbkit.HealthDown
+	healthUnknown = lbkit.HealthUnknown
 )
 
 // ServerStatus is one server as the plugin reports it.
@@ -102,6 +97,21 @@ func healthOf(status string) string {
 	default: // "no check" and anything newer
 		return healthUnknown
 	}
+}
+
+var _ lbkit.Backend = (*LB)(nil)
+
+// Servers is Status as the contract's status action reports it.
+func (l *LB) Servers(ctx context.Context) ([]lbkit.Server, error) {
+	all, err := l.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]lbkit.Server, len(all))
+	for i, s := range all {
+		out[i] = lbkit.Server{Name: s.Name, State: s.State, Health: s.Health, Sessions: s.Sessions}
+	}
+	return out, nil
 }
 
 // Status returns every server of the backend, in config order.
@@ -170,7 +180,7 @@ func (l *LB) server(ctx context.Context, name string) (ServerStatus, []ServerSta
 		}
 		names[i] = s.Name
 	}
-	return ServerStatus{}, nil, &argError{attr: "server", msg: fmt.Sprintf("backend %q has no server %q; its servers are %s", l.backend, name, list(names))}
+	return ServerStatus{}, nil, sdk.ArgError("server", "backend %q has no server %q; its servers are %s", l.backend, name, list(names))
 }
 
 func list(names []string) string {
@@ -178,19 +188,6 @@ func list(names []string) string {
 		return "(none)"
 	}
 	return strings.Join(names, ", ")
-}
-
-// DrainArgs are drain's arguments.
-type DrainArgs struct {
-	Server       string
-	Timeout      time.Duration // default 60s
-	MinInService int           // default 1; negative is refused
-}
-
-// ServerResult is drain's and enable's result.
-type ServerResult struct {
-	Server string
-	State  string
 }
 
 // Drain takes a server out of rotation without cutting a request: DRAIN (no
@@ -204,7 +201,7 @@ func (l *LB) Drain(ctx context.Context, a DrainArgs, progress Progress) (ServerR
 		a.Timeout = 60 * time.Second
 	}
 	if a.MinInService < 0 {
-		return ServerResult{}, &argError{attr: "min_in_service", msg: fmt.Sprintf("min_in_service must be 0 or more, not %d", a.MinInService)}
+		return ServerResult{}, sdk.ArgError("min_in_service", "must be 0 or more, not %d", a.MinInService)
 	}
 	srv, all, err := l.server(ctx, a.Server)
 	if err != nil {
@@ -213,7 +210,7 @@ func (l *LB) Drain(ctx context.Context, a DrainArgs, progress Progress) (ServerR
 	res := ServerResult{Server: srv.Name, State: stateMaint}
 	switch srv.State {
 	case stateMaint:
-		progress.printf("%s is already in maintenance", srv.Name)
+		progress.Printf("%s is already in maintenance", srv.Name)
 		return res, nil
 	case stateReady:
 		if err := l.guard(srv.Name, all, a.MinInService); err != nil {
@@ -222,9 +219,9 @@ func (l *LB) Drain(ctx context.Context, a DrainArgs, progress Progress) (ServerR
 		if err := l.set(ctx, srv.Name, runtimeapi.StateDrain); err != nil {
 			return ServerResult{}, err
 		}
-		progress.printf("%s: drain set (was %s, %d sessions)", srv.Name, srv.describe(), srv.Sessions)
+		progress.Printf("%s: drain set (was %s, %d sessions)", srv.Name, srv.describe(), srv.Sessions)
 	default:
-		progress.printf("%s is already draining (%d sessions)", srv.Name, srv.Sessions)
+		progress.Printf("%s is already draining (%d sessions)", srv.Name, srv.Sessions)
 	}
 
 	deadline := time.Now().Add(a.Timeout)
@@ -239,7 +236,7 @@ func (l *LB) Drain(ctx context.Context, a DrainArgs, progress Progress) (ServerR
 			break
 		}
 		if n != lastN || time.Since(lastLine) >= l.progressEvery {
-			progress.printf("%s: waiting for %d in-flight session(s) (%s of %s)", srv.Name, n, time.Since(start).Round(100*time.Millisecond), a.Timeout)
+			progress.Printf("%s: waiting for %d in-flight session(s) (%s of %s)", srv.Name, n, time.Since(start).Round(100*time.Millisecond), a.Timeout)
 			lastLine, lastN = time.Now(), n
 		}
 		if time.Now().After(deadline) {
@@ -254,7 +251,7 @@ func (l *LB) Drain(ctx context.Context, a DrainArgs, progress Progress) (ServerR
 	if err := l.set(ctx, srv.Name, runtimeapi.StateMaint); err != nil {
 		return ServerResult{}, err
 	}
-	progress.printf("%s: no sessions left after %s; now in maintenance", srv.Name, time.Since(start).Round(10*time.Millisecond))
+	progress.Printf("%s: no sessions left after %s; now in maintenance", srv.Name, time.Since(start).Round(10*time.Millisecond))
 	return res, nil
 }
 
@@ -279,12 +276,6 @@ func (l *LB) guard(name string, all []ServerStatus, min int) error {
 		name, len(ok), l.backend, list(ok), min, list(not))
 }
 
-// EnableArgs are enable's arguments.
-type EnableArgs struct {
-	Server  string
-	Timeout time.Duration // default 60s
-}
-
 // Enable puts a server back in rotation (READY) and waits until HAProxy's
 // own health check reports it fully UP. A server already ready and UP is
 // left alone.
@@ -298,14 +289,14 @@ func (l *LB) Enable(ctx context.Context, a EnableArgs, progress Progress) (Serve
 	}
 	res := ServerResult{Server: srv.Name, State: stateReady}
 	if srv.inService() {
-		progress.printf("%s is already ready and UP", srv.Name)
+		progress.Printf("%s is already ready and UP", srv.Name)
 		return res, nil
 	}
 	if srv.State != stateReady {
 		if err := l.set(ctx, srv.Name, runtimeapi.StateReady); err != nil {
 			return ServerResult{}, err
 		}
-		progress.printf("%s: ready set (was %s); waiting for the health check to report UP", srv.Name, srv.State)
+		progress.Printf("%s: ready set (was %s); waiting for the health check to report UP", srv.Name, srv.State)
 	}
 	deadline := time.Now().Add(a.Timeout)
 	start, lastLine, lastStatus := time.Now(), time.Now(), ""
@@ -315,7 +306,7 @@ func (l *LB) Enable(ctx context.Context, a EnableArgs, progress Progress) (Serve
 			return ServerResult{}, err
 		}
 		if cur.inService() {
-			progress.printf("%s: UP after %s", srv.Name, time.Since(start).Round(10*time.Millisecond))
+			progress.Printf("%s: UP after %s", srv.Name, time.Since(start).Round(10*time.Millisecond))
 			return res, nil
 		}
 		if cur.State != stateReady {
@@ -323,7 +314,7 @@ func (l *LB) Enable(ctx context.Context, a EnableArgs, progress Progress) (Serve
 			return ServerResult{}, fmt.Errorf("server %s was set to %s by someone else while enable waited for it", srv.Name, cur.State)
 		}
 		if d := cur.describe(); d != lastStatus || time.Since(lastLine) >= l.progressEvery {
-			progress.printf("%s: %s (%s of %s)", srv.Name, d, time.Since(start).Round(100*time.Millisecond), a.Timeout)
+			progress.Printf("%s: %s (%s of %s)", srv.Name, d, time.Since(start).Round(100*time.Millisecond), a.Timeout)
 			lastLine, lastStatus = time.Now(), d
 		}
 		if time.Now().After(deadline) {

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/upshift-dev/upshift/plugins/haproxy/runtimeapi"
+	"github.com/upshift-dev/upshift/plugins/sdk"
 )
 
 func TestDrainWaitsForInFlightRequest(t *testing.T) {
@@ -134,12 +135,13 @@ func TestUnknownServerAndBackend(t *testing.T) {
 	l := startLab(t)
 	ctx := context.Background()
 	_, err := l.lb(false).Drain(ctx, DrainArgs{Server: "s9", MinInService: 1}, nil)
-	var ae *argError
-	require.ErrorAs(t, err, &ae)
-	assert.Equal(t, "server", ae.attr)
-	assert.Equal(t, `backend "app" has no server "s9"; its servers are s1, s2, s3`, err.Error())
+	path, ok := sdk.ArgPath(err)
+	require.True(t, ok, "an ArgError: %v", err)
+	assert.Equal(t, "server", path)
+	assert.Equal(t, `server: backend "app" has no server "s9"; its servers are s1, s2, s3`, err.Error())
 	_, err = l.lb(false).Enable(ctx, EnableArgs{Server: "s9"}, nil)
-	require.ErrorAs(t, err, &ae)
+	path, _ = sdk.ArgPath(err)
+	assert.Equal(t, "server", path)
 
 	_, err = NewLB(l.inst.Socket, "nope", "", time.Second).Status(ctx)
 	require.Error(t, err)

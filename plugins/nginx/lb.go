@@ -13,11 +13,15 @@ import (
 	"time"
 
 	"github.com/upshift-dev/upshift/plugins/nginx/nginxctl"
+	"github.com/upshift-dev/upshift/plugins/sdk"
+	"github.com/upshift-dev/upshift/plugins/sdk/fsutil"
+	"github.com/upshift-dev/upshift/plugins/sdk/lbkit"
 )
 
 // LB is the vendor logic of the nginx load_balancer plugin, in plain Go:
 // one upstream block in a file upshift edits, and the nginx that includes
-// it. The SDK binding (plugin.go) only converts arguments and results.
+// it. lbkit binds it to the SDK (plugin.go only decodes and checks the
+// config).
 type LB struct {
 	file     string            // the upstream file
 	upstream string            // the upstream block's name
@@ -37,13 +41,17 @@ type LB struct {
 	reloadWait time.Duration
 }
 
-// Options configure an LB.
+// Options configure an LB; the plugin's config decodes into them.
 type Options struct {
-	NginxConf, UpstreamFile, Upstream, PidFile, Binary string
-	Servers                                            map[string]string
-	HealthURLs                                         map[string]string
+	NginxConf    string            `cty:"nginx_conf"`
+	UpstreamFile string            `cty:"upstream_file"`
+	Upstream     string            `cty:"upstream"`
+	PidFile      string            `cty:"pid_file"`
+	Binary       string            `cty:"nginx_binary"`
+	Servers      map[string]string `cty:"servers"`
+	HealthURLs   map[string]string `cty:"health_urls"`
 	// HealthTimeout bounds each health probe; default 2s.
-	HealthTimeout time.Duration
+	HealthTimeout time.Duration `cty:"health_timeout,positive" default:"2s"`
 }
 
 // NewLB returns the logic for o. Nothing is read or contacted yet: validate
@@ -64,32 +72,25 @@ func NewLB(o Options) *LB {
 	}
 }
 
-// Progress receives progress lines (printf style).
-type Progress func(format string, args ...any)
+// Names the logic shares with every load balancer (lbkit).
+type (
+	// Progress receives progress lines (printf style).
+	Progress = lbkit.Progress
+	// DrainArgs are drain's arguments.
+	DrainArgs = lbkit.DrainArgs
+	// EnableArgs are enable's arguments.
+	EnableArgs = lbkit.EnableArgs
+	// ServerResult is what drain and enable return.
+	ServerResult = lbkit.ServerResult
+)
 
-func (p Progress) printf(format string, args ...any) {
-	if p != nil {
-		p(format, args...)
-	}
-}
-
-// argError blames one argument; the SDK binding turns it into a diagnostic
-// pointing at that argument's line.
-type argError struct {
-	attr string
-	msg  string
-}
-
-func (e *argError) Error() string { return e.msg }
-
-// Server states and health, as the contract's ServerStatusType spells them.
 const (
-	stateReady = "ready"
-	stateMaint = "maint"
+	stateReady = lbkit.StateReady
+	stateMaint = lbkit.StateMaint
 
-	healthUp      = "up"
-	healthDown    = "down"
-	healthUnknown = "unknown"
+	healthUp      = lbkit.HealthUp
+	healthDown    = lbkit.HealthDown
+	healthUnknown = lbkit.HealthUnknown
 )
 
 // ServerStatus is one server as the plugin reports it.
@@ -99,9 +100,6 @@ type ServerStatus struct {
 	Health     string // up | down | unknown (no health URL)
 	Why        string // the probe's answer, e.g. "503 Service Unavailable"
 }
-
-// ServerResult is what drain and enable return.
-type ServerResult struct{ Server, State string }
 
 // ctlFor resolves nginx's binary on first use.
 func (l *LB) ctlFor() (nginxctl.Ctl, error) {
@@ -151,7 +149,7 @@ func (l *LB) find(u *nginxctl.Upstream, server string) (int, error) {
 	if l.names != nil {
 		addr, ok := l.names[server]
 		if !ok {
-			return -1, &argError{"server", fmt.Sprintf("no server named %q in upstream %s (servers: %s)", server, l.upstream, strings.Join(sortedKeys(l.names), ", "))}
+			return -1, sdk.ArgError("server", "%s", fmt.Sprintf("no server named %q in upstream %s (servers: %s)", server, l.upstream, strings.Join(sortedKeys(l.names), ", ")))
 		}
 		i := u.Index(addr)
 		if i < 0 {
@@ -167,7 +165,7 @@ func (l *LB) find(u *nginxctl.Upstream, server string) (int, error) {
 		}
 		names = append(names, n)
 	}
-	return -1, &argError{"server", fmt.Sprintf("no server named %q in upstream %s of %s (servers: %s)", server, l.upstream, l.file, strings.Join(names, ", "))}
+	return -1, sdk.ArgError("server", "%s", fmt.Sprintf("no server named %q in upstream %s of %s (servers: %s)", server, l.upstream, l.file, strings.Join(names, ", ")))
 }
 
 func sortedKeys(m map[string]string) []string {
@@ -238,6 +236,22 @@ func (l *LB) probeAll(ctx context.Context, u *nginxctl.Upstream) []ServerStatus 
 	return out
 }
 
+var _ lbkit.Backend = (*LB)(nil)
+
+// Servers is Status as the contract's status action reports it; nginx
+// (open source) does not count sessions per server.
+func (l *LB) Servers(ctx context.Context) ([]lbkit.Server, error) {
+	all, err := l.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]lbkit.Server, len(all))
+	for i, s := range all {
+		out[i] = lbkit.Server{Name: s.Name, State: s.State, Health: s.Health}
+	}
+	return out, nil
+}
+
 // Status returns every server of the upstream, in file order. Sessions
 // are not known: nginx (open source) does not count them per server.
 func (l *LB) Status(ctx context.Context) ([]ServerStatus, error) {
@@ -262,11 +276,11 @@ func (l *LB) apply(ctx context.Context, u *nginxctl.Upstream, old []byte) ([]int
 	if _, err := ctl.Master(); err != nil {
 		return nil, err
 	}
-	if err := nginxctl.WriteFileAtomic(l.file, u.Bytes()); err != nil {
+	if err := fsutil.WriteFile(l.file, u.Bytes(), 0o644); err != nil {
 		return nil, err
 	}
 	restore := func(cause error) error {
-		if rerr := nginxctl.WriteFileAtomic(l.file, old); rerr != nil {
+		if rerr := fsutil.WriteFile(l.file, old, 0o644); rerr != nil {
 			return fmt.Errorf("%v; and restoring %s failed: %v", cause, l.file, rerr)
 		}
 		return cause
@@ -279,13 +293,6 @@ func (l *LB) apply(ctx context.Context, u *nginxctl.Upstream, old []byte) ([]int
 		return nil, restore(err)
 	}
 	return workers, nil
-}
-
-// DrainArgs are drain's arguments.
-type DrainArgs struct {
-	Server       string
-	Timeout      time.Duration
-	MinInService int
 }
 
 // Drain marks the server down, reloads, and waits until the workers that
@@ -311,13 +318,13 @@ func (l *LB) Drain(ctx context.Context, a DrainArgs, progress Progress) (ServerR
 		}
 		old = nginxctl.ShuttingDown(master)
 		if len(old) == 0 {
-			progress.printf("%s is already out of rotation", a.Server)
+			progress.Printf("%s is already out of rotation", a.Server)
 			return done, nil
 		}
-		progress.printf("%s is already marked down; waiting for %d old nginx worker(s) to finish their requests", a.Server, len(old))
+		progress.Printf("%s is already marked down; waiting for %d old nginx worker(s) to finish their requests", a.Server, len(old))
 	}
 	left, err := nginxctl.WaitExited(ctx, old, a.Timeout-time.Since(start), func(n int) {
-		progress.printf("%s: waiting for %d nginx worker(s) of the previous configuration to finish their in-flight requests", a.Server, n)
+		progress.Printf("%s: waiting for %d nginx worker(s) of the previous configuration to finish their in-flight requests", a.Server, n)
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -326,7 +333,7 @@ func (l *LB) Drain(ctx context.Context, a DrainArgs, progress Progress) (ServerR
 		return ServerResult{}, fmt.Errorf("server %s: %d nginx worker(s) still serving requests of the previous configuration after %s; %s stays marked down (no new requests), run drain again to keep waiting",
 			a.Server, left, a.Timeout, a.Server)
 	}
-	progress.printf("%s drained: out of rotation, no worker of the previous configuration left", a.Server)
+	progress.Printf("%s drained: out of rotation, no worker of the previous configuration left", a.Server)
 	return done, nil
 }
 
@@ -362,10 +369,10 @@ func (l *LB) markDown(ctx context.Context, a DrainArgs, progress Progress) (old 
 		if len(out) > 0 {
 			msg += "; not in service: " + strings.Join(out, ", ")
 		}
-		return nil, false, &argError{"min_in_service", msg}
+		return nil, false, sdk.ArgError("min_in_service", "%s", msg)
 	}
 	u.SetDown(i, true)
-	progress.printf("marking %s (%s) down in %s, checking with nginx -t and reloading", a.Server, u.Servers[i].Addr, l.file)
+	progress.Printf("marking %s (%s) down in %s, checking with nginx -t and reloading", a.Server, u.Servers[i].Addr, l.file)
 	old, err = l.apply(ctx, u, before)
 	if err != nil {
 		return nil, false, fmt.Errorf("draining %s: %w", a.Server, err)
@@ -378,12 +385,6 @@ func orNone(s []string) string {
 		return "none"
 	}
 	return strings.Join(s, ", ")
-}
-
-// EnableArgs are enable's arguments.
-type EnableArgs struct {
-	Server  string
-	Timeout time.Duration
 }
 
 // Enable puts the server back in rotation. nginx (open source) has no
@@ -407,20 +408,20 @@ func (l *LB) Enable(ctx context.Context, a EnableArgs, progress Progress) (Serve
 		return ServerResult{}, err
 	}
 	if !wasDown {
-		progress.printf("%s is already in rotation", a.Server)
+		progress.Printf("%s is already in rotation", a.Server)
 		return done, nil
 	}
 	if err := l.markUp(ctx, a.Server, progress); err != nil {
 		return ServerResult{}, err
 	}
 	if _, known, _ := l.probe(ctx, a.Server); !known {
-		progress.printf("%s is back in rotation (no health URL: nginx's passive checks are all that guard it)", a.Server)
+		progress.Printf("%s is back in rotation (no health URL: nginx's passive checks are all that guard it)", a.Server)
 		return done, nil
 	}
 	if err := l.waitHealthy(ctx, a.Server, deadline, a.Timeout, false, progress); err != nil {
 		return ServerResult{}, err
 	}
-	progress.printf("%s is back in rotation and answers its health URL", a.Server)
+	progress.Printf("%s is back in rotation and answers its health URL", a.Server)
 	return done, nil
 }
 
@@ -441,7 +442,7 @@ func (l *LB) waitHealthy(ctx context.Context, server string, deadline time.Time,
 			return fmt.Errorf("server %s does not answer its health URL %s after %s (last: %s); %s", server, l.healthURL(server), timeout, why, state)
 		}
 		if why != lastWhy || time.Since(lastAt) >= time.Second {
-			progress.printf("waiting for %s to answer %s: %s", server, l.healthURL(server), why)
+			progress.Printf("waiting for %s to answer %s: %s", server, l.healthURL(server), why)
 			lastWhy, lastAt = why, time.Now()
 		}
 		select {
@@ -468,7 +469,7 @@ func (l *LB) markUp(ctx context.Context, server string, progress Progress) error
 	if !u.SetDown(i, false) {
 		return nil
 	}
-	progress.printf("removing down from %s (%s) in %s, checking with nginx -t and reloading", server, u.Servers[i].Addr, l.file)
+	progress.Printf("removing down from %s (%s) in %s, checking with nginx -t and reloading", server, u.Servers[i].Addr, l.file)
 	if _, err := l.apply(ctx, u, before); err != nil {
 		return fmt.Errorf("enabling %s: %w", server, err)
 	}

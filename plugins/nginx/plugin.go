@@ -2,19 +2,16 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net"
 	"net/url"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/upshift-dev/upshift/plugins"
 	"github.com/upshift-dev/upshift/plugins/nginx/nginxctl"
 	"github.com/upshift-dev/upshift/plugins/sdk"
+	"github.com/upshift-dev/upshift/plugins/sdk/lbkit"
 	"github.com/upshift-dev/upshift/schema"
 )
 
@@ -37,55 +34,24 @@ var configSchema = &schema.Object{Attributes: []*schema.Attribute{
 // newPlugin declares the plugin. Each call returns a fresh instance: one
 // *sdk.Plugin serves one configured load balancer.
 func newPlugin() *sdk.Plugin {
-	h := &handler{}
-	kind := schema.KindLoadBalancer
-	return &sdk.Plugin{
-		Name:      "nginx",
-		Version:   Version,
-		Kind:      kind,
-		Config:    configSchema,
-		Configure: h.configure,
-		Actions: []*sdk.Action{
-			{Schema: schema.ContractAction(kind, "drain"), Run: h.drain, Check: h.checkDrain},
-			{Schema: schema.ContractAction(kind, "enable"), Run: h.enable, Check: h.checkEnable},
-			{Schema: schema.ContractAction(kind, "status"), Run: h.status},
-		},
-	}
+	return lbkit.Plugin("nginx", Version, configSchema, configure)
 }
 
-// handler binds LB to the SDK: typed arguments in, cty results out.
-type handler struct {
-	mu sync.RWMutex
-	lb *LB
+func configure(_ context.Context, req plugins.ConfigureRequest) (lbkit.Backend, error) {
+	var o Options
+	if err := sdk.Decode(req.Config, &o); err != nil {
+		return nil, err
+	}
+	if err := checkOptions(o); err != nil {
+		return nil, err
+	}
+	// Files and the master are not looked at here: validate and plan
+	// configure plugins while nginx may not run; the first action reports.
+	return NewLB(o), nil
 }
 
-func (h *handler) configure(_ context.Context, req plugins.ConfigureRequest) error {
-	cfg := req.Config
-	str := func(name string) string {
-		v := cfg.GetAttr(name)
-		if v.IsNull() {
-			return ""
-		}
-		return v.AsString()
-	}
-	strMap := func(name string) map[string]string {
-		v := cfg.GetAttr(name)
-		if v.IsNull() {
-			return nil
-		}
-		out := map[string]string{}
-		for k, e := range v.AsValueMap() {
-			if !e.IsNull() {
-				out[k] = e.AsString()
-			}
-		}
-		return out
-	}
-	o := Options{
-		NginxConf: str("nginx_conf"), UpstreamFile: str("upstream_file"), Upstream: str("upstream"),
-		PidFile: str("pid_file"), Binary: str("nginx_binary"),
-		Servers: strMap("servers"), HealthURLs: strMap("health_urls"),
-	}
+// checkOptions refuses options nginx could not work with, blaming the attribute.
+func checkOptions(o Options) error {
 	for _, a := range []struct{ attr, v string }{
 		{"nginx_conf", o.NginxConf}, {"upstream_file", o.UpstreamFile}, {"upstream", o.Upstream}, {"pid_file", o.PidFile},
 	} {
@@ -121,153 +87,14 @@ func (h *handler) configure(_ context.Context, req plugins.ConfigureRequest) err
 			return sdk.ArgError("health_urls", "server %s: the health URL is not an http:// or https:// URL", name)
 		}
 	}
-	if s := str("health_timeout"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil || d <= 0 {
-			return sdk.ArgError("health_timeout", "%q is not a positive duration (write it like \"2s\")", s)
-		}
-		o.HealthTimeout = d
-	}
 	if o.Binary != "" {
 		if _, err := nginxctl.Binary(o.Binary); err != nil {
 			return sdk.ArgError("nginx_binary", "%s", err)
 		}
 	}
-	// Files and the master are not looked at here: validate and plan
-	// configure plugins while nginx may not run; the first action reports.
-	h.mu.Lock()
-	h.lb = NewLB(o)
-	h.mu.Unlock()
 	return nil
 }
 
 func isUnixAddr(a string) bool { return len(a) > len("unix:") && a[:5] == "unix:" }
 
 func joinNames(m map[string]string) string { return strings.Join(sortedKeys(m), ", ") }
-
-func (h *handler) get() (*LB, error) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	if h.lb == nil {
-		return nil, errors.New("the nginx plugin was not configured")
-	}
-	return h.lb, nil
-}
-
-// vendorErr turns the logic's argument errors into the SDK's.
-func vendorErr(err error) error {
-	var ae *argError
-	if errors.As(err, &ae) {
-		return sdk.ArgError(ae.attr, "%s", ae.msg)
-	}
-	return err
-}
-
-func serverResult(action string, r ServerResult) (cty.Value, error) {
-	return sdk.Result(schema.ContractAction(schema.KindLoadBalancer, action), map[string]cty.Value{
-		"server": cty.StringVal(r.Server),
-		"state":  cty.StringVal(r.State),
-	})
-}
-
-func timeoutArg(req *sdk.Request) (time.Duration, error) {
-	timeout, err := req.Duration("timeout", 60*time.Second)
-	if err != nil {
-		return 0, err
-	}
-	if timeout == 0 {
-		return 0, sdk.ArgError("timeout", "must be more than 0s")
-	}
-	return timeout, nil
-}
-
-func (h *handler) drain(ctx context.Context, req *sdk.Request) (cty.Value, error) {
-	lb, err := h.get()
-	if err != nil {
-		return cty.NilVal, err
-	}
-	timeout, err := timeoutArg(req)
-	if err != nil {
-		return cty.NilVal, err
-	}
-	min := req.Int("min_in_service", 1)
-	if min < 0 {
-		return cty.NilVal, sdk.ArgError("min_in_service", "must be 0 or more")
-	}
-	res, err := lb.Drain(ctx, DrainArgs{Server: req.String("server"), Timeout: timeout, MinInService: min}, req.Progress)
-	if err != nil {
-		return cty.NilVal, vendorErr(err)
-	}
-	return serverResult("drain", res)
-}
-
-func (h *handler) enable(ctx context.Context, req *sdk.Request) (cty.Value, error) {
-	lb, err := h.get()
-	if err != nil {
-		return cty.NilVal, err
-	}
-	timeout, err := timeoutArg(req)
-	if err != nil {
-		return cty.NilVal, err
-	}
-	res, err := lb.Enable(ctx, EnableArgs{Server: req.String("server"), Timeout: timeout}, req.Progress)
-	if err != nil {
-		return cty.NilVal, vendorErr(err)
-	}
-	return serverResult("enable", res)
-}
-
-func (h *handler) status(ctx context.Context, _ *sdk.Request) (cty.Value, error) {
-	lb, err := h.get()
-	if err != nil {
-		return cty.NilVal, err
-	}
-	servers, err := lb.Status(ctx)
-	if err != nil {
-		return cty.NilVal, vendorErr(err)
-	}
-	list := make([]cty.Value, len(servers))
-	for i, s := range servers {
-		list[i] = cty.ObjectVal(map[string]cty.Value{
-			"name":   cty.StringVal(s.Name),
-			"state":  cty.StringVal(s.State),
-			"health": cty.StringVal(s.Health),
-			// nginx (open source) does not count sessions per server.
-			"sessions": cty.NumberIntVal(0),
-		})
-	}
-	v := cty.ListValEmpty(schema.ServerStatusType)
-	if len(list) > 0 {
-		v = cty.ListVal(list)
-	}
-	return sdk.Result(schema.ContractAction(schema.KindLoadBalancer, "status"), map[string]cty.Value{"servers": v})
-}
-
-func (h *handler) check(ctx context.Context, req *sdk.Request, action, state string,
-	probe func(*LB, context.Context, string) (bool, string, error)) (plugins.CheckResponse, error) {
-	lb, err := h.get()
-	if err != nil {
-		return plugins.CheckResponse{}, err
-	}
-	server := req.String("server")
-	applied, detail, err := probe(lb, ctx, server)
-	if err != nil {
-		return plugins.CheckResponse{}, vendorErr(err)
-	}
-	if !applied {
-		return plugins.CheckResponse{State: plugins.CheckNotApplied, Detail: detail}, nil
-	}
-	res, err := serverResult(action, ServerResult{Server: server, State: state})
-	if err != nil {
-		return plugins.CheckResponse{}, fmt.Errorf("building the %s result: %w", action, err)
-	}
-	return plugins.CheckResponse{State: plugins.CheckApplied, Detail: detail, Result: res}, nil
-}
-
-func (h *handler) checkDrain(ctx context.Context, req *sdk.Request) (plugins.CheckResponse, error) {
-	return h.check(ctx, req, "drain", stateMaint, (*LB).CheckDrain)
-}
-
-func (h *handler) checkEnable(ctx context.Context, req *sdk.Request) (plugins.CheckResponse, error) {
-	return h.check(ctx, req, "enable", stateReady, (*LB).CheckEnable)
-}

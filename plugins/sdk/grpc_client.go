@@ -103,9 +103,9 @@ func (c *GRPCProvider) Configure(ctx context.Context, req plugins.ConfigureReque
 	if err != nil {
 		return plugins.FromError(err)
 	}
-	cfg, probs := conform(sp.Config, req.Config, true)
+	cfg, probs := schema.Conform(sp.Config, req.Config, true)
 	if len(probs) > 0 {
-		return probs.diagnostics("invalid plugin configuration")
+		return problemDiagnostics(probs, "invalid plugin configuration")
 	}
 	cb, err := schema.EncodeValue(cfg, sp.Config.ImpliedType())
 	if err != nil {
@@ -137,9 +137,9 @@ func (c *GRPCProvider) encodeArgs(ctx context.Context, action string, args cty.V
 	if a == nil {
 		return nil, nil, plugins.Errorf("plugin has no action %q", action)
 	}
-	v, probs := conform(a.Args, args, true)
+	v, probs := schema.Conform(a.Args, args, true)
 	if len(probs) > 0 {
-		return nil, nil, probs.diagnostics(fmt.Sprintf("%s: invalid arguments", action))
+		return nil, nil, problemDiagnostics(probs, fmt.Sprintf("%s: invalid arguments", action))
 	}
 	b, err := schema.EncodeValue(v, a.Args.ImpliedType())
 	if err != nil {

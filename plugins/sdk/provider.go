@@ -106,9 +106,9 @@ func (pr *provider) Configure(ctx context.Context, req plugins.ConfigureRequest)
 	if pr.err != nil {
 		return plugins.FromError(pr.err)
 	}
-	cfg, probs := conform(pr.schema.Config, req.Config, true)
+	cfg, probs := schema.Conform(pr.schema.Config, req.Config, true)
 	if len(probs) > 0 {
-		return probs.diagnostics("invalid plugin configuration")
+		return problemDiagnostics(probs, "invalid plugin configuration")
 	}
 	nodes := req.Nodes
 	if nodes == cty.NilVal {
@@ -164,9 +164,9 @@ func (pr *provider) request(action string, args cty.Value) (*Action, *Request, p
 	if a == nil {
 		return nil, nil, plugins.Errorf("plugin %s has no action %q", pr.p.Name, action)
 	}
-	v, probs := conform(a.Schema.Args, args, true)
+	v, probs := schema.Conform(a.Schema.Args, args, true)
 	if len(probs) > 0 {
-		return nil, nil, probs.diagnostics(fmt.Sprintf("%s: invalid arguments", action))
+		return nil, nil, problemDiagnostics(probs, fmt.Sprintf("%s: invalid arguments", action))
 	}
 	return a, &Request{Action: action, Args: v, Logger: pr.logger.Named(action)}, nil
 }
@@ -191,12 +191,12 @@ func (pr *provider) Invoke(ctx context.Context, req plugins.InvokeRequest) (resp
 // result checks an action's result against its schema: a plugin that
 // returns something else has a bug the host must not have to guess at.
 func (pr *provider) result(a *Action, v cty.Value) plugins.InvokeResponse {
-	out, probs := conform(a.Schema.Result, v, true)
+	out, probs := schema.Conform(a.Schema.Result, v, true)
 	if len(probs) > 0 {
 		return plugins.InvokeResponse{Diagnostics: plugins.Diagnostics{{
 			Severity: plugins.Error,
 			Summary:  fmt.Sprintf("plugin %s returned an invalid result for %s", pr.p.Name, a.Schema.Name),
-			Detail:   joinProblems(probs) + " (a bug in the plugin)",
+			Detail:   probs.Error() + " (a bug in the plugin)",
 		}}}
 	}
 	return plugins.InvokeResponse{Result: out}

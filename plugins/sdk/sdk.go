@@ -11,15 +11,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
-	"github.com/zclconf/go-cty/cty/gocty"
 
 	"github.com/upshift-dev/upshift/plugins"
 	"github.com/upshift-dev/upshift/schema"
@@ -119,59 +116,47 @@ func (r *Request) Duration(name string, def time.Duration) (time.Duration, error
 	if s == "" {
 		return def, nil
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, ArgError(name, "%q is not a duration (write it like \"60s\" or \"2m\")", s)
-	}
-	if d < 0 {
-		return 0, ArgError(name, "duration %q is negative", s)
-	}
-	return d, nil
+	return parseDuration(cty.GetAttrPath(name), s, false)
 }
 
 // Decode copies the arguments into the struct target points to, by the
-// `cty:"name"` tags of its fields (gocty conversions). A null argument
-// leaves the field at its zero value; arguments without a field are ignored;
-// a tag naming no argument is an error (a typo in the plugin).
+// `cty:"name"` tags of its fields: see the package function Decode for the
+// rules (defaults, durations, nested blocks). A bad value is an ArgError
+// naming its path.
 func (r *Request) Decode(target any) error {
-	rv := reflect.ValueOf(target)
-	if rv.Kind() != reflect.Pointer || rv.IsNil() || rv.Elem().Kind() != reflect.Struct {
-		return fmt.Errorf("Decode needs a pointer to a struct, not %T", target)
-	}
-	sv := rv.Elem()
-	st := sv.Type()
-	for i := 0; i < st.NumField(); i++ {
-		f := st.Field(i)
-		tag := f.Tag.Get("cty")
-		if tag == "" || !f.IsExported() {
-			continue
-		}
-		if !r.Args.Type().IsObjectType() || !r.Args.Type().HasAttribute(tag) {
-			return fmt.Errorf("field %s: action %s has no argument %q", f.Name, r.Action, tag)
-		}
-		v := r.Args.GetAttr(tag)
-		if v.IsNull() {
-			continue
-		}
-		if err := gocty.FromCtyValue(v, sv.Field(i).Addr().Interface()); err != nil {
-			return ArgError(tag, "%s", err)
-		}
-	}
-	return nil
+	return decode(r.Args, target, "action "+r.Action+" has no argument")
 }
 
-// argError is an error that blames one argument.
+// argError is an error that blames one argument, by its path.
 type argError struct {
-	attr string
+	path string // as schema.PathString renders it: "socket", "header[1].name"
 	msg  string
 }
 
-func (e *argError) Error() string { return e.attr + ": " + e.msg }
+func (e *argError) Error() string { return e.path + ": " + e.msg }
 
 // ArgError returns an error that becomes a Diagnostic with Attribute set to
 // attr, so the host points at that argument's line in the playbook.
 func ArgError(attr string, format string, args ...any) error {
-	return &argError{attr: attr, msg: fmt.Sprintf(format, args...)}
+	return &argError{path: attr, msg: fmt.Sprintf(format, args...)}
+}
+
+// ArgErrorAt is ArgError for a nested argument: the path is rendered the
+// way the SDK names the arguments it refuses itself, e.g.
+// ArgErrorAt(cty.GetAttrPath("header").IndexInt(1).GetAttr("name"), ...)
+// blames "header[1].name".
+func ArgErrorAt(path cty.Path, format string, args ...any) error {
+	return &argError{path: schema.PathString(path), msg: fmt.Sprintf(format, args...)}
+}
+
+// ArgPath returns the path of the argument err blames (through wrapping),
+// and whether it blames one.
+func ArgPath(err error) (string, bool) {
+	var ae *argError
+	if errors.As(err, &ae) {
+		return ae.path, true
+	}
+	return "", false
 }
 
 // Result builds a result object of action.Result's implied type: missing
@@ -187,183 +172,21 @@ func Result(action *schema.Action, attrs map[string]cty.Value) (cty.Value, error
 	} else {
 		in = cty.ObjectVal(attrs)
 	}
-	v, probs := conform(action.Result, in, false)
+	v, probs := schema.Conform(action.Result, in, false)
 	if len(probs) > 0 {
-		return cty.NilVal, fmt.Errorf("result of %s: %s", action.Name, joinProblems(probs))
+		return cty.NilVal, fmt.Errorf("result of %s: %s", action.Name, probs.Error())
 	}
 	return v, nil
 }
 
-// problem is one way a value misses its schema object.
-type problem struct {
-	attr string
-	msg  string
-}
-
-func joinProblems(ps []problem) string {
-	parts := make([]string, len(ps))
-	for i, p := range ps {
-		if p.attr != "" {
-			parts[i] = p.attr + ": " + p.msg
-		} else {
-			parts[i] = p.msg
-		}
-	}
-	return strings.Join(parts, "; ")
-}
-
-func (ps problemList) diagnostics(summary string) plugins.Diagnostics {
+// problemDiagnostics turns schema.Conform's problems into diagnostics that
+// name their paths.
+func problemDiagnostics(ps schema.Problems, summary string) plugins.Diagnostics {
 	var d plugins.Diagnostics
 	for _, p := range ps {
-		d = append(d, plugins.Diagnostic{Severity: plugins.Error, Summary: summary, Detail: p.msg, Attribute: p.attr})
+		d = append(d, plugins.Diagnostic{Severity: plugins.Error, Summary: summary, Detail: p.Message, Attribute: p.Path})
 	}
 	return d
-}
-
-type problemList []problem
-
-// conform converts v to o's implied type, attribute by attribute, so that
-// each problem names its attribute. A null or NilVal v counts as an empty
-// object. With needKnown, unknown values are problems (a call cannot run on
-// a value nobody knows yet).
-func conform(o *schema.Object, v cty.Value, needKnown bool) (cty.Value, problemList) {
-	if v == cty.NilVal || v.IsNull() {
-		v = cty.EmptyObjectVal
-	}
-	v, _ = v.UnmarkDeep()
-	if !v.IsKnown() {
-		if needKnown {
-			return cty.NilVal, problemList{{msg: "the value is not known yet"}}
-		}
-		return cty.UnknownVal(o.ImpliedType()), nil
-	}
-	ty := v.Type()
-	if !ty.IsObjectType() && !ty.IsMapType() {
-		return cty.NilVal, problemList{{msg: fmt.Sprintf("an object is required, not %s", ty.FriendlyName())}}
-	}
-	in := v.AsValueMap()
-	var probs problemList
-	for name := range in {
-		if o.Attribute(name) == nil && o.Block(name) == nil {
-			probs = append(probs, problem{attr: name, msg: fmt.Sprintf("unsupported attribute %q", name)})
-		}
-	}
-	out := map[string]cty.Value{}
-	if o != nil {
-		for _, a := range o.Attributes {
-			av, ok := in[a.Name]
-			if !ok || av.IsNull() {
-				if a.Required {
-					probs = append(probs, problem{attr: a.Name, msg: fmt.Sprintf("attribute %q is required", a.Name)})
-				}
-				out[a.Name] = cty.NullVal(a.Type)
-				continue
-			}
-			if needKnown && !av.IsWhollyKnown() {
-				probs = append(probs, problem{attr: a.Name, msg: "the value is not known yet"})
-				continue
-			}
-			cv, err := convert.Convert(av, a.Type)
-			if err != nil {
-				probs = append(probs, problem{attr: a.Name, msg: fmt.Sprintf("wrong type: %s", err)})
-				continue
-			}
-			out[a.Name] = cv
-		}
-		for _, b := range o.Blocks {
-			v, ps := conformBlock(b, in[b.Name], needKnown)
-			out[b.Name] = v
-			probs = append(probs, ps...)
-		}
-	}
-	if len(probs) > 0 {
-		sortProblems(probs)
-		return cty.NilVal, probs
-	}
-	if len(out) == 0 {
-		return cty.EmptyObjectVal, nil
-	}
-	return cty.ObjectVal(out), nil
-}
-
-// conformBlock is conform for a nested block's value: an object (single)
-// or a list of them, each conformed to the block's own object. Problems
-// name the path, e.g. header[1].value.
-func conformBlock(b *schema.Block, v cty.Value, needKnown bool) (cty.Value, problemList) {
-	if v == cty.NilVal || v.IsNull() {
-		var probs problemList
-		if b.Required || b.MinItems > 0 {
-			probs = append(probs, problem{attr: b.Name, msg: fmt.Sprintf("block %q is required", b.Name)})
-		}
-		if b.Nesting == schema.NestingList {
-			return cty.ListValEmpty(b.Object.ImpliedType()), probs
-		}
-		return cty.NullVal(b.ImpliedType()), probs
-	}
-	prefix := func(ps problemList, p string) problemList {
-		for i := range ps {
-			if ps[i].attr == "" {
-				ps[i].attr = p
-			} else {
-				ps[i].attr = p + "." + ps[i].attr
-			}
-		}
-		return ps
-	}
-	if b.Nesting != schema.NestingList {
-		ov, ps := conform(b.Object, v, needKnown)
-		return ov, prefix(ps, b.Name)
-	}
-	uv, _ := v.Unmark()
-	if !uv.IsKnown() {
-		if needKnown {
-			return cty.NilVal, problemList{{attr: b.Name, msg: "the value is not known yet"}}
-		}
-		return cty.UnknownVal(b.ImpliedType()), nil
-	}
-	ty := uv.Type()
-	if !ty.IsListType() && !ty.IsTupleType() && !ty.IsSetType() {
-		return cty.NilVal, problemList{{attr: b.Name, msg: fmt.Sprintf("a list of %q blocks is required, not %s", b.Name, ty.FriendlyName())}}
-	}
-	var elems []cty.Value
-	var probs problemList
-	i := 0
-	for it := uv.ElementIterator(); it.Next(); i++ {
-		_, ev := it.Element()
-		ov, ps := conform(b.Object, ev, needKnown)
-		probs = append(probs, prefix(ps, fmt.Sprintf("%s[%d]", b.Name, i))...)
-		elems = append(elems, ov)
-	}
-	if i < b.MinItems || (b.MaxItems > 0 && i > b.MaxItems) {
-		probs = append(probs, problem{attr: b.Name, msg: fmt.Sprintf("%d %q blocks given; %s", i, b.Name, itemRange(b))})
-	}
-	if len(probs) > 0 {
-		return cty.NilVal, probs
-	}
-	if len(elems) == 0 {
-		return cty.ListValEmpty(b.Object.ImpliedType()), nil
-	}
-	return cty.ListVal(elems), nil
-}
-
-func itemRange(b *schema.Block) string {
-	switch {
-	case b.MaxItems > 0 && b.MinItems == b.MaxItems:
-		return fmt.Sprintf("exactly %d allowed", b.MinItems)
-	case b.MaxItems > 0:
-		return fmt.Sprintf("between %d and %d allowed", b.MinItems, b.MaxItems)
-	default:
-		return fmt.Sprintf("at least %d required", b.MinItems)
-	}
-}
-
-func sortProblems(ps problemList) {
-	// Small lists: insertion sort keeps this dependency free and stable.
-	for i := 1; i < len(ps); i++ {
-		for j := i; j > 0 && ps[j].attr < ps[j-1].attr; j-- {
-			ps[j], ps[j-1] = ps[j-1], ps[j]
-		}
-	}
 }
 
 // diagnosticsFromError turns an action's error into diagnostics; an
@@ -374,7 +197,7 @@ func diagnosticsFromError(action string, err error) plugins.Diagnostics {
 	}
 	var ae *argError
 	if errors.As(err, &ae) {
-		return plugins.Diagnostics{{Severity: plugins.Error, Summary: fmt.Sprintf("%s: invalid argument %q", action, ae.attr), Detail: ae.msg, Attribute: ae.attr}}
+		return plugins.Diagnostics{{Severity: plugins.Error, Summary: fmt.Sprintf("%s: invalid argument %q", action, ae.path), Detail: ae.msg, Attribute: ae.path}}
 	}
 	return plugins.Diagnostics{{Severity: plugins.Error, Summary: fmt.Sprintf("%s failed", action), Detail: err.Error()}}
 }

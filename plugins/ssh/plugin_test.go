@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 
 func TestQuoting(t *testing.T) {
 	srv := sshd.Start(t)
-	h := &host{node: "n", user: "root", addr: srv.Addr, cfg: &sshConfig{knownHosts: srv.KnownHosts, timeout: 10e9}}
+	h := &host{user: "root", addr: srv.Addr, cfg: &sshConfig{knownHosts: srv.KnownHosts, timeout: 10e9}}
 	auth, err := authMethods(srv.ClientKey, "")
 	require.NoError(t, err)
 	h.cfg.auth = auth

@@ -113,10 +113,10 @@ func authMethods(keyFile, passphrase string) ([]ssh.AuthMethod, error) {
 
 // host is one connection to a node's host, opened on first use and reused.
 type host struct {
-	node, user, addr string
-	cfg              *sshConfig
-	mu               sync.Mutex
-	client           *ssh.Client
+	user, addr string
+	cfg        *sshConfig
+	mu         sync.Mutex
+	client     *ssh.Client
 }
 
 func (h *host) conn(ctx context.Context) (*ssh.Client, error) {
@@ -137,13 +137,13 @@ func (h *host) conn(ctx context.Context) (*ssh.Client, error) {
 	d := net.Dialer{Timeout: h.cfg.timeout}
 	raw, err := d.DialContext(ctx, "tcp", h.addr)
 	if err != nil {
-		return nil, fmt.Errorf("node %s: connecting to %s: %v", h.node, h.addr, err)
+		return nil, fmt.Errorf("connecting to %s: %v", h.addr, err)
 	}
 	_ = raw.SetDeadline(time.Now().Add(h.cfg.timeout))
 	c, chans, reqs, err := ssh.NewClientConn(raw, h.addr, &ssh.ClientConfig{User: h.user, Auth: h.cfg.auth, HostKeyCallback: cb, Timeout: h.cfg.timeout})
 	if err != nil {
 		raw.Close()
-		return nil, fmt.Errorf("node %s: ssh %s@%s: %v", h.node, h.user, h.addr, err)
+		return nil, fmt.Errorf("ssh %s@%s: %v", h.user, h.addr, err)
 	}
 	_ = raw.SetDeadline(time.Time{})
 	h.client = ssh.NewClient(c, chans, reqs)
@@ -167,7 +167,7 @@ func (h *host) run(ctx context.Context, line string, timeout time.Duration) (str
 	}
 	s, err := c.NewSession()
 	if err != nil {
-		return "", "", fmt.Errorf("node %s: %w", h.node, err)
+		return "", "", err
 	}
 	defer s.Close()
 	var stdout, stderr limited
@@ -193,7 +193,7 @@ func (h *host) sftp(ctx context.Context) (*sftp.Client, error) {
 	}
 	s, err := sftp.NewClient(c)
 	if err != nil {
-		return nil, fmt.Errorf("node %s: sftp: %w", h.node, err)
+		return nil, fmt.Errorf("sftp: %w", err)
 	}
 	return s, nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/upshift-dev/upshift/plugins"
 	"github.com/upshift-dev/upshift/plugins/sdk"
+	"github.com/upshift-dev/upshift/plugins/sdk/fsutil"
 	"github.com/upshift-dev/upshift/schema"
 )
 
@@ -373,21 +374,13 @@ func (k *kit) flaky(_ context.Context, r *sdk.Request) (cty.Value, error) {
 		return cty.NilVal, err
 	}
 	n++
-	if err := writeFileAtomic(p, []byte(strconv.Itoa(n)+"\n")); err != nil {
+	if err := fsutil.WriteFile(p, []byte(strconv.Itoa(n)+"\n"), 0o644); err != nil {
 		return cty.NilVal, err
 	}
 	if failures := r.Int("failures", 0); n <= failures {
 		return cty.NilVal, fmt.Errorf("flaky %s: failing on purpose (call %d, %d to fail)", key, n, failures)
 	}
 	return result(flakyAction, map[string]cty.Value{"attempts": cty.NumberIntVal(int64(n))})
-}
-
-func writeFileAtomic(p string, b []byte) error {
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, p)
 }
 
 func (k *kit) fail(_ context.Context, r *sdk.Request) (cty.Value, error) {

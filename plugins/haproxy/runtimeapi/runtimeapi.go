@@ -11,11 +11,12 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/upshift-dev/upshift/plugins/sdk/fsutil"
 )
 
 // Client speaks HAProxy's runtime API over the admin socket, one command per
@@ -349,27 +350,9 @@ func (c *Client) SaveServerState(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, []byte(out))
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("haproxyd: writing server state to %s: %w", path, err)
+	// HAProxy reads it as its own user; a new file is private to it.
+	if err := fsutil.WriteFile(path, []byte(out), 0o600); err != nil {
+		return fmt.Errorf("saving the server state: %w", err)
 	}
 	return nil
 }

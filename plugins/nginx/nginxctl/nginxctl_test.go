@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/upshift-dev/upshift/plugins/sdk/fsutil"
 )
 
 const sample = `# operator's comment
@@ -69,33 +71,13 @@ func TestParseUpstreamErrors(t *testing.T) {
 func TestRenderThenReadUpstream(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "upstream.conf")
 	servers := []Server{{Name: "node-1", Addr: "127.0.0.1:1"}, {Name: "node-2", Addr: "127.0.0.1:2", Down: true}}
-	require.NoError(t, WriteFileAtomic(path, []byte(RenderUpstream("app", servers))))
+	require.NoError(t, fsutil.WriteFile(path, []byte(RenderUpstream("app", servers)), 0o644))
 	got, err := ReadUpstream(path)
 	require.NoError(t, err)
 	assert.Equal(t, servers, got)
 	none := filepath.Join(t.TempDir(), "none.conf")
 	_, err = ReadUpstream(none)
 	assert.EqualError(t, err, "upstream file "+none+": no such file or directory")
-}
-
-func TestWriteFileAtomicKeepsModeLeavesNoTemp(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "upstream.conf")
-	require.NoError(t, os.WriteFile(path, []byte("old"), 0o640))
-	require.NoError(t, WriteFileAtomic(path, []byte("new")))
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
-	assert.Equal(t, "new", string(b))
-	st, err := os.Stat(path)
-	require.NoError(t, err)
-	assert.Equal(t, os.FileMode(0o640), st.Mode().Perm())
-	entries, err := os.ReadDir(dir)
-	require.NoError(t, err)
-	assert.Len(t, entries, 1, "no temporary file left")
-
-	err = WriteFileAtomic(filepath.Join(dir, "missing", "upstream.conf"), []byte("x"))
-	require.Error(t, err)
-	assert.Equal(t, "writing "+filepath.Join(dir, "missing", "upstream.conf")+": no such file or directory", err.Error())
 }
 
 func TestOneLine(t *testing.T) {

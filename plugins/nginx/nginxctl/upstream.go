@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/upshift-dev/upshift/plugins/sdk/fsutil"
 )
 
 // Server is one server of an upstream block. nginx entries have no names:
@@ -190,37 +191,12 @@ func RenderUpstream(name string, servers []Server) string {
 	return b.String()
 }
 
-// WriteFileAtomic replaces path with data: a temporary file in the same
-// folder (named so that an `include *.conf` cannot pick it up), synced,
-// with path's permissions, renamed over path. nginx never reads half a file.
+// WriteFileAtomic replaces path with data, keeping its mode.
+//
+// Deprecated: use fsutil.WriteFile, which it calls; it stays for callers
+// outside the plugins (the test nginx server) until they switch.
 func WriteFileAtomic(path string, data []byte) error {
-	mode := os.FileMode(0o644)
-	if st, err := os.Stat(path); err == nil {
-		mode = st.Mode().Perm()
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".upshift-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, unwrapPath(err))
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, mode)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, unwrapPath(err))
-	}
-	return nil
+	return fsutil.WriteFile(path, data, 0o644)
 }
 
 // unwrapPath drops the *PathError wrapper whose path the caller already

@@ -1,6 +1,10 @@
-// Package localnode starts, stops and manages a node that is a local process:
-// detached in its own session with a pid file and a log file, so that the
-// process plugin and the demo lab can each stop what the other started.
+// Package localnode owns what is particular to a node that is a local
+// process: starting it detached in its own session with a pid file and a log
+// file (so the process plugin and the demo lab can each stop what the other
+// started), stopping it, running commands, editing its config file and
+// copying its data folder on this machine. What every node_pool shares (the
+// node's description, its HTTP endpoints, the action scaffolding) is in
+// plugins/sdk/nodekit.
 package localnode
 
 import (
@@ -12,34 +16,22 @@ import (
 	"io"
 	"io/fs"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/upshift-dev/upshift/plugins/sdk/fsutil"
+	"github.com/upshift-dev/upshift/plugins/sdk/nodekit"
 	"github.com/upshift-dev/upshift/plugins/sdk/procfs"
 )
 
 // Node is one local node, as the playbook's nodes list describes it.
 type Node struct {
-	Name           string
-	Address        string
-	ConfigFile     string
-	DataDir        string
-	Command        []string
-	PidFile        string
-	LogFile        string
-	HealthURL      string
-	ReadOnlyURL    string
-	MigrateCommand []string
+	nodekit.Node
 }
-
-// httpClient has a deadline on every call; callers add their own context.
-var httpClient = &http.Client{Timeout: 5 * time.Second}
 
 // Running reports whether the node's process is running.
 func (n *Node) Running() bool { return n.pid() != 0 }
@@ -82,7 +74,7 @@ func (n *Node) Start(ctx context.Context, timeout time.Duration, progress func(s
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }() // reap it, whenever it ends
-	if err := WriteFileAtomic(n.PidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+	if err := fsutil.WriteFile(n.PidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
 		_ = cmd.Process.Kill()
 		return false, err
 	}
@@ -142,10 +134,7 @@ func (n *Node) Stop(ctx context.Context, timeout time.Duration, progress func(st
 }
 
 // ExecResult is what a command printed and how it ended.
-type ExecResult struct {
-	ExitCode       int
-	Stdout, Stderr string
-}
+type ExecResult = nodekit.ExecResult
 
 const outputLimit = 64 << 10
 
@@ -175,7 +164,7 @@ func (n *Node) Exec(ctx context.Context, argv []string, shell string, env map[st
 		return res, fmt.Errorf("command timed out after %s", timeout)
 	case errors.As(err, &ee):
 		res.ExitCode = ee.ExitCode()
-		return res, fmt.Errorf("command exited with status %d: %s", res.ExitCode, lastLines(res.Stderr+res.Stdout, 5))
+		return res, fmt.Errorf("command exited with status %d: %s", res.ExitCode, nodekit.LastLines(res.Stderr+res.Stdout, 5))
 	case err != nil:
 		return res, fmt.Errorf("running %s: %w", cmd.Args[0], err)
 	}
@@ -205,107 +194,22 @@ func (n *Node) SetConfig(key, value string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	info, err := os.Stat(n.ConfigFile)
-	if err != nil {
-		return false, err
-	}
-	return true, WriteFileAtomic(n.ConfigFile, append(out, '\n'), info.Mode().Perm())
+	// The file keeps its mode and owner: a config holding the database's
+	// password stays as private as it was.
+	return true, fsutil.WriteFile(n.ConfigFile, append(out, '\n'), 0o600)
 }
 
-// Touch creates an empty file in the data folder; the path may not leave it.
-func (n *Node) Touch(rel string) (string, error) {
-	p, err := n.inDataDir(rel)
-	if err != nil {
-		return "", err
-	}
+// Touch creates the empty file p (and its folder) unless it exists; the
+// caller has checked that p is inside the data folder (nodekit).
+func (n *Node) Touch(p string) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return "", err
+		return err
 	}
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
-		return "", err
-	}
-	return p, f.Close()
-}
-
-func (n *Node) inDataDir(rel string) (string, error) {
-	if rel == "" || filepath.IsAbs(rel) {
-		return "", fmt.Errorf("path %q must be relative to the data folder", rel)
-	}
-	p := filepath.Join(n.DataDir, rel)
-	if r, err := filepath.Rel(n.DataDir, p); err != nil || r == ".." || strings.HasPrefix(r, "../") {
-		return "", fmt.Errorf("path %q leaves the data folder %s", rel, n.DataDir)
-	}
-	return p, nil
-}
-
-// SetReadOnly asks the node's admin endpoint for read-only mode on or off,
-// and verifies the answer.
-func (n *Node) SetReadOnly(ctx context.Context, enabled bool) error {
-	body, _ := json.Marshal(map[string]bool{"enabled": enabled})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.ReadOnlyURL, bytes.NewReader(body))
-	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("read-only request to %s: %w", n.ReadOnlyURL, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("read-only request to %s: %s: %s", n.ReadOnlyURL, resp.Status, strings.TrimSpace(string(b)))
-	}
-	var got struct {
-		ReadOnly *bool `json:"read_only"`
-	}
-	if err := json.Unmarshal(b, &got); err != nil || got.ReadOnly == nil || *got.ReadOnly != enabled {
-		return fmt.Errorf("read-only request to %s: the node answered %s, not read_only=%t", n.ReadOnlyURL, strings.TrimSpace(string(b)), enabled)
-	}
-	return nil
-}
-
-// WaitHealthy polls the health URL until it answers 200 `successes` times
-// in a row; it returns the version the node reports.
-func (n *Node) WaitHealthy(ctx context.Context, timeout time.Duration, successes int, progress func(string, ...any)) (string, error) {
-	deadline := time.Now().Add(timeout)
-	streak, version, last := 0, "", "no answer yet"
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.HealthURL, nil)
-		resp, err := httpClient.Do(req)
-		if err == nil {
-			b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				streak++
-				var h struct {
-					Version json.RawMessage `json:"version"`
-				}
-				if json.Unmarshal(b, &h) == nil {
-					version = strings.Trim(string(h.Version), `"`)
-				}
-			} else {
-				streak, last = 0, fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
-			}
-		} else {
-			streak, last = 0, err.Error()
-		}
-		if streak >= successes {
-			return version, nil
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("not healthy after %s (last answer: %s)", timeout, last)
-		}
-		if streak == 0 {
-			progress("waiting: %s", last)
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return f.Close()
 }
 
 // BackupData copies the data folder to dest (replacing an earlier copy),
@@ -361,45 +265,6 @@ func copyFile(src, dst string, perm fs.FileMode) (int64, error) {
 	return nb, err
 }
 
-// WriteFileAtomic replaces path with data, mode perm, through a temporary
-// file and a rename, so a reader sees the old file or the new one, whole.
-// Where path exists and the writer may (as root), the new file keeps its
-// owner: a config that holds the database's password is replaced by one as
-// private, and still readable by the service's user.
-func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
-	uid, gid := -1, -1
-	if old, err := os.Stat(path); err == nil && os.Geteuid() == 0 {
-		if st, ok := old.Sys().(*syscall.Stat_t); ok {
-			uid, gid = int(st.Uid), int(st.Gid)
-		}
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), perm); err != nil {
-		return err
-	}
-	if uid >= 0 {
-		if err := os.Chown(tmp.Name(), uid, gid); err != nil {
-			return err
-		}
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
 // logTail returns the last lines the process wrote to its log since offset.
 func logTail(path string, offset int64) string {
 	f, err := os.Open(path)
@@ -412,15 +277,7 @@ func logTail(path string, offset int64) string {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return "(nothing in " + path + ")"
 	}
-	return lastLines(string(b), 5)
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
+	return nodekit.LastLines(string(b), 5)
 }
 
 // limitedBuffer keeps the first 64 KiB written to it.

@@ -1,0 +1,203 @@
+package nodekit
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+)
+
+// Node is one node of a pool, as the playbook's nodes list describes it
+// (the attributes docs/plugins/process.md names). Paths are on the node's
+// host; the URLs are asked from the plugin's.
+type Node struct {
+	Name           string
+	Address        string
+	ConfigFile     string
+	DataDir        string
+	Command        []string
+	PidFile        string
+	LogFile        string
+	HealthURL      string
+	ReadOnlyURL    string
+	MigrateCommand []string
+}
+
+// Base returns n itself: a vendor's node type that embeds Node satisfies
+// Member through it.
+func (n *Node) Base() *Node { return n }
+
+// Attr reads a string attribute of an object value, "" when absent or null.
+func Attr(v cty.Value, name string) string {
+	if v.IsNull() || !v.Type().IsObjectType() || !v.Type().HasAttribute(name) {
+		return ""
+	}
+	a := v.GetAttr(name)
+	if a.IsNull() || !a.IsKnown() {
+		return ""
+	}
+	s, err := convert.Convert(a, cty.String)
+	if err != nil {
+		return ""
+	}
+	return s.AsString()
+}
+
+// Strings reads a list-of-strings attribute, nil when absent or null.
+func Strings(v cty.Value, name string) []string {
+	if v.IsNull() || !v.Type().IsObjectType() || !v.Type().HasAttribute(name) || v.GetAttr(name).IsNull() {
+		return nil
+	}
+	l, err := convert.Convert(v.GetAttr(name), cty.List(cty.String))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range l.AsValueSlice() {
+		out = append(out, e.AsString())
+	}
+	return out
+}
+
+// FromValue reads one node of a node_pool's nodes list, with the health and
+// read-only URLs defaulting from the address. readOnlyPath is the admin path
+// used when the node gives no read_only_url; extra names further required
+// attributes (the ssh plugin's host).
+func FromValue(v cty.Value, readOnlyPath string, extra ...string) (*Node, error) {
+	n := &Node{
+		Name: Attr(v, "name"), Address: Attr(v, "address"), ConfigFile: Attr(v, "config_file"), DataDir: Attr(v, "data_dir"),
+		PidFile: Attr(v, "pid_file"), LogFile: Attr(v, "log_file"), HealthURL: Attr(v, "health_url"), ReadOnlyURL: Attr(v, "read_only_url"),
+		Command: Strings(v, "command"),
+	}
+	if n.HealthURL == "" && n.Address != "" {
+		n.HealthURL = "http://" + n.Address + "/healthz"
+	}
+	if n.ReadOnlyURL == "" && n.Address != "" {
+		n.ReadOnlyURL = "http://" + n.Address + readOnlyPath
+	}
+	required := append([]string{"address", "config_file", "data_dir", "pid_file", "log_file"}, extra...)
+	var missing []string
+	for _, a := range required {
+		if Attr(v, a) == "" {
+			missing = append(missing, a)
+		}
+	}
+	if len(n.Command) == 0 {
+		missing = append(missing, "command")
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("node %q has no %s; a node needs name, %s and command", n.Name, strings.Join(missing, ", "), strings.Join(required, ", "))
+	}
+	return n, nil
+}
+
+// InDataDir is rel inside the node's data folder; a path that is empty,
+// absolute or leaves the folder is an error. Node paths are slash paths
+// (Linux hosts), local or remote.
+func (n *Node) InDataDir(rel string) (string, error) {
+	if rel == "" || path.IsAbs(rel) {
+		return "", fmt.Errorf("path %q must be relative to the data folder", rel)
+	}
+	p := path.Join(n.DataDir, rel)
+	if p == path.Clean(n.DataDir) || !strings.HasPrefix(p, strings.TrimSuffix(path.Clean(n.DataDir), "/")+"/") {
+		return "", fmt.Errorf("path %q leaves the data folder %s", rel, n.DataDir)
+	}
+	return p, nil
+}
+
+// httpClient has a deadline on every call; callers add their own context.
+var httpClient = &http.Client{Timeout: 5 * time.Second}
+
+// SetReadOnly asks the node's admin endpoint for read-only mode on or off,
+// and verifies the answer.
+func (n *Node) SetReadOnly(ctx context.Context, enabled bool) error {
+	body, _ := json.Marshal(map[string]bool{"enabled": enabled})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.ReadOnlyURL, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("read-only request to %s: %w", n.ReadOnlyURL, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("read-only request to %s: %s: %s", n.ReadOnlyURL, resp.Status, strings.TrimSpace(string(b)))
+	}
+	var got struct {
+		ReadOnly *bool `json:"read_only"`
+	}
+	if err := json.Unmarshal(b, &got); err != nil || got.ReadOnly == nil || *got.ReadOnly != enabled {
+		return fmt.Errorf("read-only request to %s: the node answered %s, not read_only=%t", n.ReadOnlyURL, strings.TrimSpace(string(b)), enabled)
+	}
+	return nil
+}
+
+// WaitHealthy polls the health URL until it answers 200 `successes` times
+// in a row; it returns the version the node reports.
+func (n *Node) WaitHealthy(ctx context.Context, timeout time.Duration, successes int, progress Progress) (string, error) {
+	deadline := time.Now().Add(timeout)
+	streak, version, last := 0, "", "no answer yet"
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.HealthURL, nil)
+		resp, err := httpClient.Do(req)
+		if err == nil {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				streak++
+				var h struct {
+					Version json.RawMessage `json:"version"`
+				}
+				if json.Unmarshal(b, &h) == nil {
+					version = strings.Trim(string(h.Version), `"`)
+				}
+			} else {
+				streak, last = 0, fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+			}
+		} else {
+			streak, last = 0, err.Error()
+		}
+		if streak >= successes {
+			return version, nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("not healthy after %s (last answer: %s)", timeout, last)
+		}
+		if streak == 0 {
+			progress("waiting: %s", last)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// LastLines is the last n lines of s joined with " | ", for an error
+// message quoting a command's output.
+func LastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// ErrNoCommand and ErrBothCommands are exec's argument mistakes.
+var (
+	ErrNoCommand    = errors.New("give the command as an argument list, or a shell line in shell")
+	ErrBothCommands = errors.New("give either command or shell, not both")
+)
