@@ -378,3 +378,29 @@ func TestInterruptStopsCleanly(t *testing.T) {
 
 	runOK(t, "run", dir) // and it resumes to the end
 }
+
+// TestValidateUsesThePinnedPlugins: without a lock file validate knows
+// only the kind's contract, so testkit's own actions are unknown; once init
+// has pinned the plugin, validate starts it and checks the actions and the
+// config against its own schema.
+func TestValidateUsesThePinnedPlugins(t *testing.T) {
+	needBinaries(t)
+	dir, _ := kitPlaybook(t, 1, "")
+	b, err := upshift(t, "validate", dir).CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(b), `has no action "record"`)
+	assert.Contains(t, string(b), "until `upshift init` has pinned plugin \"testkit\"")
+
+	initPlaybook(t, dir)
+	assert.Contains(t, runOK(t, "validate", dir), "is valid: 3 steps")
+
+	main := filepath.Join(dir, "main.hcl")
+	src, err := os.ReadFile(main)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(main, []byte(strings.Replace(string(src), "state_dir =", "state_dri =", 1)), 0o644))
+	b, err = upshift(t, "validate", dir).CombinedOutput()
+	require.Error(t, err)
+	assert.Equal(t, exitInvalid, second2code(err))
+	assert.Regexp(t, `main\.hcl:\d+:\d+: error: Unsupported argument`, string(b))
+	assert.Contains(t, string(b), `"state_dri"`)
+}

@@ -40,11 +40,9 @@ const (
 // loaded is a checked playbook, its graph and plan, and the plugins it was
 // checked against, still running: Close ends them.
 type loaded struct {
-	dir     string
 	pb      *playbooks.Playbook
 	graph   *runner.Graph
 	plan    *runner.Plan
-	files   map[string]*hcl.File
 	plugins *host.Session
 }
 
@@ -91,7 +89,7 @@ func load(cmd *cobra.Command, dir string, vf varFlags, mode loadMode, logger hcl
 	if err != nil {
 		return nil, runError(cmd, err)
 	}
-	l := &loaded{dir: dir, files: parsed.Files(), plugins: s}
+	l := &loaded{plugins: s}
 	pb, ds := parsed.Decode(func(pl *playbooks.Plugin, kind schema.Kind) (*schema.Plugin, error) { return s.Schema(pl.Name, kind) })
 	diags = append(diags, ds...)
 	l.pb = pb
@@ -104,7 +102,7 @@ func load(cmd *cobra.Command, dir string, vf varFlags, mode loadMode, logger hcl
 		}
 	}
 	if len(diags) > 0 {
-		printDiagnostics(cmd.ErrOrStderr(), l.files, diags)
+		printDiagnostics(cmd.ErrOrStderr(), parsed.Files(), diags)
 	}
 	if diags.HasErrors() {
 		_ = s.Close()

@@ -2,7 +2,9 @@
 // (Find), pinning it in upshift.lock.hcl (Checksum, LockFile, Init),
 // launching it with go-plugin under that checksum with AutoMTLS (Launch),
 // and ending every plugin process (Instance.Close, CleanupAll). The
-// *Instance it returns is a plugins.Provider over gRPC.
+// *Instance it returns is a plugins.Provider over gRPC. A Session owns the
+// plugins of one command: one instance per resource of a playbook, their
+// versions and schemas, their configuration, and their end.
 package host
 
 import (
