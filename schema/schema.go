@@ -2,8 +2,10 @@
 // typed attributes (cty types, required, sensitive, description), the standard
 // action sets every vendor of a plugin kind must implement ("kinds are
 // contracts"), conversion of those descriptions to hcldec specs so a step's
-// `with` body is decoded and checked before anything runs, and the wire form
-// of values (cty msgpack) and types (cty JSON).
+// `with` body is decoded and checked before anything runs, the check of a
+// value against a schema object with a path in every problem (Conform,
+// PathString), and the wire form of values (cty msgpack) and types (cty
+// JSON).
 package schema
 
 import (

@@ -38,28 +38,6 @@ func NewLB(socket, backend, stateFile string, cmdTimeout time.Duration) *LB {
 	}
 }
 
-// Names the logic shares with every load balancer (lbkit).
-type (
-	// Progress receives progress lines (printf style).
-	Progress = lbkit.Progress
-	// DrainArgs are drain's arguments.
-	DrainArgs = lbkit.DrainArgs
-	// EnableArgs are enable's arguments.
-	EnableArgs = lbkit.EnableArgs
-	// ServerResult is drain's and enable's result.
-	ServerResult = lbkit.ServerResult
-)
-
-const (
-	stateReady = lbkit.StateReady
-	stateDrain = lbkit.StateDrain
-	stateMaint = lbkit.StateMaint
-
-	healthUp      = lbkit.HealthUp
-	healthDown    = lbkit.HealthDown
-	healthUnknown = lbkit.HealthUnknown
-)
-
 // ServerStatus is one server as the plugin reports it.
 type ServerStatus struct {
 	Name     string
@@ -73,7 +51,7 @@ type ServerStatus struct {
 
 // inService reports whether the server takes new traffic: ready and fully
 // UP (a server going down, "UP 1/2", is not counted).
-func (s ServerStatus) inService() bool { return s.State == stateReady && s.Status == "UP" }
+func (s ServerStatus) inService() bool { return s.State == lbkit.StateReady && s.Status == "UP" }
 
 func (s ServerStatus) describe() string {
 	d := s.Status
@@ -89,13 +67,13 @@ func (s ServerStatus) describe() string {
 func healthOf(status string) string {
 	switch {
 	case strings.HasPrefix(status, "MAINT"):
-		return healthUnknown
+		return lbkit.HealthUnknown
 	case strings.HasPrefix(status, "UP"), strings.HasPrefix(status, "DRAIN"), strings.HasPrefix(status, "NOLB"):
-		return healthUp
+		return lbkit.HealthUp
 	case strings.HasPrefix(status, "DOWN"):
-		return healthDown
+		return lbkit.HealthDown
 	default: // "no check" and anything newer
-		return healthUnknown
+		return lbkit.HealthUnknown
 	}
 }
 
@@ -140,17 +118,17 @@ func (l *LB) Status(ctx context.Context) ([]ServerStatus, error) {
 			Sessions: r.Int("scur"),
 			Queued:   r.Int("qcur"),
 			Health:   healthOf(r["status"]),
-			State:    stateReady,
+			State:    lbkit.StateReady,
 		}
 		if a, ok := admin[st.Name]; ok {
 			switch {
 			case a.InMaint():
-				st.State = stateMaint
+				st.State = lbkit.StateMaint
 			case a.InDrain():
-				st.State = stateDrain
+				st.State = lbkit.StateDrain
 			}
 		} else if strings.HasPrefix(st.Status, "MAINT") {
-			st.State = stateMaint
+			st.State = lbkit.StateMaint
 		}
 		out = append(out, st)
 	}
@@ -196,28 +174,28 @@ func list(names []string) string {
 // server already in maintenance is left alone; one already draining (a
 // resumed run) is waited for without the guard, since it already takes no
 // new traffic.
-func (l *LB) Drain(ctx context.Context, a DrainArgs, progress Progress) (ServerResult, error) {
+func (l *LB) Drain(ctx context.Context, a lbkit.DrainArgs, progress lbkit.Progress) (lbkit.ServerResult, error) {
 	if a.Timeout <= 0 {
 		a.Timeout = 60 * time.Second
 	}
 	if a.MinInService < 0 {
-		return ServerResult{}, sdk.ArgError("min_in_service", "must be 0 or more, not %d", a.MinInService)
+		return lbkit.ServerResult{}, sdk.ArgError("min_in_service", "must be 0 or more, not %d", a.MinInService)
 	}
 	srv, all, err := l.server(ctx, a.Server)
 	if err != nil {
-		return ServerResult{}, err
+		return lbkit.ServerResult{}, err
 	}
-	res := ServerResult{Server: srv.Name, State: stateMaint}
+	res := lbkit.ServerResult{Server: srv.Name, State: lbkit.StateMaint}
 	switch srv.State {
-	case stateMaint:
+	case lbkit.StateMaint:
 		progress.Printf("%s is already in maintenance", srv.Name)
 		return res, nil
-	case stateReady:
+	case lbkit.StateReady:
 		if err := l.guard(srv.Name, all, a.MinInService); err != nil {
-			return ServerResult{}, err
+			return lbkit.ServerResult{}, err
 		}
 		if err := l.set(ctx, srv.Name, runtimeapi.StateDrain); err != nil {
-			return ServerResult{}, err
+			return lbkit.ServerResult{}, err
 		}
 		progress.Printf("%s: drain set (was %s, %d sessions)", srv.Name, srv.describe(), srv.Sessions)
 	default:
@@ -229,7 +207,7 @@ func (l *LB) Drain(ctx context.Context, a DrainArgs, progress Progress) (ServerR
 	for {
 		cur, _, err := l.server(ctx, srv.Name)
 		if err != nil {
-			return ServerResult{}, err
+			return lbkit.ServerResult{}, err
 		}
 		n := cur.Sessions + cur.Queued
 		if n == 0 {
@@ -240,16 +218,16 @@ func (l *LB) Drain(ctx context.Context, a DrainArgs, progress Progress) (ServerR
 			lastLine, lastN = time.Now(), n
 		}
 		if time.Now().After(deadline) {
-			return ServerResult{}, fmt.Errorf("server %s still has %d sessions after %s (left in drain: it takes no new requests)", srv.Name, n, a.Timeout)
+			return lbkit.ServerResult{}, fmt.Errorf("server %s still has %d sessions after %s (left in drain: it takes no new requests)", srv.Name, n, a.Timeout)
 		}
 		select {
 		case <-ctx.Done():
-			return ServerResult{}, fmt.Errorf("draining %s: %w (left in drain with %d sessions)", srv.Name, ctx.Err(), n)
+			return lbkit.ServerResult{}, fmt.Errorf("draining %s: %w (left in drain with %d sessions)", srv.Name, ctx.Err(), n)
 		case <-time.After(l.poll):
 		}
 	}
 	if err := l.set(ctx, srv.Name, runtimeapi.StateMaint); err != nil {
-		return ServerResult{}, err
+		return lbkit.ServerResult{}, err
 	}
 	progress.Printf("%s: no sessions left after %s; now in maintenance", srv.Name, time.Since(start).Round(10*time.Millisecond))
 	return res, nil
@@ -279,22 +257,22 @@ func (l *LB) guard(name string, all []ServerStatus, min int) error {
 // Enable puts a server back in rotation (READY) and waits until HAProxy's
 // own health check reports it fully UP. A server already ready and UP is
 // left alone.
-func (l *LB) Enable(ctx context.Context, a EnableArgs, progress Progress) (ServerResult, error) {
+func (l *LB) Enable(ctx context.Context, a lbkit.EnableArgs, progress lbkit.Progress) (lbkit.ServerResult, error) {
 	if a.Timeout <= 0 {
 		a.Timeout = 60 * time.Second
 	}
 	srv, _, err := l.server(ctx, a.Server)
 	if err != nil {
-		return ServerResult{}, err
+		return lbkit.ServerResult{}, err
 	}
-	res := ServerResult{Server: srv.Name, State: stateReady}
+	res := lbkit.ServerResult{Server: srv.Name, State: lbkit.StateReady}
 	if srv.inService() {
 		progress.Printf("%s is already ready and UP", srv.Name)
 		return res, nil
 	}
-	if srv.State != stateReady {
+	if srv.State != lbkit.StateReady {
 		if err := l.set(ctx, srv.Name, runtimeapi.StateReady); err != nil {
-			return ServerResult{}, err
+			return lbkit.ServerResult{}, err
 		}
 		progress.Printf("%s: ready set (was %s); waiting for the health check to report UP", srv.Name, srv.State)
 	}
@@ -303,26 +281,26 @@ func (l *LB) Enable(ctx context.Context, a EnableArgs, progress Progress) (Serve
 	for {
 		cur, _, err := l.server(ctx, srv.Name)
 		if err != nil {
-			return ServerResult{}, err
+			return lbkit.ServerResult{}, err
 		}
 		if cur.inService() {
 			progress.Printf("%s: UP after %s", srv.Name, time.Since(start).Round(10*time.Millisecond))
 			return res, nil
 		}
-		if cur.State != stateReady {
+		if cur.State != lbkit.StateReady {
 			// Someone else changed it meanwhile: do not fight them.
-			return ServerResult{}, fmt.Errorf("server %s was set to %s by someone else while enable waited for it", srv.Name, cur.State)
+			return lbkit.ServerResult{}, fmt.Errorf("server %s was set to %s by someone else while enable waited for it", srv.Name, cur.State)
 		}
 		if d := cur.describe(); d != lastStatus || time.Since(lastLine) >= l.progressEvery {
 			progress.Printf("%s: %s (%s of %s)", srv.Name, d, time.Since(start).Round(100*time.Millisecond), a.Timeout)
 			lastLine, lastStatus = time.Now(), d
 		}
 		if time.Now().After(deadline) {
-			return ServerResult{}, fmt.Errorf("server %s is not UP after %s; last status: %s", srv.Name, a.Timeout, cur.describe())
+			return lbkit.ServerResult{}, fmt.Errorf("server %s is not UP after %s; last status: %s", srv.Name, a.Timeout, cur.describe())
 		}
 		select {
 		case <-ctx.Done():
-			return ServerResult{}, fmt.Errorf("enabling %s: %w (last status: %s)", srv.Name, ctx.Err(), cur.describe())
+			return lbkit.ServerResult{}, fmt.Errorf("enabling %s: %w (last status: %s)", srv.Name, ctx.Err(), cur.describe())
 		case <-time.After(l.poll):
 		}
 	}
@@ -335,7 +313,7 @@ func (l *LB) CheckDrain(ctx context.Context, server string) (bool, string, error
 	if err != nil {
 		return false, "", err
 	}
-	if srv.State == stateMaint {
+	if srv.State == lbkit.StateMaint {
 		return true, fmt.Sprintf("%s is in maintenance", srv.Name), nil
 	}
 	return false, fmt.Sprintf("%s is %s (%s, %d sessions)", srv.Name, srv.State, srv.describe(), srv.Sessions), nil

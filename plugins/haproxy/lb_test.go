@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/upshift-dev/upshift/plugins/haproxy/runtimeapi"
 	"github.com/upshift-dev/upshift/plugins/sdk"
+	"github.com/upshift-dev/upshift/plugins/sdk/lbkit"
 )
 
 func TestDrainWaitsForInFlightRequest(t *testing.T) {
@@ -21,10 +22,10 @@ func TestDrainWaitsForInFlightRequest(t *testing.T) {
 	server, done := l.slowRequest(t, 1200)
 	var progress progressLog
 	start := time.Now()
-	res, err := lb.Drain(ctx, DrainArgs{Server: server, Timeout: 10 * time.Second, MinInService: 1}, progress.add)
+	res, err := lb.Drain(ctx, lbkit.DrainArgs{Server: server, Timeout: 10 * time.Second, MinInService: 1}, progress.add)
 	took := time.Since(start)
 	require.NoError(t, err)
-	assert.Equal(t, ServerResult{Server: server, State: "maint"}, res)
+	assert.Equal(t, lbkit.ServerResult{Server: server, State: "maint"}, res)
 
 	// Drain returned only once the request was over: the backend has
 	// finished serving it, and the client got its 200.
@@ -48,9 +49,9 @@ func TestDrainWaitsForInFlightRequest(t *testing.T) {
 
 	// Enable brings it back: UP, and it takes traffic again.
 	progress = progressLog{}
-	res, err = lb.Enable(ctx, EnableArgs{Server: server, Timeout: 10 * time.Second}, progress.add)
+	res, err = lb.Enable(ctx, lbkit.EnableArgs{Server: server, Timeout: 10 * time.Second}, progress.add)
 	require.NoError(t, err)
-	assert.Equal(t, ServerResult{Server: server, State: "ready"}, res)
+	assert.Equal(t, lbkit.ServerResult{Server: server, State: "ready"}, res)
 	assert.Equal(t, "UP", l.stat(t, server)["status"])
 	before = l.hits()
 	l.get(t, 30)
@@ -72,12 +73,12 @@ func TestDrainIdempotentAndCheck(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, applied, "a ready, UP server is already enabled")
 
-	_, err = lb.Drain(ctx, DrainArgs{Server: "s2", MinInService: 1}, nil)
+	_, err = lb.Drain(ctx, lbkit.DrainArgs{Server: "s2", MinInService: 1}, nil)
 	require.NoError(t, err)
 	var progress progressLog
-	res, err := lb.Drain(ctx, DrainArgs{Server: "s2", MinInService: 1}, progress.add)
+	res, err := lb.Drain(ctx, lbkit.DrainArgs{Server: "s2", MinInService: 1}, progress.add)
 	require.NoError(t, err, "drain twice")
-	assert.Equal(t, ServerResult{Server: "s2", State: "maint"}, res)
+	assert.Equal(t, lbkit.ServerResult{Server: "s2", State: "maint"}, res)
 	assert.Equal(t, []string{"s2 is already in maintenance"}, progress.all())
 	assert.Equal(t, "MAINT", l.stat(t, "s2")["status"])
 
@@ -89,10 +90,10 @@ func TestDrainIdempotentAndCheck(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, applied)
 
-	_, err = lb.Enable(ctx, EnableArgs{Server: "s2"}, nil)
+	_, err = lb.Enable(ctx, lbkit.EnableArgs{Server: "s2"}, nil)
 	require.NoError(t, err)
 	progress = progressLog{}
-	_, err = lb.Enable(ctx, EnableArgs{Server: "s2"}, progress.add)
+	_, err = lb.Enable(ctx, lbkit.EnableArgs{Server: "s2"}, progress.add)
 	require.NoError(t, err, "enable twice")
 	assert.Equal(t, []string{"s2 is already ready and UP"}, progress.all())
 }
@@ -104,7 +105,7 @@ func TestDrainMinInService(t *testing.T) {
 	lb := l.lb(false)
 
 	// All three up: two others are not enough for 3.
-	_, err := lb.Drain(ctx, DrainArgs{Server: "s1", MinInService: 3}, nil)
+	_, err := lb.Drain(ctx, lbkit.DrainArgs{Server: "s1", MinInService: 3}, nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "refusing to drain s1: 2 other server(s)")
 	assert.Contains(t, err.Error(), "min_in_service is 3")
@@ -114,7 +115,7 @@ func TestDrainMinInService(t *testing.T) {
 	l.backends["s3"].SetHealthy(false)
 	l.waitStatus(t, "s2", "DOWN")
 	l.waitStatus(t, "s3", "DOWN")
-	_, err = lb.Drain(ctx, DrainArgs{Server: "s1", MinInService: 1}, nil)
+	_, err = lb.Drain(ctx, lbkit.DrainArgs{Server: "s1", MinInService: 1}, nil)
 	require.Error(t, err)
 	assert.Equal(t, `refusing to drain s1: 0 other server(s) of backend "app" up and ready ((none)), min_in_service is 1; not in service: s2 (ready, DOWN, check L7STS), s3 (ready, DOWN, check L7STS)`, err.Error())
 	assert.Equal(t, "UP", l.stat(t, "s1")["status"], "a refused drain changed the server")
@@ -122,11 +123,11 @@ func TestDrainMinInService(t *testing.T) {
 	// One back up: allowed. A drained (or maint) other does not count.
 	l.backends["s2"].SetHealthy(true)
 	l.waitStatus(t, "s2", "UP")
-	_, err = lb.Drain(ctx, DrainArgs{Server: "s2", MinInService: 1}, nil)
+	_, err = lb.Drain(ctx, lbkit.DrainArgs{Server: "s2", MinInService: 1}, nil)
 	require.NoError(t, err)
-	_, err = lb.Drain(ctx, DrainArgs{Server: "s1", MinInService: 1}, nil)
+	_, err = lb.Drain(ctx, lbkit.DrainArgs{Server: "s1", MinInService: 1}, nil)
 	require.ErrorContains(t, err, "s2 (maint, MAINT)")
-	_, err = lb.Drain(ctx, DrainArgs{Server: "s1", MinInService: 0}, nil)
+	_, err = lb.Drain(ctx, lbkit.DrainArgs{Server: "s1", MinInService: 0}, nil)
 	require.NoError(t, err, "min_in_service 0 allows draining the last server")
 }
 
@@ -134,12 +135,12 @@ func TestUnknownServerAndBackend(t *testing.T) {
 	t.Parallel()
 	l := startLab(t)
 	ctx := context.Background()
-	_, err := l.lb(false).Drain(ctx, DrainArgs{Server: "s9", MinInService: 1}, nil)
+	_, err := l.lb(false).Drain(ctx, lbkit.DrainArgs{Server: "s9", MinInService: 1}, nil)
 	path, ok := sdk.ArgPath(err)
 	require.True(t, ok, "an ArgError: %v", err)
 	assert.Equal(t, "server", path)
 	assert.Equal(t, `server: backend "app" has no server "s9"; its servers are s1, s2, s3`, err.Error())
-	_, err = l.lb(false).Enable(ctx, EnableArgs{Server: "s9"}, nil)
+	_, err = l.lb(false).Enable(ctx, lbkit.EnableArgs{Server: "s9"}, nil)
 	path, _ = sdk.ArgPath(err)
 	assert.Equal(t, "server", path)
 
@@ -161,7 +162,7 @@ func TestDrainTimeout(t *testing.T) {
 	t.Parallel()
 	l := startLab(t)
 	server, done := l.slowRequest(t, 2000)
-	_, err := l.lb(false).Drain(context.Background(), DrainArgs{Server: server, Timeout: 300 * time.Millisecond, MinInService: 1}, nil)
+	_, err := l.lb(false).Drain(context.Background(), lbkit.DrainArgs{Server: server, Timeout: 300 * time.Millisecond, MinInService: 1}, nil)
 	require.Error(t, err)
 	assert.Equal(t, "server "+server+" still has 1 sessions after 300ms (left in drain: it takes no new requests)", err.Error())
 	assert.Equal(t, "DRAIN", l.stat(t, server)["status"])
@@ -173,10 +174,10 @@ func TestEnableTimeout(t *testing.T) {
 	l := startLab(t)
 	ctx := context.Background()
 	lb := l.lb(false)
-	_, err := lb.Drain(ctx, DrainArgs{Server: "s3", MinInService: 1}, nil)
+	_, err := lb.Drain(ctx, lbkit.DrainArgs{Server: "s3", MinInService: 1}, nil)
 	require.NoError(t, err)
 	l.backends["s3"].Kill()
-	_, err = lb.Enable(ctx, EnableArgs{Server: "s3", Timeout: 1500 * time.Millisecond}, nil)
+	_, err = lb.Enable(ctx, lbkit.EnableArgs{Server: "s3", Timeout: 1500 * time.Millisecond}, nil)
 	require.Error(t, err)
 	assert.Regexp(t, `^server s3 is not UP after 1.5s; last status: DOWN.*, check L4CON$`, err.Error())
 }
@@ -186,7 +187,7 @@ func TestStatus(t *testing.T) {
 	l := startLab(t)
 	ctx := context.Background()
 	lb := l.lb(false)
-	_, err := lb.Drain(ctx, DrainArgs{Server: "s1", MinInService: 1}, nil)
+	_, err := lb.Drain(ctx, lbkit.DrainArgs{Server: "s1", MinInService: 1}, nil)
 	require.NoError(t, err)
 	require.NoError(t, l.client.SetServerState(ctx, "app", "s2", runtimeapi.StateDrain))
 	server, done := l.slowRequest(t, 800)
@@ -210,7 +211,7 @@ func TestDrainSurvivesReload(t *testing.T) {
 	ctx := context.Background()
 	t.Run("with state_file", func(t *testing.T) {
 		l := startLab(t)
-		_, err := l.lb(true).Drain(ctx, DrainArgs{Server: "s1", MinInService: 1}, nil)
+		_, err := l.lb(true).Drain(ctx, lbkit.DrainArgs{Server: "s1", MinInService: 1}, nil)
 		require.NoError(t, err)
 		require.NoError(t, l.inst.ReloadWithoutSave(ctx))
 		assert.Equal(t, "MAINT", l.stat(t, "s1")["status"])
@@ -219,14 +220,14 @@ func TestDrainSurvivesReload(t *testing.T) {
 		assert.Equal(t, before["s1"], l.hits()["s1"], "s1 got traffic after the reload")
 
 		// Enable is saved too: after another reload s1 stays in rotation.
-		_, err = l.lb(true).Enable(ctx, EnableArgs{Server: "s1"}, nil)
+		_, err = l.lb(true).Enable(ctx, lbkit.EnableArgs{Server: "s1"}, nil)
 		require.NoError(t, err)
 		require.NoError(t, l.inst.ReloadWithoutSave(ctx))
 		assert.Equal(t, "UP", l.stat(t, "s1")["status"])
 	})
 	t.Run("without state_file", func(t *testing.T) {
 		l := startLab(t)
-		_, err := l.lb(false).Drain(ctx, DrainArgs{Server: "s1", MinInService: 1}, nil)
+		_, err := l.lb(false).Drain(ctx, lbkit.DrainArgs{Server: "s1", MinInService: 1}, nil)
 		require.NoError(t, err)
 		require.NoError(t, l.inst.ReloadWithoutSave(ctx))
 		assert.NotEqual(t, "MAINT", l.stat(t, "s1")["status"], "maint survived a reload without a state file")

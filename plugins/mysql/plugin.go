@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 
 	"github.com/upshift-dev/upshift/plugins"
 	"github.com/upshift-dev/upshift/plugins/sdk"
+	"github.com/upshift-dev/upshift/plugins/sdk/dbkit"
 	"github.com/upshift-dev/upshift/schema"
 )
 
@@ -33,48 +33,33 @@ var configSchema = &schema.Object{Attributes: []*schema.Attribute{
 	{Name: "timeout", Type: cty.String, Description: "Deadline of connections and statements outside dumps. Default 30s."},
 }}
 
-func newPlugin() *sdk.Plugin {
-	d := &my{}
-	k := schema.KindDatabase
-	a := func(name string, run func(context.Context, *sdk.Request) (cty.Value, error)) *sdk.Action {
-		return &sdk.Action{Schema: schema.ContractAction(k, name), Run: run}
-	}
-	cp := a("copy", d.copy)
-	cp.Check = d.checkCopy
-	return &sdk.Plugin{
-		Name: "mysql", Version: Version, Kind: k, Config: configSchema, Configure: d.configure,
-		Actions: []*sdk.Action{a("backup", d.backup), cp, a("read_only", d.readOnly), a("drop", d.drop), a("check", d.check)},
-	}
-}
+func newPlugin() *sdk.Plugin { return dbkit.Plugin("mysql", Version, configSchema, &my{}) }
+
+var _ dbkit.Database = (*my)(nil)
 
 type my struct {
 	cfg     *mysql.Config
 	timeout time.Duration
 }
 
-func (d *my) configure(_ context.Context, req plugins.ConfigureRequest) error {
-	cfg, err := mysql.ParseDSN(req.Config.GetAttr("dsn").AsString())
+func (d *my) Configure(_ context.Context, req plugins.ConfigureRequest) error {
+	var c dbkit.Server
+	if err := sdk.Decode(req.Config, &c); err != nil {
+		return err
+	}
+	cfg, err := mysql.ParseDSN(c.DSN)
 	if err != nil {
 		return sdk.ArgError("dsn", "not a go-sql-driver DSN (user:password@tcp(host:port)/name)")
 	}
 	if cfg.DBName == "" {
 		return sdk.ArgError("dsn", "names no database: it must name database A")
 	}
-	d.cfg, d.timeout = cfg, 30*time.Second
-	if t := req.Config.GetAttr("timeout"); !t.IsNull() {
-		v, err := time.ParseDuration(t.AsString())
-		if err != nil || v <= 0 {
-			return sdk.ArgError("timeout", "%q is not a positive duration", t.AsString())
-		}
-		d.timeout = v
-	}
+	d.cfg, d.timeout = cfg, c.Timeout
 	d.cfg.Timeout, d.cfg.ReadTimeout, d.cfg.WriteTimeout = d.timeout, d.timeout, d.timeout
 	return nil
 }
 
-func result(r *sdk.Request, attrs map[string]cty.Value) (cty.Value, error) {
-	return sdk.Result(schema.ContractAction(schema.KindDatabase, r.Action), attrs)
-}
+var result = dbkit.Result
 
 func (d *my) where(db string) string { return fmt.Sprintf("database %q on %s", db, d.cfg.Addr) }
 
@@ -102,14 +87,8 @@ func (d *my) open(ctx context.Context) (*sql.DB, error) {
 	return db, nil
 }
 
-var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
-
-func name(attr, n string) (string, error) {
-	if !identRE.MatchString(n) {
-		return "", sdk.ArgError(attr, "%q is not a database name upshift creates (letters, digits, _; at most 64)", n)
-	}
-	return n, nil
-}
+// name validates a database name given as an argument.
+func name(attr, n string) (string, error) { return dbkit.Name(attr, n, 64) }
 
 // exists and ours: does db exist, and is it a finished copy of A?
 func (d *my) state(ctx context.Context, c *sql.DB, db string) (exists, ours bool, err error) {
@@ -169,7 +148,7 @@ func (d *my) dump(ctx context.Context, cnf string, w io.Writer) error {
 	return nil
 }
 
-func (d *my) backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+func (d *my) Backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	to := r.String("to")
 	if !filepath.IsAbs(to) {
 		return cty.NilVal, sdk.ArgError("to", "%q must be an absolute path", to)
@@ -231,7 +210,7 @@ func (d *my) copyResult(r *sdk.Request, b string) (cty.Value, error) {
 	return result(r, map[string]cty.Value{"name": cty.StringVal(b), "dsn": cty.StringVal(d.dsnFor(b)), "method": cty.StringVal("dump-restore")})
 }
 
-func (d *my) copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+func (d *my) Copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	b, err := name("to", r.String("to"))
 	if err != nil {
 		return cty.NilVal, err
@@ -248,14 +227,14 @@ func (d *my) copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	if err != nil {
 		return cty.NilVal, fmt.Errorf("%s: %w", d.where(b), err)
 	}
-	switch {
-	case exists && ours && !r.Bool("replace", false):
-		r.Progress("%s is already a finished copy of %s; kept", b, d.cfg.DBName)
-		return d.copyResult(r, b)
-	case exists && !ours && !r.Bool("replace", false):
-		return cty.NilVal, sdk.ArgError("to", "%s exists and is not a copy made by upshift; set replace = true to overwrite it", d.where(b))
-	case exists:
-		r.Progress("replacing %s", b)
+	if exists {
+		keep, err := dbkit.KeepExisting(r, d.where(b), ours)
+		switch {
+		case err != nil:
+			return cty.NilVal, err
+		case keep:
+			return d.copyResult(r, b)
+		}
 		if _, err := c.ExecContext(ctx, "DROP DATABASE `"+b+"`"); err != nil {
 			return cty.NilVal, err
 		}
@@ -313,7 +292,7 @@ func (d *my) dumpRestore(ctx context.Context, c *sql.DB, b string, r *sdk.Reques
 	return err
 }
 
-func (d *my) checkCopy(ctx context.Context, r *sdk.Request) (plugins.CheckResponse, error) {
+func (d *my) CheckCopy(ctx context.Context, r *sdk.Request) (plugins.CheckResponse, error) {
 	b, err := name("to", r.String("to"))
 	if err != nil {
 		return plugins.CheckResponse{}, err
@@ -324,23 +303,17 @@ func (d *my) checkCopy(ctx context.Context, r *sdk.Request) (plugins.CheckRespon
 	}
 	defer c.Close()
 	exists, ours, err := d.state(ctx, c, b)
-	switch {
-	case err != nil:
+	if err != nil {
 		return plugins.CheckResponse{}, err
-	case ours:
-		res, err := d.copyResult(r, b)
-		return plugins.CheckResponse{State: plugins.CheckApplied, Result: res}, err
-	case exists:
-		return plugins.CheckResponse{State: plugins.CheckUnknown, Detail: b + " exists but is not a finished copy"}, nil
 	}
-	return plugins.CheckResponse{State: plugins.CheckNotApplied}, nil
+	return dbkit.CheckCopy(b, exists, ours, func() (cty.Value, error) { return d.copyResult(r, b) })
 }
 
-func (d *my) readOnly(context.Context, *sdk.Request) (cty.Value, error) {
+func (d *my) ReadOnly(context.Context, *sdk.Request) (cty.Value, error) {
 	return cty.NilVal, errors.New("MariaDB has no read-only mode for one database (only the whole server's read_only, which would stop every other database too); use the node pool's read_only, as the shipped playbook does")
 }
 
-func (d *my) drop(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+func (d *my) Drop(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	b, err := name("name", r.String("name"))
 	if err != nil {
 		return cty.NilVal, err
@@ -354,13 +327,11 @@ func (d *my) drop(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	}
 	defer c.Close()
 	exists, ours, err := d.state(ctx, c, b)
-	switch {
-	case err != nil:
+	if err != nil {
 		return cty.NilVal, err
-	case !exists:
-		return result(r, map[string]cty.Value{"dropped": cty.False})
-	case !ours:
-		return cty.NilVal, sdk.ArgError("name", "%s was not made by upshift's copy; not dropping it", d.where(b))
+	}
+	if may, err := dbkit.MayDrop(d.where(b), exists, ours); err != nil || !may {
+		return dbkit.Dropped(r, false, err)
 	}
 	var sessions int
 	if err := c.QueryRowContext(ctx, "SELECT count(*) FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()", b).Scan(&sessions); err != nil {
@@ -372,10 +343,10 @@ func (d *my) drop(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	if _, err := c.ExecContext(ctx, "DROP DATABASE `"+b+"`"); err != nil {
 		return cty.NilVal, fmt.Errorf("dropping %s: %w", d.where(b), err)
 	}
-	return result(r, map[string]cty.Value{"dropped": cty.True})
+	return dbkit.Dropped(r, true, nil)
 }
 
-func (d *my) check(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+func (d *my) Check(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	c, err := d.open(ctx)
 	if err != nil {
 		return cty.NilVal, err

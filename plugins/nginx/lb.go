@@ -72,27 +72,6 @@ func NewLB(o Options) *LB {
 	}
 }
 
-// Names the logic shares with every load balancer (lbkit).
-type (
-	// Progress receives progress lines (printf style).
-	Progress = lbkit.Progress
-	// DrainArgs are drain's arguments.
-	DrainArgs = lbkit.DrainArgs
-	// EnableArgs are enable's arguments.
-	EnableArgs = lbkit.EnableArgs
-	// ServerResult is what drain and enable return.
-	ServerResult = lbkit.ServerResult
-)
-
-const (
-	stateReady = lbkit.StateReady
-	stateMaint = lbkit.StateMaint
-
-	healthUp      = lbkit.HealthUp
-	healthDown    = lbkit.HealthDown
-	healthUnknown = lbkit.HealthUnknown
-)
-
 // ServerStatus is one server as the plugin reports it.
 type ServerStatus struct {
 	Name, Addr string
@@ -214,9 +193,9 @@ func (l *LB) probeAll(ctx context.Context, u *nginxctl.Upstream) []ServerStatus 
 	out := make([]ServerStatus, len(u.Servers))
 	var wg sync.WaitGroup
 	for i, s := range u.Servers {
-		out[i] = ServerStatus{Name: l.nameOf(u, i), Addr: s.Addr, State: stateReady, Health: healthUnknown}
+		out[i] = ServerStatus{Name: l.nameOf(u, i), Addr: s.Addr, State: lbkit.StateReady, Health: lbkit.HealthUnknown}
 		if s.Down {
-			out[i].State = stateMaint
+			out[i].State = lbkit.StateMaint
 		}
 		wg.Add(1)
 		go func(st *ServerStatus) {
@@ -226,9 +205,9 @@ func (l *LB) probeAll(ctx context.Context, u *nginxctl.Upstream) []ServerStatus 
 			switch {
 			case !known:
 			case ok:
-				st.Health = healthUp
+				st.Health = lbkit.HealthUp
 			default:
-				st.Health = healthDown
+				st.Health = lbkit.HealthDown
 			}
 		}(&out[i])
 	}
@@ -297,12 +276,12 @@ func (l *LB) apply(ctx context.Context, u *nginxctl.Upstream, old []byte) ([]int
 
 // Drain marks the server down, reloads, and waits until the workers that
 // could still be sending it requests have finished them.
-func (l *LB) Drain(ctx context.Context, a DrainArgs, progress Progress) (ServerResult, error) {
+func (l *LB) Drain(ctx context.Context, a lbkit.DrainArgs, progress lbkit.Progress) (lbkit.ServerResult, error) {
 	start := time.Now()
-	done := ServerResult{Server: a.Server, State: stateMaint}
+	done := lbkit.ServerResult{Server: a.Server, State: lbkit.StateMaint}
 	old, already, err := l.markDown(ctx, a, progress)
 	if err != nil {
-		return ServerResult{}, err
+		return lbkit.ServerResult{}, err
 	}
 	if already {
 		// Down already, perhaps by a drain that timed out or died while
@@ -310,11 +289,11 @@ func (l *LB) Drain(ctx context.Context, a DrainArgs, progress Progress) (ServerR
 		// this server's requests.
 		ctl, err := l.ctlFor()
 		if err != nil {
-			return ServerResult{}, err
+			return lbkit.ServerResult{}, err
 		}
 		master, err := ctl.Master()
 		if err != nil {
-			return ServerResult{}, err
+			return lbkit.ServerResult{}, err
 		}
 		old = nginxctl.ShuttingDown(master)
 		if len(old) == 0 {
@@ -328,9 +307,9 @@ func (l *LB) Drain(ctx context.Context, a DrainArgs, progress Progress) (ServerR
 	})
 	if err != nil {
 		if ctx.Err() != nil {
-			return ServerResult{}, fmt.Errorf("draining %s: %w", a.Server, ctx.Err())
+			return lbkit.ServerResult{}, fmt.Errorf("draining %s: %w", a.Server, ctx.Err())
 		}
-		return ServerResult{}, fmt.Errorf("server %s: %d nginx worker(s) still serving requests of the previous configuration after %s; %s stays marked down (no new requests), run drain again to keep waiting",
+		return lbkit.ServerResult{}, fmt.Errorf("server %s: %d nginx worker(s) still serving requests of the previous configuration after %s; %s stays marked down (no new requests), run drain again to keep waiting",
 			a.Server, left, a.Timeout, a.Server)
 	}
 	progress.Printf("%s drained: out of rotation, no worker of the previous configuration left", a.Server)
@@ -338,7 +317,7 @@ func (l *LB) Drain(ctx context.Context, a DrainArgs, progress Progress) (ServerR
 }
 
 // markDown is drain's change, under the lock: guard, edit, check, reload.
-func (l *LB) markDown(ctx context.Context, a DrainArgs, progress Progress) (old []int, already bool, err error) {
+func (l *LB) markDown(ctx context.Context, a lbkit.DrainArgs, progress lbkit.Progress) (old []int, already bool, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	u, before, err := l.load()
@@ -356,9 +335,9 @@ func (l *LB) markDown(ctx context.Context, a DrainArgs, progress Progress) (old 
 	for j, st := range l.probeAll(ctx, u) {
 		switch {
 		case j == i:
-		case st.State != stateReady:
+		case st.State != lbkit.StateReady:
 			out = append(out, st.Name+" (marked down)")
-		case st.Health == healthDown:
+		case st.Health == lbkit.HealthDown:
 			out = append(out, fmt.Sprintf("%s (health %s: %s)", st.Name, l.healthURL(st.Name), st.Why))
 		default: // up, or unknown: no health URL to ask, nginx's passive checks decide
 			in = append(in, st.Name)
@@ -392,34 +371,34 @@ func orNone(s []string) string {
 // back in the file, so enable first waits until the server answers its
 // health URL, then removes `down`, checks, reloads, waits until workers
 // with the new configuration run, and asks the health URL once more.
-func (l *LB) Enable(ctx context.Context, a EnableArgs, progress Progress) (ServerResult, error) {
+func (l *LB) Enable(ctx context.Context, a lbkit.EnableArgs, progress lbkit.Progress) (lbkit.ServerResult, error) {
 	deadline := time.Now().Add(a.Timeout)
-	done := ServerResult{Server: a.Server, State: stateReady}
+	done := lbkit.ServerResult{Server: a.Server, State: lbkit.StateReady}
 	u, _, err := l.load()
 	if err != nil {
-		return ServerResult{}, err
+		return lbkit.ServerResult{}, err
 	}
 	i, err := l.find(u, a.Server)
 	if err != nil {
-		return ServerResult{}, err
+		return lbkit.ServerResult{}, err
 	}
 	wasDown := u.Servers[i].Down
 	if err := l.waitHealthy(ctx, a.Server, deadline, a.Timeout, wasDown, progress); err != nil {
-		return ServerResult{}, err
+		return lbkit.ServerResult{}, err
 	}
 	if !wasDown {
 		progress.Printf("%s is already in rotation", a.Server)
 		return done, nil
 	}
 	if err := l.markUp(ctx, a.Server, progress); err != nil {
-		return ServerResult{}, err
+		return lbkit.ServerResult{}, err
 	}
 	if _, known, _ := l.probe(ctx, a.Server); !known {
 		progress.Printf("%s is back in rotation (no health URL: nginx's passive checks are all that guard it)", a.Server)
 		return done, nil
 	}
 	if err := l.waitHealthy(ctx, a.Server, deadline, a.Timeout, false, progress); err != nil {
-		return ServerResult{}, err
+		return lbkit.ServerResult{}, err
 	}
 	progress.Printf("%s is back in rotation and answers its health URL", a.Server)
 	return done, nil
@@ -427,7 +406,7 @@ func (l *LB) Enable(ctx context.Context, a EnableArgs, progress Progress) (Serve
 
 // waitHealthy waits until server answers its health URL with 2xx, or the
 // deadline. A server without a health URL passes at once.
-func (l *LB) waitHealthy(ctx context.Context, server string, deadline time.Time, timeout time.Duration, stillDown bool, progress Progress) error {
+func (l *LB) waitHealthy(ctx context.Context, server string, deadline time.Time, timeout time.Duration, stillDown bool, progress lbkit.Progress) error {
 	lastWhy, lastAt := "", time.Time{}
 	for {
 		ok, known, why := l.probe(ctx, server)
@@ -455,7 +434,7 @@ func (l *LB) waitHealthy(ctx context.Context, server string, deadline time.Time,
 
 // markUp is enable's change, under the lock. The file is read again: it
 // may have changed while enable waited for health.
-func (l *LB) markUp(ctx context.Context, server string, progress Progress) error {
+func (l *LB) markUp(ctx context.Context, server string, progress lbkit.Progress) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	u, before, err := l.load()

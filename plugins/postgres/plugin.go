@@ -19,6 +19,7 @@ import (
 
 	"github.com/upshift-dev/upshift/plugins"
 	"github.com/upshift-dev/upshift/plugins/sdk"
+	"github.com/upshift-dev/upshift/plugins/sdk/dbkit"
 	"github.com/upshift-dev/upshift/schema"
 )
 
@@ -35,19 +36,9 @@ var configSchema = &schema.Object{Attributes: []*schema.Attribute{
 	{Name: "timeout", Type: cty.String, Description: "Deadline of each connection and statement outside dumps. Default 30s."},
 }}
 
-func newPlugin() *sdk.Plugin {
-	d := &pg{}
-	k := schema.KindDatabase
-	a := func(name string, run func(context.Context, *sdk.Request) (cty.Value, error)) *sdk.Action {
-		return &sdk.Action{Schema: schema.ContractAction(k, name), Run: run}
-	}
-	cp := a("copy", d.copy)
-	cp.Check = d.checkCopy
-	return &sdk.Plugin{
-		Name: "postgres", Version: Version, Kind: k, Config: configSchema, Configure: d.configure,
-		Actions: []*sdk.Action{a("backup", d.backup), cp, a("read_only", d.readOnly), a("drop", d.drop), a("check", d.check)},
-	}
-}
+func newPlugin() *sdk.Plugin { return dbkit.Plugin("postgres", Version, configSchema, &pg{}) }
+
+var _ dbkit.Database = (*pg)(nil)
 
 type pg struct {
 	dsn     string
@@ -55,8 +46,12 @@ type pg struct {
 	timeout time.Duration
 }
 
-func (d *pg) configure(_ context.Context, req plugins.ConfigureRequest) error {
-	d.dsn = req.Config.GetAttr("dsn").AsString()
+func (d *pg) Configure(_ context.Context, req plugins.ConfigureRequest) error {
+	var c dbkit.Server
+	if err := sdk.Decode(req.Config, &c); err != nil {
+		return err
+	}
+	d.dsn, d.timeout = c.DSN, c.Timeout
 	cfg, err := pgx.ParseConfig(d.dsn)
 	if err != nil {
 		// pgx's message may quote the DSN: say only what is wrong.
@@ -66,21 +61,11 @@ func (d *pg) configure(_ context.Context, req plugins.ConfigureRequest) error {
 		return sdk.ArgError("dsn", "names no database: it must connect to database A")
 	}
 	d.cfg = cfg
-	d.timeout = 30 * time.Second
-	if t := req.Config.GetAttr("timeout"); !t.IsNull() {
-		v, err := time.ParseDuration(t.AsString())
-		if err != nil || v <= 0 {
-			return sdk.ArgError("timeout", "%q is not a positive duration", t.AsString())
-		}
-		d.timeout = v
-	}
 	d.cfg.ConnectTimeout = d.timeout
 	return nil
 }
 
-func result(r *sdk.Request, attrs map[string]cty.Value) (cty.Value, error) {
-	return sdk.Result(schema.ContractAction(schema.KindDatabase, r.Action), attrs)
-}
+var result = dbkit.Result
 
 // where names the server and database in messages, without credentials.
 func (d *pg) where(db string) string {
@@ -114,15 +99,8 @@ func cleanErr(err error) string {
 	return msg
 }
 
-var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
-
 // name validates a database name given as an argument.
-func name(attr, n string) (string, error) {
-	if !identRE.MatchString(n) {
-		return "", sdk.ArgError(attr, "%q is not a database name upshift creates (letters, digits, _; at most 63)", n)
-	}
-	return n, nil
-}
+func name(attr, n string) (string, error) { return dbkit.Name(attr, n, 63) }
 
 // dsnFor is A's DSN with the database replaced: what nodes use to reach B.
 func (d *pg) dsnFor(db string) string {
@@ -193,7 +171,7 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, " | ")
 }
 
-func (d *pg) backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+func (d *pg) Backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	to := r.String("to")
 	if !filepath.IsAbs(to) {
 		return cty.NilVal, sdk.ArgError("to", "%q must be an absolute path", to)
@@ -238,7 +216,7 @@ func (d *pg) copyResult(r *sdk.Request, b, method string) (cty.Value, error) {
 	return result(r, map[string]cty.Value{"name": cty.StringVal(b), "dsn": cty.StringVal(d.dsnFor(b)), "method": cty.StringVal(method)})
 }
 
-func (d *pg) copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+func (d *pg) Copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	b, err := name("to", r.String("to"))
 	if err != nil {
 		return cty.NilVal, err
@@ -255,14 +233,14 @@ func (d *pg) copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	if err != nil {
 		return cty.NilVal, fmt.Errorf("%s: %w", d.where(b), err)
 	}
-	switch {
-	case exists && ours && !r.Bool("replace", false):
-		r.Progress("%s is already a finished copy of %s; kept", b, d.cfg.Database)
-		return d.copyResult(r, b, "kept")
-	case exists && !ours && !r.Bool("replace", false):
-		return cty.NilVal, sdk.ArgError("to", "%s exists and is not a copy made by upshift; set replace = true to overwrite it", d.where(b))
-	case exists:
-		r.Progress("replacing %s", b)
+	if exists {
+		keep, err := dbkit.KeepExisting(r, d.where(b), ours)
+		switch {
+		case err != nil:
+			return cty.NilVal, err
+		case keep:
+			return d.copyResult(r, b, "kept")
+		}
 		if _, err := c.Exec(ctx, "DROP DATABASE "+pgx.Identifier{b}.Sanitize()+" WITH (FORCE)"); err != nil {
 			return cty.NilVal, fmt.Errorf("dropping %s: %w", d.where(b), err)
 		}
@@ -319,7 +297,7 @@ func (d *pg) dumpRestore(ctx context.Context, c *pgx.Conn, b string) error {
 	return d.run(ctx, b, "pg_restore", "--no-owner", "--exit-on-error", "--dbname="+b, dump)
 }
 
-func (d *pg) checkCopy(ctx context.Context, r *sdk.Request) (plugins.CheckResponse, error) {
+func (d *pg) CheckCopy(ctx context.Context, r *sdk.Request) (plugins.CheckResponse, error) {
 	b, err := name("to", r.String("to"))
 	if err != nil {
 		return plugins.CheckResponse{}, err
@@ -330,19 +308,13 @@ func (d *pg) checkCopy(ctx context.Context, r *sdk.Request) (plugins.CheckRespon
 	}
 	defer c.Close(context.Background())
 	exists, ours, err := d.state(ctx, c, b)
-	switch {
-	case err != nil:
+	if err != nil {
 		return plugins.CheckResponse{}, err
-	case exists && ours:
-		res, err := d.copyResult(r, b, "kept")
-		return plugins.CheckResponse{State: plugins.CheckApplied, Result: res}, err
-	case exists:
-		return plugins.CheckResponse{State: plugins.CheckUnknown, Detail: b + " exists but is not a finished copy"}, nil
 	}
-	return plugins.CheckResponse{State: plugins.CheckNotApplied}, nil
+	return dbkit.CheckCopy(b, exists, ours, func() (cty.Value, error) { return d.copyResult(r, b, "kept") })
 }
 
-func (d *pg) readOnly(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+func (d *pg) ReadOnly(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	enabled := r.Bool("enabled", true)
 	c, err := d.connect(ctx, d.cfg.Database)
 	if err != nil {
@@ -358,7 +330,7 @@ func (d *pg) readOnly(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	return result(r, map[string]cty.Value{"enabled": cty.BoolVal(enabled)})
 }
 
-func (d *pg) drop(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+func (d *pg) Drop(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	b, err := name("name", r.String("name"))
 	if err != nil {
 		return cty.NilVal, err
@@ -372,13 +344,11 @@ func (d *pg) drop(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	}
 	defer c.Close(context.Background())
 	exists, ours, err := d.state(ctx, c, b)
-	switch {
-	case err != nil:
+	if err != nil {
 		return cty.NilVal, err
-	case !exists:
-		return result(r, map[string]cty.Value{"dropped": cty.False})
-	case !ours:
-		return cty.NilVal, sdk.ArgError("name", "%s was not made by upshift's copy; not dropping it", d.where(b))
+	}
+	if may, err := dbkit.MayDrop(d.where(b), exists, ours); err != nil || !may {
+		return dbkit.Dropped(r, false, err)
 	}
 	var sessions int
 	if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'`, b).Scan(&sessions); err != nil {
@@ -390,10 +360,10 @@ func (d *pg) drop(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	if _, err := c.Exec(ctx, "DROP DATABASE "+pgx.Identifier{b}.Sanitize()); err != nil {
 		return cty.NilVal, fmt.Errorf("dropping %s: %w", d.where(b), err)
 	}
-	return result(r, map[string]cty.Value{"dropped": cty.True})
+	return dbkit.Dropped(r, true, nil)
 }
 
-func (d *pg) check(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+func (d *pg) Check(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	c, err := d.connect(ctx, d.cfg.Database)
 	if err != nil {
 		return cty.NilVal, err

@@ -1,10 +1,14 @@
 // Package sdk owns what a vendor plugin is written with: the Plugin and
-// Action declarations, the Request an action's Run receives, argument and
-// result helpers, ArgError, and the two ways to serve a plugin: Serve (the
-// main of a plugin binary, over go-plugin and gRPC) and NewProvider (in
-// process). It also holds the pieces both ends of the gRPC connection share
-// (Handshake, PluginMap, GRPCPlugin, GRPCProvider), so the host and every
-// plugin agree on them by construction.
+// Action declarations, the Request an action's Run receives, decoding of a
+// config or arguments into a tagged struct (Decode), result helpers,
+// argument errors with paths (ArgError, ArgErrorAt), and the two ways to
+// serve a plugin: Serve (the main of a plugin binary, over go-plugin and
+// gRPC) and NewProvider (in process). It also holds the pieces both ends of
+// the gRPC connection share (Handshake, PluginMap, GRPCPlugin,
+// GRPCProvider), so the host and every plugin agree on them by
+// construction; both check values with schema.Conform. The vendor
+// plumbing each kind repeats is in the kits beside it (lbkit, nodekit,
+// dbkit), with fsutil (atomic file writes) and procfs (processes).
 package sdk
 
 import (

@@ -15,6 +15,7 @@ import (
 
 	"github.com/upshift-dev/upshift/plugins"
 	"github.com/upshift-dev/upshift/plugins/sdk"
+	"github.com/upshift-dev/upshift/plugins/sdk/dbkit"
 	"github.com/upshift-dev/upshift/schema"
 )
 
@@ -29,34 +30,28 @@ var configSchema = &schema.Object{Attributes: []*schema.Attribute{
 	{Name: "path", Type: cty.String, Required: true, Description: "Path of the database file the nodes use now (database A)."},
 }}
 
-func newPlugin() *sdk.Plugin {
-	d := &db{}
-	k := schema.KindDatabase
-	a := func(name string, run func(context.Context, *sdk.Request) (cty.Value, error)) *sdk.Action {
-		return &sdk.Action{Schema: schema.ContractAction(k, name), Run: run}
-	}
-	copyAction := a("copy", d.copy)
-	copyAction.Check = d.checkCopy
-	return &sdk.Plugin{
-		Name: "sqlite", Version: Version, Kind: k, Config: configSchema, Configure: d.configure,
-		Actions: []*sdk.Action{a("backup", d.backup), copyAction, a("read_only", d.readOnly), a("drop", d.drop), a("check", d.check)},
-	}
-}
+func newPlugin() *sdk.Plugin { return dbkit.Plugin("sqlite", Version, configSchema, &db{}) }
+
+// db is the configured plugin: the path of database A.
+var _ dbkit.Database = (*db)(nil)
 
 type db struct{ path string }
 
-func (d *db) configure(_ context.Context, req plugins.ConfigureRequest) error {
-	p := req.Config.GetAttr("path").AsString()
-	if !filepath.IsAbs(p) {
-		return sdk.ArgError("path", "%q must be an absolute path", p)
+func (d *db) Configure(_ context.Context, req plugins.ConfigureRequest) error {
+	var c struct {
+		Path string `cty:"path"`
 	}
-	d.path = p
+	if err := sdk.Decode(req.Config, &c); err != nil {
+		return err
+	}
+	if !filepath.IsAbs(c.Path) {
+		return sdk.ArgError("path", "%q must be an absolute path", c.Path)
+	}
+	d.path = c.Path
 	return nil
 }
 
-func result(r *sdk.Request, attrs map[string]cty.Value) (cty.Value, error) {
-	return sdk.Result(schema.ContractAction(schema.KindDatabase, r.Action), attrs)
-}
+var result = dbkit.Result
 
 // open opens a database file read-write, refusing to create it.
 func open(path string) (*sql.DB, error) {
@@ -120,7 +115,7 @@ func integrity(ctx context.Context, path string) error {
 	return nil
 }
 
-func (d *db) backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+func (d *db) Backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	to := r.String("to")
 	if !filepath.IsAbs(to) {
 		return cty.NilVal, sdk.ArgError("to", "%q must be an absolute path", to)
@@ -148,21 +143,19 @@ func (d *db) target(r *sdk.Request) (string, error) {
 	return to, nil
 }
 
-func (d *db) copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+func (d *db) Copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	to, err := d.target(r)
 	if err != nil {
 		return cty.NilVal, err
 	}
 	if _, err := os.Stat(to); err == nil {
 		_, mErr := os.Stat(to + copyMarker)
+		keep, err := dbkit.KeepExisting(r, to, mErr == nil)
 		switch {
-		case r.Bool("replace", false):
-			r.Progress("replacing %s", to)
-		case mErr == nil:
-			r.Progress("%s is already a finished copy; kept", to)
+		case err != nil:
+			return cty.NilVal, err
+		case keep:
 			return d.copyResult(r, to)
-		default:
-			return cty.NilVal, sdk.ArgError("to", "%s exists and was not made by upshift; set replace = true to overwrite it", to)
 		}
 	}
 	_ = os.Remove(to + copyMarker)
@@ -176,7 +169,7 @@ func (d *db) copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	return d.copyResult(r, to)
 }
 
-func (d *db) checkCopy(_ context.Context, r *sdk.Request) (plugins.CheckResponse, error) {
+func (d *db) CheckCopy(_ context.Context, r *sdk.Request) (plugins.CheckResponse, error) {
 	to, err := d.target(r)
 	if err != nil {
 		return plugins.CheckResponse{}, err
@@ -188,11 +181,11 @@ func (d *db) checkCopy(_ context.Context, r *sdk.Request) (plugins.CheckResponse
 	return plugins.CheckResponse{State: plugins.CheckNotApplied}, nil
 }
 
-func (d *db) readOnly(context.Context, *sdk.Request) (cty.Value, error) {
+func (d *db) ReadOnly(context.Context, *sdk.Request) (cty.Value, error) {
 	return cty.NilVal, errors.New("SQLite has no server to make read-only: the file is opened by the nodes themselves; use the node pool's read_only action, which the shipped playbook does")
 }
 
-func (d *db) drop(_ context.Context, r *sdk.Request) (cty.Value, error) {
+func (d *db) Drop(_ context.Context, r *sdk.Request) (cty.Value, error) {
 	name := r.String("name")
 	if !filepath.IsAbs(name) {
 		return cty.NilVal, sdk.ArgError("name", "%q must be an absolute path", name)
@@ -200,21 +193,20 @@ func (d *db) drop(_ context.Context, r *sdk.Request) (cty.Value, error) {
 	if filepath.Clean(name) == filepath.Clean(d.path) {
 		return cty.NilVal, sdk.ArgError("name", "%s is database A, which the nodes use; it is never dropped", name)
 	}
-	if _, err := os.Stat(name); errors.Is(err, os.ErrNotExist) {
-		return result(r, map[string]cty.Value{"dropped": cty.False})
-	}
-	if _, err := os.Stat(name + copyMarker); err != nil {
-		return cty.NilVal, sdk.ArgError("name", "%s was not made by upshift's copy; not dropping it", name)
+	_, err := os.Stat(name)
+	_, mErr := os.Stat(name + copyMarker)
+	if may, err := dbkit.MayDrop(name, !errors.Is(err, os.ErrNotExist), mErr == nil); err != nil || !may {
+		return dbkit.Dropped(r, false, err)
 	}
 	for _, suffix := range []string{"", "-wal", "-shm", "-journal", copyMarker} {
 		if err := os.Remove(name + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return cty.NilVal, err
 		}
 	}
-	return result(r, map[string]cty.Value{"dropped": cty.True})
+	return dbkit.Dropped(r, true, nil)
 }
 
-func (d *db) check(ctx context.Context, r *sdk.Request) (cty.Value, error) {
+func (d *db) Check(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	c, err := open(d.path)
 	if err != nil {
 		return cty.NilVal, err

@@ -129,8 +129,14 @@ func (k *kit) plugin() *sdk.Plugin {
 func (k *kit) configure(_ context.Context, req plugins.ConfigureRequest) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if sd := req.Config.GetAttr("state_dir"); !sd.IsNull() {
-		k.stateDir = sd.AsString()
+	var c struct {
+		StateDir string `cty:"state_dir"`
+	}
+	if err := sdk.Decode(req.Config, &c); err != nil {
+		return err
+	}
+	if c.StateDir != "" {
+		k.stateDir = c.StateDir
 		if err := os.MkdirAll(k.stateDir, 0o755); err != nil {
 			return sdk.ArgError("state_dir", "%s", err)
 		}

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/upshift-dev/upshift/plugins/sdk/fsutil"
 	"github.com/upshift-dev/upshift/plugins/sdk/procfs"
 )
 
@@ -30,7 +31,7 @@ func Binary(given string) (string, error) {
 	if given != "" {
 		st, err := os.Stat(given)
 		if err != nil {
-			return "", fmt.Errorf("nginx binary %s: %w", given, unwrapPath(err))
+			return "", fmt.Errorf("nginx binary %s: %w", given, fsutil.UnwrapPath(err))
 		}
 		if st.IsDir() || st.Mode().Perm()&0o111 == 0 {
 			return "", fmt.Errorf("nginx binary %s is not an executable file", given)
@@ -108,7 +109,7 @@ func OneLine(out string) string {
 func (c Ctl) Master() (int, error) {
 	b, err := os.ReadFile(c.PidFile)
 	if err != nil {
-		return 0, fmt.Errorf("nginx is not running: pid file %s: %w", c.PidFile, unwrapPath(err))
+		return 0, fmt.Errorf("nginx is not running: pid file %s: %w", c.PidFile, fsutil.UnwrapPath(err))
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid <= 0 {

@@ -1,7 +1,6 @@
 package nginxctl
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -148,7 +147,7 @@ func (u *Upstream) Bytes() []byte { return []byte(strings.Join(u.lines, "\n")) }
 func ReadUpstream(path string) ([]Server, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("upstream file %s: %w", path, unwrapPath(err))
+		return nil, fmt.Errorf("upstream file %s: %w", path, fsutil.UnwrapPath(err))
 	}
 	name := ""
 	for _, l := range strings.Split(string(b), "\n") {
@@ -197,18 +196,4 @@ func RenderUpstream(name string, servers []Server) string {
 // outside the plugins (the test nginx server) until they switch.
 func WriteFileAtomic(path string, data []byte) error {
 	return fsutil.WriteFile(path, data, 0o644)
-}
-
-// unwrapPath drops the *PathError wrapper whose path the caller already
-// names, so the message says each path once.
-func unwrapPath(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	var le *os.LinkError
-	if errors.As(err, &le) {
-		return le.Err
-	}
-	return err
 }

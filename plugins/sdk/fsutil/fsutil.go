@@ -43,7 +43,7 @@ func write(path string, data []byte, perm fs.FileMode, forceMode bool) error {
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".upshift-*")
 	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, unwrapPath(err))
+		return fmt.Errorf("writing %s: %w", path, UnwrapPath(err))
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
@@ -64,14 +64,15 @@ func write(path string, data []byte, perm fs.FileMode, forceMode bool) error {
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, unwrapPath(err))
+		return fmt.Errorf("writing %s: %w", path, UnwrapPath(err))
 	}
 	return nil
 }
 
-// unwrapPath drops the *PathError wrapper whose path (the temporary file's)
-// the message does not need: it names path once.
-func unwrapPath(err error) error {
+// UnwrapPath drops an *fs.PathError or *os.LinkError wrapper whose path
+// the caller's message already names (or, for the temporary file, does not
+// need), so a message says each path once.
+func UnwrapPath(err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
 		return pe.Err
