@@ -17,10 +17,10 @@ import (
 // SchemaSource returns the schema of the plugin that implements a resource
 // of the given kind. The default, ContractSchemas, answers with the kind's
 // standard contract, which is all validate and plan need.
-type SchemaSource func(plugin *Plugin, kind schema.Kind) (*schema.Plugin, error)
+type SchemaSource func(plugin *PluginBlock, kind schema.Kind) (*schema.Plugin, error)
 
 // ContractSchemas is the SchemaSource used before real plugins are known.
-func ContractSchemas(_ *Plugin, kind schema.Kind) (*schema.Plugin, error) {
+func ContractSchemas(_ *PluginBlock, kind schema.Kind) (*schema.Plugin, error) {
 	return schema.ContractPlugin(kind), nil
 }
 
@@ -210,7 +210,7 @@ type Parsed struct {
 type Requirement struct {
 	// Plugin is its plugin block, or the implicit one a resource's plugin
 	// name stands for.
-	Plugin *Plugin
+	Plugin *PluginBlock
 	// Resources are the addresses of the resources it serves, sorted; each
 	// gets its own plugin instance.
 	Resources []string
@@ -248,7 +248,7 @@ func (p *Parser) parse(dir string, files []*hcl.File, opts LoadOptions) (*Parsed
 		Files:     p.Files(),
 		Variables: map[string]*Variable{},
 		Locals:    map[string]*Local{},
-		Plugins:   map[string]*Plugin{},
+		Plugins:   map[string]*PluginBlock{},
 		Resources: map[string]*Resource{},
 	}
 	c := &Parsed{pb: pb}
@@ -428,10 +428,10 @@ func duplicate(what, name string, first, again hcl.Range) *hcl.Diagnostic {
 	}
 }
 
-func decodePlugin(b *hcl.Block) (*Plugin, hcl.Diagnostics) {
+func decodePlugin(b *hcl.Block) (*PluginBlock, hcl.Diagnostics) {
 	name := b.Labels[0]
 	diags := checkName("plugin", name, b.LabelRanges[0])
-	pl := &Plugin{Name: name, DeclRange: b.DefRange}
+	pl := &PluginBlock{Name: name, DeclRange: b.DefRange}
 	content, ds := b.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "source"}, {Name: "version"}}})
 	diags = append(diags, ds...)
 	if a, ok := content.Attributes["source"]; ok {

@@ -28,7 +28,7 @@ type Playbook struct {
 
 	Variables map[string]*Variable
 	Locals    map[string]*Local
-	Plugins   map[string]*Plugin
+	Plugins   map[string]*PluginBlock
 	Resources map[string]*Resource // by address, "node_pool.cluster"
 	// Steps holds every step, top-level and inside rollouts, in source order.
 	Steps    []*Step
@@ -70,8 +70,8 @@ type Local struct {
 	Value     cty.Value
 }
 
-// Plugin is a `plugin` block: where the binary for a vendor comes from.
-type Plugin struct {
+// PluginBlock is a `plugin` block: where the binary for a vendor comes from.
+type PluginBlock struct {
 	Name string
 	// Source is the binary's file name (looked up like the default), or a
 	// path to it or to its folder; default upshift-plugin-<name>.

@@ -49,7 +49,7 @@ func (pb *Playbook) decodeResourceHeader(b *hcl.Block) (*resourceHeader, hcl.Dia
 	}
 	r.PluginName = pv.AsString()
 	if _, ok := pb.Plugins[r.PluginName]; !ok {
-		pb.Plugins[r.PluginName] = &Plugin{Name: r.PluginName, Source: "upshift-plugin-" + r.PluginName, Implicit: true, DeclRange: pluginAttr.Range}
+		pb.Plugins[r.PluginName] = &PluginBlock{Name: r.PluginName, Source: "upshift-plugin-" + r.PluginName, Implicit: true, DeclRange: pluginAttr.Range}
 	}
 	return &resourceHeader{res: r, block: b, content: content}, diags
 }

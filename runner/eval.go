@@ -19,12 +19,12 @@ import (
 
 // ResultFunc returns the result of a finished instance, or false when it
 // has none yet (during plan, every result is still unknown).
-type ResultFunc func(inst *Instance) (cty.Value, bool)
+type ResultFunc func(inst *StepInstance) (cty.Value, bool)
 
 // Scope builds what inst's expressions can see: its each, and the values of
 // exactly the steps it refers to. A result not known yet is an unknown value
 // of the action's result type, so types are still checked.
-func (g *Graph) Scope(inst *Instance, results ResultFunc) *playbooks.Scope {
+func (g *Graph) Scope(inst *StepInstance, results ResultFunc) *playbooks.Scope {
 	scope := &playbooks.Scope{Each: inst.Each}
 	if len(inst.Step.References) > 0 {
 		scope.Steps = make(map[string]cty.Value, len(inst.Step.References))
@@ -34,7 +34,7 @@ func (g *Graph) Scope(inst *Instance, results ResultFunc) *playbooks.Scope {
 		if target == nil || scope.Steps[ref.Name] != cty.NilVal {
 			continue
 		}
-		stepValue := func(t *Instance) cty.Value {
+		stepValue := func(t *StepInstance) cty.Value {
 			if res, ok := results(t); ok {
 				return cty.ObjectVal(map[string]cty.Value{"result": markSensitive(res, target.Run.Action.Result)})
 			}
@@ -80,7 +80,7 @@ func (g *Graph) Scope(inst *Instance, results ResultFunc) *playbooks.Scope {
 // refers to no other step sees only its each, which a rollout item's
 // instances share, so they share one context too: building 11,000 contexts
 // for a 1,000-node plan cost a quarter of the time.
-func (g *Graph) evalContext(inst *Instance, results ResultFunc) *hcl.EvalContext {
+func (g *Graph) evalContext(inst *StepInstance, results ResultFunc) *hcl.EvalContext {
 	if len(inst.Step.References) > 0 || inst.env == nil {
 		return g.Playbook.EvalContext(g.Scope(inst, results))
 	}
@@ -116,7 +116,7 @@ func (g *Graph) pending(s *playbooks.Step) cty.Value {
 // allPending is a keyed step none of whose instances has finished:
 // {key = pending, ...}, made once per step rather than once per instance
 // that refers to it (1,000 instances each reading a 1,000-key object).
-func (g *Graph) allPending(s *playbooks.Step, instances []*Instance) cty.Value {
+func (g *Graph) allPending(s *playbooks.Step, instances []*StepInstance) cty.Value {
 	p := g.pending(s)
 	g.pendingMu.Lock()
 	defer g.pendingMu.Unlock()
@@ -166,7 +166,7 @@ func markSensitive(v cty.Value, o *schema.Object) cty.Value {
 // DecodeArgs decodes inst's `with` body against its action's argument
 // schema: an unknown argument, a wrong type or a missing required one is a
 // diagnostic pointing into the body.
-func (g *Graph) DecodeArgs(inst *Instance, results ResultFunc) (cty.Value, hcl.Diagnostics) {
+func (g *Graph) DecodeArgs(inst *StepInstance, results ResultFunc) (cty.Value, hcl.Diagnostics) {
 	s := inst.Step
 	w := g.withBody(s)
 	if w.diags.HasErrors() {
@@ -274,7 +274,7 @@ func decodeArg(content *hcl.BodyContent, a *schema.Attribute, ctx *hcl.EvalConte
 }
 
 // EvalWhen evaluates inst's `when`: true when unset.
-func (g *Graph) EvalWhen(inst *Instance, results ResultFunc) (cty.Value, hcl.Diagnostics) {
+func (g *Graph) EvalWhen(inst *StepInstance, results ResultFunc) (cty.Value, hcl.Diagnostics) {
 	if inst.Step.When == nil {
 		return cty.True, nil
 	}

@@ -49,13 +49,13 @@ rollout "upgrade" {
 }
 `)
 	g := f.graph
-	inst := func(addr string) *runner.Instance {
-		v, ok := g.DAG.Vertex(addr).(*runner.Instance)
+	inst := func(addr string) *runner.StepInstance {
+		v, ok := g.DAG.Vertex(addr).(*runner.StepInstance)
 		require.True(t, ok, addr)
 		return v
 	}
 	known := map[string]cty.Value{}
-	results := func(i *runner.Instance) (cty.Value, bool) { v, ok := known[i.Addr]; return v, ok }
+	results := func(i *runner.StepInstance) (cty.Value, bool) { v, ok := known[i.Addr]; return v, ok }
 	decode := func(addr string) cty.Value {
 		args, diags := g.DecodeArgs(inst(addr), results)
 		require.False(t, diags.HasErrors(), diags.Error())
@@ -86,7 +86,7 @@ rollout "upgrade" {
 // probeSchemas is the contract plus a vendor action whose arguments have
 // nested blocks (a list of header blocks, an optional tls block with a
 // sensitive attribute), as a plugin's own schema would describe it.
-func probeSchemas(_ *playbooks.Plugin, kind schema.Kind) (*schema.Plugin, error) {
+func probeSchemas(_ *playbooks.PluginBlock, kind schema.Kind) (*schema.Plugin, error) {
 	p := schema.ContractPlugin(kind)
 	if kind == schema.KindLoadBalancer {
 		p.Actions["probe"] = &schema.Action{Name: "probe", Idempotent: true, Result: &schema.Object{},

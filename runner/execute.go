@@ -26,7 +26,7 @@ import (
 
 // runVertex runs one vertex of the walk: a join is a no-op.
 func (x *execution) runVertex(ctx context.Context, v dag.Vertex) error {
-	inst, ok := v.(*Instance)
+	inst, ok := v.(*StepInstance)
 	if !ok {
 		return nil
 	}
@@ -36,7 +36,7 @@ func (x *execution) runVertex(ctx context.Context, v dag.Vertex) error {
 // runInstance runs one instance: its when, its arguments, a check when it
 // was found in flight, then the call with retries; a failure is journaled
 // and emitted before it is returned to the walk.
-func (x *execution) runInstance(ctx context.Context, inst *Instance) error {
+func (x *execution) runInstance(ctx context.Context, inst *StepInstance) error {
 	s := inst.Step
 	action := s.Run.Action
 	started := time.Now()
@@ -172,7 +172,7 @@ func nextDelay(d time.Duration, r playbooks.Retry) time.Duration {
 }
 
 // invoke calls the action once, under the step's timeout.
-func (x *execution) invoke(ctx context.Context, inst *Instance, p plugins.Provider, args cty.Value, attempt int) (cty.Value, error) {
+func (x *execution) invoke(ctx context.Context, inst *StepInstance, p plugins.Provider, args cty.Value, attempt int) (cty.Value, error) {
 	s := inst.Step
 	if s.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -210,7 +210,7 @@ func conformResult(v cty.Value, a *schema.Action) (cty.Value, error) {
 	return conv, nil
 }
 
-func (x *execution) setResult(inst *Instance, v cty.Value) {
+func (x *execution) setResult(inst *StepInstance, v cty.Value) {
 	x.mu.Lock()
 	x.results[inst.Addr] = v
 	x.mu.Unlock()
@@ -219,7 +219,7 @@ func (x *execution) setResult(inst *Instance, v cty.Value) {
 // finish records a step done. A journal that cannot record it fails the
 // step: the run must not go on with a journal that does not say where
 // things stand (on resume, the step is found running and re-checked).
-func (x *execution) finish(inst *Instance, res cty.Value, started time.Time, attempts int, args json.RawMessage, note string) error {
+func (x *execution) finish(inst *StepInstance, res cty.Value, started time.Time, attempts int, args json.RawMessage, note string) error {
 	x.setResult(inst, res)
 	shown := redactedJSON(res, inst.Step.Run.Action.Result)
 	st := journal.Step{Status: journal.Done, Attempts: attempts, Args: args, Result: shown, StartedAt: started, EndedAt: time.Now()}
@@ -271,7 +271,7 @@ func redactMarked(v cty.Value) cty.Value {
 // skippedRefs names the instances inst refers to that finished without a
 // result: skipped by their when (in this run or, restored, in an earlier
 // one, where the journal holds a null result).
-func (x *execution) skippedRefs(inst *Instance) []string {
+func (x *execution) skippedRefs(inst *StepInstance) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, ref := range inst.Step.References {

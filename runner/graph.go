@@ -13,9 +13,9 @@ import (
 	"github.com/upshift-dev/upshift/runner/dag"
 )
 
-// Instance is one execution of a step: the step itself, or one of its
+// StepInstance is one execution of a step: the step itself, or one of its
 // for_each items, or one rollout item's run of it.
-type Instance struct {
+type StepInstance struct {
 	Addr string // step.drain["node-1"], or step.backup
 	Step *playbooks.Step
 	// Key is the instance key; Keyed is false for a single-instance step.
@@ -33,21 +33,21 @@ type Instance struct {
 }
 
 // Name makes Instance a dag.Vertex.
-func (i *Instance) Name() string { return i.Addr }
+func (i *StepInstance) Name() string { return i.Addr }
 
 // Graph is a playbook expanded into instances and their dependencies.
 type Graph struct {
 	Playbook  *playbooks.Playbook
 	DAG       *dag.Graph
-	Instances []*Instance
+	Instances []*StepInstance
 	// ByStep lists a step's instances in key order.
-	ByStep map[string][]*Instance
+	ByStep map[string][]*StepInstance
 	// Items lists each rollout's items (keys) by batch.
 	Items map[string][][]string
 	// itemInsts holds each rollout item's instances in step order
 	// (rollout name -> item key), so chains and sibling references need no
 	// address lookups.
-	itemInsts map[string]map[string][]*Instance
+	itemInsts map[string]map[string][]*StepInstance
 
 	withMu sync.Mutex // steps are decoded concurrently during a run
 	withs  map[*playbooks.Step]*withBody
@@ -89,14 +89,14 @@ func (g *Graph) target(ref playbooks.Reference) string {
 }
 
 // lastOf is the instance of a rollout item's last step.
-func (g *Graph) lastOf(rollout, key string) *Instance {
+func (g *Graph) lastOf(rollout, key string) *StepInstance {
 	insts := g.itemInsts[rollout][key]
 	return insts[len(insts)-1]
 }
 
 // sibling is the instance of step that belongs to the same rollout item as
 // inst, or nil.
-func (g *Graph) sibling(inst *Instance, step string) *Instance {
+func (g *Graph) sibling(inst *StepInstance, step string) *StepInstance {
 	for _, t := range g.itemInsts[inst.Step.Rollout.Name][inst.Key] {
 		if t.Step.Name == step {
 			return t
@@ -105,4 +105,4 @@ func (g *Graph) sibling(inst *Instance, step string) *Instance {
 	return nil
 }
 
-var _ dag.Vertex = (*Instance)(nil)
+var _ dag.Vertex = (*StepInstance)(nil)

@@ -44,8 +44,8 @@ type graphBuilder []graphTransform
 
 func (gb graphBuilder) build(pb *playbooks.Playbook) (*Graph, hcl.Diagnostics) {
 	b := &graphBuild{
-		Graph: &Graph{Playbook: pb, DAG: dag.New(), ByStep: map[string][]*Instance{}, Items: map[string][][]string{},
-			itemInsts: map[string]map[string][]*Instance{}},
+		Graph: &Graph{Playbook: pb, DAG: dag.New(), ByStep: map[string][]*StepInstance{}, Items: map[string][][]string{},
+			itemInsts: map[string]map[string][]*StepInstance{}},
 		joined: map[string]bool{},
 	}
 	var diags hcl.Diagnostics

@@ -26,7 +26,7 @@ type Plan struct {
 
 // PlannedStep is one instance in plan order.
 type PlannedStep struct {
-	Instance *Instance
+	Instance *StepInstance
 	// Args is the decoded argument object; attributes that depend on other
 	// steps' results are unknown.
 	Args cty.Value
@@ -41,9 +41,9 @@ func MakePlan(g *Graph) (*Plan, hcl.Diagnostics) {
 	if err != nil {
 		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Dependency cycle", Detail: err.Error()}}
 	}
-	var insts []*Instance
+	var insts []*StepInstance
 	for _, name := range order {
-		if inst, ok := g.DAG.Vertex(name).(*Instance); ok {
+		if inst, ok := g.DAG.Vertex(name).(*StepInstance); ok {
 			insts = append(insts, inst)
 		}
 	}
@@ -54,7 +54,7 @@ func MakePlan(g *Graph) (*Plan, hcl.Diagnostics) {
 		diags hcl.Diagnostics
 	}
 	out := make([]decoded, len(insts))
-	none := func(*Instance) (cty.Value, bool) { return cty.NilVal, false }
+	none := func(*StepInstance) (cty.Value, bool) { return cty.NilVal, false }
 	var wg sync.WaitGroup
 	workers := runtime.GOMAXPROCS(0)
 	for w := 0; w < workers; w++ {
@@ -101,10 +101,10 @@ func MakePlan(g *Graph) (*Plan, hcl.Diagnostics) {
 type instanceDiags struct {
 	list  hcl.Diagnostics
 	index map[string]int // step, diagnostic identity -> position in list
-	insts [][]*Instance  // the instances that produced list[i]
+	insts [][]*StepInstance  // the instances that produced list[i]
 }
 
-func (d *instanceDiags) add(inst *Instance, ds hcl.Diagnostics) {
+func (d *instanceDiags) add(inst *StepInstance, ds hcl.Diagnostics) {
 	if d.index == nil {
 		d.index = map[string]int{}
 	}
@@ -119,7 +119,7 @@ func (d *instanceDiags) add(inst *Instance, ds hcl.Diagnostics) {
 		}
 		d.index[key] = len(d.list)
 		d.list = append(d.list, diag)
-		d.insts = append(d.insts, []*Instance{inst})
+		d.insts = append(d.insts, []*StepInstance{inst})
 	}
 }
 

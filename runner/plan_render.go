@@ -78,7 +78,7 @@ func exprText(e hcl.Expression) string {
 
 // argLines renders a step's set arguments in schema order, one per line,
 // with sensitive values hidden and unknown ones named by what they wait for.
-func argLines(inst *Instance, ps *PlannedStep) []string {
+func argLines(inst *StepInstance, ps *PlannedStep) []string {
 	args := shownArgs(inst.Step.Run.Action.Args, ps.Args)
 	width := 0
 	for _, a := range args {

@@ -41,7 +41,7 @@ func (x *execution) rollback(ctx context.Context, outcomes map[string]*dag.Outco
 			x.emit(Event{Type: RollbackStart, Key: key, Message: fmt.Sprintf("rolling back item %q of rollout %q", key, r.Name)})
 			for i := len(r.Steps) - 1; i >= 0; i-- {
 				s := r.Steps[i]
-				inst := x.g.DAG.Vertex(InstanceAddr(s.Name, key, true)).(*Instance)
+				inst := x.g.DAG.Vertex(InstanceAddr(s.Name, key, true)).(*StepInstance)
 				if outcomes[inst.Addr].State != dag.Done || s.Run.Action.Undo == "" || x.skippedByWhen(inst) {
 					continue // not run, or nothing to undo
 				}
@@ -89,7 +89,7 @@ func (x *execution) rollback(ctx context.Context, outcomes map[string]*dag.Outco
 }
 
 // skippedByWhen: a step whose when was false did nothing, so has nothing to undo.
-func (x *execution) skippedByWhen(inst *Instance) bool {
+func (x *execution) skippedByWhen(inst *StepInstance) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return x.whenSkipped[inst.Addr]

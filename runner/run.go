@@ -121,11 +121,11 @@ func Run(ctx context.Context, g *Graph, opts Options) (*Result, error) {
 		Parallelism: opts.Parallelism,
 		Stop:        opts.Stop,
 		RunAnyway: func(v dag.Vertex) bool {
-			inst, ok := v.(*Instance)
+			inst, ok := v.(*StepInstance)
 			return ok && inst.Step.Always
 		},
 		Skip: func(v dag.Vertex) bool {
-			inst, ok := v.(*Instance)
+			inst, ok := v.(*StepInstance)
 			if !ok {
 				return false
 			}
@@ -254,7 +254,7 @@ func (x *execution) doneCount() int {
 }
 
 // restored returns the result of an instance done in an earlier run.
-func (x *execution) restored(inst *Instance) (cty.Value, bool) {
+func (x *execution) restored(inst *StepInstance) (cty.Value, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if v, ok := x.results[inst.Addr]; ok {
@@ -274,7 +274,7 @@ func (x *execution) restored(inst *Instance) (cty.Value, bool) {
 	return v, true
 }
 
-func (x *execution) result(inst *Instance) (cty.Value, bool) {
+func (x *execution) result(inst *StepInstance) (cty.Value, bool) {
 	x.mu.Lock()
 	v, ok := x.results[inst.Addr]
 	x.mu.Unlock()
@@ -292,7 +292,7 @@ func (x *execution) emit(e Event) {
 }
 
 // record writes a step's state to the journal, filling what is common.
-func (x *execution) record(inst *Instance, s journal.Step) error {
+func (x *execution) record(inst *StepInstance, s journal.Step) error {
 	if x.opts.Journal == nil {
 		return nil
 	}
@@ -307,7 +307,7 @@ func (x *execution) record(inst *Instance, s journal.Step) error {
 // pauseRequested reports whether a failed rollout asked to pause.
 func (x *execution) pauseRequested(failed []string) bool {
 	for _, addr := range failed {
-		if inst, ok := x.g.DAG.Vertex(addr).(*Instance); ok && inst.Step.Rollout != nil && inst.Step.Rollout.OnFailure == playbooks.OnFailurePause {
+		if inst, ok := x.g.DAG.Vertex(addr).(*StepInstance); ok && inst.Step.Rollout != nil && inst.Step.Rollout.OnFailure == playbooks.OnFailurePause {
 			return true
 		}
 	}

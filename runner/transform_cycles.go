@@ -36,7 +36,7 @@ func (g *Graph) cycleDiagnostics(ce *dag.CycleError) hcl.Diagnostics {
 		var parts []string
 		var steps []*playbooks.Step
 		for _, name := range c {
-			inst, ok := g.DAG.Vertex(name).(*Instance)
+			inst, ok := g.DAG.Vertex(name).(*StepInstance)
 			if !ok {
 				continue // a join: the steps around it say enough
 			}

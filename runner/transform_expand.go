@@ -29,7 +29,7 @@ func (expandTransform) Transform(b *graphBuild) hcl.Diagnostics {
 	wanted := waitedForAsWhole(pb)
 	units := sourceOrder(pb)
 	var diags hcl.Diagnostics
-	add := func(inst *Instance) {
+	add := func(inst *StepInstance) {
 		inst.Seq = len(b.Instances)
 		b.Instances = append(b.Instances, inst)
 		b.ByStep[inst.Step.Name] = append(b.ByStep[inst.Step.Name], inst)
@@ -54,11 +54,11 @@ func (expandTransform) Transform(b *graphBuild) hcl.Diagnostics {
 		items := unitItems[i]
 		if u.step != nil {
 			if u.step.ForEach == nil {
-				add(&Instance{Addr: InstanceAddr(u.step.Name, "", false), Step: u.step, Each: cty.NilVal})
+				add(&StepInstance{Addr: InstanceAddr(u.step.Name, "", false), Step: u.step, Each: cty.NilVal})
 				continue
 			}
 			for _, it := range items {
-				add(&Instance{Addr: InstanceAddr(u.step.Name, it.key, true), Step: u.step, Key: it.key, Keyed: true, Each: it.each()})
+				add(&StepInstance{Addr: InstanceAddr(u.step.Name, it.key, true), Step: u.step, Key: it.key, Keyed: true, Each: it.each()})
 			}
 			if wanted["step."+u.step.Name] && len(items) != 1 {
 				b.addJoin("step." + u.step.Name + "[*]")
@@ -67,15 +67,15 @@ func (expandTransform) Transform(b *graphBuild) hcl.Diagnostics {
 		}
 		r := u.rollout
 		batches := batch(items, r.Batches)
-		b.itemInsts[r.Name] = make(map[string][]*Instance, len(items))
+		b.itemInsts[r.Name] = make(map[string][]*StepInstance, len(items))
 		for bi, bt := range batches {
 			var keys []string
 			for _, it := range bt {
 				keys = append(keys, it.key)
 				each, env := it.each(), &itemEnv{} // shared by the item's instances
-				insts := make([]*Instance, len(r.Steps))
+				insts := make([]*StepInstance, len(r.Steps))
 				for k, s := range r.Steps {
-					insts[k] = &Instance{Addr: InstanceAddr(s.Name, it.key, true), Step: s, Key: it.key, Keyed: true, Each: each, Batch: bi + 1, Item: it.index + 1, env: env}
+					insts[k] = &StepInstance{Addr: InstanceAddr(s.Name, it.key, true), Step: s, Key: it.key, Keyed: true, Each: each, Batch: bi + 1, Item: it.index + 1, env: env}
 					add(insts[k])
 				}
 				b.itemInsts[r.Name][it.key] = insts
