@@ -100,8 +100,8 @@ func MakePlan(g *Graph) (*Plan, hcl.Diagnostics) {
 // copies nor a hidden second node's error reach the operator.
 type instanceDiags struct {
 	list  hcl.Diagnostics
-	index map[string]int // step, diagnostic identity -> position in list
-	insts [][]*StepInstance  // the instances that produced list[i]
+	index map[string]int    // step, diagnostic identity -> position in list
+	insts [][]*StepInstance // the instances that produced list[i]
 }
 
 func (d *instanceDiags) add(inst *StepInstance, ds hcl.Diagnostics) {
