@@ -1,5 +1,5 @@
 // Package dbserver owns what the throwaway database servers of
-// plugins/postgres/postgresd and plugins/mysql/mariadbd share: a free
+// internal/servers/postgresd and internal/servers/mariadbd share: a free
 // loopback port, the tail of a server's log, the server's random password,
 // the files a server keeps, and the temporary folders those servers run
 // in, which a test binary that panicked or was killed leaves behind and
