@@ -47,13 +47,19 @@ func decode(v cty.Value, target any, missing string) error {
 
 var durationType = reflect.TypeOf(time.Duration(0))
 
-// decodeStruct fills the struct sv from the object v found at path.
+// decodeStruct fills the struct sv from the object v found at path. At
+// the top (path nil) of a value that is there, every tag must name an
+// attribute: the value conforms to a schema, so a tag that names none is a
+// typo in the plugin. A nested object may lack optional attributes.
 func decodeStruct(v cty.Value, sv reflect.Value, path cty.Path, missing string) error {
-	if v.IsNull() || !v.IsKnown() || !(v.Type().IsObjectType() || v.Type().IsMapType()) {
-		if v.IsKnown() && !v.IsNull() {
-			return ArgErrorAt(path, "an object is required, not %s", v.Type().FriendlyName())
-		}
-		v = cty.EmptyObjectVal
+	strict := path == nil
+	switch {
+	case v.IsNull():
+		v, strict = cty.EmptyObjectVal, false // every field takes its default
+	case !v.IsKnown():
+		return ArgErrorAt(path, "the value is not known yet")
+	case !v.Type().IsObjectType() && !v.Type().IsMapType():
+		return ArgErrorAt(path, "an object is required, not %s", v.Type().FriendlyName())
 	}
 	st := sv.Type()
 	for i := 0; i < st.NumField(); i++ {
@@ -62,19 +68,14 @@ func decodeStruct(v cty.Value, sv reflect.Value, path cty.Path, missing string) 
 		if tag == "" || !f.IsExported() {
 			continue
 		}
-		var av cty.Value
+		av := cty.NullVal(cty.DynamicPseudoType) // absent
 		switch {
 		case v.Type().IsObjectType() && v.Type().HasAttribute(tag):
 			av = v.GetAttr(tag)
 		case v.Type().IsMapType() && v.LengthInt() > 0 && v.HasIndex(cty.StringVal(tag)).True():
 			av = v.Index(cty.StringVal(tag))
-		case path == nil && v.Type().IsObjectType() && v.Type().Equals(cty.EmptyObject):
-			// A null or absent whole value: every field takes its default.
-			av = cty.NullVal(cty.DynamicPseudoType)
-		case path == nil:
+		case strict && !v.Type().Equals(cty.EmptyObject):
 			return fmt.Errorf("field %s: %s %q", f.Name, missing, tag)
-		default:
-			av = cty.NullVal(cty.DynamicPseudoType) // an absent nested attribute
 		}
 		ap := append(path[:len(path):len(path)], cty.GetAttrStep{Name: tag})
 		if av.IsNull() {
