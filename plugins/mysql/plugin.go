@@ -19,7 +19,6 @@ import (
 	"github.com/upshift-dev/upshift/plugins"
 	"github.com/upshift-dev/upshift/plugins/sdk"
 	"github.com/upshift-dev/upshift/plugins/sdk/dbkit"
-	"github.com/upshift-dev/upshift/schema"
 )
 
 // Version of the mysql plugin.
@@ -28,10 +27,9 @@ const Version = "0.1.0"
 // markerTable in B says it is a finished copy made by upshift, and of what.
 const markerTable = "_upshift_copy"
 
-var configSchema = &schema.Object{Attributes: []*schema.Attribute{
-	{Name: "dsn", Type: cty.String, Required: true, Sensitive: true, Description: "go-sql-driver DSN of database A (user:password@tcp(host:port)/name), as a user allowed to create databases. Its password is never shown."},
-	{Name: "timeout", Type: cty.String, Description: "Deadline of connections and statements outside dumps. Default 30s."},
-}}
+var configSchema = dbkit.ServerConfig(
+	"go-sql-driver DSN of database A (user:password@tcp(host:port)/name), as a user allowed to create databases. Its password is never shown.",
+	"Deadline of connections and statements outside dumps. Default 30s.")
 
 func newPlugin() *sdk.Plugin { return dbkit.Plugin("mysql", Version, configSchema, &my{}) }
 

@@ -20,7 +20,6 @@ import (
 	"github.com/upshift-dev/upshift/plugins"
 	"github.com/upshift-dev/upshift/plugins/sdk"
 	"github.com/upshift-dev/upshift/plugins/sdk/dbkit"
-	"github.com/upshift-dev/upshift/schema"
 )
 
 // Version of the postgres plugin.
@@ -31,10 +30,9 @@ const Version = "0.1.0"
 // someone else's.
 const markerPrefix = "upshift copy of "
 
-var configSchema = &schema.Object{Attributes: []*schema.Attribute{
-	{Name: "dsn", Type: cty.String, Required: true, Sensitive: true, Description: "Connection to database A (URL or key=value), as a role allowed to create databases. Its password is never shown."},
-	{Name: "timeout", Type: cty.String, Description: "Deadline of each connection and statement outside dumps. Default 30s."},
-}}
+var configSchema = dbkit.ServerConfig(
+	"Connection to database A (URL or key=value), as a role allowed to create databases. Its password is never shown.",
+	"Deadline of each connection and statement outside dumps. Default 30s.")
 
 func newPlugin() *sdk.Plugin { return dbkit.Plugin("postgres", Version, configSchema, &pg{}) }
 

@@ -64,6 +64,16 @@ type Server struct {
 	Timeout time.Duration `cty:"timeout,positive" default:"30s"`
 }
 
+// ServerConfig is the config schema Server decodes: a required, sensitive
+// dsn and an optional timeout, described in the vendor's words (the
+// reference pages quote them).
+func ServerConfig(dsnDescription, timeoutDescription string) *schema.Object {
+	return &schema.Object{Attributes: []*schema.Attribute{
+		{Name: "dsn", Type: cty.String, Required: true, Sensitive: true, Description: dsnDescription},
+		{Name: "timeout", Type: cty.String, Description: timeoutDescription},
+	}}
+}
+
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // Name checks n, a database name given as the argument attr, against what

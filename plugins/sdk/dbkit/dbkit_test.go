@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -12,6 +13,7 @@ import (
 	"github.com/upshift-dev/upshift/plugins"
 	"github.com/upshift-dev/upshift/plugins/sdk"
 	"github.com/upshift-dev/upshift/plugins/sdk/dbkit"
+	"github.com/upshift-dev/upshift/schema"
 )
 
 func argPath(t *testing.T, err error) string {
@@ -102,4 +104,22 @@ func TestPluginDeclaresTheContract(t *testing.T) {
 	v, err := dbkit.Dropped(&sdk.Request{Action: "drop"}, true, nil)
 	require.NoError(t, err)
 	assert.True(t, v.GetAttr("dropped").True())
+}
+
+func TestServerConfigDecodes(t *testing.T) {
+	cfg := dbkit.ServerConfig("the DSN", "the timeout")
+	require.NoError(t, cfg.Validate())
+	assert.True(t, cfg.Attribute("dsn").Sensitive)
+	assert.True(t, cfg.Attribute("dsn").Required)
+	assert.Equal(t, "the timeout", cfg.Attribute("timeout").Description)
+
+	v, probs := schema.Conform(cfg, cty.ObjectVal(map[string]cty.Value{"dsn": cty.StringVal("postgres://a/b")}), true)
+	require.Empty(t, probs)
+	var s dbkit.Server
+	require.NoError(t, sdk.Decode(v, &s))
+	assert.Equal(t, dbkit.Server{DSN: "postgres://a/b", Timeout: 30 * time.Second}, s)
+
+	v, _ = schema.Conform(cfg, cty.ObjectVal(map[string]cty.Value{"dsn": cty.StringVal("x"), "timeout": cty.StringVal("0s")}), true)
+	path, _ := sdk.ArgPath(sdk.Decode(v, &s))
+	assert.Equal(t, "timeout", path, "a zero timeout is refused")
 }
