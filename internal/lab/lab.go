@@ -122,8 +122,8 @@ func writePrivate(path string, data []byte) error {
 }
 
 // NginxCtl returns the lab's nginx files and controls.
-func (s *State) NginxCtl() *nginxd.Instance {
-	return &nginxd.Instance{Dir: s.Nginx, Conf: filepath.Join(s.Nginx, "nginx.conf"), Upstream: filepath.Join(s.Nginx, "upstream.conf"),
+func (s *State) NginxCtl() *nginxd.Nginx {
+	return &nginxd.Nginx{Dir: s.Nginx, Conf: filepath.Join(s.Nginx, "nginx.conf"), Upstream: filepath.Join(s.Nginx, "upstream.conf"),
 		PidFile: filepath.Join(s.Nginx, "nginx.pid"), Addr: s.Frontend, Name: Backend}
 }
 

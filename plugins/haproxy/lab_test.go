@@ -20,7 +20,7 @@ import (
 
 // lab is a real HAProxy in front of three tiny backends s1, s2, s3.
 type lab struct {
-	inst     *haproxyd.Instance
+	inst     *haproxyd.HAProxy
 	backends map[string]*testlab.Backend
 	client   *runtimeapi.Client
 }

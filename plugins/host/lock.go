@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsimple"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
+	"github.com/upshift-dev/upshift/plugins/sdk/fsutil"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -122,29 +123,10 @@ func (l *LockFile) Bytes() []byte {
 	return f.Bytes()
 }
 
-// WriteFile writes the lock file atomically (a temporary file renamed over
-// path), so a crash never leaves half a lock file.
+// WriteFile writes the lock file atomically (fsutil.WriteFile: a crash
+// never leaves half a lock file).
 func (l *LockFile) WriteFile(path string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".upshift.lock.*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(l.Bytes()); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return fsutil.WriteFile(path, l.Bytes(), 0o644)
 }
 
 // LaunchSpec returns what Launch needs for plugin name, resolving a

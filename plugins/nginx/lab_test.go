@@ -27,7 +27,7 @@ import (
 // lab is a real nginx on a free loopback port in front of three backends,
 // node-1..3, as in the demo lab.
 type lab struct {
-	inst     *nginxd.Instance
+	inst     *nginxd.Nginx
 	backends map[string]*testlab.Backend
 	names    []string
 }

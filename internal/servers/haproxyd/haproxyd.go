@@ -24,8 +24,8 @@ import (
 	"github.com/upshift-dev/upshift/plugins/haproxy/runtimeapi"
 )
 
-// Instance is a running HAProxy (master process plus its worker).
-type Instance struct {
+// HAProxy is a running HAProxy (master process plus its worker).
+type HAProxy struct {
 	// Dir holds the config, socket, state file, pidfile and log.
 	Dir string
 	// ConfigPath is the rendered configuration.
@@ -52,16 +52,16 @@ type Instance struct {
 }
 
 // URL is the frontend's base URL, e.g. "http://127.0.0.1:40123".
-func (i *Instance) URL() string { return "http://" + i.Addr }
+func (i *HAProxy) URL() string { return "http://" + i.Addr }
 
 // Client returns a runtime API client for the instance's admin socket.
-func (i *Instance) Client() *runtimeapi.Client { return runtimeapi.NewClient(i.Socket, 5*time.Second) }
+func (i *HAProxy) Client() *runtimeapi.Client { return runtimeapi.NewClient(i.Socket, 5*time.Second) }
 
 // Start renders cfg, starts HAProxy in master-worker mode in the foreground
 // (-W -db) and returns once the admin socket answers. The frontend port is
 // picked free on loopback unless cfg.Bind is set; a bind race with another
 // process is retried on a new port.
-func Start(ctx context.Context, cfg Config) (*Instance, error) {
+func Start(ctx context.Context, cfg Config) (*HAProxy, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -102,12 +102,12 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	return nil, lastErr
 }
 
-func start(ctx context.Context, cfg Config, bin, dir, bind string) (*Instance, error) {
+func start(ctx context.Context, cfg Config, bin, dir, bind string) (*HAProxy, error) {
 	text, err := Render(cfg, dir, bind)
 	if err != nil {
 		return nil, err
 	}
-	i := &Instance{
+	i := &HAProxy{
 		Dir:          dir,
 		ConfigPath:   filepath.Join(dir, configFile),
 		Socket:       filepath.Join(dir, socketFile),
@@ -154,7 +154,7 @@ func start(ctx context.Context, cfg Config, bin, dir, bind string) (*Instance, e
 
 // waitReady polls the admin socket until a worker answers `show info` with a
 // pid other than notPid.
-func (i *Instance) waitReady(ctx context.Context, limit time.Duration, notPid string) error {
+func (i *HAProxy) waitReady(ctx context.Context, limit time.Duration, notPid string) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	c := runtimeapi.NewClient(i.Socket, time.Second)
@@ -180,17 +180,17 @@ func (i *Instance) waitReady(ctx context.Context, limit time.Duration, notPid st
 }
 
 // Log returns what HAProxy has written to its stdout and stderr.
-func (i *Instance) Log() string {
+func (i *HAProxy) Log() string {
 	b, _ := os.ReadFile(filepath.Join(i.Dir, logFile))
 	return string(b)
 }
 
 // MasterPID is the master process's pid.
-func (i *Instance) MasterPID() int { return i.cmd.Process.Pid }
+func (i *HAProxy) MasterPID() int { return i.cmd.Process.Pid }
 
 // SaveState writes `show servers state` to the instance's state file, so
 // that the next start or reload restores drain/maint and health.
-func (i *Instance) SaveState(ctx context.Context) error {
+func (i *HAProxy) SaveState(ctx context.Context) error {
 	return i.Client().SaveServerState(ctx, i.StateFile)
 }
 
@@ -198,7 +198,7 @@ func (i *Instance) SaveState(ctx context.Context) error {
 // the state file, sends SIGUSR2 to the master, and returns once a new worker
 // answers on the admin socket. The old worker finishes its in-flight
 // connections (bounded by HardStopAfter) while the new one takes new ones.
-func (i *Instance) Reload(ctx context.Context) error {
+func (i *HAProxy) Reload(ctx context.Context) error {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if i.stopped {
@@ -218,7 +218,7 @@ func (i *Instance) Reload(ctx context.Context) error {
 // new worker loads whatever state file is on disk (none, or the one the
 // haproxy plugin keeps with its state_file setting), and runtime changes not
 // in it are lost.
-func (i *Instance) ReloadWithoutSave(ctx context.Context) error {
+func (i *HAProxy) ReloadWithoutSave(ctx context.Context) error {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if i.stopped {
@@ -231,7 +231,7 @@ func (i *Instance) ReloadWithoutSave(ctx context.Context) error {
 	return i.reload(ctx, info["Pid"])
 }
 
-func (i *Instance) reload(ctx context.Context, oldPid string) error {
+func (i *HAProxy) reload(ctx context.Context, oldPid string) error {
 	// After each reload the master re-executes itself, and a SIGUSR2 that
 	// lands in that window is lost. The master CLI answers only once the
 	// master is back in its loop with its signal handlers in place.
@@ -259,7 +259,7 @@ type procs struct {
 
 // masterReloads waits until the master CLI answers `show proc` and returns
 // the master's reload counters and worker pids.
-func (i *Instance) masterReloads(ctx context.Context) (procs, error) {
+func (i *HAProxy) masterReloads(ctx context.Context) (procs, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	c := runtimeapi.NewClient(i.MasterSocket, time.Second)
@@ -301,7 +301,7 @@ func (i *Instance) masterReloads(ctx context.Context) (procs, error) {
 // Stop stops HAProxy (SIGTERM to the master, which stops its workers; SIGKILL
 // to the whole process group after 5s) and removes the directory when Start
 // made it. Safe to call more than once.
-func (i *Instance) Stop() error {
+func (i *HAProxy) Stop() error {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if i.stopped {
@@ -334,13 +334,13 @@ func (i *Instance) Stop() error {
 
 // kill ends the master and every worker (they share its process group) and
 // waits for the master.
-func (i *Instance) kill() {
+func (i *HAProxy) kill() {
 	killGroup(i.cmd.Process.Pid)
 	<-i.done
 }
 
 // Done is closed when the master process has exited.
-func (i *Instance) Done() <-chan struct{} { return i.done }
+func (i *HAProxy) Done() <-chan struct{} { return i.done }
 
 // FreeAddr returns a loopback host:port that was free a moment ago.
 func FreeAddr() (string, error) {

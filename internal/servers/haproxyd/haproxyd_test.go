@@ -27,7 +27,7 @@ func needHAProxy(t *testing.T) {
 
 // start runs HAProxy in front of backends s1..sN and waits until every
 // server is UP.
-func start(t *testing.T, n int) (*haproxyd.Instance, []*testlab.Backend) {
+func start(t *testing.T, n int) (*haproxyd.HAProxy, []*testlab.Backend) {
 	t.Helper()
 	needHAProxy(t)
 	var servers []haproxyd.Server

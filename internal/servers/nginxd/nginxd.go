@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/upshift-dev/upshift/plugins/nginx/nginxctl"
+	"github.com/upshift-dev/upshift/plugins/sdk/fsutil"
 	"github.com/upshift-dev/upshift/plugins/sdk/procfs"
 )
 
@@ -40,9 +41,9 @@ type Config struct {
 	WorkerProcesses int
 }
 
-// Instance is an nginx started by Start or StartWith, or named by its
+// Nginx is an nginx started by Start or StartWith, or named by its
 // files (the lab rebuilds one from its state).
-type Instance struct {
+type Nginx struct {
 	Dir      string
 	Conf     string // main configuration
 	Upstream string // the upstream file, included by Conf
@@ -69,7 +70,7 @@ func FreeAddr() (string, error) {
 // Start renders a config in dir listening on addr, proxying to the
 // upstream name of servers, and starts nginx detached. It is StartWith
 // for callers that predate Config.
-func Start(ctx context.Context, dir, addr, name string, servers []nginxctl.Server) (*Instance, error) {
+func Start(ctx context.Context, dir, addr, name string, servers []nginxctl.Server) (*Nginx, error) {
 	return StartWith(ctx, Config{Dir: dir, Bind: addr, Upstream: name, Servers: servers})
 }
 
@@ -77,7 +78,7 @@ func Start(ctx context.Context, dir, addr, name string, servers []nginxctl.Serve
 // starts nginx as a daemon in its own session (it outlives the caller, as
 // the lab needs; tests Stop it in t.Cleanup). It returns once the master
 // has written its pid file and every worker runs.
-func StartWith(ctx context.Context, cfg Config) (*Instance, error) {
+func StartWith(ctx context.Context, cfg Config) (*Nginx, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("nginxd: Config.Dir is required")
 	}
@@ -103,7 +104,7 @@ func StartWith(ctx context.Context, cfg Config) (*Instance, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
 		return nil, err
 	}
-	i := &Instance{
+	i := &Nginx{
 		Dir: dir, Conf: filepath.Join(dir, "nginx.conf"), Upstream: filepath.Join(dir, "upstream.conf"),
 		PidFile: filepath.Join(dir, "nginx.pid"), Addr: cfg.Bind, Name: cfg.Upstream, Bin: bin,
 		ErrorLog: filepath.Join(dir, "error.log"), AccessLog: filepath.Join(dir, "access.log"),
@@ -111,7 +112,7 @@ func StartWith(ctx context.Context, cfg Config) (*Instance, error) {
 	if nginxctl.MasterPID(i.PidFile) != 0 {
 		return nil, fmt.Errorf("an nginx already runs from %s (pid file %s)", dir, i.PidFile)
 	}
-	if err := nginxctl.WriteFileAtomic(i.Upstream, []byte(nginxctl.RenderUpstream(cfg.Upstream, cfg.Servers))); err != nil {
+	if err := fsutil.WriteFile(i.Upstream, []byte(nginxctl.RenderUpstream(cfg.Upstream, cfg.Servers)), 0o644); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(i.Conf, []byte(renderConf(i, cfg.WorkerProcesses)), 0o644); err != nil {
@@ -147,7 +148,7 @@ func StartWith(ctx context.Context, cfg Config) (*Instance, error) {
 
 // renderConf is the main configuration. Choices that matter for rolling
 // upgrades are commented in the file itself.
-func renderConf(i *Instance, workers int) string {
+func renderConf(i *Nginx, workers int) string {
 	tmp := filepath.Join(i.Dir, "tmp")
 	return fmt.Sprintf(`# Written by upshift's nginxd. The upstream is in %[4]s, which upshift edits.
 daemon on;
@@ -191,10 +192,10 @@ http {
 }
 
 // URL is the listener's base URL, e.g. "http://127.0.0.1:40123".
-func (i *Instance) URL() string { return "http://" + i.Addr }
+func (i *Nginx) URL() string { return "http://" + i.Addr }
 
 // Ctl drives the instance: test, reload.
-func (i *Instance) Ctl() nginxctl.Ctl {
+func (i *Nginx) Ctl() nginxctl.Ctl {
 	bin := i.Bin
 	if bin == "" {
 		bin, _ = nginxctl.Binary("")
@@ -203,14 +204,14 @@ func (i *Instance) Ctl() nginxctl.Ctl {
 }
 
 // MasterPID is the live master's pid, or 0.
-func (i *Instance) MasterPID() int { return nginxctl.MasterPID(i.PidFile) }
+func (i *Nginx) MasterPID() int { return nginxctl.MasterPID(i.PidFile) }
 
 // Running reports whether the master is alive.
-func (i *Instance) Running() bool { return i.MasterPID() != 0 }
+func (i *Nginx) Running() bool { return i.MasterPID() != 0 }
 
 // Reload checks the configuration, reloads, and waits (up to timeout) for
 // the old workers to finish their requests.
-func (i *Instance) Reload(ctx context.Context, timeout time.Duration) error {
+func (i *Nginx) Reload(ctx context.Context, timeout time.Duration) error {
 	ctl := i.Ctl()
 	if err := ctl.Test(ctx); err != nil {
 		return err
@@ -225,7 +226,7 @@ func (i *Instance) Reload(ctx context.Context, timeout time.Duration) error {
 
 // Stop ends nginx, master and workers (SIGTERM to the master, SIGKILL to
 // all after 5s), and waits until they are gone: no orphans.
-func (i *Instance) Stop() error {
+func (i *Nginx) Stop() error {
 	master := i.MasterPID()
 	if master == 0 {
 		return nil
@@ -250,7 +251,7 @@ func (i *Instance) Stop() error {
 }
 
 // lastLog is the last lines of the error log, on one line.
-func (i *Instance) lastLog() string {
+func (i *Nginx) lastLog() string {
 	b, err := os.ReadFile(i.ErrorLog)
 	if err != nil {
 		return "no error log"

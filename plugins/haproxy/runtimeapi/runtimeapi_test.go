@@ -15,7 +15,7 @@ import (
 
 // startHAProxy runs a real HAProxy in front of test backends with the given
 // names, in backend "app".
-func startHAProxy(t testing.TB, names ...string) *haproxyd.Instance {
+func startHAProxy(t testing.TB, names ...string) *haproxyd.HAProxy {
 	t.Helper()
 	if !haproxyd.Available() {
 		t.Skip("haproxy is not installed")

@@ -189,11 +189,3 @@ func RenderUpstream(name string, servers []Server) string {
 	b.WriteString("}\n")
 	return b.String()
 }
-
-// WriteFileAtomic replaces path with data, keeping its mode.
-//
-// Deprecated: use fsutil.WriteFile, which it calls; it stays for callers
-// outside the plugins (the test nginx server) until they switch.
-func WriteFileAtomic(path string, data []byte) error {
-	return fsutil.WriteFile(path, data, 0o644)
-}
