@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -52,6 +53,9 @@ type Instance struct {
 	path   string
 	client *plugin.Client
 	info   *sdk.Info
+	// ended is closed once the plugin process is gone; the thread that
+	// forked it is held until then (see onForkThread).
+	ended chan struct{}
 
 	closeOnce sync.Once
 }
@@ -89,19 +93,29 @@ func launch(ctx context.Context, spec LaunchSpec) (*Instance, error) {
 	if logger == nil {
 		logger = hclog.L()
 	}
+	cmd := exec.Command(spec.Path)
+	dieWithUs(cmd)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		Plugins:          sdk.PluginMap(nil),
-		Cmd:              exec.Command(spec.Path),
+		Cmd:              cmd,
 		SecureConfig:     &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()},
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		Managed:          true,
 		Logger:           logger.Named(spec.Name),
 	})
-	rpc, err := client.Client()
-	if err != nil {
+	ended := make(chan struct{})
+	kill := func() {
 		client.Kill()
+		close(ended)
+	}
+	// go-plugin forks in Start, which Client calls, on the calling
+	// goroutine's thread.
+	var rpc plugin.ClientProtocol
+	err = onForkThread(func() (err error) { rpc, err = client.Client(); return err }, ended)
+	if err != nil {
+		kill()
 		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
 			return nil, fmt.Errorf("plugin %s: binary %s does not match the checksum in %s; run `upshift init` if you upgraded it on purpose", spec.Name, spec.Path, LockFileName)
 		}
@@ -109,14 +123,14 @@ func launch(ctx context.Context, spec LaunchSpec) (*Instance, error) {
 	}
 	raw, err := rpc.Dispense(sdk.DispenseName)
 	if err != nil {
-		client.Kill()
+		kill()
 		return nil, fmt.Errorf("plugin %s: %w", spec.Name, err)
 	}
-	inst := &Instance{GRPCProvider: raw.(*sdk.GRPCProvider), name: spec.Name, path: spec.Path, client: client}
+	inst := &Instance{GRPCProvider: raw.(*sdk.GRPCProvider), name: spec.Name, path: spec.Path, client: client, ended: ended}
 	inst.GRPCProvider.Explain = inst.explain
 	info, err := inst.GRPCProvider.Info(ctx)
 	if err != nil {
-		client.Kill()
+		inst.closeOnce.Do(kill)
 		return nil, fmt.Errorf("plugin %s (%s): %w", spec.Name, spec.Path, err)
 	}
 	inst.info = info
@@ -163,8 +177,38 @@ func (i *Instance) Exited() bool { return i.client.Exited() }
 // Close ends the plugin process: gracefully, then by force after two
 // seconds. Safe to call more than once.
 func (i *Instance) Close() error {
-	i.closeOnce.Do(i.client.Kill)
+	i.closeOnce.Do(func() {
+		i.client.Kill()
+		close(i.ended)
+	})
 	return nil
+}
+
+// onForkThread runs start, which forks a plugin, on a goroutine locked to
+// its OS thread, and keeps that goroutine (and so the thread) until ended
+// is closed when start succeeded.
+//
+// Linux sends the parent-death signal when the *thread* that forked the
+// child ends, not the process. The Go runtime ends a thread only when a
+// goroutine locked to it exits without unlocking: any goroutine of this
+// process (ours, a library's) could do that on whatever thread it happened
+// to run on, the one that forked a plugin included, and the plugin would be
+// killed in the middle of a run. A locked thread runs no other goroutine,
+// so holding the lock for the plugin's lifetime means the signal fires
+// only when upshift itself dies; after the plugin has ended the thread is
+// unlocked and returns to the pool.
+func onForkThread(start func() error, ended <-chan struct{}) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		err := start()
+		errc <- err
+		if err == nil {
+			<-ended
+		}
+	}()
+	return <-errc
 }
 
 // CleanupAll ends every plugin process this process launched. For the CLI's

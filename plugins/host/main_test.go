@@ -15,6 +15,9 @@ import (
 var testkitPath, testkitSum string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(parentEnv) != "" {
+		os.Exit(actAsParent()) // a child of TestPluginsDieWithUpshift
+	}
 	os.Exit(run(m))
 }
 
