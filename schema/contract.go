@@ -166,6 +166,7 @@ var contracts = map[Kind][]*Action{
 				opt("shell", cty.String, "A shell command line, run with sh -c. Exactly one of command and shell."),
 				opt("timeout", cty.String, "Deadline for the command. Default 10m."),
 				opt("env", cty.Map(cty.String), "Extra environment variables."),
+				opt("check", cty.List(cty.String), "Argument vector of a command that says whether the command's effect already happened: exit 0 it did, 1 it did not, anything else unknown. Asked when a run resumes after the step was interrupted, so a crash during a migration is settled rather than run twice or left to the operator. Runs with the same environment."),
 			),
 			Result: obj(
 				req("exit_code", cty.Number, "The command's exit code (0; a non-zero exit fails the step)."),
@@ -209,11 +210,13 @@ var contracts = map[Kind][]*Action{
 		},
 		{
 			Name:        "wait_healthy",
-			Description: "Waits until a node's health check succeeds several times in a row.",
+			Description: "Waits until a node's health check succeeds several times in a row, optionally on a given version and writable.",
 			Args: obj(
 				req("node", cty.String, "Node name."),
 				opt("timeout", cty.String, "Deadline. Default 2m."),
 				opt("successes", cty.Number, "Consecutive successes required. Default 3."),
+				opt("version", cty.String, "The version the node must report; a healthy node on another version does not count. Default: any."),
+				opt("writable", cty.Bool, "true: the node must also accept writes (not be in read-only mode). Default false: either."),
 			),
 			Result: obj(
 				req("node", cty.String, "Node name."),

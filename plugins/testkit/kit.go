@@ -292,7 +292,8 @@ func (k *kit) readOnly(_ context.Context, r *sdk.Request) (cty.Value, error) {
 }
 
 // waitHealthy reports healthy at once; the version is the node's own
-// "version" attribute when the playbook gives one.
+// "version" attribute when the playbook gives one. A required version it
+// does not have, or writable while read_only is on, fails at once.
 func (k *kit) waitHealthy(_ context.Context, r *sdk.Request) (cty.Value, error) {
 	if _, err := r.Duration("timeout", 2*time.Minute); err != nil {
 		return cty.NilVal, err
@@ -306,6 +307,12 @@ func (k *kit) waitHealthy(_ context.Context, r *sdk.Request) (cty.Value, error) 
 	ver := version
 	if v, ok := n.attrs["version"]; ok && !v.IsNull() && v.IsKnown() && v.Type() == cty.String {
 		ver = v.AsString()
+	}
+	if want := r.String("version"); want != "" && want != ver {
+		return cty.NilVal, fmt.Errorf("node %s reports version %s, not %s", name, ver, want)
+	}
+	if r.Bool("writable", false) && n.readOnly {
+		return cty.NilVal, fmt.Errorf("node %s is read-only", name)
 	}
 	return result(schema.ContractAction(schema.KindNodePool, "wait_healthy"), map[string]cty.Value{
 		"node": cty.StringVal(name), "version": cty.StringVal(ver),
