@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -25,7 +26,21 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "platformd:", err)
 	}
-	os.Exit(platform.ExitCode(err))
+	os.Exit(processExit(err))
+}
+
+// checkError is the outcome of `migrate --check`, whose exit codes differ
+// (platform.CheckExitCode): 1 there means "not migrated", not a failure.
+type checkError struct{ error }
+
+func (e checkError) Unwrap() error { return e.error }
+
+func processExit(err error) int {
+	var ce checkError
+	if errors.As(err, &ce) {
+		return platform.CheckExitCode(ce.error)
+	}
+	return platform.ExitCode(err)
 }
 
 func newRootCmd() *cobra.Command {
@@ -71,17 +86,32 @@ func newRootCmd() *cobra.Command {
 		},
 	}
 
+	var check bool
 	migrate := &cobra.Command{
-		Use:   "migrate --config FILE",
+		Use:   "migrate --config FILE [--check]",
 		Short: "Migrate the config's database and data folder to the config's version",
-		Args:  cobra.NoArgs,
+		Long: "Migrate the config's database and data folder to the config's version.\n\n" +
+			"With --check nothing changes: exit 0 when both are at the config's version, 1 when migrate\n" +
+			"has something to do, 5 when migrate would refuse, 6 when it cannot tell (database unreachable).",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, logger, err := load()
 			if err != nil {
+				if check {
+					return checkError{err}
+				}
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
+			if check {
+				st, err := platform.CheckMigrated(ctx, cfg)
+				if err != nil {
+					return checkError{err}
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "migrated to version %d\n", st.Target)
+				return nil
+			}
 			res, err := platform.Migrate(ctx, cfg)
 			if err != nil {
 				return err
@@ -92,6 +122,8 @@ func newRootCmd() *cobra.Command {
 			return nil
 		},
 	}
+
+	migrate.Flags().BoolVar(&check, "check", false, "change nothing; exit 0 when migrated to the config's version, 1 when not")
 
 	ver := &cobra.Command{
 		Use:   "version",

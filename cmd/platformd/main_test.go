@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -48,6 +49,11 @@ func TestBinary(t *testing.T) {
 	})
 	a := startProc(t, bin, "serve", "--config", cfgA)
 	waitHealthy(t, addrA)
+	// /healthz and /version name the process that answers.
+	var h platform.Health
+	getJSON(t, "http://"+addrA+"/healthz", &h)
+	assert.Equal(t, a.cmd.Process.Pid, h.Pid)
+	assert.Len(t, h.Instance, 32)
 
 	// Node B: version 1 once on database b (initialises schema 1 and its
 	// data folder), stopped with SIGTERM.
@@ -66,9 +72,26 @@ func TestBinary(t *testing.T) {
 	// Migrate b to version 2, with the version given as a number; twice is refused.
 	b1["version"] = 2
 	cfgB2 := writeConfig(t, dir, "b2", b1)
-	res := run(t, bin, "migrate", "--config", cfgB2)
+	res := run(t, bin, "migrate", "--check", "--config", cfgB2)
+	assert.Equal(t, 1, res.code, "--check before migrate: not migrated: %s", res.stderr)
+	assert.Contains(t, res.stderr, "not migrated to version 2: database at schema 1, data folder at version 1")
+	res = run(t, bin, "migrate", "--config", cfgB1, "--check")
+	assert.Equal(t, 0, res.code, "a version-1 node's data is at its version: %s", res.stderr)
+	res = run(t, bin, "migrate", "--config", cfgB2)
 	assert.Equal(t, 0, res.code, res.stderr)
 	assert.Contains(t, res.stdout, "migrated to version 2")
+	res = run(t, bin, "migrate", "--check", "--config", cfgB2)
+	assert.Equal(t, 0, res.code, res.stderr)
+	assert.Equal(t, "migrated to version 2\n", res.stdout)
+	res = run(t, bin, "migrate", "--check", "--config", cfgB1)
+	assert.Equal(t, platform.ExitVersionMismatch, res.code, "version 1 on schema 2: migrate would refuse")
+	// Cannot tell is neither 0 nor 1.
+	unreachable := maps.Clone(b1)
+	unreachable["db.dsn"] = filepath.Join(dir, "no-such-folder", "b.sqlite")
+	res = run(t, bin, "migrate", "--check", "--config", writeConfig(t, dir, "b-unreachable", unreachable))
+	assert.Equal(t, platform.ExitCheckUnknown, res.code, res.stderr)
+	res = run(t, bin, "migrate", "--check")
+	assert.Equal(t, platform.ExitConfig, res.code, res.stderr)
 	res = run(t, bin, "migrate", "--config", cfgB2)
 	assert.Equal(t, platform.ExitAlreadyMigrated, res.code)
 	assert.Contains(t, res.stderr, "already migrated to version 2")
@@ -202,6 +225,14 @@ func waitHealthy(t *testing.T, addr string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("%s not healthy within 15s", addr)
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(v))
 }
 
 func freeAddr(t *testing.T) string {

@@ -38,7 +38,7 @@ func testNodeLife(t *testing.T, db testDB) {
 	var h Health
 	resp := do(t, "GET", base+"/healthz", nil, &h)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	assert.Equal(t, Health{Status: "ok", Name: cfg1.Name, Version: "1", Processing: true}, h)
+	assert.Equal(t, Health{Status: "ok", Name: cfg1.Name, Version: "1", Processing: true, Pid: os.Getpid(), Instance: n.Instance()}, h)
 	assert.Equal(t, cfg1.Name, resp.Header.Get(HeaderNode))
 	assert.Equal(t, "1", resp.Header.Get(HeaderVersion))
 	var ver map[string]string

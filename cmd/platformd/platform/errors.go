@@ -21,6 +21,9 @@ var (
 	// ErrConflict: a version-2 node found version-1 peers and no
 	// rolling-upgrade marker. The concrete error is a *ConflictError.
 	ErrConflict = errors.New("conflict")
+	// ErrNotMigrated: `migrate --check` found the database or the data
+	// folder below the config's version: migrate has something to do.
+	ErrNotMigrated = errors.New("not migrated")
 )
 
 // Exit codes of the platformd command, part of the contract (README.md).
@@ -31,7 +34,28 @@ const (
 	ExitAlreadyMigrated = 3
 	ExitConflict        = 4
 	ExitVersionMismatch = 5
+	// ExitCheckUnknown is `migrate --check` unable to tell (database
+	// unreachable, I/O error): never 1, which there means "not migrated".
+	ExitCheckUnknown = 6
 )
+
+// CheckExitCode maps the error of CheckMigrated to the exit code of
+// `migrate --check`: 0 migrated, 1 not migrated, 2 config, 5 a version
+// migrate refuses (empty or newer database), 6 anything else.
+func CheckExitCode(err error) int {
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, ErrNotMigrated):
+		return ExitError
+	case errors.Is(err, ErrVersionMismatch):
+		return ExitVersionMismatch
+	case errors.Is(err, ErrConfig):
+		return ExitConfig
+	default:
+		return ExitCheckUnknown
+	}
+}
 
 // ExitCode maps an error returned by this package to the process exit code.
 func ExitCode(err error) int {

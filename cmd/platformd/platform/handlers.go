@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 )
@@ -45,6 +46,13 @@ type Health struct {
 	Version    string `json:"version"`
 	ReadOnly   bool   `json:"read_only"`
 	Processing bool   `json:"processing"`
+	// Pid and Instance say which process answers: its process id, and an
+	// id drawn at random when the Server was made (unique per start), so
+	// whoever started the node can tell it from another process that
+	// holds the port. /version stays {"version":..}: peers and scripts
+	// read it as strings.
+	Pid      int    `json:"pid"`
+	Instance string `json:"instance"`
 }
 
 // ErrorBody is the JSON body of every error response: a short, stable
@@ -96,6 +104,8 @@ func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 		Version:    s.cfg.VersionString(),
 		ReadOnly:   s.readOnly.Load(),
 		Processing: s.cfg.Processing,
+		Pid:        os.Getpid(),
+		Instance:   s.instance,
 	})
 }
 

@@ -22,36 +22,15 @@ type MigrateResult struct {
 // to do (ErrAlreadyMigrated). A database already at the target whose data
 // folder is not yet is finished, so an interrupted run can be run again.
 func Migrate(ctx context.Context, cfg *Config) (*MigrateResult, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	target := cfg.Version
-	db, err := OpenDB(ctx, cfg)
+	st, db, err := migrationState(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = db.Close() }()
 	d := dialect(cfg.DBDriver)
-
-	sv, err := schemaVersion(ctx, db, d)
-	if err != nil {
-		return nil, err
-	}
-	dv, err := DataVersion(cfg.DataDir)
-	if err != nil {
-		return nil, err
-	}
+	sv, dv, target := st.Database, st.DataDir, st.Target
 	res := &MigrateResult{From: sv, To: target}
-	switch {
-	case sv == 0:
-		return nil, newKindError(ErrVersionMismatch, "database has no platformd schema (wrong or empty database?): start a version-1 node on it first")
-	case sv > LatestVersion:
-		return nil, newKindError(ErrVersionMismatch, "database is at unknown schema %d (this binary knows 1 and 2)", sv)
-	case sv > target:
-		return nil, newKindError(ErrVersionMismatch, "database schema %d is newer than target version %d", sv, target)
-	case dv > target:
-		return nil, newKindError(ErrVersionMismatch, "data folder %s is at version %d, newer than target version %d", cfg.DataDir, dv, target)
-	case sv == target && dv == target:
+	if st.Done() {
 		return nil, newKindError(ErrAlreadyMigrated, "already migrated to version %d", target)
 	}
 
@@ -70,6 +49,70 @@ func Migrate(ctx context.Context, cfg *Config) (*MigrateResult, error) {
 		res.DataDir = true
 	}
 	return res, nil
+}
+
+// MigrateState is where a node's database and data folder stand against
+// the version its config names.
+type MigrateState struct {
+	Database int // schema version of the database (0: no platformd schema)
+	DataDir  int // version of the data folder (0: never initialised)
+	Target   int // the config's version
+}
+
+// Done reports whether both are at the target: migrate has nothing to do.
+func (s MigrateState) Done() bool { return s.Database == s.Target && s.DataDir == s.Target }
+
+// CheckMigrated says whether the config's database and data folder are
+// migrated to the config's version, changing nothing: nil when they are,
+// ErrNotMigrated when migrate would change something, ErrVersionMismatch
+// for what migrate refuses (an empty database, a newer version), and any
+// other error when it cannot tell (CheckExitCode).
+func CheckMigrated(ctx context.Context, cfg *Config) (MigrateState, error) {
+	st, db, err := migrationState(ctx, cfg)
+	if err != nil {
+		return st, err
+	}
+	_ = db.Close()
+	if !st.Done() {
+		return st, newKindError(ErrNotMigrated, "not migrated to version %d: database at schema %d, data folder at version %d", st.Target, st.Database, st.DataDir)
+	}
+	return st, nil
+}
+
+// migrationState reads the schema and data folder versions and refuses
+// what migrate refuses; the database stays open for Migrate on success.
+func migrationState(ctx context.Context, cfg *Config) (MigrateState, *sql.DB, error) {
+	if err := cfg.Validate(); err != nil {
+		return MigrateState{}, nil, err
+	}
+	target := cfg.Version
+	db, err := OpenDB(ctx, cfg)
+	if err != nil {
+		return MigrateState{}, nil, err
+	}
+	fail := func(err error) (MigrateState, *sql.DB, error) {
+		_ = db.Close()
+		return MigrateState{}, nil, err
+	}
+	sv, err := schemaVersion(ctx, db, dialect(cfg.DBDriver))
+	if err != nil {
+		return fail(err)
+	}
+	dv, err := DataVersion(cfg.DataDir)
+	if err != nil {
+		return fail(err)
+	}
+	switch {
+	case sv == 0:
+		return fail(newKindError(ErrVersionMismatch, "database has no platformd schema (wrong or empty database?): start a version-1 node on it first"))
+	case sv > LatestVersion:
+		return fail(newKindError(ErrVersionMismatch, "database is at unknown schema %d (this binary knows 1 and 2)", sv))
+	case sv > target:
+		return fail(newKindError(ErrVersionMismatch, "database schema %d is newer than target version %d", sv, target))
+	case dv > target:
+		return fail(newKindError(ErrVersionMismatch, "data folder %s is at version %d, newer than target version %d", cfg.DataDir, dv, target))
+	}
+	return MigrateState{Database: sv, DataDir: dv, Target: target}, db, nil
 }
 
 // migrateDB1to2 adds items.checksum (filled for every existing row) and the

@@ -52,9 +52,10 @@ type Server struct {
 	// no write is in flight and none will commit.
 	writeMu sync.RWMutex
 
-	ready   chan struct{}
-	addr    atomic.Value // net.Addr
-	started atomic.Bool
+	instance string // random, per Server: /healthz and /version report it
+	ready    chan struct{}
+	addr     atomic.Value // net.Addr
+	started  atomic.Bool
 }
 
 // NewServer makes a node from a validated config. logger may be nil.
@@ -77,11 +78,16 @@ func NewServer(cfg *Config, logger *slog.Logger) (*Server, error) {
 		ShutdownTimeout: DefaultShutdownTimeout,
 		PeerTimeout:     DefaultPeerTimeout,
 		ready:           make(chan struct{}),
+		instance:        newID(),
 	}, nil
 }
 
 // Config returns the node's config.
 func (s *Server) Config() *Config { return s.cfg }
+
+// Instance is the id /healthz and /version report, drawn when the Server
+// was made.
+func (s *Server) Instance() string { return s.instance }
 
 // Ready is closed once the node has passed its start-up checks and serves.
 func (s *Server) Ready() <-chan struct{} { return s.ready }

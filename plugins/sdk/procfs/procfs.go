@@ -4,7 +4,11 @@
 // reading a pid file. The plugins that start and stop long-lived processes
 // (the process plugin's nodes, the test and lab HAProxy, nginx and database
 // servers) all need to tell a live process from a zombie or from a reused
-// pid, and share this rather than each parse /proc.
+// pid, and share this rather than each parse /proc. It also owns which
+// process listens on a TCP port (ListensOn, ListenerPids), so a start can
+// tell the process it started from a stray one on the node's port, and
+// running a step's command in a process group that dies with the step and
+// with the plugin (RunGroup).
 package procfs
 
 import (

@@ -1,0 +1,179 @@
+package procfs_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/upshift-dev/upshift/plugins/sdk/procfs"
+)
+
+// A command that would outlive its step: sh prints the pid of a
+// background sleep, then waits for it.
+const outliving = `sleep 30 & echo $!; wait`
+
+func TestMain(m *testing.M) {
+	if os.Getenv("PROCFS_TEST_STEP_PARENT") != "" {
+		// A plugin-like parent running a step that would outlive it; the
+		// test SIGKILLs it.
+		cmd := exec.Command("sh", "-c", "echo $$; "+outliving)
+		cmd.Stdout = os.Stdout
+		_, _ = procfs.RunGroup(context.Background(), cmd)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func gone(t *testing.T, pids ...int) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for procfs.AnyAlive(pids) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, pid := range pids {
+		assert.False(t, procfs.Alive(pid), "pid %d of the step's group is still running", pid)
+	}
+}
+
+func TestRunGroupExitCode(t *testing.T) {
+	var out bytes.Buffer
+	cmd := exec.Command("sh", "-c", "echo hi; echo err >&2; exit 3")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	code, err := procfs.RunGroup(context.Background(), cmd)
+	require.NoError(t, err)
+	assert.Equal(t, 3, code)
+	assert.Equal(t, "hi\nerr\n", out.String())
+
+	code, err = procfs.RunGroup(context.Background(), exec.Command("true"))
+	require.NoError(t, err)
+	assert.Equal(t, 0, code)
+
+	_, err = procfs.RunGroup(context.Background(), exec.Command("no-such-program-on-path"))
+	require.Error(t, err, "not found on PATH: not started")
+	out.Reset()
+	cmd = exec.Command("/no/such/program")
+	cmd.Stderr = &out
+	code, err = procfs.RunGroup(context.Background(), cmd)
+	require.NoError(t, err)
+	assert.Equal(t, 127, code, "the shell's status for a missing program")
+	assert.Contains(t, out.String(), "/no/such/program")
+}
+
+// TestRunGroupKillsWhatIsLeft: what the command left in the background
+// ends with it.
+func TestRunGroupKillsWhatIsLeft(t *testing.T) {
+	var out bytes.Buffer
+	cmd := exec.Command("sh", "-c", "sleep 30 & echo $!")
+	cmd.Stdout = &out
+	start := time.Now()
+	code, err := procfs.RunGroup(context.Background(), cmd)
+	require.NoError(t, err)
+	assert.Equal(t, 0, code)
+	assert.Less(t, time.Since(start), 2*time.Second, "the background sleep holds no pipe open")
+	pid, err := strconv.Atoi(strings.TrimSpace(out.String()))
+	require.NoError(t, err)
+	gone(t, pid)
+}
+
+// TestRunGroupCancel: the step's context ends, the whole group goes.
+func TestRunGroupCancel(t *testing.T) {
+	pr, pw := osPipe(t)
+	cmd := exec.Command("sh", "-c", outliving)
+	cmd.Stdout = pw
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := procfs.RunGroup(ctx, cmd); done <- err }()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	require.NoError(t, err)
+	sleep, _ := strconv.Atoi(strings.TrimSpace(line))
+	require.True(t, procfs.Alive(sleep))
+	cancel()
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, context.Canceled)
+	case <-time.After(5 * time.Second):
+		t.Fatal("RunGroup did not return after cancel")
+	}
+	gone(t, sleep)
+}
+
+func osPipe(t *testing.T) (*os.File, *os.File) {
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close(); w.Close() })
+	return r, w
+}
+
+// TestRunGroupDiesWithItsParent SIGKILLs a plugin-like parent in the middle
+// of a step, ten times: neither the command nor what it started remains.
+func TestRunGroupDiesWithItsParent(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the parent-death signal is Linux only")
+	}
+	self, err := os.Executable()
+	require.NoError(t, err)
+	left := 0
+	for round := range 10 {
+		cmd := exec.Command(self, "-test.run=^$")
+		cmd.Env = append(os.Environ(), "PROCFS_TEST_STEP_PARENT=1")
+		out, err := cmd.StdoutPipe()
+		require.NoError(t, err)
+		require.NoError(t, cmd.Start())
+		r := bufio.NewReader(out)
+		var pids []int
+		for range 2 { // the command's sh, then its sleep
+			line, err := r.ReadString('\n')
+			require.NoError(t, err, "round %d", round)
+			pid, err := strconv.Atoi(strings.TrimSpace(line))
+			require.NoError(t, err)
+			require.True(t, procfs.Alive(pid))
+			pids = append(pids, pid)
+		}
+		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+		_ = cmd.Wait()
+		gone(t, pids...)
+		for _, pid := range pids {
+			if procfs.Alive(pid) {
+				left++
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+	t.Logf("10 SIGKILLs of the parent mid-step: %d of 20 step processes left", left)
+}
+
+func TestListensOn(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	listens, known := procfs.ListensOn(os.Getpid(), port)
+	assert.True(t, known)
+	assert.True(t, listens)
+	assert.Contains(t, procfs.ListenerPids(port), os.Getpid())
+
+	child := exec.Command("sleep", "30")
+	require.NoError(t, child.Start())
+	defer func() { _ = child.Process.Kill(); _ = child.Wait() }()
+	listens, known = procfs.ListensOn(child.Process.Pid, port)
+	assert.True(t, known)
+	assert.False(t, listens, "another process listens on the port")
+
+	ln.Close()
+	_, known = procfs.ListensOn(os.Getpid(), port)
+	assert.False(t, known, "nothing listens")
+	assert.Equal(t, fmt.Sprintf("pid %d (sleep 30)", child.Process.Pid), procfs.Describe(child.Process.Pid))
+}
