@@ -91,12 +91,13 @@ var contracts = map[Kind][]*Action{
 			Description: "Copies the configured database (A) to a new database (B) that upgraded nodes will use.",
 			Args: obj(
 				req("to", cty.String, "Name of the new database (a file path for embedded databases)."),
-				opt("replace", cty.Bool, "Replace B if it already exists and differs. Default false: an existing B is an error unless it is a finished copy from this run."),
+				opt("replace", cty.Bool, "Drop an existing B and copy again. Default false: an existing B is an error unless it is a finished copy whose marker names this run_id (a resumed run). Never replaces a B upshift may not own (on PostgreSQL, one owned by another role)."),
+				opt("run_id", cty.String, "Id of the run making the copy (run.id). The finished-copy marker records it, and an existing B is adopted only when its marker names the same id; a copy from another run, or a marker someone wrote, is refused unless replace = true. Without it, only a marker that names no run is adopted."),
 			),
 			Result: obj(
 				req("name", cty.String, "Name of the new database."),
 				secret(req("dsn", cty.String, "How nodes connect to the new database (may hold credentials).")),
-				req("method", cty.String, "How the copy was made, e.g. template, dump-restore, vacuum-into."),
+				req("method", cty.String, "How the copy was made, e.g. template, dump-restore, vacuum-into; kept when B was this run's finished copy already."),
 			),
 			Idempotent: true,
 			Undo:       "drop",
@@ -114,12 +115,40 @@ var contracts = map[Kind][]*Action{
 		},
 		{
 			Name:        "drop",
-			Description: "Drops a database made by copy. Refuses the configured database (A).",
+			Description: "Drops a database made by copy. Refuses the configured database (A), a database copy did not make, and, given run_id, the copy of another run.",
 			Args: obj(
 				req("name", cty.String, "Name of the database to drop."),
+				opt("run_id", cty.String, "Id of the run whose copy this is (the copy's run_id). When given, only a copy whose marker names this run is dropped."),
 			),
 			Result: obj(
 				req("dropped", cty.Bool, "Whether a database was dropped (false when it did not exist)."),
+			),
+			Idempotent: true,
+		},
+		{
+			Name:        "lock",
+			Description: "Takes a lock held in the database for as long as this plugin process lives or until unlock: one run per cluster, wherever it is started. Taken already by this process: kept. Held by another: refused at once (or after wait), naming the holder. The lock is freed when the plugin process ends, so a crashed run does not keep it.",
+			Args: obj(
+				opt("name", cty.String, "Lock name (letters, digits, _). Default \"upshift\"."),
+				req("holder", cty.String, "Who takes the lock, shown to a run that finds it held: run id, user@host, start time."),
+				opt("wait", cty.String, "How long to wait for a lock held by another, as a duration. Default 0s: refuse at once."),
+			),
+			Result: obj(
+				req("name", cty.String, "Lock name."),
+				req("holder", cty.String, "The holder now: this run's holder argument."),
+			),
+			Idempotent: true,
+			Undo:       "unlock",
+		},
+		{
+			Name:        "unlock",
+			Description: "Releases a lock this plugin process holds. A lock it does not hold (free, or another run's) is left as it is.",
+			Args: obj(
+				opt("name", cty.String, "Lock name. Default \"upshift\"."),
+			),
+			Result: obj(
+				req("name", cty.String, "Lock name."),
+				req("released", cty.Bool, "Whether this process held the lock and released it."),
 			),
 			Idempotent: true,
 		},

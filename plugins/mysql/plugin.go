@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -24,7 +25,9 @@ import (
 // Version of the mysql plugin.
 const Version = "0.1.0"
 
-// markerTable in B says it is a finished copy made by upshift, and of what.
+// markerTable in B says it is a finished copy made by upshift: one row,
+// the source database A and the run_id copy was given (NULL when none). An
+// existing B is adopted or dropped only when it names A and this run.
 const markerTable = "_upshift_copy"
 
 var configSchema = dbkit.ServerConfig(
@@ -38,6 +41,9 @@ var _ dbkit.Database = (*my)(nil)
 type my struct {
 	cfg     *mysql.Config
 	timeout time.Duration
+
+	lockMu sync.Mutex
+	locks  map[string]*held // lock name -> the connection holding it
 }
 
 func (d *my) Configure(_ context.Context, req plugins.ConfigureRequest) error {
@@ -88,21 +94,42 @@ func (d *my) open(ctx context.Context) (*sql.DB, error) {
 // name validates a database name given as an argument.
 func name(attr, n string) (string, error) { return dbkit.Name(attr, n, 64) }
 
-// exists and ours: does db exist, and is it a finished copy of A?
-func (d *my) state(ctx context.Context, c *sql.DB, db string) (exists, ours bool, err error) {
+// state says whether db exists, and what its marker says: a finished copy
+// of A, and of which run.
+func (d *my) state(ctx context.Context, c *sql.DB, db string) (exists bool, e dbkit.Existing, err error) {
 	var n int
 	if err := c.QueryRowContext(ctx, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = ?", db).Scan(&n); err != nil {
-		return false, false, err
+		return false, e, err
 	}
 	if n == 0 {
-		return false, false, nil
+		return false, e, nil
 	}
-	var src string
-	err = c.QueryRowContext(ctx, "SELECT source FROM `"+db+"`."+markerTable+" LIMIT 1").Scan(&src)
+	type row struct {
+		src string
+		run sql.NullString
+	}
+	var marks []row
+	rows, err := c.QueryContext(ctx, "SELECT source, run_id FROM `"+db+"`."+markerTable)
 	if err != nil {
-		return true, false, nil // no marker table: not ours
+		// No marker table (not ours), or one from before run ids.
+		var src string
+		if c.QueryRowContext(ctx, "SELECT source FROM `"+db+"`."+markerTable+" LIMIT 1").Scan(&src) == nil && src == d.cfg.DBName {
+			return true, dbkit.Existing{Marked: true}, nil
+		}
+		return true, e, nil
 	}
-	return true, src == d.cfg.DBName, nil
+	defer rows.Close()
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.src, &r.run); err != nil {
+			return true, e, nil
+		}
+		marks = append(marks, r)
+	}
+	if rows.Err() != nil || len(marks) != 1 || marks[0].src != d.cfg.DBName {
+		return true, e, nil // one row naming A, or it is no marker of ours
+	}
+	return true, dbkit.Existing{Marked: true, RunID: marks[0].run.String}, nil
 }
 
 // defaultsFile gives the client programs their credentials in a 0600 file,
@@ -137,7 +164,8 @@ func (d *my) dump(ctx context.Context, cnf string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, p, "--defaults-extra-file="+cnf, "--single-transaction", "--routines", "--triggers", "--events", d.cfg.DBName)
+	cmd := exec.CommandContext(ctx, p, "--defaults-extra-file="+cnf, "--single-transaction", "--routines", "--triggers", "--events",
+		"--ignore-table="+d.cfg.DBName+"."+lockTable, d.cfg.DBName)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = w, &stderr
 	if err := cmd.Run(); err != nil {
@@ -204,8 +232,10 @@ func complete(path string) error {
 	return nil
 }
 
-func (d *my) copyResult(r *sdk.Request, b string) (cty.Value, error) {
-	return result(r, map[string]cty.Value{"name": cty.StringVal(b), "dsn": cty.StringVal(d.dsnFor(b)), "method": cty.StringVal("dump-restore")})
+// copyResult is copy's result; method is dump-restore, or kept for a
+// finished copy adopted.
+func (d *my) copyResult(r *sdk.Request, b, method string) (cty.Value, error) {
+	return result(r, map[string]cty.Value{"name": cty.StringVal(b), "dsn": cty.StringVal(d.dsnFor(b)), "method": cty.StringVal(method)})
 }
 
 func (d *my) Copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
@@ -216,38 +246,42 @@ func (d *my) Copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	if b == d.cfg.DBName {
 		return cty.NilVal, sdk.ArgError("to", "%q is database A itself", b)
 	}
+	runID, err := dbkit.RunID(r)
+	if err != nil {
+		return cty.NilVal, err
+	}
 	c, err := d.open(ctx)
 	if err != nil {
 		return cty.NilVal, err
 	}
 	defer c.Close()
-	exists, ours, err := d.state(ctx, c, b)
+	exists, existing, err := d.state(ctx, c, b)
 	if err != nil {
 		return cty.NilVal, fmt.Errorf("%s: %w", d.where(b), err)
 	}
 	if exists {
-		keep, err := dbkit.KeepExisting(r, d.where(b), ours)
+		keep, err := dbkit.KeepExisting(r, d.where(b), existing)
 		switch {
 		case err != nil:
 			return cty.NilVal, err
 		case keep:
-			return d.copyResult(r, b)
+			return d.copyResult(r, b, "kept")
 		}
 		if _, err := c.ExecContext(ctx, "DROP DATABASE `"+b+"`"); err != nil {
 			return cty.NilVal, err
 		}
 	}
-	if err := d.dumpRestore(ctx, c, b, r); err != nil {
+	if err := d.dumpRestore(ctx, c, b, runID, r); err != nil {
 		_, _ = c.ExecContext(context.Background(), "DROP DATABASE IF EXISTS `"+b+"`")
 		return cty.NilVal, err
 	}
-	return d.copyResult(r, b)
+	return d.copyResult(r, b, "dump-restore")
 }
 
 // dumpRestore pipes a consistent dump of A into a new database B, then
 // marks B as a finished copy. MariaDB has no in-server database copy; a
 // dump keeps tables, views, routines, triggers and events.
-func (d *my) dumpRestore(ctx context.Context, c *sql.DB, b string, r *sdk.Request) error {
+func (d *my) dumpRestore(ctx context.Context, c *sql.DB, b, runID string, r *sdk.Request) error {
 	if _, err := c.ExecContext(ctx, "CREATE DATABASE `"+b+"`"); err != nil {
 		return fmt.Errorf("creating %s: %w", d.where(b), err)
 	}
@@ -283,10 +317,10 @@ func (d *my) dumpRestore(ctx context.Context, c *sql.DB, b string, r *sdk.Reques
 	if dumpErr != nil {
 		return dumpErr
 	}
-	if _, err := c.ExecContext(ctx, "CREATE TABLE `"+b+"`."+markerTable+" (source VARCHAR(64) NOT NULL)"); err != nil {
+	if _, err := c.ExecContext(ctx, "CREATE TABLE `"+b+"`."+markerTable+" (source VARCHAR(64) NOT NULL, run_id VARCHAR(128) NULL)"); err != nil {
 		return err
 	}
-	_, err = c.ExecContext(ctx, "INSERT INTO `"+b+"`."+markerTable+" VALUES (?)", d.cfg.DBName)
+	_, err = c.ExecContext(ctx, "INSERT INTO `"+b+"`."+markerTable+" VALUES (?, ?)", d.cfg.DBName, sql.NullString{String: runID, Valid: runID != ""})
 	return err
 }
 
@@ -300,11 +334,11 @@ func (d *my) CheckCopy(ctx context.Context, r *sdk.Request) (plugins.CheckRespon
 		return plugins.CheckResponse{}, err
 	}
 	defer c.Close()
-	exists, ours, err := d.state(ctx, c, b)
+	exists, existing, err := d.state(ctx, c, b)
 	if err != nil {
 		return plugins.CheckResponse{}, err
 	}
-	return dbkit.CheckCopy(b, exists, ours, func() (cty.Value, error) { return d.copyResult(r, b) })
+	return dbkit.CheckCopy(r, d.where(b), exists, existing, func() (cty.Value, error) { return d.copyResult(r, b, "kept") })
 }
 
 func (d *my) ReadOnly(context.Context, *sdk.Request) (cty.Value, error) {
@@ -324,11 +358,11 @@ func (d *my) Drop(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 		return cty.NilVal, err
 	}
 	defer c.Close()
-	exists, ours, err := d.state(ctx, c, b)
+	exists, existing, err := d.state(ctx, c, b)
 	if err != nil {
 		return cty.NilVal, err
 	}
-	if may, err := dbkit.MayDrop(d.where(b), exists, ours); err != nil || !may {
+	if may, err := dbkit.MayDrop(r, d.where(b), exists, existing); err != nil || !may {
 		return dbkit.Dropped(r, false, err)
 	}
 	var sessions int

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,10 +26,15 @@ import (
 // Version of the postgres plugin.
 const Version = "0.1.0"
 
-// marker is the comment a finished copy carries: an existing B with it is
-// a copy this plugin made and may be kept or dropped; without it, B is
-// someone else's.
-const markerPrefix = "upshift copy of "
+// markerPrefix starts the comment a finished copy carries: "upshift copy
+// of <A>", then " by run <run_id>" when copy was given one. An existing B
+// is adopted or dropped only when its comment names A and this run and the
+// connecting role owns it; anything else is another run's or someone
+// else's.
+const (
+	markerPrefix = "upshift copy of "
+	markerRun    = " by run "
+)
 
 var configSchema = dbkit.ServerConfig(
 	"Connection to database A (URL or key=value), as a role allowed to create databases. Its password is never shown.",
@@ -42,6 +48,9 @@ type pg struct {
 	dsn     string
 	cfg     *pgx.ConnConfig
 	timeout time.Duration
+
+	lockMu sync.Mutex
+	locks  map[string]*pgx.Conn // lock name -> the session holding it
 }
 
 func (d *pg) Configure(_ context.Context, req plugins.ConfigureRequest) error {
@@ -71,8 +80,17 @@ func (d *pg) where(db string) string {
 }
 
 func (d *pg) connect(ctx context.Context, db string) (*pgx.Conn, error) {
+	return d.connectAs(ctx, db, "")
+}
+
+// connectAs is connect with an application_name (when not ""), which
+// pg_stat_activity shows every session.
+func (d *pg) connectAs(ctx context.Context, db, app string) (*pgx.Conn, error) {
 	cfg := d.cfg.Copy()
 	cfg.Database = db
+	if app != "" {
+		cfg.RuntimeParams["application_name"] = app
+	}
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
 	c, err := pgx.ConnectConfig(ctx, cfg)
@@ -197,17 +215,44 @@ func (d *pg) Backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	return result(r, map[string]cty.Value{"path": cty.StringVal(to), "bytes": cty.NumberIntVal(st.Size())})
 }
 
-// state says whether db exists and whether it is a finished copy of A.
-func (d *pg) state(ctx context.Context, c *pgx.Conn, db string) (exists, ours bool, err error) {
+// state says whether db exists, and what it is: its marker (a finished
+// copy of A, and of which run) and whether the role upshift connects as
+// owns it.
+func (d *pg) state(ctx context.Context, c *pgx.Conn, db string) (exists bool, e dbkit.Existing, err error) {
 	var comment *string
-	err = c.QueryRow(ctx, `SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1`, db).Scan(&comment)
+	var owner, me string
+	err = c.QueryRow(ctx, `SELECT shobj_description(oid, 'pg_database'), pg_get_userbyid(datdba), current_user FROM pg_database WHERE datname = $1`, db).Scan(&comment, &owner, &me)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return false, false, nil
+		return false, e, nil
 	}
 	if err != nil {
-		return false, false, err
+		return false, e, err
 	}
-	return true, comment != nil && *comment == markerPrefix+d.cfg.Database, nil
+	if comment != nil {
+		e = parseMarker(*comment, d.cfg.Database)
+	}
+	if owner != me {
+		e.Foreign = fmt.Sprintf("is owned by role %q, not by %q, the role upshift connects as", owner, me)
+	}
+	return true, e, nil
+}
+
+// marker is the comment of a finished copy of a made by run (may be "").
+func marker(a, run string) string {
+	if run == "" {
+		return markerPrefix + a
+	}
+	return markerPrefix + a + markerRun + run
+}
+
+func parseMarker(comment, a string) dbkit.Existing {
+	switch {
+	case comment == markerPrefix+a:
+		return dbkit.Existing{Marked: true}
+	case strings.HasPrefix(comment, markerPrefix+a+markerRun):
+		return dbkit.Existing{Marked: true, RunID: strings.TrimPrefix(comment, markerPrefix+a+markerRun)}
+	}
+	return dbkit.Existing{}
 }
 
 func (d *pg) copyResult(r *sdk.Request, b, method string) (cty.Value, error) {
@@ -222,17 +267,21 @@ func (d *pg) Copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	if b == d.cfg.Database {
 		return cty.NilVal, sdk.ArgError("to", "%q is database A itself", b)
 	}
+	runID, err := dbkit.RunID(r)
+	if err != nil {
+		return cty.NilVal, err
+	}
 	c, err := d.connect(ctx, d.cfg.Database)
 	if err != nil {
 		return cty.NilVal, err
 	}
 	defer c.Close(context.Background())
-	exists, ours, err := d.state(ctx, c, b)
+	exists, existing, err := d.state(ctx, c, b)
 	if err != nil {
 		return cty.NilVal, fmt.Errorf("%s: %w", d.where(b), err)
 	}
 	if exists {
-		keep, err := dbkit.KeepExisting(r, d.where(b), ours)
+		keep, err := dbkit.KeepExisting(r, d.where(b), existing)
 		switch {
 		case err != nil:
 			return cty.NilVal, err
@@ -271,7 +320,7 @@ func (d *pg) Copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 			return cty.NilVal, err
 		}
 	}
-	if _, err := c.Exec(ctx, "COMMENT ON DATABASE "+pgx.Identifier{b}.Sanitize()+" IS "+quote(markerPrefix+d.cfg.Database)); err != nil {
+	if _, err := c.Exec(ctx, "COMMENT ON DATABASE "+pgx.Identifier{b}.Sanitize()+" IS "+quote(marker(d.cfg.Database, runID))); err != nil {
 		return cty.NilVal, err
 	}
 	return d.copyResult(r, b, method)
@@ -305,11 +354,11 @@ func (d *pg) CheckCopy(ctx context.Context, r *sdk.Request) (plugins.CheckRespon
 		return plugins.CheckResponse{}, err
 	}
 	defer c.Close(context.Background())
-	exists, ours, err := d.state(ctx, c, b)
+	exists, existing, err := d.state(ctx, c, b)
 	if err != nil {
 		return plugins.CheckResponse{}, err
 	}
-	return dbkit.CheckCopy(b, exists, ours, func() (cty.Value, error) { return d.copyResult(r, b, "kept") })
+	return dbkit.CheckCopy(r, d.where(b), exists, existing, func() (cty.Value, error) { return d.copyResult(r, b, "kept") })
 }
 
 func (d *pg) ReadOnly(ctx context.Context, r *sdk.Request) (cty.Value, error) {
@@ -341,11 +390,11 @@ func (d *pg) Drop(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 		return cty.NilVal, err
 	}
 	defer c.Close(context.Background())
-	exists, ours, err := d.state(ctx, c, b)
+	exists, existing, err := d.state(ctx, c, b)
 	if err != nil {
 		return cty.NilVal, err
 	}
-	if may, err := dbkit.MayDrop(d.where(b), exists, ours); err != nil || !may {
+	if may, err := dbkit.MayDrop(r, d.where(b), exists, existing); err != nil || !may {
 		return dbkit.Dropped(r, false, err)
 	}
 	var sessions int

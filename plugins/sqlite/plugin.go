@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/zclconf/go-cty/cty"
 	_ "modernc.org/sqlite" // driver "sqlite"
@@ -22,8 +23,10 @@ import (
 // Version of the sqlite plugin.
 const Version = "0.1.0"
 
-// copyMarker is written beside a finished copy: an existing B with it is a
-// copy this plugin made and can be kept; without it, B is someone else's.
+// copyMarker is written beside a finished copy: its first line is the path
+// of A, then "run_id <id>" when copy was given one. An existing B is
+// adopted or dropped only when its marker names A and this run; without
+// one, B is someone else's.
 const copyMarker = ".upshift-copy"
 
 var configSchema = &schema.Object{Attributes: []*schema.Attribute{
@@ -35,7 +38,12 @@ func newPlugin() *sdk.Plugin { return dbkit.Plugin("sqlite", Version, configSche
 // db is the configured plugin: the path of database A.
 var _ dbkit.Database = (*db)(nil)
 
-type db struct{ path string }
+type db struct {
+	path string
+
+	lockMu sync.Mutex
+	locks  map[string]*os.File // lock name -> the open, flocked lock file
+}
 
 func (d *db) Configure(_ context.Context, req plugins.ConfigureRequest) error {
 	var c struct {
@@ -128,8 +136,10 @@ func (d *db) Backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	return result(r, map[string]cty.Value{"path": cty.StringVal(to), "bytes": cty.NumberIntVal(n)})
 }
 
-func (d *db) copyResult(r *sdk.Request, to string) (cty.Value, error) {
-	return result(r, map[string]cty.Value{"name": cty.StringVal(to), "dsn": cty.StringVal(to), "method": cty.StringVal("vacuum-into")})
+// copyResult is copy's result; method is vacuum-into, or kept for a
+// finished copy adopted.
+func (d *db) copyResult(r *sdk.Request, to, method string) (cty.Value, error) {
+	return result(r, map[string]cty.Value{"name": cty.StringVal(to), "dsn": cty.StringVal(to), "method": cty.StringVal(method)})
 }
 
 func (d *db) target(r *sdk.Request) (string, error) {
@@ -143,19 +153,43 @@ func (d *db) target(r *sdk.Request) (string, error) {
 	return to, nil
 }
 
+// existing reads the marker beside path: a finished copy of A, and of
+// which run.
+func (d *db) existing(path string) dbkit.Existing {
+	b, err := os.ReadFile(path + copyMarker)
+	if err != nil {
+		return dbkit.Existing{}
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if lines[0] != d.path || len(lines) > 2 {
+		return dbkit.Existing{}
+	}
+	if len(lines) == 1 {
+		return dbkit.Existing{Marked: true}
+	}
+	run, ok := strings.CutPrefix(lines[1], "run_id ")
+	if !ok {
+		return dbkit.Existing{}
+	}
+	return dbkit.Existing{Marked: true, RunID: run}
+}
+
 func (d *db) Copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	to, err := d.target(r)
 	if err != nil {
 		return cty.NilVal, err
 	}
+	runID, err := dbkit.RunID(r)
+	if err != nil {
+		return cty.NilVal, err
+	}
 	if _, err := os.Stat(to); err == nil {
-		_, mErr := os.Stat(to + copyMarker)
-		keep, err := dbkit.KeepExisting(r, to, mErr == nil)
+		keep, err := dbkit.KeepExisting(r, to, d.existing(to))
 		switch {
 		case err != nil:
 			return cty.NilVal, err
 		case keep:
-			return d.copyResult(r, to)
+			return d.copyResult(r, to, "kept")
 		}
 	}
 	_ = os.Remove(to + copyMarker)
@@ -163,10 +197,14 @@ func (d *db) Copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	if _, err := vacuumInto(ctx, d.path, to); err != nil {
 		return cty.NilVal, err
 	}
-	if err := os.WriteFile(to+copyMarker, []byte(d.path+"\n"), 0o644); err != nil {
+	mark := d.path + "\n"
+	if runID != "" {
+		mark += "run_id " + runID + "\n"
+	}
+	if err := os.WriteFile(to+copyMarker, []byte(mark), 0o644); err != nil {
 		return cty.NilVal, err
 	}
-	return d.copyResult(r, to)
+	return d.copyResult(r, to, "vacuum-into")
 }
 
 func (d *db) CheckCopy(_ context.Context, r *sdk.Request) (plugins.CheckResponse, error) {
@@ -174,11 +212,8 @@ func (d *db) CheckCopy(_ context.Context, r *sdk.Request) (plugins.CheckResponse
 	if err != nil {
 		return plugins.CheckResponse{}, err
 	}
-	if _, err := os.Stat(to + copyMarker); err == nil {
-		res, err := d.copyResult(r, to)
-		return plugins.CheckResponse{State: plugins.CheckApplied, Result: res}, err
-	}
-	return plugins.CheckResponse{State: plugins.CheckNotApplied}, nil
+	_, err = os.Stat(to)
+	return dbkit.CheckCopy(r, to, err == nil, d.existing(to), func() (cty.Value, error) { return d.copyResult(r, to, "kept") })
 }
 
 func (d *db) ReadOnly(context.Context, *sdk.Request) (cty.Value, error) {
@@ -194,8 +229,7 @@ func (d *db) Drop(_ context.Context, r *sdk.Request) (cty.Value, error) {
 		return cty.NilVal, sdk.ArgError("name", "%s is database A, which the nodes use; it is never dropped", name)
 	}
 	_, err := os.Stat(name)
-	_, mErr := os.Stat(name + copyMarker)
-	if may, err := dbkit.MayDrop(name, !errors.Is(err, os.ErrNotExist), mErr == nil); err != nil || !may {
+	if may, err := dbkit.MayDrop(r, name, !errors.Is(err, os.ErrNotExist), d.existing(name)); err != nil || !may {
 		return dbkit.Dropped(r, false, err)
 	}
 	for _, suffix := range []string{"", "-wal", "-shm", "-journal", copyMarker} {

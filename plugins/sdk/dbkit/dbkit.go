@@ -1,17 +1,21 @@
 // Package dbkit owns what database plugins share: the declaration of the
 // kind's standard actions (backup, copy with its check, read_only, drop,
-// check), their results, the config of a plugin that reaches a server
-// (dsn, timeout), the rule for database names upshift creates, and the
-// guards that make copy and drop safe: a target that exists is kept when it
-// is a finished copy upshift made, replaced only when asked, and never
-// dropped when it is someone else's. What a vendor does with its database
-// (dumps, templates, VACUUM INTO) stays in the vendor.
+// lock, unlock, check), their results, the config of a plugin that reaches
+// a server (dsn, timeout), the rule for database names upshift creates, the
+// guards that make copy and drop safe (an existing target is adopted only
+// when its finished-copy marker names this run, replaced only when asked,
+// and never dropped when it is another run's or someone else's), and the
+// cluster lock's arguments, wait and refusal message. What a vendor does
+// with its database (dumps, templates, VACUUM INTO, advisory locks) stays
+// in the vendor.
 package dbkit
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/zclconf/go-cty/cty"
@@ -23,7 +27,7 @@ import (
 
 // Database is a vendor's database plugin: Configure receives the config,
 // and each method is the standard action of its name (sdk.Action.Run, and
-// for CheckCopy copy's sdk.Action.Check).
+// for CheckCopy copy's sdk.Action.Check); the Locker behind lock and unlock.
 type Database interface {
 	Configure(ctx context.Context, req plugins.ConfigureRequest) error
 	Backup(ctx context.Context, r *sdk.Request) (cty.Value, error)
@@ -32,6 +36,7 @@ type Database interface {
 	ReadOnly(ctx context.Context, r *sdk.Request) (cty.Value, error)
 	Drop(ctx context.Context, r *sdk.Request) (cty.Value, error)
 	Check(ctx context.Context, r *sdk.Request) (cty.Value, error)
+	Locker
 }
 
 // Plugin declares a database plugin whose standard actions are d's
@@ -45,7 +50,12 @@ func Plugin(name, version string, config *schema.Object, d Database) *sdk.Plugin
 	cp.Check = d.CheckCopy
 	return &sdk.Plugin{
 		Name: name, Version: version, Kind: schema.KindDatabase, Config: config, Configure: d.Configure,
-		Actions: []*sdk.Action{std("backup", d.Backup), cp, std("read_only", d.ReadOnly), std("drop", d.Drop), std("check", d.Check)},
+		Actions: []*sdk.Action{
+			std("backup", d.Backup), cp, std("read_only", d.ReadOnly), std("drop", d.Drop),
+			std("lock", func(ctx context.Context, r *sdk.Request) (cty.Value, error) { return lock(ctx, r, d) }),
+			std("unlock", func(ctx context.Context, r *sdk.Request) (cty.Value, error) { return unlock(ctx, r, d) }),
+			std("check", d.Check),
+		},
 	}
 }
 
@@ -86,47 +96,121 @@ func Name(attr, n string, max int) (string, error) {
 	return n, nil
 }
 
-// KeepExisting decides what copy does about a target (where, as messages
-// name it) that exists already: kept when it is a finished copy upshift
-// made (ours) and replace is not set; refused, as an error on `to`, when it
-// is someone else's and replace is not set; replaced otherwise (keep false,
-// no error).
-func KeepExisting(r *sdk.Request, where string, ours bool) (keep bool, err error) {
-	replace := r.Bool("replace", false)
-	switch {
-	case ours && !replace:
-		r.Progress("%s is already a finished copy; kept", where)
-		return true, nil
-	case !replace:
-		return false, sdk.ArgError("to", "%s exists and is not a copy made by upshift; set replace = true to overwrite it", where)
+var runIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}$`)
+
+// RunID is r's run_id argument ("" when unset), checked: what a marker can
+// record and a message quote (letters, digits and . _ : + -, at most 128).
+func RunID(r *sdk.Request) (string, error) {
+	id := r.String("run_id")
+	if id != "" && !runIDRE.MatchString(id) {
+		return "", sdk.ArgError("run_id", "%q is not a run id (letters, digits and . _ : + -, at most 128 characters)", id)
 	}
-	r.Progress("replacing %s", where)
+	return id, nil
+}
+
+// Existing is what copy or drop finds at a target that exists.
+type Existing struct {
+	// Marked: the target carries the finished-copy marker of database A.
+	Marked bool
+	// RunID is the run the marker names; "" when it names none (a copy
+	// made without run_id, or by an upshift before run ids).
+	RunID string
+	// Foreign, when not "", says why the target is not upshift's to adopt,
+	// replace or drop whatever its marker says, e.g. `is owned by role
+	// "alice", not by "upshift", the role upshift connects as`.
+	Foreign string
+}
+
+// adoptable: e is the finished copy of the run runID.
+func (e Existing) adoptable(runID string) bool {
+	return e.Foreign == "" && e.Marked && e.RunID == runID
+}
+
+// what describes e for messages: "a finished copy made by run X", ...
+func (e Existing) what() string {
+	switch {
+	case !e.Marked:
+		return "is not a copy made by upshift"
+	case e.RunID == "":
+		return "carries upshift's finished-copy marker but names no run (made without run_id, by an older upshift, or written by someone else)"
+	}
+	return fmt.Sprintf("is a finished copy made by run %s", e.RunID)
+}
+
+// KeepExisting decides what copy does about a target (where, as messages
+// name it) that exists already: kept when it is the finished copy of this
+// run (its marker names the run_id argument, both possibly empty) and
+// replace is not set; refused, as an error on `to`, when it is anything
+// else and replace is not set, or when it is Foreign (even with replace);
+// replaced otherwise (keep false, no error).
+func KeepExisting(r *sdk.Request, where string, e Existing) (keep bool, err error) {
+	runID, err := RunID(r)
+	if err != nil {
+		return false, err
+	}
+	replace := r.Bool("replace", false)
+	if e.Foreign != "" {
+		return false, sdk.ArgError("to", "%s %s: upshift neither adopts nor replaces it. If it is a stale copy, drop it yourself; otherwise choose another `to`", where, e.Foreign)
+	}
+	switch {
+	case e.adoptable(runID) && !replace && runID != "":
+		r.Progress("%s is this run's finished copy (run %s); kept", where, runID)
+		return true, nil
+	case e.adoptable(runID) && !replace:
+		r.Progress("%s is a finished copy naming no run; kept (copy was given no run_id, so it cannot tell this run's copy from a stale one)", where)
+		return true, nil
+	case !replace && !e.Marked:
+		return false, sdk.ArgError("to", "%s exists and is not a copy made by upshift; set replace = true to drop it and copy again, or choose another `to`", where)
+	case !replace && runID == "":
+		return false, sdk.ArgError("to", "%s exists and %s; this copy was given no run_id, so it cannot tell whether that copy is its own. Pass run_id (run.id), or set replace = true to drop it and copy A again", where, e.what())
+	case !replace && e.RunID == "":
+		return false, sdk.ArgError("to", "%s exists and %s, so it cannot be shown to be this run's (%s): it may be stale, without the writes made to A since. Set replace = true to drop it and copy A again, or drop it yourself", where, e.what(), runID)
+	case !replace:
+		return false, sdk.ArgError("to", "%s exists and %s, not by this run (%s): it may be stale, without the writes made to A since. Set replace = true to drop it and copy A again, or drop it yourself if that run is over", where, e.what(), runID)
+	}
+	r.Progress("replacing %s, which %s", where, strings.TrimPrefix(e.what(), "is "))
 	return false, nil
 }
 
-// CheckCopy answers copy's Check from what is at the target: a finished
-// copy is applied, with the result Run would return; something else there
-// is unknown (Run would refuse it); nothing is not applied.
-func CheckCopy(target string, exists, ours bool, result func() (cty.Value, error)) (plugins.CheckResponse, error) {
+// CheckCopy answers copy's Check from what is at the target: the finished
+// copy of this run (r's run_id) is applied, with the result Run would
+// return; something else there is unknown (Run would refuse or replace
+// it); nothing is not applied.
+func CheckCopy(r *sdk.Request, target string, exists bool, e Existing, result func() (cty.Value, error)) (plugins.CheckResponse, error) {
+	runID, err := RunID(r)
+	if err != nil {
+		return plugins.CheckResponse{}, err
+	}
 	switch {
-	case exists && ours:
+	case exists && e.adoptable(runID):
 		res, err := result()
 		return plugins.CheckResponse{State: plugins.CheckApplied, Result: res}, err
+	case exists && e.Foreign != "":
+		return plugins.CheckResponse{State: plugins.CheckUnknown, Detail: target + " exists and " + e.Foreign}, nil
 	case exists:
-		return plugins.CheckResponse{State: plugins.CheckUnknown, Detail: target + " exists but is not a finished copy"}, nil
+		return plugins.CheckResponse{State: plugins.CheckUnknown, Detail: target + " exists and " + e.what() + ", not a finished copy of this run"}, nil
 	}
 	return plugins.CheckResponse{State: plugins.CheckNotApplied}, nil
 }
 
 // MayDrop is drop's guard on a target (where, as messages name it) that is
-// not database A: false when there is nothing to drop, an error on `name`
-// when it is not a copy upshift made.
-func MayDrop(where string, exists, ours bool) (bool, error) {
+// not database A: false when there is nothing to drop; an error on `name`
+// when it is Foreign, not a copy upshift made, or (r has a run_id) a copy
+// whose marker does not name that run.
+func MayDrop(r *sdk.Request, where string, exists bool, e Existing) (bool, error) {
+	runID, err := RunID(r)
+	if err != nil {
+		return false, err
+	}
 	switch {
 	case !exists:
 		return false, nil
-	case !ours:
+	case e.Foreign != "":
+		return false, sdk.ArgError("name", "%s %s; not dropping it", where, e.Foreign)
+	case !e.Marked:
 		return false, sdk.ArgError("name", "%s was not made by upshift's copy; not dropping it", where)
+	case runID != "" && e.RunID != runID:
+		return false, sdk.ArgError("name", "%s %s, not this run's (%s); not dropping it", where, e.what(), runID)
 	}
 	return true, nil
 }

@@ -36,44 +36,100 @@ func TestName(t *testing.T) {
 	assert.NoError(t, err)
 }
 
-func TestKeepExisting(t *testing.T) {
-	req := func(replace bool) *sdk.Request {
-		return &sdk.Request{Action: "copy", Args: cty.ObjectVal(map[string]cty.Value{"replace": cty.BoolVal(replace)})}
+func copyReq(replace bool, runID string) *sdk.Request {
+	run := cty.NullVal(cty.String)
+	if runID != "" {
+		run = cty.StringVal(runID)
 	}
-	keep, err := dbkit.KeepExisting(req(false), "b", true)
+	return &sdk.Request{Action: "copy", Args: cty.ObjectVal(map[string]cty.Value{"replace": cty.BoolVal(replace), "run_id": run})}
+}
+
+func TestKeepExistingAdoptsOnlyThisRunsCopy(t *testing.T) {
+	const where = `database "b"`
+	mine := dbkit.Existing{Marked: true, RunID: "run-1"}
+	keep, err := dbkit.KeepExisting(copyReq(false, "run-1"), where, mine)
+	assert.True(t, keep, "a resumed run adopts its own finished copy")
+	assert.NoError(t, err)
+
+	for name, c := range map[string]struct {
+		e    dbkit.Existing
+		run  string
+		want string
+	}{
+		"another run's copy":     {dbkit.Existing{Marked: true, RunID: "run-0"}, "run-1", "is a finished copy made by run run-0, not by this run (run-1): it may be stale"},
+		"a marker without a run": {dbkit.Existing{Marked: true}, "run-1", "names no run"},
+		"no marker":              {dbkit.Existing{}, "run-1", "is not a copy made by upshift"},
+		"no run_id given":        {mine, "", "this copy was given no run_id"},
+	} {
+		keep, err := dbkit.KeepExisting(copyReq(false, c.run), where, c.e)
+		assert.False(t, keep, name)
+		require.Error(t, err, name)
+		assert.Equal(t, "to", argPath(t, err), name)
+		assert.Contains(t, err.Error(), c.want, name)
+		assert.Contains(t, err.Error(), "replace = true", name)
+
+		keep, err = dbkit.KeepExisting(copyReq(true, c.run), where, c.e)
+		assert.False(t, keep, "%s: replace = true replaces", name)
+		assert.NoError(t, err, name)
+	}
+
+	// Without run ids on either side: the behaviour of before run ids.
+	keep, err = dbkit.KeepExisting(copyReq(false, ""), where, dbkit.Existing{Marked: true})
 	assert.True(t, keep)
 	assert.NoError(t, err)
-	keep, err = dbkit.KeepExisting(req(false), "database \"b\"", false)
-	assert.False(t, keep)
-	assert.Equal(t, "to", argPath(t, err), "someone else's database is not overwritten")
-	assert.Contains(t, err.Error(), `database "b" exists and is not a copy made by upshift`)
-	for _, ours := range []bool{true, false} {
-		keep, err = dbkit.KeepExisting(req(true), "b", ours)
-		assert.False(t, keep, "replace = true replaces")
-		assert.NoError(t, err)
+
+	// Foreign: never adopted nor replaced.
+	foreign := dbkit.Existing{Marked: true, RunID: "run-1", Foreign: `is owned by role "alice"`}
+	for _, replace := range []bool{false, true} {
+		keep, err = dbkit.KeepExisting(copyReq(replace, "run-1"), where, foreign)
+		assert.False(t, keep)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), `database "b" is owned by role "alice": upshift neither adopts nor replaces it`)
 	}
+
+	_, err = dbkit.KeepExisting(copyReq(false, "bad id\n"), where, mine)
+	assert.Equal(t, "run_id", argPath(t, err))
 }
 
 func TestCheckCopyAndMayDrop(t *testing.T) {
 	res := func() (cty.Value, error) { return cty.StringVal("r"), nil }
-	cr, err := dbkit.CheckCopy("b", true, true, res)
+	mine := dbkit.Existing{Marked: true, RunID: "run-1"}
+	cr, err := dbkit.CheckCopy(copyReq(false, "run-1"), "b", true, mine, res)
 	require.NoError(t, err)
 	assert.Equal(t, plugins.CheckApplied, cr.State)
 	assert.Equal(t, cty.StringVal("r"), cr.Result)
-	cr, _ = dbkit.CheckCopy("b", true, false, res)
+	cr, _ = dbkit.CheckCopy(copyReq(false, "run-2"), "b", true, mine, res)
+	assert.Equal(t, plugins.CheckUnknown, cr.State, "another run's copy is not this step done")
+	assert.Contains(t, cr.Detail, "made by run run-1")
+	cr, _ = dbkit.CheckCopy(copyReq(false, "run-1"), "b", true, dbkit.Existing{}, res)
 	assert.Equal(t, plugins.CheckUnknown, cr.State)
-	cr, _ = dbkit.CheckCopy("b", false, false, res)
+	cr, _ = dbkit.CheckCopy(copyReq(false, "run-1"), "b", false, dbkit.Existing{}, res)
 	assert.Equal(t, plugins.CheckNotApplied, cr.State)
 
-	may, err := dbkit.MayDrop("b", false, false)
+	drop := func(runID string) *sdk.Request {
+		run := cty.NullVal(cty.String)
+		if runID != "" {
+			run = cty.StringVal(runID)
+		}
+		return &sdk.Request{Action: "drop", Args: cty.ObjectVal(map[string]cty.Value{"run_id": run})}
+	}
+	may, err := dbkit.MayDrop(drop("run-1"), "b", false, dbkit.Existing{})
 	assert.False(t, may)
 	assert.NoError(t, err)
-	may, err = dbkit.MayDrop("b", true, false)
+	may, err = dbkit.MayDrop(drop("run-1"), "b", true, dbkit.Existing{})
 	assert.False(t, may)
 	assert.Equal(t, "name", argPath(t, err))
-	may, err = dbkit.MayDrop("b", true, true)
+	may, err = dbkit.MayDrop(drop("run-1"), "b", true, mine)
 	assert.True(t, may)
 	assert.NoError(t, err)
+	may, err = dbkit.MayDrop(drop("run-2"), "b", true, mine)
+	assert.False(t, may, "another run's copy is not dropped")
+	assert.Contains(t, err.Error(), "not this run's (run-2)")
+	may, err = dbkit.MayDrop(drop(""), "b", true, mine)
+	assert.True(t, may, "without a run id, any copy upshift made")
+	assert.NoError(t, err)
+	_, err = dbkit.MayDrop(drop(""), "b", true, dbkit.Existing{Marked: true, Foreign: "is owned by role \"x\""})
+	assert.Equal(t, "name", argPath(t, err))
 }
 
 type fakeDB struct{}
@@ -87,11 +143,15 @@ func (fakeDB) CheckCopy(context.Context, *sdk.Request) (plugins.CheckResponse, e
 func (fakeDB) ReadOnly(context.Context, *sdk.Request) (cty.Value, error) { return cty.NilVal, nil }
 func (fakeDB) Drop(context.Context, *sdk.Request) (cty.Value, error)     { return cty.NilVal, nil }
 func (fakeDB) Check(context.Context, *sdk.Request) (cty.Value, error)    { return cty.NilVal, nil }
+func (fakeDB) TryLock(context.Context, string, string) (*dbkit.Holder, error) {
+	return nil, nil
+}
+func (fakeDB) Unlock(context.Context, string) (bool, error) { return false, nil }
 
 func TestPluginDeclaresTheContract(t *testing.T) {
 	p := dbkit.Plugin("x", "0.0.1", nil, fakeDB{})
 	require.NoError(t, p.Validate())
-	assert.Len(t, p.Actions, 5)
+	assert.Len(t, p.Actions, 7)
 	var copyAction *sdk.Action
 	for _, a := range p.Actions {
 		if a.Schema.Name == "copy" {

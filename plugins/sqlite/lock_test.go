@@ -1,0 +1,67 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/upshift-dev/upshift/plugins/sdk/dbkit/dbkittest"
+)
+
+func TestLockIsOneRunPerDatabase(t *testing.T) {
+	a, _ := newDB(t)
+	dbkittest.Lock(t, configured(t, a), configured(t, a), a+".upshift-lock", "fuser -v "+a+".upshift-lock")
+
+	p := configured(t, a)
+	r := dbkittest.Invoke(p, "lock", dbkittest.LockArgs("run a of alice@host", ""))
+	require.False(t, r.Diagnostics.HasErrors(), "%v", r.Diagnostics.Err())
+	body, err := os.ReadFile(a + ".upshift-lock")
+	require.NoError(t, err)
+	assert.Contains(t, string(body), "run a of alice@host\nsince ")
+
+	// A missing database is an error, not a lock file beside nothing.
+	missing := filepath.Join(t.TempDir(), "nope.sqlite")
+	r = dbkittest.Invoke(configured(t, missing), "lock", dbkittest.LockArgs("run b", ""))
+	require.True(t, r.Diagnostics.HasErrors())
+	_, err = os.Stat(missing + ".upshift-lock")
+	assert.True(t, os.IsNotExist(err))
+}
+
+func TestLockFreedWhenPluginProcessDies(t *testing.T) {
+	a, _ := newDB(t)
+	dying, kill := dbkittest.Binary(t, "github.com/upshift-dev/upshift/plugins/sqlite", "sqlite",
+		cty.ObjectVal(map[string]cty.Value{"path": cty.StringVal(a)}))
+	took := dbkittest.LockFreedWhenPluginDies(t, dying, kill, configured(t, a))
+	t.Logf("lock free %s after the plugin's SIGKILL", took)
+}
+
+func TestCopyAdoptsOnlyItsOwnRun(t *testing.T) {
+	a, _ := newDB(t)
+	p := configured(t, a)
+	dir := filepath.Dir(a)
+	// A keeps being written: compare with a snapshot of its own instead.
+	dbkittest.CopyAdoptsOnlyItsRun(t, p, filepath.Join(dir, "b.sqlite"), func(dsn string) int {
+		if rows(t, dsn) > 0 {
+			return 1
+		}
+		return 0
+	}, 1)
+
+	other := filepath.Join(dir, "other.sqlite")
+	require.NoError(t, os.WriteFile(other, []byte("precious"), 0o644))
+	for _, mark := range []string{
+		a + "\n",                           // naming no run
+		a + "\nrun_id r0\n",                // another run's
+		"/elsewhere/a.sqlite\nrun_id r1\n", // a copy of another A
+		a + "\nrun_id r1\nmore\n",          // not a marker of ours
+	} {
+		require.NoError(t, os.WriteFile(other+".upshift-copy", []byte(mark), 0o644))
+		dbkittest.PlantedMarkerRefused(t, p, other, "r1")
+	}
+	got, _ := os.ReadFile(other)
+	assert.Equal(t, "precious", string(got))
+}
