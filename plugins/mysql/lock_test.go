@@ -45,14 +45,15 @@ func TestLockFreedWhenPluginProcessDies(t *testing.T) {
 func TestCopyAdoptsOnlyItsOwnRun(t *testing.T) {
 	a, admin := newA(t)
 	p := provider(t, serverDSN(t)+a)
-	dbkittest.CopyAdoptsOnlyItsRun(t, p, a+"_b", func(dsn string) int {
+	rows := func(dsn string) int {
 		db, err := sql.Open("mysql", dsn)
 		require.NoError(t, err)
 		defer db.Close()
 		var n int
 		require.NoError(t, db.QueryRow("SELECT count(*) FROM items").Scan(&n))
 		return n
-	}, 300)
+	}
+	dbkittest.CopyAdoptsOnlyItsRun(t, p, a+"_b", rows, 300)
 
 	other := a + "_other"
 	plant := func(stmts ...string) {
@@ -65,8 +66,27 @@ func TestCopyAdoptsOnlyItsOwnRun(t *testing.T) {
 	marker := other + "." + markerTable
 	plant("CREATE TABLE "+marker+" (source VARCHAR(64) NOT NULL)", "INSERT INTO "+marker+" VALUES ('"+a+"')") // before run ids
 	dbkittest.PlantedMarkerRefused(t, p, other, "r1")
-	plant("CREATE TABLE "+marker+" (source VARCHAR(64) NOT NULL, run_id VARCHAR(128) NULL)", "INSERT INTO "+marker+" VALUES ('"+a+"', 'r0')")
+	const table = " (source VARCHAR(64) NOT NULL, run_id VARCHAR(128) NULL, finished BOOLEAN NOT NULL)"
+	plant("CREATE TABLE "+marker+table, "INSERT INTO "+marker+" VALUES ('"+a+"', 'r0', TRUE)")
 	dbkittest.PlantedMarkerRefused(t, p, other, "r1")
-	plant("CREATE TABLE "+marker+" (source VARCHAR(64) NOT NULL, run_id VARCHAR(128) NULL)", "INSERT INTO "+marker+" VALUES ('"+a+"', 'r1'), ('"+a+"', 'r0')")
+	plant("CREATE TABLE "+marker+table, "INSERT INTO "+marker+" VALUES ('"+a+"', 'r1', TRUE), ('"+a+"', 'r0', TRUE)")
 	dbkittest.PlantedMarkerRefused(t, p, other, "r1") // two rows: no marker of ours
+
+	// A copy a crash interrupted: made again by its run only.
+	plant("CREATE TABLE "+marker+table, "INSERT INTO "+marker+" VALUES ('"+a+"', 'r1', FALSE)")
+	dbkittest.UnfinishedCopyMadeAgain(t, p, other, "r1", rows, 300)
+}
+
+// The next upgrade copies B, which carries the marker of its own copy: the
+// copy of B gets a marker of its own, not B's.
+func TestCopyOfACopy(t *testing.T) {
+	a, admin := newA(t)
+	b, c := a+"_b", a+"_other"
+	r := dbkittest.Invoke(provider(t, serverDSN(t)+a), "copy", dbkittest.CopyArgs(b, "r1", false))
+	require.False(t, r.Diagnostics.HasErrors(), "%v", r.Diagnostics.Err())
+	r = dbkittest.Invoke(provider(t, serverDSN(t)+b), "copy", dbkittest.CopyArgs(c, "r2", false))
+	require.False(t, r.Diagnostics.HasErrors(), "%v", r.Diagnostics.Err())
+	var src, run string
+	require.NoError(t, admin.QueryRow("SELECT source, run_id FROM "+c+"."+markerTable).Scan(&src, &run))
+	require.Equal(t, []string{b, "r2"}, []string{src, run})
 }

@@ -25,9 +25,12 @@ import (
 // Version of the mysql plugin.
 const Version = "0.1.0"
 
-// markerTable in B says it is a finished copy made by upshift: one row,
-// the source database A and the run_id copy was given (NULL when none). An
-// existing B is adopted or dropped only when it names A and this run.
+// markerTable in B says it is a copy made by upshift: one row, the source
+// database A, the run_id copy was given (NULL when none) and whether the
+// copy finished. Copy writes it as soon as it creates B (finished = 0), so
+// the same run, resumed after a crash mid-copy, makes B again. An existing
+// B is adopted only when it names A and this run and is finished. Dumps
+// leave it out, so a copy of a copy does not inherit its source's marker.
 const markerTable = "_upshift_copy"
 
 var configSchema = dbkit.ServerConfig(
@@ -105,11 +108,12 @@ func (d *my) state(ctx context.Context, c *sql.DB, db string) (exists bool, e db
 		return false, e, nil
 	}
 	type row struct {
-		src string
-		run sql.NullString
+		src      string
+		run      sql.NullString
+		finished bool
 	}
 	var marks []row
-	rows, err := c.QueryContext(ctx, "SELECT source, run_id FROM `"+db+"`."+markerTable)
+	rows, err := c.QueryContext(ctx, "SELECT source, run_id, finished FROM `"+db+"`."+markerTable)
 	if err != nil {
 		// No marker table (not ours), or one from before run ids.
 		var src string
@@ -121,7 +125,7 @@ func (d *my) state(ctx context.Context, c *sql.DB, db string) (exists bool, e db
 	defer rows.Close()
 	for rows.Next() {
 		var r row
-		if err := rows.Scan(&r.src, &r.run); err != nil {
+		if err := rows.Scan(&r.src, &r.run, &r.finished); err != nil {
 			return true, e, nil
 		}
 		marks = append(marks, r)
@@ -129,7 +133,7 @@ func (d *my) state(ctx context.Context, c *sql.DB, db string) (exists bool, e db
 	if rows.Err() != nil || len(marks) != 1 || marks[0].src != d.cfg.DBName {
 		return true, e, nil // one row naming A, or it is no marker of ours
 	}
-	return true, dbkit.Existing{Marked: true, RunID: marks[0].run.String}, nil
+	return true, dbkit.Existing{Marked: true, RunID: marks[0].run.String, Unfinished: !marks[0].finished}, nil
 }
 
 // defaultsFile gives the client programs their credentials in a 0600 file,
@@ -165,7 +169,7 @@ func (d *my) dump(ctx context.Context, cnf string, w io.Writer) error {
 		return err
 	}
 	cmd := exec.CommandContext(ctx, p, "--defaults-extra-file="+cnf, "--single-transaction", "--routines", "--triggers", "--events",
-		"--ignore-table="+d.cfg.DBName+"."+lockTable, d.cfg.DBName)
+		"--ignore-table="+d.cfg.DBName+"."+lockTable, "--ignore-table="+d.cfg.DBName+"."+markerTable, d.cfg.DBName)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = w, &stderr
 	if err := cmd.Run(); err != nil {
@@ -285,6 +289,13 @@ func (d *my) dumpRestore(ctx context.Context, c *sql.DB, b, runID string, r *sdk
 	if _, err := c.ExecContext(ctx, "CREATE DATABASE `"+b+"`"); err != nil {
 		return fmt.Errorf("creating %s: %w", d.where(b), err)
 	}
+	marker := "`" + b + "`." + markerTable
+	if _, err := c.ExecContext(ctx, "CREATE TABLE "+marker+" (source VARCHAR(64) NOT NULL, run_id VARCHAR(128) NULL, finished BOOLEAN NOT NULL)"); err != nil {
+		return fmt.Errorf("marking %s: %w", d.where(b), err)
+	}
+	if _, err := c.ExecContext(ctx, "INSERT INTO "+marker+" VALUES (?, ?, FALSE)", d.cfg.DBName, sql.NullString{String: runID, Valid: runID != ""}); err != nil {
+		return fmt.Errorf("marking %s: %w", d.where(b), err)
+	}
 	dir, err := os.MkdirTemp("", "upshift-mysql-")
 	if err != nil {
 		return err
@@ -317,10 +328,7 @@ func (d *my) dumpRestore(ctx context.Context, c *sql.DB, b, runID string, r *sdk
 	if dumpErr != nil {
 		return dumpErr
 	}
-	if _, err := c.ExecContext(ctx, "CREATE TABLE `"+b+"`."+markerTable+" (source VARCHAR(64) NOT NULL, run_id VARCHAR(128) NULL)"); err != nil {
-		return err
-	}
-	_, err = c.ExecContext(ctx, "INSERT INTO `"+b+"`."+markerTable+" VALUES (?, ?)", d.cfg.DBName, sql.NullString{String: runID, Valid: runID != ""})
+	_, err = c.ExecContext(ctx, "UPDATE "+marker+" SET finished = TRUE")
 	return err
 }
 

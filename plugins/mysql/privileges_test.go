@@ -15,7 +15,7 @@ import (
 
 // documentedGrants are the privileges docs/plugins/mysql.md lists for
 // backup, copy, drop and lock (read_only is refused; check needs any).
-const documentedGrants = "SELECT, SHOW VIEW, TRIGGER, EVENT, CREATE, DROP, ALTER, INDEX, INSERT, DELETE, REFERENCES, CREATE VIEW, CREATE ROUTINE, ALTER ROUTINE, LOCK TABLES, PROCESS"
+const documentedGrants = "SELECT, SHOW VIEW, TRIGGER, EVENT, CREATE, DROP, ALTER, INDEX, INSERT, UPDATE, DELETE, REFERENCES, CREATE VIEW, CREATE ROUTINE, ALTER ROUTINE, LOCK TABLES, PROCESS"
 
 // TestDocumentedPrivilegesSuffice runs every action as a user with only
 // the documented privileges, on an A with a view, a routine and a trigger.

@@ -50,6 +50,11 @@ func TestCopyAdoptsOnlyItsOwnRun(t *testing.T) {
 		dbkittest.PlantedMarkerRefused(t, p, other, "r1")
 	}
 
+	// A copy a crash interrupted: made again by its run only.
+	_, err = admin.Exec(ctx, "COMMENT ON DATABASE "+other+" IS "+quote("upshift unfinished copy of "+a+" by run r1"))
+	require.NoError(t, err)
+	dbkittest.UnfinishedCopyMadeAgain(t, p, other, "r1", func(dsn string) int { return count(t, dsn) }, 500)
+
 	// The right marker on a database another role owns: neither adopted
 	// nor replaced, nor dropped.
 	role := a + "_role"

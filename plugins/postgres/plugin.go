@@ -31,9 +31,15 @@ const Version = "0.1.0"
 // is adopted or dropped only when its comment names A and this run and the
 // connecting role owns it; anything else is another run's or someone
 // else's.
+//
+// A copy by dump and restore given a run id is marked "upshift unfinished
+// copy of <A> by run <run_id>" as soon as B is created, so the same run,
+// resumed after a crash mid-copy, makes it again rather than finding a B
+// it cannot tell from someone else's.
 const (
-	markerPrefix = "upshift copy of "
-	markerRun    = " by run "
+	markerPrefix     = "upshift copy of "
+	unfinishedPrefix = "upshift unfinished copy of "
+	markerRun        = " by run "
 )
 
 var configSchema = dbkit.ServerConfig(
@@ -246,6 +252,9 @@ func marker(a, run string) string {
 }
 
 func parseMarker(comment, a string) dbkit.Existing {
+	if run, ok := strings.CutPrefix(comment, unfinishedPrefix+a+markerRun); ok {
+		return dbkit.Existing{Marked: true, RunID: run, Unfinished: true}
+	}
 	switch {
 	case comment == markerPrefix+a:
 		return dbkit.Existing{Marked: true}
@@ -315,7 +324,7 @@ func (d *pg) Copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 			why = "TEMPLATE failed: " + err.Error()
 		}
 		r.Progress("copying by pg_dump | pg_restore: %s", why)
-		if err := d.dumpRestore(ctx, c, b); err != nil {
+		if err := d.dumpRestore(ctx, c, b, runID); err != nil {
 			_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{b}.Sanitize()+" WITH (FORCE)")
 			return cty.NilVal, err
 		}
@@ -328,9 +337,14 @@ func (d *pg) Copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 
 func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-func (d *pg) dumpRestore(ctx context.Context, c *pgx.Conn, b string) error {
+func (d *pg) dumpRestore(ctx context.Context, c *pgx.Conn, b, runID string) error {
 	if _, err := c.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{b}.Sanitize()); err != nil {
 		return fmt.Errorf("creating %s: %w", d.where(b), err)
+	}
+	if runID != "" {
+		if _, err := c.Exec(ctx, "COMMENT ON DATABASE "+pgx.Identifier{b}.Sanitize()+" IS "+quote(unfinishedPrefix+d.cfg.Database+markerRun+runID)); err != nil {
+			return fmt.Errorf("marking %s: %w", d.where(b), err)
+		}
 	}
 	dir, err := os.MkdirTemp("", "upshift-pg-copy-")
 	if err != nil {

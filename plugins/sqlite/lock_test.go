@@ -44,12 +44,13 @@ func TestCopyAdoptsOnlyItsOwnRun(t *testing.T) {
 	p := configured(t, a)
 	dir := filepath.Dir(a)
 	// A keeps being written: compare with a snapshot of its own instead.
-	dbkittest.CopyAdoptsOnlyItsRun(t, p, filepath.Join(dir, "b.sqlite"), func(dsn string) int {
+	nonEmpty := func(dsn string) int {
 		if rows(t, dsn) > 0 {
 			return 1
 		}
 		return 0
-	}, 1)
+	}
+	dbkittest.CopyAdoptsOnlyItsRun(t, p, filepath.Join(dir, "b.sqlite"), nonEmpty, 1)
 
 	other := filepath.Join(dir, "other.sqlite")
 	require.NoError(t, os.WriteFile(other, []byte("precious"), 0o644))
@@ -64,4 +65,10 @@ func TestCopyAdoptsOnlyItsOwnRun(t *testing.T) {
 	}
 	got, _ := os.ReadFile(other)
 	assert.Equal(t, "precious", string(got))
+
+	// A copy a crash interrupted: made again by its run only.
+	require.NoError(t, os.WriteFile(other+".upshift-copy", []byte(a+"\nrun_id r1\nunfinished\n"), 0o644))
+	dbkittest.UnfinishedCopyMadeAgain(t, p, other, "r1", nonEmpty, 1)
+	mark, _ := os.ReadFile(other + ".upshift-copy")
+	assert.Equal(t, a+"\nrun_id r1\n", string(mark))
 }

@@ -23,10 +23,11 @@ import (
 // Version of the sqlite plugin.
 const Version = "0.1.0"
 
-// copyMarker is written beside a finished copy: its first line is the path
-// of A, then "run_id <id>" when copy was given one. An existing B is
-// adopted or dropped only when its marker names A and this run; without
-// one, B is someone else's.
+// copyMarker is written beside a copy: its first line is the path of A,
+// then "run_id <id>" when copy was given one, then "unfinished" until the
+// copy is in place (so the same run, resumed after a crash, makes it
+// again). An existing B is adopted only when its marker names A and this
+// run and is finished; without a marker, B is someone else's.
 const copyMarker = ".upshift-copy"
 
 var configSchema = &schema.Object{Attributes: []*schema.Attribute{
@@ -161,17 +162,34 @@ func (d *db) existing(path string) dbkit.Existing {
 		return dbkit.Existing{}
 	}
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if lines[0] != d.path || len(lines) > 2 {
+	if lines[0] != d.path {
 		return dbkit.Existing{}
 	}
-	if len(lines) == 1 {
-		return dbkit.Existing{Marked: true}
+	e := dbkit.Existing{Marked: true}
+	for i, l := range lines[1:] {
+		run, isRun := strings.CutPrefix(l, "run_id ")
+		switch {
+		case isRun && i == 0:
+			e.RunID = run
+		case l == "unfinished" && i == len(lines)-2:
+			e.Unfinished = true
+		default:
+			return dbkit.Existing{} // not a marker this plugin writes
+		}
 	}
-	run, ok := strings.CutPrefix(lines[1], "run_id ")
-	if !ok {
-		return dbkit.Existing{}
+	return e
+}
+
+// mark writes the marker beside B: of A, by runID, finished or not.
+func (d *db) mark(to, runID string, finished bool) error {
+	m := d.path + "\n"
+	if runID != "" {
+		m += "run_id " + runID + "\n"
 	}
-	return dbkit.Existing{Marked: true, RunID: run}
+	if !finished {
+		m += "unfinished\n"
+	}
+	return os.WriteFile(to+copyMarker, []byte(m), 0o644)
 }
 
 func (d *db) Copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
@@ -192,16 +210,16 @@ func (d *db) Copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 			return d.copyResult(r, to, "kept")
 		}
 	}
-	_ = os.Remove(to + copyMarker)
+	// Marked unfinished before B is written: a crash before the end leaves
+	// B for this run, resumed, to make again.
+	if err := d.mark(to, runID, false); err != nil {
+		return cty.NilVal, err
+	}
 	r.Progress("copying %s to %s with VACUUM INTO", d.path, to)
 	if _, err := vacuumInto(ctx, d.path, to); err != nil {
 		return cty.NilVal, err
 	}
-	mark := d.path + "\n"
-	if runID != "" {
-		mark += "run_id " + runID + "\n"
-	}
-	if err := os.WriteFile(to+copyMarker, []byte(mark), 0o644); err != nil {
+	if err := d.mark(to, runID, true); err != nil {
 		return cty.NilVal, err
 	}
 	return d.copyResult(r, to, "vacuum-into")

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/zclconf/go-cty/cty"
@@ -115,6 +114,10 @@ type Existing struct {
 	// RunID is the run the marker names; "" when it names none (a copy
 	// made without run_id, or by an upshift before run ids).
 	RunID string
+	// Unfinished: the marker says the copy was begun and not finished (its
+	// run was interrupted). Copy marks B so as soon as it creates it, when
+	// it has a run id, so that the same run, resumed, makes it again.
+	Unfinished bool
 	// Foreign, when not "", says why the target is not upshift's to adopt,
 	// replace or drop whatever its marker says, e.g. `is owned by role
 	// "alice", not by "upshift", the role upshift connects as`.
@@ -123,7 +126,12 @@ type Existing struct {
 
 // adoptable: e is the finished copy of the run runID.
 func (e Existing) adoptable(runID string) bool {
-	return e.Foreign == "" && e.Marked && e.RunID == runID
+	return e.Foreign == "" && e.Marked && !e.Unfinished && e.RunID == runID
+}
+
+// redo: e is the unfinished copy of the run runID, which copy makes again.
+func (e Existing) redo(runID string) bool {
+	return e.Foreign == "" && e.Marked && e.Unfinished && runID != "" && e.RunID == runID
 }
 
 // what describes e for messages: "a finished copy made by run X", ...
@@ -131,6 +139,10 @@ func (e Existing) what() string {
 	switch {
 	case !e.Marked:
 		return "is not a copy made by upshift"
+	case e.Unfinished && e.RunID == "":
+		return "is an unfinished copy naming no run (interrupted, or still being made)"
+	case e.Unfinished:
+		return fmt.Sprintf("is an unfinished copy begun by run %s (interrupted, or still being made)", e.RunID)
 	case e.RunID == "":
 		return "carries upshift's finished-copy marker but names no run (made without run_id, by an older upshift, or written by someone else)"
 	}
@@ -153,6 +165,9 @@ func KeepExisting(r *sdk.Request, where string, e Existing) (keep bool, err erro
 		return false, sdk.ArgError("to", "%s %s: upshift neither adopts nor replaces it. If it is a stale copy, drop it yourself; otherwise choose another `to`", where, e.Foreign)
 	}
 	switch {
+	case e.redo(runID):
+		r.Progress("%s is this run's unfinished copy (run %s, interrupted); copying again", where, runID)
+		return false, nil
 	case e.adoptable(runID) && !replace && runID != "":
 		r.Progress("%s is this run's finished copy (run %s); kept", where, runID)
 		return true, nil
@@ -168,7 +183,7 @@ func KeepExisting(r *sdk.Request, where string, e Existing) (keep bool, err erro
 	case !replace:
 		return false, sdk.ArgError("to", "%s exists and %s, not by this run (%s): it may be stale, without the writes made to A since. Set replace = true to drop it and copy A again, or drop it yourself if that run is over", where, e.what(), runID)
 	}
-	r.Progress("replacing %s, which %s", where, strings.TrimPrefix(e.what(), "is "))
+	r.Progress("replacing %s, which %s", where, e.what())
 	return false, nil
 }
 
@@ -185,6 +200,8 @@ func CheckCopy(r *sdk.Request, target string, exists bool, e Existing, result fu
 	case exists && e.adoptable(runID):
 		res, err := result()
 		return plugins.CheckResponse{State: plugins.CheckApplied, Result: res}, err
+	case exists && e.redo(runID):
+		return plugins.CheckResponse{State: plugins.CheckNotApplied, Detail: target + " is this run's unfinished copy; copy makes it again"}, nil
 	case exists && e.Foreign != "":
 		return plugins.CheckResponse{State: plugins.CheckUnknown, Detail: target + " exists and " + e.Foreign}, nil
 	case exists:

@@ -183,3 +183,25 @@ func TestServerConfigDecodes(t *testing.T) {
 	path, _ := sdk.ArgPath(sdk.Decode(v, &s))
 	assert.Equal(t, "timeout", path, "a zero timeout is refused")
 }
+
+func TestAnUnfinishedCopyIsMadeAgainByItsRunOnly(t *testing.T) {
+	unfinished := dbkit.Existing{Marked: true, RunID: "run-1", Unfinished: true}
+	keep, err := dbkit.KeepExisting(copyReq(false, "run-1"), "b", unfinished)
+	assert.False(t, keep, "the same run, resumed, copies again")
+	assert.NoError(t, err)
+	_, err = dbkit.KeepExisting(copyReq(false, "run-2"), "b", unfinished)
+	require.Error(t, err, "another run's, perhaps still being made")
+	assert.Contains(t, err.Error(), "is an unfinished copy begun by run run-1")
+	_, err = dbkit.KeepExisting(copyReq(false, ""), "b", unfinished)
+	require.Error(t, err)
+
+	cr, err := dbkit.CheckCopy(copyReq(false, "run-1"), "b", true, unfinished, nil)
+	require.NoError(t, err)
+	assert.Equal(t, plugins.CheckNotApplied, cr.State)
+	cr, _ = dbkit.CheckCopy(copyReq(false, "run-2"), "b", true, unfinished, nil)
+	assert.Equal(t, plugins.CheckUnknown, cr.State)
+
+	may, err := dbkit.MayDrop(&sdk.Request{Action: "drop", Args: cty.ObjectVal(map[string]cty.Value{"run_id": cty.StringVal("run-1")})}, "b", true, unfinished)
+	assert.True(t, may, "rollback drops its own half-made copy")
+	assert.NoError(t, err)
+}

@@ -203,3 +203,23 @@ func PlantedMarkerRefused(t *testing.T, p plugins.Provider, to, run string) {
 	r = Invoke(p, "drop", map[string]cty.Value{"name": cty.StringVal(to), "run_id": cty.StringVal(run)})
 	require.True(t, r.Diagnostics.HasErrors(), "nor dropped")
 }
+
+// UnfinishedCopyMadeAgain: to holds the unfinished copy begun by run (the
+// vendor's test plants it, as a crash mid-copy leaves it): copy for
+// another run is refused, and copy for run, resumed, makes it again.
+func UnfinishedCopyMadeAgain(t *testing.T, p plugins.Provider, to, run string, rows func(dsn string) int, want int) {
+	t.Helper()
+	r := Invoke(p, "copy", CopyArgs(to, "another-run", false))
+	require.True(t, r.Diagnostics.HasErrors(), "another run's unfinished copy is not taken over")
+	assert.Contains(t, r.Diagnostics[0].Detail, "is an unfinished copy begun by run "+run)
+	chk := p.Check(context.Background(), plugins.InvokeRequest{Action: "copy", Args: cty.ObjectVal(CopyArgs(to, run, false))})
+	assert.Equal(t, plugins.CheckNotApplied, chk.State, "not done for its own run")
+
+	r = Invoke(p, "copy", CopyArgs(to, run, false))
+	require.False(t, r.Diagnostics.HasErrors(), "the run that began it makes it again: %v", r.Diagnostics.Err())
+	assert.NotEqual(t, "kept", r.Result.GetAttr("method").AsString())
+	assert.Equal(t, want, rows(r.Result.GetAttr("dsn").AsString()))
+	r = Invoke(p, "copy", CopyArgs(to, run, false))
+	require.False(t, r.Diagnostics.HasErrors(), "%v", r.Diagnostics.Err())
+	assert.Equal(t, "kept", r.Result.GetAttr("method").AsString(), "finished now")
+}
