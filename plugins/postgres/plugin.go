@@ -95,6 +95,9 @@ func (d *pg) connectAs(ctx context.Context, db, app string) (*pgx.Conn, error) {
 	cfg := d.cfg.Copy()
 	cfg.Database = db
 	if app != "" {
+		if cfg.RuntimeParams == nil {
+			cfg.RuntimeParams = map[string]string{}
+		}
 		cfg.RuntimeParams["application_name"] = app
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
