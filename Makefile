@@ -7,7 +7,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 5s
 PLUGIN_FLAGS := -trimpath -ldflags "-s -w"
 
-.PHONY: all setup build test unit race fuzz docs e2e bench demo demo-down proto docs fmt vet clean
+.PHONY: all setup build test unit race fuzz docs e2e drills bench demo demo-down proto docs fmt vet clean
 
 all: build
 
@@ -42,6 +42,12 @@ fuzz:
 # subset), plus everything make test runs.
 e2e: setup build
 	UPSHIFT_E2E_FULL=1 $(GO) test -count=1 -timeout 15m -run 'Demo|Negative|FailedMigration' -v ./cmd/upshift
+
+# Failure drills on the real lab under live traffic (cmd/upshift/drills_test.go):
+# each prints its figures (requests, failed, lost writes, duration) as DRILL
+# lines. They take about a minute, so make test runs them too (in unit).
+drills: setup build
+	$(GO) test -count=1 -timeout 15m -run '^TestDrill' -v ./cmd/upshift
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -54,6 +54,7 @@ func (pb *Playbook) baseContext() *hcl.EvalContext {
 			"playbook": cty.StringVal(pb.Dir),
 			"cwd":      cty.StringVal(cwd()),
 		}),
+		"run": pb.runValue(),
 	}
 	byKind := map[schema.Kind]map[string]cty.Value{}
 	for _, r := range pb.Resources {
@@ -67,6 +68,32 @@ func (pb *Playbook) baseContext() *hcl.EvalContext {
 	}
 	return &hcl.EvalContext{Variables: vars, Functions: Functions(pb.Dir)}
 }
+
+// runValue is `run` in expressions: {id = the run's id}, unknown until the
+// runner has begun or resumed a run (in a plan: "known after the run
+// starts").
+func (pb *Playbook) runValue() cty.Value {
+	id := cty.UnknownVal(cty.String)
+	if pb.runID != "" {
+		id = cty.StringVal(pb.runID)
+	}
+	return cty.ObjectVal(map[string]cty.Value{"id": id})
+}
+
+// SetRunID makes run.id known to the expressions evaluated from now on (a
+// step's with and when; variables, locals and resources were evaluated
+// when the playbook was loaded, and saw it unknown). The runner calls it
+// once it has begun or resumed a run, before any step is evaluated: it must
+// not be called while expressions are being evaluated.
+func (pb *Playbook) SetRunID(id string) {
+	pb.runID = id
+	if pb.base != nil {
+		pb.base.Variables["run"] = pb.runValue()
+	}
+}
+
+// RunID is the id given by SetRunID, or "".
+func (pb *Playbook) RunID() string { return pb.runID }
 
 func (r *Resource) value() cty.Value {
 	attrs := map[string]cty.Value{

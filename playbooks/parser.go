@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-version"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/zclconf/go-cty/cty"
 
 	"github.com/upshift-dev/upshift/schema"
 )
@@ -39,6 +40,7 @@ type LoadOptions struct {
 }
 
 var fileSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "cluster"}},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "variable", LabelNames: []string{"name"}},
 		{Type: "locals"},
@@ -256,9 +258,17 @@ func (p *Parser) parse(dir string, files []*hcl.File, opts LoadOptions) (*Parsed
 	var resourceBlocks []*hcl.Block
 	var localsBlocks []*hcl.Block
 
+	var clusterAttr *hcl.Attribute
 	for _, f := range files {
 		content, ds := f.Body.Content(fileSchema)
 		diags = append(diags, ds...)
+		if a, ok := content.Attributes["cluster"]; ok {
+			if clusterAttr != nil {
+				diags = append(diags, duplicate("cluster name", "cluster", clusterAttr.Range, a.Range))
+			} else {
+				clusterAttr = a
+			}
+		}
 		for _, b := range content.Blocks {
 			switch b.Type {
 			case "variable":
@@ -325,6 +335,10 @@ func (p *Parser) parse(dir string, files []*hcl.File, opts LoadOptions) (*Parsed
 	diags = append(diags, localDiags...)
 	if diags.HasErrors() {
 		return c, diags
+	}
+
+	if clusterAttr != nil {
+		diags = append(diags, pb.decodeClusterName(clusterAttr)...)
 	}
 
 	seen := map[string]*resourceHeader{}
@@ -491,3 +505,25 @@ func hclValidIdentifier(s string) bool {
 
 // At renders a range as file:line for use inside a message.
 func At(rng hcl.Range) string { return fmt.Sprintf("%s:%d", rng.Filename, rng.Start.Line) }
+
+// decodeClusterName decodes the top-level `cluster = "prod-eu"`: a name for
+// the cluster the playbook points at, shown beside its identity. It is a
+// string known before the run (a literal, a variable or a local), not
+// sensitive.
+func (pb *Playbook) decodeClusterName(a *hcl.Attribute) hcl.Diagnostics {
+	v, diags := a.Expr.Value(pb.EvalContext(nil))
+	if diags.HasErrors() {
+		return diags
+	}
+	bad := func(detail string) hcl.Diagnostics {
+		return append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid cluster name", Detail: detail, Subject: a.Expr.Range().Ptr()})
+	}
+	if v.IsMarked() {
+		return bad("cluster names the cluster in messages and in upshift status: it cannot come from a sensitive value.")
+	}
+	if v.Type() != cty.String || v.IsNull() || !v.IsKnown() || strings.TrimSpace(v.AsString()) == "" {
+		return bad("cluster is a name, such as \"prod-eu\": a non-empty string known before the run (a literal, a variable or a local).")
+	}
+	pb.ClusterName = strings.TrimSpace(v.AsString())
+	return diags
+}

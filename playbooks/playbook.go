@@ -33,7 +33,13 @@ type Playbook struct {
 	// Steps holds every step, top-level and inside rollouts, in source order.
 	Steps    []*Step
 	Rollouts []*Rollout
+	// ClusterName is the top-level `cluster` attribute: a name for the
+	// cluster shown beside its identity, "" when unset. It names the
+	// cluster; what identifies it is what its resources point at.
+	ClusterName string
 
+	// runID is run.id once a run has begun (SetRunID).
+	runID       string
 	varValues   map[string]cty.Value
 	localValues map[string]cty.Value
 	// base is the shared evaluation context, built once resources are

@@ -12,6 +12,8 @@
 //     instance's execution with timeouts and retries (execute.go); undoing
 //     failed rollout items (rollback.go); a failure's diagnostics, the
 //     playbook's or a plugin's, flattened into one error (diagnostics.go);
+//   - the identity of the cluster a playbook points at (identity.go), by
+//     which a run's journal is kept and never resumed for another cluster;
 //   - the events a run emits (events.go).
 //
 // It knows nothing of any vendor: plugins are reached through the

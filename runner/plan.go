@@ -149,12 +149,16 @@ func (d *instanceDiags) diagnostics(perStep map[*playbooks.Step]int) hcl.Diagnos
 	return out
 }
 
+// RunStarts is what an argument made from run.id waits for, in a plan's
+// KnownAfter.
+const RunStarts = "the run starts"
+
 // knownAfter finds, for each unknown argument, the steps its expression
 // refers to. The answer depends only on the step, so it is worked out once
 // per step (refs) and filtered by what is unknown in this instance.
 func knownAfter(s *playbooks.Step, args cty.Value, refs map[*playbooks.Step]map[string][]string) map[string][]string {
-	if s.With == nil || len(s.References) == 0 {
-		return nil // only a step's result can be unknown in a plan
+	if s.With == nil {
+		return nil // only a step's result or run.id can be unknown in a plan
 	}
 	byAttr, ok := refs[s]
 	if !ok {
@@ -173,6 +177,10 @@ func knownAfter(s *playbooks.Step, args cty.Value, refs map[*playbooks.Step]map[
 		for name, trs := range vars {
 			seen := map[string]bool{}
 			for _, tr := range trs {
+				if tr.RootName() == "run" && !seen["run"] {
+					seen["run"] = true
+					byAttr[name] = append(byAttr[name], RunStarts)
+				}
 				if tr.RootName() != "step" || len(tr) < 2 {
 					continue
 				}

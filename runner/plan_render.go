@@ -134,6 +134,12 @@ func renderValue(v cty.Value, sensitive bool, after []string) string {
 		}
 		if secret {
 			what = "sensitive, " + what
+		} else if v.Type() == cty.String && !v.IsKnown() {
+			// A template over an unknown keeps what it knows: the
+			// backup folder before its run id.
+			if prefix := v.Range().StringPrefix(); prefix != "" {
+				return strconv.Quote(prefix) + "… (" + what + ")"
+			}
 		}
 		return "(" + what + ")"
 	}

@@ -50,9 +50,14 @@ type Options struct {
 	// Rerun lists addresses the operator allows to run again although they
 	// were in flight when a previous run died and cannot be checked.
 	Rerun []string
-	// Again begins a new run even when the journal's last run of the same
-	// playbook and variables finished: by default that run is not repeated.
-	Again bool
+	// Cluster is the identity of the cluster the playbook points at
+	// (Identify): a new run records it, and a journal of another cluster
+	// is never resumed. Nil in tests that do not care.
+	Cluster *journal.Cluster
+	// NewRun begins a new run of the cluster although its last run
+	// finished: by default a finished run stays finished, whatever changed
+	// in the playbook or its variables.
+	NewRun bool
 }
 
 // Result is how a run ended.
@@ -64,9 +69,13 @@ type Result struct {
 	Failed []string
 	// Resumed is true when the run continued an interrupted one.
 	Resumed bool
-	// AlreadyDone is true when nothing ran because the same playbook with
-	// the same variables had already run to completion.
+	// AlreadyDone is true when nothing ran because the cluster's last run
+	// had finished (Run is that run).
 	AlreadyDone bool
+	// RunID is the run's id (run.id in expressions).
+	RunID string
+	// Run is the journal's header of the run (nil without a journal).
+	Run *journal.Run
 }
 
 // ErrRunFailed is returned when at least one step failed.
@@ -103,14 +112,17 @@ func Run(ctx context.Context, g *Graph, opts Options) (*Result, error) {
 	for _, a := range opts.Rerun {
 		x.rerun[a] = true
 	}
-	resumed, err := x.openJournal()
-	if errors.Is(err, errAlreadyDone) {
-		x.emit(Event{Type: RunFinished, Status: string(journal.Done), Message: "nothing to do: this playbook already ran to completion with these variables (run it again with --again)"})
-		return &Result{Status: journal.Done, AlreadyDone: true, Outcomes: map[string]*dag.Outcome{}}, nil
+	resumed, run, err := x.openJournal()
+	var done *AlreadyDoneError
+	if errors.As(err, &done) {
+		x.emit(Event{Type: RunFinished, Status: string(journal.Done), Message: "nothing to do: " + done.Error()})
+		return &Result{Status: journal.Done, AlreadyDone: true, Outcomes: map[string]*dag.Outcome{}, RunID: done.Run.ID, Run: done.Run}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
+	// From here on, run.id is known to the steps' expressions.
+	g.Playbook.SetRunID(run.ID)
 	msg := fmt.Sprintf("running %d steps", len(g.Instances))
 	if resumed {
 		msg = fmt.Sprintf("resuming an interrupted run: %d of %d steps already done", x.doneCount(), len(g.Instances))
@@ -140,7 +152,10 @@ func Run(ctx context.Context, g *Graph, opts Options) (*Result, error) {
 		return nil, werr
 	}
 
-	res := &Result{Outcomes: outcomes, Resumed: resumed}
+	res := &Result{Outcomes: outcomes, Resumed: resumed, RunID: run.ID}
+	if opts.Journal != nil {
+		res.Run = run
+	}
 	for _, inst := range g.Instances {
 		out := outcomes[inst.Addr]
 		switch out.State {
@@ -163,7 +178,7 @@ func Run(ctx context.Context, g *Graph, opts Options) (*Result, error) {
 	case len(res.Failed) > 0:
 		res.Status = journal.Failed
 	case errors.Is(werr, dag.ErrStopped):
-		res.Status = journal.Paused
+		res.Status = journal.Stopped
 	default:
 		res.Status = journal.Done
 	}
@@ -199,26 +214,79 @@ func countState(out map[string]*dag.Outcome, s dag.State) int {
 	return n
 }
 
-// errAlreadyDone: the journal's last run is this one, finished.
-var errAlreadyDone = errors.New("already done")
+// AlreadyDoneError: the cluster's last run finished, and a new one was
+// not asked for.
+type AlreadyDoneError struct {
+	Run     *journal.Run
+	Cluster string // short id, "" when unknown
+}
 
-// openJournal continues an unfinished run or begins a new one. It returns
-// whether it resumed. A finished run of the same playbook and variables is
-// not begun again unless asked: a runner killed just after finishing must
-// not upgrade the cluster twice when it is started again.
-func (x *execution) openJournal() (bool, error) {
+func (e *AlreadyDoneError) Error() string {
+	who := "this cluster"
+	if e.Cluster != "" {
+		who = "cluster " + e.Cluster
+	}
+	return fmt.Sprintf("run %s of %s finished at %s; a finished run stays finished, whatever changed in the playbook or its variables (--new-run begins a new upgrade)",
+		e.Run.ID, who, e.Run.UpdatedAt.UTC().Format("2006-01-02 15:04:05 UTC"))
+}
+
+// ClusterMismatchError: the journal holds a run of another cluster, which
+// is never resumed.
+type ClusterMismatchError struct {
+	Run       *journal.Run
+	Journal   string // the journal's cluster id
+	ThisOne   string // this playbook's cluster id
+	Directory string
+}
+
+func (e *ClusterMismatchError) Error() string {
+	return fmt.Sprintf("the journal in %s holds run %s of cluster %s, not of this cluster %s: it is not resumed, and left alone",
+		e.Directory, e.Run.ID, short(e.Journal), short(e.ThisOne))
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// NewRunID makes a run id: its UTC start time, then 12 random hex digits,
+// e.g. 20261125T101500Z-4f2a1c9b0e3d. It sorts by time and makes a good
+// folder name (backups go to a folder per run).
+func NewRunID(now time.Time) string {
+	id := make([]byte, 6)
+	_, _ = rand.Read(id)
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(id)
+}
+
+// openJournal continues an unfinished run or begins a new one; it returns
+// whether it resumed, and the run. A finished run is not begun again unless
+// NewRun: a runner started again after finishing (or with other variables)
+// must not upgrade the cluster twice, nor overwrite its backups.
+func (x *execution) openJournal() (bool, *journal.Run, error) {
 	j := x.opts.Journal
 	if j == nil {
-		return false, nil
+		return false, &journal.Run{ID: NewRunID(time.Now())}, nil
 	}
 	prev, err := j.Load()
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
-	if prev != nil && prev.Status == journal.Done && prev.Digest == x.opts.Digest && !x.opts.Again {
-		return false, errAlreadyDone
+	var cluster string
+	if x.opts.Cluster != nil {
+		cluster = x.opts.Cluster.ID
 	}
-	if prev != nil && prev.Status != journal.Done && prev.Status != journal.Aborted {
+	if prev != nil && prev.Cluster != "" && cluster != "" && prev.Cluster != cluster {
+		return false, nil, &ClusterMismatchError{Run: prev, Journal: prev.Cluster, ThisOne: cluster, Directory: j.Path()}
+	}
+	if prev != nil && prev.Status == journal.Done && !x.opts.NewRun {
+		return false, nil, &AlreadyDoneError{Run: prev, Cluster: short(cluster)}
+	}
+	if prev != nil && prev.Resumable() {
+		if x.opts.NewRun {
+			return false, nil, fmt.Errorf("run %s of this cluster is %s, not finished: `upshift run` without --new-run resumes it, `upshift abort` gives it up", prev.ID, prev.Status)
+		}
 		for addr, s := range prev.Steps {
 			x.prior[addr] = s
 		}
@@ -227,20 +295,22 @@ func (x *execution) openJournal() (bool, error) {
 			// variable: the run resumes, with the new values, and says so.
 			x.emit(Event{Type: RunStarted, Message: "note: the playbook or its variables changed since this run began; steps already done are kept, the rest run with the new values (`upshift abort` starts over)"})
 		}
-		return true, nil
+		return true, prev, nil
 	}
-	id := make([]byte, 6)
-	_, _ = rand.Read(id)
 	run := &journal.Run{
-		ID:       time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(id),
+		ID:       NewRunID(time.Now()),
 		Playbook: x.g.Playbook.Dir,
+		Cluster:  cluster,
 		Digest:   x.opts.Digest,
 		Steps:    map[string]*journal.Step{},
 	}
 	for _, inst := range x.g.Instances {
 		run.Steps[inst.Addr] = &journal.Step{Address: inst.Addr, Status: journal.Pending, Action: inst.Step.Run.String(), Idempotent: inst.Step.Run.Action.Idempotent}
 	}
-	return false, j.Begin(run)
+	if err := j.Begin(run); err != nil {
+		return false, nil, err
+	}
+	return false, run, nil
 }
 
 func (x *execution) doneCount() int {

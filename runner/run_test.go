@@ -636,24 +636,128 @@ func TestJournalIsReadableAfterRun(t *testing.T) {
 
 func TestFinishedRunIsNotRepeated(t *testing.T) {
 	f := newFixture(t, upgrade)
-	_, err, _ := f.run(runner.Options{Digest: "d1"})
+	first, err, _ := f.run(runner.Options{Digest: "d1"})
 	require.NoError(t, err)
 	calls := len(f.lb.Calls())
 
 	res, err, rec := f.run(runner.Options{Digest: "d1"})
 	require.NoError(t, err)
 	assert.True(t, res.AlreadyDone)
+	assert.Equal(t, first.RunID, res.RunID, "says which run finished")
 	assert.Len(t, f.lb.Calls(), calls, "a finished run is not run twice")
-	assert.Contains(t, rec.of(runner.RunFinished)[0].Message, "nothing to do")
-
-	res, err, _ = f.run(runner.Options{Digest: "d1", Again: true})
-	require.NoError(t, err)
-	assert.False(t, res.AlreadyDone)
-	assert.Len(t, f.lb.Calls(), 2*calls, "--again runs it again")
+	assert.Contains(t, rec.of(runner.RunFinished)[0].Message, "nothing to do: run "+first.RunID)
+	assert.Contains(t, rec.of(runner.RunFinished)[0].Message, "--new-run")
 
 	res, err, _ = f.run(runner.Options{Digest: "d2"})
 	require.NoError(t, err)
-	assert.False(t, res.AlreadyDone, "changed variables make a new run")
+	assert.True(t, res.AlreadyDone, "changed variables do not restart a finished upgrade")
+	assert.Len(t, f.lb.Calls(), calls)
+
+	res, err, _ = f.run(runner.Options{Digest: "d2", NewRun: true})
+	require.NoError(t, err)
+	assert.False(t, res.AlreadyDone)
+	assert.NotEqual(t, first.RunID, res.RunID, "a new run has a new id")
+	assert.Len(t, f.lb.Calls(), 2*calls, "--new-run runs it again")
+	hist, err := f.j.History()
+	require.NoError(t, err)
+	assert.Len(t, hist, 1, "the first run is archived")
+}
+
+// failOn makes a mock fail the given action and succeed at any other.
+func failOn(failing string) func(context.Context, string, cty.Value) (cty.Value, error) {
+	return func(_ context.Context, action string, _ cty.Value) (cty.Value, error) {
+		if action == failing {
+			return cty.NilVal, errors.New("boom")
+		}
+		return cty.NilVal, nil
+	}
+}
+
+// TestNewRunRefusedWhileUnfinished: --new-run never drops an unfinished
+// run; it is resumed or aborted first.
+func TestNewRunRefusedWhileUnfinished(t *testing.T) {
+	f := newFixture(t, upgrade)
+	f.nodes.InvokeFn = failOn("start")
+	_, err, _ := f.run(runner.Options{})
+	require.ErrorIs(t, err, runner.ErrRunFailed)
+	_, err, _ = f.run(runner.Options{NewRun: true})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not finished")
+	assert.Contains(t, err.Error(), "upshift abort")
+}
+
+// TestJournalOfAnotherClusterIsNotResumed: a journal records its cluster,
+// and a run of another cluster neither resumes nor touches it.
+func TestJournalOfAnotherClusterIsNotResumed(t *testing.T) {
+	f := newFixture(t, upgrade)
+	f.nodes.InvokeFn = failOn("start")
+	a := &journal.Cluster{ID: strings.Repeat("a", 64)}
+	b := &journal.Cluster{ID: strings.Repeat("b", 64)}
+	_, err, _ := f.run(runner.Options{Cluster: a})
+	require.ErrorIs(t, err, runner.ErrRunFailed)
+	before, err := f.j.Load()
+	require.NoError(t, err)
+	assert.Equal(t, a.ID, before.Cluster)
+	calls := len(f.db.Calls())
+
+	_, err, _ = f.run(runner.Options{Cluster: b})
+	var mismatch *runner.ClusterMismatchError
+	require.ErrorAs(t, err, &mismatch)
+	assert.Contains(t, err.Error(), "aaaaaaaaaaaa")
+	assert.Contains(t, err.Error(), "bbbbbbbbbbbb")
+	assert.Len(t, f.db.Calls(), calls, "nothing ran")
+	after, err := f.j.Load()
+	require.NoError(t, err)
+	assert.Equal(t, before, after, "the other cluster's journal is untouched")
+}
+
+// TestRunIDInExpressions: run.id is unknown in a plan ("known after the
+// run starts") and the run's id during it, the same on resume.
+func TestRunIDInExpressions(t *testing.T) {
+	f := newFixture(t, `
+step "backup" {
+  run = database.main.backup
+  with {
+    to = "/backups/${run.id}/db.dump"
+  }
+}
+step "fail" {
+  run        = node_pool.cluster.exec
+  depends_on = [step.backup]
+  with {
+    node    = "n1"
+    command = ["x"]
+  }
+}
+`)
+	plan, diags := runner.MakePlan(f.graph)
+	require.False(t, diags.HasErrors(), diags.Error())
+	var text strings.Builder
+	require.NoError(t, plan.WriteText(&text))
+	assert.Contains(t, text.String(), "(known after the run starts)")
+
+	var tos []string
+	f.db.InvokeFn = func(_ context.Context, action string, args cty.Value) (cty.Value, error) {
+		tos = append(tos, args.GetAttr("to").AsString())
+		return cty.NilVal, nil
+	}
+	fails := true
+	f.nodes.InvokeFn = func(context.Context, string, cty.Value) (cty.Value, error) {
+		if fails {
+			return cty.NilVal, errors.New("boom")
+		}
+		return cty.NilVal, nil
+	}
+	res, err, _ := f.run(runner.Options{})
+	require.ErrorIs(t, err, runner.ErrRunFailed)
+	require.Equal(t, []string{"/backups/" + res.RunID + "/db.dump"}, tos)
+	assert.Regexp(t, `^\d{8}T\d{6}Z-[0-9a-f]{12}$`, res.RunID)
+
+	fails = false
+	res2, err, _ := f.run(runner.Options{})
+	require.NoError(t, err)
+	assert.Equal(t, res.RunID, res2.RunID, "a resumed run keeps its id")
+	assert.Len(t, tos, 1, "the backup is not taken again on resume")
 }
 
 func TestRollbackOfACopyDropsWhatItMade(t *testing.T) {

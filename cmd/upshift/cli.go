@@ -14,11 +14,16 @@ import (
 	"github.com/upshift-dev/upshift/playbooks"
 )
 
-// Exit codes.
+// Exit codes, documented in docs/running.md; automation relies on them.
 const (
-	exitOK      = 0
-	exitInvalid = 1 // invalid playbook, or a run that failed
-	exitUsage   = 2
+	exitOK        = 0 // done, or nothing to do
+	exitInvalid   = 1 // invalid playbook (or plugins missing or not as pinned)
+	exitUsage     = 2
+	exitPreflight = 3 // preflight checks failed: nothing changed (reserved)
+	exitFailed    = 4 // the run failed: a step failed, or the run could not go on
+	exitStopped   = 5 // paused (on_failure = "pause") or stopped by a signal: resume with upshift run
+	exitLocked    = 6 // another run holds the lock
+	exitRefused   = 7 // refused by the state folder (another cluster's journal, an older journal): nothing changed
 )
 
 // version is set at build time with -ldflags "-X main.version=...".

@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sort"
-
-	"syscall"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
@@ -70,7 +70,9 @@ type runFlags struct {
 	parallelism int
 	asJSON      bool
 	rerun       []string
-	again       bool
+	newRun      bool
+	again       bool // gone: says to use --new-run
+	legacy      string
 }
 
 func newRunCommand() *cobra.Command {
@@ -78,44 +80,68 @@ func newRunCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "run DIR",
 		Aliases: []string{"resume"},
-		Short:   "Run a playbook, or resume its interrupted run (alias: resume)",
-		Long: `run executes the playbook's steps through its plugins, recording each step
-in DIR/.upshift/state before and after it runs. If the last run did not
-finish, run resumes it: steps already done are not run again. Only one run
-at a time may use a state folder. Ctrl-C once stops starting new steps and
-lets running ones finish; twice cancels them.`,
+		Short:   "Run a playbook, or resume its cluster's unfinished run (alias: resume)",
+		Long: `run executes the playbook's steps through its plugins, recording each step in
+the journal of the cluster the playbook points at (its resources' identity),
+under DIR/.upshift/state (or --state-dir), before and after it runs.
+
+If that cluster's last run did not finish, run resumes it: steps already
+done are not run again. If it finished, run says so and changes nothing,
+whatever changed in the playbook or its variables; --new-run begins a new
+upgrade of the cluster, after printing its plan. Only one run at a time may
+use a cluster's journal.
+
+Ctrl-C, SIGTERM, SIGHUP (terminal closed) and SIGPIPE (output pipe gone)
+start no new step and let running steps finish; a second Ctrl-C or SIGTERM
+cancels them.
+
+Exit codes: 0 done (or nothing to do), 1 invalid playbook, 2 usage,
+3 preflight failed, 4 run failed, 5 paused or stopped, 6 lock held,
+7 refused by the state folder (nothing changed).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if rf.again {
+				fmt.Fprintln(cmd.ErrOrStderr(), "Error: --again is gone: a finished run stays finished, and --new-run begins a new upgrade of the cluster (after printing its plan).")
+				return exitError{exitUsage}
+			}
+			switch rf.legacy {
+			case "", legacyAdopt, legacySetAside:
+			default:
+				fmt.Fprintf(cmd.ErrOrStderr(), "Error: --legacy-state is %q or %q, not %q.\n", legacyAdopt, legacySetAside, rf.legacy)
+				return exitError{exitUsage}
+			}
 			return runPlaybook(cmd, args[0], rf)
 		},
 	}
 	rf.vars.register(cmd)
-	cmd.Flags().StringVar(&rf.state, "state-dir", "", "journal and lock folder (default DIR/.upshift/state)")
-	cmd.Flags().IntVar(&rf.parallelism, "parallelism", 10, "most steps running at once")
+	cmd.Flags().StringVar(&rf.state, "state-dir", "", "state folder: one journal, lock and history per cluster (default DIR/.upshift/state)")
+	cmd.Flags().IntVar(&rf.parallelism, "parallelism", defaultParallelism, "most steps running at once")
 	cmd.Flags().BoolVar(&rf.asJSON, "json", false, "print one JSON event per line instead of the console view")
 	cmd.Flags().StringArrayVar(&rf.rerun, "rerun", nil, "allow a step found in flight after a crash to run again (repeatable)")
-	cmd.Flags().BoolVar(&rf.again, "again", false, "run again although the same playbook and variables already ran to completion")
+	cmd.Flags().BoolVar(&rf.newRun, "new-run", false, "begin a new upgrade of the cluster although its last run finished (prints the plan first)")
+	cmd.Flags().BoolVar(&rf.again, "again", false, "replaced by --new-run")
+	_ = cmd.Flags().MarkHidden("again")
+	cmd.Flags().StringVar(&rf.legacy, "legacy-state", "", "a journal left by an older upshift at the top of the state folder: \"adopt\" files it under this cluster, \"set-aside\" moves it to legacy-<time>/")
 	return cmd
 }
 
+const (
+	defaultParallelism = 10
+	legacyAdopt        = "adopt"
+	legacySetAside     = "set-aside"
+)
+
 func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 	stderr := cmd.ErrOrStderr()
+	out := cmd.OutOrStdout()
 	state := stateDir(dir, rf.state)
-	if err := os.MkdirAll(state, 0o700); err != nil {
-		return runError(cmd, err)
-	}
-	// The lock comes first: nothing, not even a plugin's start, touches the
-	// environment while another run holds it.
-	lock, err := journal.Acquire(state, journal.CurrentOwner(""))
+	store, err := journal.OpenStore(state)
 	if err != nil {
 		return runError(cmd, err)
 	}
-	defer lock.Release()
-	if prev, stale := lock.TakenOver(); stale {
-		fmt.Fprintf(stderr, "Warning: took over a stale lock left by %s.\n", prev)
-	}
 
-	logPath := filepath.Join(state, "upshift.log")
+	// Plugins' logs, of every cluster of this state folder (appended).
+	logPath := filepath.Join(state, journal.LogName)
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return runError(cmd, err)
@@ -125,65 +151,278 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
-	stop := make(chan struct{})
-	signals := make(chan os.Signal, 2)
-	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(signals)
-	go func() {
-		n := 0
-		for range signals {
-			n++
-			if n == 1 {
-				fmt.Fprintln(stderr, "Stopping: no new step will start; running steps finish. Interrupt again to cancel them.")
-				close(stop)
-				continue
-			}
-			fmt.Fprintln(stderr, "Cancelling running steps.")
-			cancel()
-			return
-		}
-	}()
-	l, err := load(cmd, dir, rf.vars, withPlugins, logger)
+	stopper := newStopper(stderr, cancel)
+	defer stopper.Close()
+
+	// The plugins start with SIGHUP ignored, which they inherit: a closed
+	// terminal hangs up its whole process group, and a plugin killed by
+	// it would fail the step it runs. upshift itself hears SIGHUP again
+	// once they are started (unless it was started under nohup).
+	l, err := stopper.withHangupIgnored(func() (*loaded, error) {
+		return load(cmd, dir, rf.vars, withPlugins, logger)
+	})
 	if err != nil {
 		return err
 	}
 	defer l.Close()
-	if err := l.configure(ctx); err != nil {
-		return runError(cmd, err)
+
+	cluster := runner.Identify(l.pb)
+	if err := adoptLegacy(cmd, store, cluster, l, rf); err != nil {
+		return err
+	}
+	// Another cluster's unfinished run is checked before anything is
+	// written, so that a refusal leaves the state folder as it was.
+	peek, err := store.Current(cluster)
+	if err != nil {
+		return failed(cmd, err)
+	}
+	if peek == nil || !peek.Resumable() && !(peek.Status == journal.Done && !rf.newRun) {
+		if err := otherClusters(cmd, store, cluster, true, rf.newRun); err != nil {
+			return err
+		}
+	}
+	clusterDir, err := store.Register(cluster)
+	if err != nil {
+		return refused(cmd, err)
+	}
+	// The lock comes before anything is read to decide, and before any
+	// plugin is configured: nothing touches the cluster while another run
+	// of it holds the lock.
+	lock, err := journal.Acquire(clusterDir, journal.CurrentOwner(""))
+	if err != nil {
+		return lockError(cmd, err)
+	}
+	defer lock.Release()
+	if prev, stale := lock.TakenOver(); stale {
+		fmt.Fprintf(stderr, "Warning: took over a stale lock left by %s.\n", prev)
 	}
 
-	j, err := journal.Open(state)
+	j, err := journal.Open(clusterDir)
 	if err != nil {
 		return runError(cmd, err)
 	}
 	defer j.Close()
-	console := NewConsoleSink(cmd.OutOrStdout())
-	console.Live = isTerminal(cmd.OutOrStdout())
+	prev, err := j.Load()
+	if err != nil {
+		return failed(cmd, err)
+	}
+	who := fmt.Sprintf("cluster %s (%s)", cluster.Label(), cluster.Describe())
+	if prev != nil && prev.Cluster != "" && prev.Cluster != cluster.ID {
+		return refused(cmd, &runner.ClusterMismatchError{Run: prev, Journal: prev.Cluster, ThisOne: cluster.ID, Directory: clusterDir})
+	}
+	if prev != nil && prev.Status == journal.Done && !rf.newRun {
+		msg := fmt.Sprintf("Nothing to do: run %s of %s finished at %s, and a finished run stays finished whatever changed in the playbook or its variables. `%s` shows it; `upshift run %s --new-run` begins a new upgrade of this cluster.",
+			prev.ID, who, prev.UpdatedAt.UTC().Format("2006-01-02 15:04:05 UTC"), statusArgs(dir, rf), shellQuote(dir))
+		if rf.asJSON {
+			runner.NewJSONSink(out).Emit(runner.Event{Time: time.Now(), Type: runner.RunFinished, Status: string(journal.Done), Message: msg})
+		} else {
+			fmt.Fprintln(out, msg)
+		}
+		return nil
+	}
+	beginning := prev == nil || !prev.Resumable()
+	if !beginning {
+		// Resuming: other clusters' unfinished runs are only mentioned.
+		if err := otherClusters(cmd, store, cluster, false, rf.newRun); err != nil {
+			return err
+		}
+	}
+	if rf.newRun && beginning {
+		w := out
+		if rf.asJSON {
+			w = stderr
+		}
+		if prev != nil {
+			fmt.Fprintf(w, "Beginning a new run of %s; its last run %s %s at %s. The plan:\n\n", who, prev.ID, prev.Status, prev.UpdatedAt.UTC().Format("2006-01-02 15:04:05 UTC"))
+		} else {
+			fmt.Fprintf(w, "Beginning the first run of %s. The plan:\n\n", who)
+		}
+		if err := l.plan.WriteText(w); err != nil {
+			return runError(cmd, err)
+		}
+		fmt.Fprintln(w)
+	}
+	if stopper.Stopped() {
+		fmt.Fprintf(stderr, "Stopped (%s) before the run began: nothing was changed.\n", stopper.Reason())
+		return exitError{exitStopped}
+	}
+	if err := l.configure(ctx); err != nil {
+		return failed(cmd, err)
+	}
+
+	console := NewConsoleSink(out)
+	console.Live = isTerminal(out)
 	var sink runner.Sink = console
 	if rf.asJSON {
-		sink = runner.NewJSONSink(cmd.OutOrStdout())
+		sink = runner.NewJSONSink(out)
 	}
+	fmt.Fprintf(stderr, "Cluster %s: %s (journal %s).\n", cluster.Label(), cluster.Describe(), clusterDir)
 	res, err := runner.Run(ctx, l.graph, runner.Options{
 		Providers:   l.plugins.Providers(),
 		Plugins:     l.pluginInfos(),
 		Journal:     j,
 		Events:      sink,
 		Parallelism: rf.parallelism,
-		Stop:        stop,
+		Stop:        stopper.Stop(),
 		Digest:      digest(l.pb),
 		Rerun:       rf.rerun,
-		Again:       rf.again,
+		Cluster:     cluster,
+		NewRun:      rf.newRun,
 	})
+	var mismatch *runner.ClusterMismatchError
 	switch {
 	case errors.Is(err, runner.ErrRunFailed):
-		if !rf.asJSON {
-			fmt.Fprintf(stderr, "\nThe run did not finish (%s). `upshift status %s` shows where it stands; fix the cause and `upshift run %s` resumes it. Plugin logs: %s\n", res.Status, dir, dir, logPath)
+		code := exitFailed
+		why := string(res.Status)
+		if res.Status == journal.Paused || res.Status == journal.Stopped {
+			code = exitStopped
 		}
-		return exitError{exitInvalid}
+		if stopper.Stopped() {
+			why += " by " + stopper.Reason()
+		}
+		// On stderr, with --json too: automation reads the command there.
+		fmt.Fprintf(stderr, "\nRun %s of cluster %s did not finish (%s). `%s` shows where it stands; fix the cause and\n  %s\nresumes it. Plugin logs: %s\n",
+			res.RunID, cluster.Label(), why, statusArgs(dir, rf), resumeCommand(dir, rf, l.pb), logPath)
+		return exitError{code}
+	case errors.As(err, &mismatch):
+		return refused(cmd, err)
 	case err != nil:
-		return runError(cmd, err)
+		return failed(cmd, err)
 	}
 	return nil
+}
+
+// adoptLegacy deals with a journal an older upshift left at the top of the
+// state folder, which says nothing of its cluster. It is filed under this
+// cluster when the playbook and variables are those it was run with (the
+// same cluster for sure), or when --legacy-state adopt says so; set aside
+// with --legacy-state set-aside; otherwise the run is refused, nothing
+// changed, saying how to choose.
+func adoptLegacy(cmd *cobra.Command, store *journal.Store, cluster *journal.Cluster, l *loaded, rf runFlags) error {
+	legacy, err := store.Legacy()
+	if err != nil {
+		return refused(cmd, fmt.Errorf("the journal an older upshift left in %s cannot be read: %w", store.Dir(), err))
+	}
+	if legacy == nil {
+		return nil
+	}
+	how := rf.legacy
+	if how == "" && legacy.Digest == digest(l.pb) {
+		how = legacyAdopt
+	}
+	if how == "" {
+		return refused(cmd, fmt.Errorf(`the state folder %s holds the journal of an older upshift, which kept one journal per folder, not per cluster: run %s (%s, started %s, playbook %s). The playbook or its variables differ from that run's, so upshift cannot tell whether it was this cluster %s (%s).
+  If it was, `+"`upshift run %s --legacy-state adopt`"+` files it under this cluster (an unfinished run is then resumed, a finished one stays finished).
+  If not, `+"`--legacy-state set-aside`"+` moves it, untouched, to %s/legacy-<time>/.`,
+			store.Dir(), legacy.ID, legacy.Status, legacy.StartedAt.UTC().Format("2006-01-02 15:04:05 UTC"), legacy.Playbook, cluster.Label(), cluster.Describe(), l.pb.Dir, store.Dir()))
+	}
+	// An older upshift locks the folder itself: hold that lock while moving.
+	lock, err := journal.Acquire(store.Dir(), journal.CurrentOwner(""))
+	if err != nil {
+		return lockError(cmd, err)
+	}
+	defer lock.Release()
+	switch how {
+	case legacyAdopt:
+		to, err := store.AdoptLegacy(cluster)
+		if err != nil {
+			return refused(cmd, err)
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "Moved the journal of an older upshift (run %s, %s) to %s: it is this cluster's now.\n", legacy.ID, legacy.Status, to)
+	case legacySetAside:
+		to, err := store.SetAsideLegacy()
+		if err != nil {
+			return refused(cmd, err)
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "Moved the journal of an older upshift (run %s, %s) to %s, untouched.\n", legacy.ID, legacy.Status, to)
+	}
+	return nil
+}
+
+// otherClusters mentions the unfinished runs of other clusters in the same
+// state folder, which are never adopted. Beginning a cluster's first run
+// while another cluster's run is unfinished takes --new-run: the playbook
+// may point at the same cluster described differently (a fixed socket
+// path), whose run should be resumed rather than begun again.
+func otherClusters(cmd *cobra.Command, store *journal.Store, cluster *journal.Cluster, beginning, newRun bool) error {
+	all, err := store.Clusters()
+	if err != nil {
+		return failed(cmd, err)
+	}
+	var lines []string
+	for _, c := range all {
+		if c.Cluster.ID == cluster.ID || !c.Unfinished() {
+			continue
+		}
+		line := fmt.Sprintf("cluster %s (%s): run %s is %s, last updated %s", c.Cluster.Label(), c.Cluster.Describe(), c.Current.ID, c.Current.Status, c.Current.UpdatedAt.UTC().Format("2006-01-02 15:04:05 UTC"))
+		if d := journal.Diff(c.Cluster, cluster); len(d) > 0 {
+			line += "; it differs from this cluster in:\n      " + strings.Join(d, "\n      ")
+		}
+		lines = append(lines, line)
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	if beginning && !newRun {
+		fmt.Fprintf(cmd.ErrOrStderr(), "Error: this playbook points at cluster %s (%s), which has no run in %s, but another cluster there has an unfinished run:\n  %s\nNothing was changed. Its steps are never taken as this cluster's.\n  If this is another cluster, `--new-run` begins its own run; the other run stays as it is.\n  If it is the same cluster described differently, put the previous values back and `upshift run` resumes its run, or `upshift abort --cluster ID` gives that run up.\n",
+			cluster.Label(), cluster.Describe(), store.Dir(), strings.Join(lines, "\n  "))
+		return exitError{exitRefused}
+	}
+	for _, line := range lines {
+		fmt.Fprintf(cmd.ErrOrStderr(), "Note: this state folder also holds an unfinished run of another %s. It is not this cluster's and stays as it is.\n", line)
+	}
+	return nil
+}
+
+// resumeCommand is the command that resumes the run: every flag it was
+// given, sensitive variable values elided.
+func resumeCommand(dir string, rf runFlags, pb *playbooks.Playbook) string {
+	args := []string{"upshift", "run", shellQuote(dir)}
+	for _, f := range rf.vars.varFiles {
+		args = append(args, "-var-file", shellQuote(f))
+	}
+	elided := false
+	for _, v := range rf.vars.vars {
+		name, _, _ := strings.Cut(v, "=")
+		if pv := pb.Variables[strings.TrimSpace(name)]; pv != nil && pv.Sensitive {
+			args = append(args, "-var", shellQuote(strings.TrimSpace(name)+"=(sensitive: give it again)"))
+			elided = true
+			continue
+		}
+		args = append(args, "-var", shellQuote(v))
+	}
+	if rf.state != "" {
+		args = append(args, "--state-dir", shellQuote(rf.state))
+	}
+	if rf.parallelism != defaultParallelism {
+		args = append(args, "--parallelism", strconv.Itoa(rf.parallelism))
+	}
+	if rf.asJSON {
+		args = append(args, "--json")
+	}
+	s := strings.Join(args, " ")
+	if elided {
+		s += "   (sensitive values elided)"
+	}
+	return s
+}
+
+func statusArgs(dir string, rf runFlags) string {
+	s := "upshift status " + shellQuote(dir)
+	if rf.state != "" {
+		s += " --state-dir " + shellQuote(rf.state)
+	}
+	return s
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=,+@%", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // digest identifies a playbook's sources and variable values, so a journal

@@ -2,17 +2,21 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/upshift-dev/upshift/runner/journal"
 )
 
-// stateDir is where a playbook's journal and lock live unless --state-dir
-// says otherwise: beside the playbook, so one playbook folder is one
-// environment.
+// stateDir is where a playbook's state lives unless --state-dir says
+// otherwise: beside the playbook. It holds one folder per cluster the
+// playbook was run against (journal.Store).
 func stateDir(dir, flag string) string {
 	if flag != "" {
 		return flag
@@ -21,79 +25,190 @@ func stateDir(dir, flag string) string {
 }
 
 func newStatusCommand() *cobra.Command {
-	var state string
+	var state, only string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status DIR",
-		Short: "Show where the current or last run of a playbook stands",
+		Short: "Show the runs of each cluster the playbook was run against: current and past",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			j, err := journal.Open(stateDir(args[0], state))
+			dir := args[0]
+			store, err := journal.OpenStore(stateDir(dir, state))
 			if err != nil {
-				return err
+				return runError(cmd, err)
 			}
-			run, err := j.Load()
+			clusters, err := selectClusters(store, only)
 			if err != nil {
-				return err
+				return runError(cmd, err)
+			}
+			legacy, err := store.Legacy()
+			if err != nil {
+				return runError(cmd, err)
 			}
 			out := cmd.OutOrStdout()
-			if run == nil {
-				fmt.Fprintf(out, "No run has begun for %s.\n", args[0])
+			if asJSON {
+				return writeStatusJSON(out, clusters, legacy)
+			}
+			if len(clusters) == 0 && legacy == nil {
+				fmt.Fprintf(out, "No run has begun for %s.\n", dir)
 				return nil
 			}
-			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(run)
+			for i, c := range clusters {
+				if i > 0 {
+					fmt.Fprintln(out)
+				}
+				fmt.Fprintf(out, "Cluster %s: %s\n", c.Cluster.Label(), c.Cluster.Describe())
+				if c.Current == nil {
+					fmt.Fprintln(out, "no run has begun")
+				} else if err := journal.Format(out, c.Current); err != nil {
+					return err
+				}
+				if len(c.History) > 0 {
+					fmt.Fprintln(out, "\nPast runs:")
+					for k := len(c.History) - 1; k >= 0; k-- {
+						r, err := journal.LoadFile(c.History[k])
+						if err != nil {
+							fmt.Fprintf(out, "  %s: %v\n", filepath.Base(c.History[k]), err)
+							continue
+						}
+						fmt.Fprintf(out, "  run %s: %s, started %s, updated %s\n", r.ID, r.Status, localTime(r.StartedAt), localTime(r.UpdatedAt))
+					}
+				}
+				if c.Unfinished() {
+					fmt.Fprintf(out, "\nThe run is not finished. `upshift run %s` (with the same variables) resumes it; `upshift abort %s --cluster %s` gives it up.\n", dir, dir, c.Cluster.Short())
+				}
 			}
-			if err := journal.Format(out, run); err != nil {
-				return err
-			}
-			switch run.Status {
-			case journal.Failed, journal.Paused, journal.Running:
-				fmt.Fprintf(out, "\nThe run is not finished. `upshift run %s` resumes it; `upshift abort %s` gives it up.\n", args[0], args[0])
+			if legacy != nil {
+				fmt.Fprintf(out, "\nThis state folder also holds the journal of an older upshift, not filed under a cluster: run %s, %s, started %s. `upshift run` files it under its cluster when the playbook and variables are the same, or asks.\n",
+					legacy.ID, legacy.Status, localTime(legacy.StartedAt))
 			}
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&state, "state-dir", "", "journal folder (default DIR/.upshift/state)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the journal as JSON")
+	cmd.Flags().StringVar(&state, "state-dir", "", "state folder (default DIR/.upshift/state)")
+	cmd.Flags().StringVar(&only, "cluster", "", "show only the cluster whose id starts with this")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the clusters and their runs as JSON")
 	return cmd
 }
 
+func localTime(t time.Time) string {
+	return t.Local().Format("2006-01-02 15:04:05 MST")
+}
+
+// selectClusters returns the clusters of store, or those whose id starts
+// with prefix.
+func selectClusters(store *journal.Store, prefix string) ([]*journal.ClusterState, error) {
+	all, err := store.Clusters()
+	if err != nil || prefix == "" {
+		return all, err
+	}
+	var out []*journal.ClusterState
+	for _, c := range all {
+		if strings.HasPrefix(c.Cluster.ID, prefix) {
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no cluster %q in %s", prefix, store.Dir())
+	}
+	return out, nil
+}
+
+func writeStatusJSON(w io.Writer, clusters []*journal.ClusterState, legacy *journal.Run) error {
+	type past struct {
+		ID        string         `json:"id"`
+		Status    journal.Status `json:"status"`
+		StartedAt time.Time      `json:"started_at"`
+		UpdatedAt time.Time      `json:"updated_at"`
+	}
+	type cluster struct {
+		*journal.Cluster
+		Current *journal.Run `json:"current"`
+		Past    []past       `json:"past"`
+	}
+	doc := struct {
+		Clusters []cluster    `json:"clusters"`
+		Legacy   *journal.Run `json:"legacy,omitempty"`
+	}{Clusters: []cluster{}, Legacy: legacy}
+	for _, c := range clusters {
+		e := cluster{Cluster: c.Cluster, Current: c.Current, Past: []past{}}
+		for _, h := range c.History {
+			if r, err := journal.LoadFile(h); err == nil {
+				e.Past = append(e.Past, past{r.ID, r.Status, r.StartedAt, r.UpdatedAt})
+			}
+		}
+		doc.Clusters = append(doc.Clusters, e)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(doc)
+}
+
 func newAbortCommand() *cobra.Command {
-	var state string
+	var state, only string
 	cmd := &cobra.Command{
 		Use:   "abort DIR",
-		Short: "Give up an unfinished run, so that the next run starts from the beginning",
+		Short: "Give up a cluster's unfinished run, so that its next run starts from the beginning",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dir := stateDir(args[0], state)
-			lock, err := journal.Acquire(dir, journal.CurrentOwner(""))
+			store, err := journal.OpenStore(stateDir(args[0], state))
 			if err != nil {
 				return runError(cmd, err)
 			}
-			defer lock.Release()
-			j, err := journal.Open(dir)
+			clusters, err := selectClusters(store, only)
 			if err != nil {
-				return err
+				return runError(cmd, err)
 			}
+			var unfinished []*journal.ClusterState
+			for _, c := range clusters {
+				if c.Unfinished() {
+					unfinished = append(unfinished, c)
+				}
+			}
+			if legacy, err := store.Legacy(); err == nil && legacy != nil && legacy.Resumable() && only == "" {
+				unfinished = append(unfinished, &journal.ClusterState{Cluster: &journal.Cluster{ID: "(older upshift)"}, Dir: store.Dir(), Current: legacy})
+			}
+			switch len(unfinished) {
+			case 0:
+				fmt.Fprintln(cmd.OutOrStdout(), "There is no unfinished run to abort.")
+				return nil
+			case 1:
+			default:
+				var names []string
+				for _, c := range unfinished {
+					names = append(names, fmt.Sprintf("  %s: run %s (%s), %s", c.Cluster.Label(), c.Current.ID, c.Current.Status, c.Cluster.Describe()))
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "Error: several clusters have an unfinished run; say which with --cluster:\n%s\n", strings.Join(names, "\n"))
+				return exitError{exitUsage}
+			}
+			c := unfinished[0]
+			lock, err := journal.Acquire(c.Dir, journal.CurrentOwner(""))
+			if err != nil {
+				return lockError(cmd, err)
+			}
+			defer lock.Release()
+			j, err := journal.Open(c.Dir)
+			if err != nil {
+				return runError(cmd, err)
+			}
+			defer j.Close()
 			run, err := j.Load()
 			if err != nil {
-				return err
+				return runError(cmd, err)
 			}
-			if run == nil || run.Status == journal.Done || run.Status == journal.Aborted {
+			if run == nil || !run.Resumable() {
 				fmt.Fprintln(cmd.OutOrStdout(), "There is no unfinished run to abort.")
 				return nil
 			}
 			if err := j.Finish(journal.Aborted); err != nil {
-				return err
+				return runError(cmd, err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Run %s aborted. Nothing was undone: `upshift status %s` shows what had been done.\n", run.ID, args[0])
+			fmt.Fprintf(cmd.OutOrStdout(), "Run %s of cluster %s aborted. Nothing was undone: `upshift status %s` shows what had been done.\n", run.ID, c.Cluster.Label(), args[0])
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&state, "state-dir", "", "journal folder (default DIR/.upshift/state)")
+	cmd.Flags().StringVar(&state, "state-dir", "", "state folder (default DIR/.upshift/state)")
+	cmd.Flags().StringVar(&only, "cluster", "", "the cluster whose run to abort (id or its start), when several have one")
 	return cmd
 }
 
@@ -102,4 +217,27 @@ func newAbortCommand() *cobra.Command {
 func runError(cmd *cobra.Command, err error) error {
 	fmt.Fprintf(cmd.ErrOrStderr(), "Error: %s\n", err)
 	return exitError{exitInvalid}
+}
+
+// failed prints err and returns the code of a failed run.
+func failed(cmd *cobra.Command, err error) error {
+	fmt.Fprintf(cmd.ErrOrStderr(), "Error: %s\n", err)
+	return exitError{exitFailed}
+}
+
+// refused prints err and returns the code of a run the state folder
+// refused before anything changed.
+func refused(cmd *cobra.Command, err error) error {
+	fmt.Fprintf(cmd.ErrOrStderr(), "Error: %s\nNothing was changed.\n", err)
+	return exitError{exitRefused}
+}
+
+// lockError prints err; a lock held by another run has its own code.
+func lockError(cmd *cobra.Command, err error) error {
+	fmt.Fprintf(cmd.ErrOrStderr(), "Error: %s\n", err)
+	var held *journal.HeldError
+	if errors.As(err, &held) {
+		return exitError{exitLocked}
+	}
+	return exitError{exitFailed}
 }

@@ -129,9 +129,9 @@ func runOK(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-func initPlaybook(t *testing.T, dir string) {
+func initPlaybook(t *testing.T, dir string, vars ...string) {
 	t.Helper()
-	out := runOK(t, "init", dir)
+	out := runOK(t, append([]string{"init", dir}, vars...)...)
 	require.Contains(t, out, "testkit")
 }
 
@@ -202,10 +202,7 @@ func TestCrashAndResume(t *testing.T) {
 				assert.Equal(t, 1, counts[key], "trial %d: %s ran %d times", trial, key, counts[key])
 			}
 		}
-		j, err := journal.Open(filepath.Join(dir, ".upshift", "state"))
-		require.NoError(t, err)
-		run, err := j.Load()
-		require.NoError(t, err)
+		run := currentRun(t, filepath.Join(dir, ".upshift", "state"))
 		assert.Equal(t, journal.Done, run.Status)
 		require.Len(t, run.Steps, 12)
 		for addr, s := range run.Steps {
@@ -236,9 +233,31 @@ step "long" {
 
 	second, err := upshift(t, "run", dir).CombinedOutput()
 	require.Error(t, err)
-	assert.Equal(t, exitInvalid, second2code(err))
+	assert.Equal(t, exitLocked, second2code(err))
 	assert.Contains(t, string(second), "another upshift run holds the lock")
 	assert.Contains(t, string(second), fmt.Sprintf("pid %d", first.Process.Pid))
+}
+
+// clusterDir is the folder of the one cluster a state folder holds.
+func clusterDir(t *testing.T, state string) string {
+	t.Helper()
+	store, err := journal.OpenStore(state)
+	require.NoError(t, err)
+	clusters, err := store.Clusters()
+	require.NoError(t, err)
+	require.Len(t, clusters, 1, "one cluster in %s", state)
+	return clusters[0].Dir
+}
+
+// currentRun is the current run of the one cluster a state folder holds.
+func currentRun(t *testing.T, state string) *journal.Run {
+	t.Helper()
+	j, err := journal.Open(clusterDir(t, state))
+	require.NoError(t, err)
+	run, err := j.Load()
+	require.NoError(t, err)
+	require.NotNil(t, run)
+	return run
 }
 
 func second2code(err error) int {
@@ -328,7 +347,7 @@ step "flaky" {
 	out, err := upshift(t, "run", dir).CombinedOutput()
 	require.Error(t, err, "%s", out)
 	assert.Contains(t, string(out), "step.flaky: FAILED")
-	assert.Contains(t, string(out), "upshift run "+dir+"` resumes it")
+	assert.Contains(t, string(out), "\n  upshift run "+dir+"\nresumes it")
 
 	status := runOK(t, "status", dir)
 	assert.Contains(t, status, "failed")
@@ -357,12 +376,10 @@ func TestInterruptStopsCleanly(t *testing.T) {
 	go func() { <-ctx.Done(); _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }()
 	err := cmd.Wait()
 	require.Error(t, err, "an interrupted run is not a success")
+	assert.Equal(t, exitStopped, second2code(err))
 
-	j, err := journal.Open(filepath.Join(dir, ".upshift", "state"))
-	require.NoError(t, err)
-	run, err := j.Load()
-	require.NoError(t, err)
-	assert.Equal(t, journal.Paused, run.Status)
+	run := currentRun(t, filepath.Join(dir, ".upshift", "state"))
+	assert.Equal(t, journal.Stopped, run.Status)
 	pending := 0
 	for addr, s := range run.Steps {
 		assert.NotEqual(t, journal.Running, s.Status, "%s left running after a clean stop", addr)

@@ -13,12 +13,14 @@ step "read_only" {
   }
 }
 
-# 2. Back up the environment: the database and each node's data folder.
+# 2. Back up the environment: the database and each node's data folder,
+#    into a folder of this run's own (backup_dir/<run id>), so that no run
+#    ever overwrites the backups of another; a resumed run keeps its id.
 step "backup" {
   description = "Back up database A."
   run         = database.main.backup
   with {
-    to = "${var.backup_dir}/database-before-upgrade.backup"
+    to = "${var.backup_dir}/${run.id}/database-before-upgrade.backup"
   }
   depends_on = [step.read_only]
 }
@@ -29,7 +31,7 @@ step "backup_data" {
   run         = node_pool.cluster.backup_data
   with {
     node = each.key
-    to   = "${var.backup_dir}/data-${each.key}"
+    to   = "${var.backup_dir}/${run.id}/data-${each.key}"
   }
   depends_on = [step.read_only]
 }
@@ -39,7 +41,8 @@ step "copy" {
   description = "Copy database A to B."
   run         = database.main.copy
   with {
-    to = var.database_b
+    to     = var.database_b
+    run_id = run.id # an existing B is adopted only when this run made it
   }
   depends_on = [step.read_only]
 }

@@ -58,7 +58,7 @@ variable "database_b" {
 }
 
 variable "backup_dir" {
-  description = "Folder for the database backup and the nodes' data folder backups."
+  description = "Folder for the backups: each run backs up the database and the nodes' data folders into its own sub-folder, named by its run id."
   type        = string
 }
 

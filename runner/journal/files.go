@@ -33,6 +33,7 @@ type state struct {
 type runHeader struct {
 	ID        string    `json:"id"`
 	Playbook  string    `json:"playbook"`
+	Cluster   string    `json:"cluster,omitempty"`
 	Digest    string    `json:"digest"`
 	StartedAt time.Time `json:"started_at"`
 	UpdatedAt time.Time `json:"updated_at"`
@@ -164,7 +165,7 @@ func readState(snapPath, logPath string) (*state, error) {
 // deterministic, readable, and the step JSON is written as encoded by Update.
 func writeSnapshot(path string, hdr *Run, steps map[string]json.RawMessage, seq uint64, sync bool) error {
 	head, err := json.Marshal(runHeader{
-		ID: hdr.ID, Playbook: hdr.Playbook, Digest: hdr.Digest,
+		ID: hdr.ID, Playbook: hdr.Playbook, Cluster: hdr.Cluster, Digest: hdr.Digest,
 		StartedAt: hdr.StartedAt, UpdatedAt: hdr.UpdatedAt, Status: hdr.Status,
 	})
 	if err != nil {

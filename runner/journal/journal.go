@@ -41,8 +41,11 @@ const (
 	// RolledBack: the step had finished, and the rollback of its rollout
 	// item has begun undoing it (Note says how far). Resume runs it again.
 	RolledBack Status = "rolled_back"
-	Paused     Status = "paused"
-	Aborted    Status = "aborted"
+	// Paused: a rollout with on_failure = "pause" failed. Stopped: the
+	// operator (Ctrl-C, a signal) stopped the run. Both are resumed.
+	Paused  Status = "paused"
+	Stopped Status = "stopped"
+	Aborted Status = "aborted"
 )
 
 // Finished reports whether s is final: a run or step in this status will not
@@ -89,7 +92,8 @@ type Step struct {
 type Run struct {
 	ID        string           `json:"id"`
 	Playbook  string           `json:"playbook"`
-	Digest    string           `json:"digest"` // playbook + variables, so resume can tell the plan changed
+	Cluster   string           `json:"cluster,omitempty"` // the cluster's identity (Cluster.ID); empty in journals of older versions
+	Digest    string           `json:"digest"`            // playbook + variables, so resume can tell the plan changed
 	StartedAt time.Time        `json:"started_at"`
 	UpdatedAt time.Time        `json:"updated_at"`
 	Status    Status           `json:"status"`
@@ -358,11 +362,11 @@ func (j *Journal) addSeq(step Step) (uint64, bool, error) {
 	return j.seq, j.records >= j.opts.CompactAfter, nil
 }
 
-// Finish sets the run's final status (Done, Failed, Aborted, or Paused for a
-// run that will be resumed) and folds the log into the snapshot.
+// Finish sets the run's final status (Done, Failed, Aborted, or Paused or
+// Stopped for a run that will be resumed) and folds the log into the snapshot.
 func (j *Journal) Finish(status Status) error {
 	switch status {
-	case Done, Failed, Aborted, Paused:
+	case Done, Failed, Aborted, Paused, Stopped:
 	default:
 		return fmt.Errorf("journal: Finish: invalid run status %q", status)
 	}
