@@ -22,11 +22,17 @@ import (
 
 const lockSuffix = ".upshift-lock"
 
+// lockPath is beside A's real path, so two runs reaching A through
+// different symbolic links lock the same file.
 func (d *db) lockPath(name string) string {
-	if name == dbkit.DefaultLock {
-		return d.path + lockSuffix
+	a := d.path
+	if real, err := filepath.EvalSymlinks(a); err == nil {
+		a = real
 	}
-	return d.path + "." + name + lockSuffix
+	if name == dbkit.DefaultLock {
+		return a + lockSuffix
+	}
+	return a + "." + name + lockSuffix
 }
 
 func (d *db) TryLock(_ context.Context, name, holder string) (*dbkit.Holder, error) {

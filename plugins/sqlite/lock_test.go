@@ -23,6 +23,13 @@ func TestLockIsOneRunPerDatabase(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(body), "run a of alice@host\nsince ")
 
+	// The same A through a symbolic link: the same lock.
+	link := filepath.Join(t.TempDir(), "a-link.sqlite")
+	require.NoError(t, os.Symlink(a, link))
+	r = dbkittest.Invoke(configured(t, link), "lock", dbkittest.LockArgs("run c", ""))
+	require.True(t, r.Diagnostics.HasErrors(), "A reached through a link is locked too")
+	assert.Contains(t, r.Diagnostics[0].Detail, "is held by run a of alice@host")
+
 	// A missing database is an error, not a lock file beside nothing.
 	missing := filepath.Join(t.TempDir(), "nope.sqlite")
 	r = dbkittest.Invoke(configured(t, missing), "lock", dbkittest.LockArgs("run b", ""))
