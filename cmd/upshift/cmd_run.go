@@ -193,6 +193,9 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 		return lockError(cmd, err)
 	}
 	defer lock.Release()
+	// The plugins end before the lock is released (defers run last
+	// first), so that the next run never meets this one's plugins.
+	defer l.Close()
 	if prev, stale := lock.TakenOver(); stale {
 		fmt.Fprintf(stderr, "Warning: took over a stale lock left by %s.\n", prev)
 	}
@@ -211,6 +214,9 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 		return refused(cmd, &runner.ClusterMismatchError{Run: prev, Journal: prev.Cluster, ThisOne: cluster.ID, Directory: clusterDir})
 	}
 	if prev != nil && prev.Status == journal.Done && !rf.newRun {
+		if err := otherClusters(cmd, store, cluster, false, false); err != nil {
+			return err
+		}
 		msg := fmt.Sprintf("Nothing to do: run %s of %s finished at %s, and a finished run stays finished whatever changed in the playbook or its variables. `%s` shows it; `upshift run %s --new-run` begins a new upgrade of this cluster.",
 			prev.ID, who, prev.UpdatedAt.UTC().Format("2006-01-02 15:04:05 UTC"), statusArgs(dir, rf), shellQuote(dir))
 		if rf.asJSON {
