@@ -31,6 +31,44 @@ var ServerStatusType = cty.Object(map[string]cty.Type{
 	"sessions": cty.Number, // current sessions (in-flight requests)
 })
 
+// counterNames are the traffic counters a load balancer's metrics report,
+// cumulative since the load balancer (or, for a log-based vendor, the
+// plugin) started counting: the runner compares two samples.
+var counterNames = []string{
+	"requests", // HTTP requests answered (or failed) through the load balancer
+	"http_1xx", // responses by status class, as the client saw them
+	"http_2xx",
+	"http_3xx",
+	"http_4xx",
+	"http_5xx",
+	"connection_errors", // attempts that could not reach a server
+	"response_errors",   // attempts whose server failed mid-answer or timed out
+	"retries",           // attempts made again on the same server
+	"redispatches",      // requests moved to another server after a failure
+}
+
+func countersType(extra map[string]cty.Type) cty.Type {
+	attrs := map[string]cty.Type{"sessions": cty.Number} // current, not cumulative
+	for _, n := range counterNames {
+		attrs[n] = cty.Number
+	}
+	for k, v := range extra {
+		attrs[k] = v
+	}
+	return cty.Object(attrs)
+}
+
+// CountersType is a load balancer's traffic counters for a whole backend:
+// every request it took, including those no server could answer.
+var CountersType = countersType(nil)
+
+// ServerCountersType is one server's traffic counters.
+var ServerCountersType = countersType(map[string]cty.Type{"name": cty.String})
+
+// CounterNames lists the cumulative counters of CountersType, in a stable
+// order (sessions, a gauge, is not among them).
+func CounterNames() []string { return append([]string(nil), counterNames...) }
+
 // contracts holds the standard actions of each kind. Every vendor of a kind
 // implements all of them, so a playbook switches vendor by changing one word.
 var contracts = map[Kind][]*Action{
@@ -69,6 +107,16 @@ var contracts = map[Kind][]*Action{
 			Args:        obj(),
 			Result: obj(
 				req("servers", cty.List(ServerStatusType), "Every server of the backend."),
+			),
+			Idempotent: true,
+		},
+		{
+			Name:        "metrics",
+			Description: "Reports the load balancer's own traffic counters for the backend and each server: requests, responses by status class, connection and response errors, retries, redispatches (cumulative) and current sessions. Read-only; a runner compares two samples to see what clients met in between.",
+			Args:        obj(),
+			Result: obj(
+				req("backend", CountersType, "The whole backend, including requests no server could take."),
+				req("servers", cty.List(ServerCountersType), "Each server of the backend."),
 			),
 			Idempotent: true,
 		},

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,7 +22,8 @@ import (
 
 // Backend is one tiny HTTP server: GET /healthz (200, or 503 when made
 // unhealthy), GET /slow?ms=N (answers after N ms), POST /write?ms=N (reads
-// the body, answers 201 after N ms), anything else answers 200 with the backend's name.
+// the body, answers 201 after N ms), GET /status/NNN (answers status NNN),
+// anything else answers 200 with the backend's name.
 type Backend struct {
 	Name string
 	Addr string
@@ -62,6 +64,12 @@ func (b *Backend) serve(ln net.Listener) {
 		b.inflight.Add(1)
 		defer b.inflight.Add(-1)
 		switch {
+		case strings.HasPrefix(r.URL.Path, "/status/"):
+			code, err := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/status/"))
+			if err != nil || code < 100 || code > 599 {
+				code = http.StatusBadRequest
+			}
+			http.Error(w, b.Name, code)
 		case r.URL.Path == "/slow":
 			b.slow.Add(1)
 			defer b.slow.Add(-1)

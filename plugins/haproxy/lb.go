@@ -92,6 +92,48 @@ func (l *LB) Servers(ctx context.Context) ([]lbkit.Server, error) {
 	return out, nil
 }
 
+// Metrics reads the backend's counters from `show stat`: responses by
+// class (hrsp_*), connection and response errors (econ, eresp), retries
+// (wretr), redispatches (wredis) and current sessions (scur), for the
+// backend as a whole (its BACKEND row counts what no server took: a 503
+// when none is up) and for each server.
+func (l *LB) Metrics(ctx context.Context) (lbkit.Metrics, error) {
+	rows, total, err := l.client.Backend(ctx, l.backend)
+	if err != nil {
+		return lbkit.Metrics{}, err
+	}
+	if total == nil {
+		return lbkit.Metrics{}, l.noBackend(ctx)
+	}
+	m := lbkit.Metrics{Backend: counters(total)}
+	for _, r := range rows {
+		m.Servers = append(m.Servers, lbkit.ServerCounters{Name: r["svname"], Counters: counters(r)})
+	}
+	return m, nil
+}
+
+// counters reads one `show stat` row. HAProxy counts HTTP requests per
+// backend (req_tot) but not per server, where the responses are summed.
+func counters(r runtimeapi.Stat) lbkit.Counters {
+	c := lbkit.Counters{
+		ConnectionErrors: int64(r.Int("econ")),
+		ResponseErrors:   int64(r.Int("eresp")),
+		Retries:          int64(r.Int("wretr")),
+		Redispatches:     int64(r.Int("wredis")),
+		Sessions:         int64(r.Int("scur")),
+	}
+	var answered int64
+	for i := range c.HTTP {
+		c.HTTP[i] = int64(r.Int(fmt.Sprintf("hrsp_%dxx", i+1)))
+		answered += c.HTTP[i]
+	}
+	c.Requests = int64(r.Int("req_tot"))
+	if c.Requests < answered+int64(r.Int("hrsp_other")) {
+		c.Requests = answered + int64(r.Int("hrsp_other"))
+	}
+	return c
+}
+
 // Status returns every server of the backend, in config order.
 func (l *LB) Status(ctx context.Context) ([]ServerStatus, error) {
 	rows, found, err := l.client.Servers(ctx, l.backend)

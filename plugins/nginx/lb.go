@@ -29,6 +29,7 @@ type LB struct {
 	health   map[string]string // server name -> health URL
 	ctl      nginxctl.Ctl      // Binary empty until first needed
 	binGiven string
+	log      *accessLog // nil: no access_log configured
 
 	client *http.Client
 	// mu serialises edits of the upstream file and reloads: two drains of
@@ -50,6 +51,7 @@ type Options struct {
 	Binary       string            `cty:"nginx_binary"`
 	Servers      map[string]string `cty:"servers"`
 	HealthURLs   map[string]string `cty:"health_urls"`
+	AccessLog    string            `cty:"access_log"`
 	// HealthTimeout bounds each health probe; default 2s.
 	HealthTimeout time.Duration `cty:"health_timeout,positive" default:"2s"`
 }
@@ -69,7 +71,15 @@ func NewLB(o Options) *LB {
 		}},
 		poll:       200 * time.Millisecond,
 		reloadWait: 10 * time.Second,
+		log:        newAccessLog(o.AccessLog),
 	}
+}
+
+func newAccessLog(path string) *accessLog {
+	if path == "" {
+		return nil
+	}
+	return &accessLog{path: path}
 }
 
 // ServerStatus is one server as the plugin reports it.

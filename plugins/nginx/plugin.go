@@ -29,6 +29,7 @@ var configSchema = &schema.Object{Attributes: []*schema.Attribute{
 	{Name: "health_urls", Type: cty.Map(cty.String), Description: "Health URL of each server, by name. nginx (open source) has no active health checks: enable and the min_in_service guard ask these URLs; a server without one counts as in service."},
 	{Name: "health_timeout", Type: cty.String, Description: "Deadline of each health probe, as a duration. Default 2s."},
 	{Name: "nginx_binary", Type: cty.String, Description: "Path of nginx. Default: nginx on PATH, else /usr/sbin/nginx."},
+	{Name: "access_log", Type: cty.String, Description: "Access log of the server that proxies to the upstream, written in the `upshift` log format (see the plugin's page): nginx open source keeps no traffic counters, so the metrics action counts requests from it. Without it, metrics says what to enable."},
 }}
 
 // newPlugin declares the plugin. Each call returns a fresh instance: one

@@ -167,24 +167,30 @@ func ParseStat(out string) ([]Stat, error) {
 // Servers returns the `show stat` rows of backend's servers, in config
 // order, and whether the backend exists at all.
 func (c *Client) Servers(ctx context.Context, backend string) ([]Stat, bool, error) {
+	servers, total, err := c.Backend(ctx, backend)
+	return servers, total != nil, err
+}
+
+// Backend returns the `show stat` rows of backend's servers, in config
+// order, and the backend's own row (nil when there is no such backend),
+// which also counts the requests no server took.
+func (c *Client) Backend(ctx context.Context, backend string) (servers []Stat, total Stat, err error) {
 	rows, err := c.ShowStat(ctx)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, err
 	}
-	var out []Stat
-	found := false
 	for _, r := range rows {
 		if r["pxname"] != backend {
 			continue
 		}
 		if r["svname"] == "BACKEND" {
-			found = true
+			total = r
 		}
 		if r.IsServer() {
-			out = append(out, r)
+			servers = append(servers, r)
 		}
 	}
-	return out, found, nil
+	return servers, total, nil
 }
 
 // Backends returns the names of all backends.

@@ -64,6 +64,44 @@ type Server struct {
 	Sessions int    // 0 where the load balancer does not count them
 }
 
+// Counters are a load balancer's traffic counters, cumulative but for
+// Sessions (see schema.CountersType).
+type Counters struct {
+	Requests         int64
+	HTTP             [5]int64 // by status class: HTTP[0] is 1xx, HTTP[4] is 5xx
+	ConnectionErrors int64
+	ResponseErrors   int64
+	Retries          int64
+	Redispatches     int64
+	Sessions         int64
+}
+
+// Add adds c2's counters to c's.
+func (c *Counters) Add(c2 Counters) {
+	c.Requests += c2.Requests
+	for i := range c.HTTP {
+		c.HTTP[i] += c2.HTTP[i]
+	}
+	c.ConnectionErrors += c2.ConnectionErrors
+	c.ResponseErrors += c2.ResponseErrors
+	c.Retries += c2.Retries
+	c.Redispatches += c2.Redispatches
+	c.Sessions += c2.Sessions
+}
+
+// ServerCounters are one server's counters.
+type ServerCounters struct {
+	Name string
+	Counters
+}
+
+// Metrics are what the metrics action reports: the whole backend, and each
+// server.
+type Metrics struct {
+	Backend Counters
+	Servers []ServerCounters
+}
+
 // Backend is a vendor's load balancer logic. An error that blames an
 // argument is an sdk.ArgError ("server", "min_in_service").
 type Backend interface {
@@ -74,6 +112,9 @@ type Backend interface {
 	// drain (enable) of server has taken effect, with a one-line detail.
 	CheckDrain(ctx context.Context, server string) (bool, string, error)
 	CheckEnable(ctx context.Context, server string) (bool, string, error)
+	// Metrics reads the load balancer's own traffic counters. A vendor
+	// that cannot count says, in the error, what the operator must enable.
+	Metrics(ctx context.Context) (Metrics, error)
 }
 
 // Configure builds the Backend from the plugin's config (decode it with
@@ -106,6 +147,7 @@ func Plugin(name, version string, config *schema.Object, configure Configure) *s
 			{Schema: std("drain"), Run: k.drain, Check: k.check("drain", StateMaint, Backend.CheckDrain)},
 			{Schema: std("enable"), Run: k.enable, Check: k.check("enable", StateReady, Backend.CheckEnable)},
 			{Schema: std("status"), Run: k.status},
+			{Schema: std("metrics"), Run: k.metrics},
 		},
 	}
 }
@@ -192,6 +234,44 @@ func (k *kit) status(ctx context.Context, _ *sdk.Request) (cty.Value, error) {
 		v = cty.ListVal(list)
 	}
 	return sdk.Result(schema.ContractAction(schema.KindLoadBalancer, "status"), map[string]cty.Value{"servers": v})
+}
+
+func (k *kit) metrics(ctx context.Context, _ *sdk.Request) (cty.Value, error) {
+	b, err := k.get()
+	if err != nil {
+		return cty.NilVal, err
+	}
+	m, err := b.Metrics(ctx)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	servers := make([]cty.Value, len(m.Servers))
+	for i, s := range m.Servers {
+		attrs := counterAttrs(s.Counters)
+		attrs["name"] = cty.StringVal(s.Name)
+		servers[i] = cty.ObjectVal(attrs)
+	}
+	list := cty.ListValEmpty(schema.ServerCountersType)
+	if len(servers) > 0 {
+		list = cty.ListVal(servers)
+	}
+	return sdk.Result(schema.ContractAction(schema.KindLoadBalancer, "metrics"), map[string]cty.Value{
+		"backend": cty.ObjectVal(counterAttrs(m.Backend)),
+		"servers": list,
+	})
+}
+
+func counterAttrs(c Counters) map[string]cty.Value {
+	n := func(v int64) cty.Value { return cty.NumberIntVal(v) }
+	return map[string]cty.Value{
+		"requests": n(c.Requests),
+		"http_1xx": n(c.HTTP[0]), "http_2xx": n(c.HTTP[1]), "http_3xx": n(c.HTTP[2]), "http_4xx": n(c.HTTP[3]), "http_5xx": n(c.HTTP[4]),
+		"connection_errors": n(c.ConnectionErrors),
+		"response_errors":   n(c.ResponseErrors),
+		"retries":           n(c.Retries),
+		"redispatches":      n(c.Redispatches),
+		"sessions":          n(c.Sessions),
+	}
 }
 
 // check answers Check for drain and enable: applied (with the result Run

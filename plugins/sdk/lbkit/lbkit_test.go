@@ -48,6 +48,14 @@ func (f *fake) CheckDrain(_ context.Context, server string) (bool, string, error
 
 func (f *fake) CheckEnable(context.Context, string) (bool, string, error) { return !f.maint, "", nil }
 
+func (f *fake) Metrics(context.Context) (lbkit.Metrics, error) {
+	s1 := lbkit.Counters{Requests: 10, HTTP: [5]int64{0, 8, 0, 0, 2}, ConnectionErrors: 1, Redispatches: 1, Sessions: 3}
+	var backend lbkit.Counters
+	backend.Add(s1)
+	backend.Add(lbkit.Counters{Requests: 4, HTTP: [5]int64{0, 0, 0, 0, 4}}) // no server took these
+	return lbkit.Metrics{Backend: backend, Servers: []lbkit.ServerCounters{{Name: "s1", Counters: s1}}}, nil
+}
+
 var config = &schema.Object{Attributes: []*schema.Attribute{{Name: "name", Type: cty.String}}}
 
 func newPlugin(f *fake) *sdk.Plugin {
@@ -135,4 +143,28 @@ func TestStandardActions(t *testing.T) {
 	assert.Equal(t, "up", s.GetAttr("health").AsString())
 	n, _ := s.GetAttr("sessions").AsBigFloat().Int64()
 	assert.Equal(t, int64(2), n)
+}
+
+func TestMetricsFitTheContract(t *testing.T) {
+	p := sdktest.Provider(t, newPlugin(&fake{}))
+	ctx := context.Background()
+	require.False(t, p.Configure(ctx, plugins.ConfigureRequest{Config: cty.EmptyObjectVal}).HasErrors())
+	resp := p.Invoke(ctx, plugins.InvokeRequest{Action: "metrics", Args: cty.EmptyObjectVal})
+	require.False(t, resp.Diagnostics.HasErrors(), "%v", resp.Diagnostics.Err())
+	num := func(v cty.Value, attr string) int64 {
+		n, _ := v.GetAttr(attr).AsBigFloat().Int64()
+		return n
+	}
+	b := resp.Result.GetAttr("backend")
+	assert.Equal(t, int64(14), num(b, "requests"))
+	assert.Equal(t, int64(6), num(b, "http_5xx"), "the backend counts what no server took")
+	assert.Equal(t, int64(8), num(b, "http_2xx"))
+	s := resp.Result.GetAttr("servers").Index(cty.NumberIntVal(0))
+	assert.Equal(t, "s1", s.GetAttr("name").AsString())
+	assert.Equal(t, int64(1), num(s, "connection_errors"))
+	assert.Equal(t, int64(1), num(s, "redispatches"))
+	assert.Equal(t, int64(3), num(s, "sessions"))
+	for _, name := range schema.CounterNames() {
+		assert.True(t, b.Type().HasAttribute(name), name)
+	}
 }
