@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -51,8 +52,12 @@ func (n *Node) pid() int {
 }
 
 // Start starts the node detached (its own session, so it outlives this
-// plugin), output appended to its log file, pid written atomically, and
-// waits until it listens. An early exit is an error quoting its log.
+// plugin: the one process the plugin starts that must), output appended to
+// its log file, pid written atomically, and waits until it answers on its
+// address as itself (nodekit.WaitStarted): past its start-up checks, from
+// the pid started, holding the listening socket. An early exit is an error
+// quoting its log; another process on the port is an error naming it; the
+// process started is stopped on any failure.
 func (n *Node) Start(ctx context.Context, timeout time.Duration, progress func(string, ...any)) (bool, error) {
 	if pid := n.pid(); pid != 0 {
 		return false, nil
@@ -78,25 +83,95 @@ func (n *Node) Start(ctx context.Context, timeout time.Duration, progress func(s
 		_ = cmd.Process.Kill()
 		return false, err
 	}
-	progress("started pid %d, waiting for %s to listen", cmd.Process.Pid, n.Address)
-	deadline := time.Now().Add(timeout)
-	for {
+	pid := cmd.Process.Pid
+	progress("started pid %d, waiting for it to answer on %s", pid, n.Address)
+	var (
+		gone    bool
+		exitErr error
+	)
+	started := nodekit.Started{
+		Pid: pid,
+		Exited: func() (bool, string) {
+			if !gone {
+				select {
+				case exitErr = <-exited:
+					gone = true
+				default:
+					return false, ""
+				}
+			}
+			status := "exit status 0"
+			if exitErr != nil {
+				status = exitErr.Error()
+			}
+			why := status + ": " + logTail(n.LogFile, logStart)
+			if holders := listeners(n.Address); holders != "" {
+				why += "; " + n.Address + " is held by " + holders
+			}
+			return true, why
+		},
+		Owns: func() (bool, bool, string) {
+			port := portOf(n.Address)
+			if port == 0 {
+				return false, false, ""
+			}
+			owns, known := procfs.ListensOn(pid, port)
+			if !known || owns {
+				return owns, known, ""
+			}
+			holders := listeners(n.Address)
+			if holders == "" {
+				holders = "a process this user cannot see"
+			}
+			return false, true, holders
+		},
+	}
+	err = n.WaitStarted(ctx, timeout, started, progress)
+	if err == nil {
+		return true, nil
+	}
+	// Not up: what was started must not stay behind, or the next start
+	// would take it for a running node.
+	if !gone {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
 		select {
-		case err := <-exited:
-			_ = os.Remove(n.PidFile)
-			return false, fmt.Errorf("the process exited at start (%v): %s", err, logTail(n.LogFile, logStart))
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			<-exited
 		}
-		if c, err := net.DialTimeout("tcp", n.Address, time.Second); err == nil {
-			c.Close()
-			return true, nil
-		}
-		if time.Now().After(deadline) {
-			return false, fmt.Errorf("the process (pid %d) does not listen on %s after %s: %s", cmd.Process.Pid, n.Address, timeout, logTail(n.LogFile, logStart))
+		if errors.Is(err, nodekit.ErrNotOurs) {
+			err = fmt.Errorf("%w; stopped pid %d: %s", err, pid, logTail(n.LogFile, logStart))
+		} else {
+			err = fmt.Errorf("%w; stopped it: %s", err, logTail(n.LogFile, logStart))
 		}
 	}
+	_ = os.Remove(n.PidFile)
+	return false, err
+}
+
+// listeners names the processes listening on addr's port, "" when none
+// can be seen.
+func listeners(addr string) string {
+	port := portOf(addr)
+	if port == 0 {
+		return ""
+	}
+	var out []string
+	for _, p := range procfs.ListenerPids(port) {
+		out = append(out, procfs.Describe(p))
+	}
+	return strings.Join(out, ", ")
+}
+
+// portOf is the port of a host:port address, 0 when there is none.
+func portOf(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	port, _ := strconv.Atoi(p)
+	return port
 }
 
 // Stop sends SIGTERM, waits up to timeout for a graceful exit, then kills.
@@ -138,35 +213,38 @@ type ExecResult = nodekit.ExecResult
 
 const outputLimit = 64 << 10
 
-// Exec runs argv (or, when shell is set, sh -c shell) in the node's data
-// folder's parent, with extra environment variables.
+// Exec runs argv (or, when shell is set, sh -c shell) with extra
+// environment variables, in a process group of its own that is killed when
+// the command exits, when ctx ends or the timeout passes, and when this
+// plugin dies (procfs.RunGroup): nothing it starts outlives the step.
 func (n *Node) Exec(ctx context.Context, argv []string, shell string, env map[string]string, timeout time.Duration) (ExecResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var cmd *exec.Cmd
 	if shell != "" {
-		cmd = exec.CommandContext(ctx, "/bin/sh", "-c", shell)
+		cmd = exec.Command("/bin/sh", "-c", shell)
 	} else {
-		cmd = exec.CommandContext(ctx, argv[0], argv[1:]...)
+		cmd = exec.Command(argv[0], argv[1:]...)
 	}
 	cmd.Env = os.Environ()
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	cmd.WaitDelay = 2 * time.Second
 	var stdout, stderr limitedBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	name := cmd.Path
+	code, err := procfs.RunGroup(ctx, cmd)
 	res := ExecResult{Stdout: stdout.String(), Stderr: stderr.String()}
-	var ee *exec.ExitError
 	switch {
 	case ctx.Err() == context.DeadlineExceeded:
-		return res, fmt.Errorf("command timed out after %s", timeout)
-	case errors.As(err, &ee):
-		res.ExitCode = ee.ExitCode()
-		return res, fmt.Errorf("command exited with status %d: %s", res.ExitCode, nodekit.LastLines(res.Stderr+res.Stdout, 5))
+		return res, fmt.Errorf("command timed out after %s; its process group was killed", timeout)
+	case err != nil && ctx.Err() != nil:
+		return res, fmt.Errorf("command cancelled (%v); its process group was killed", ctx.Err())
 	case err != nil:
-		return res, fmt.Errorf("running %s: %w", cmd.Args[0], err)
+		return res, fmt.Errorf("running %s: %w", name, err)
+	case code != 0:
+		res.ExitCode = code
+		return res, fmt.Errorf("command exited with status %d: %s", code, nodekit.LastLines(res.Stderr+res.Stdout, 5))
 	}
 	return res, nil
 }

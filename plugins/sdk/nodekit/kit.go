@@ -1,12 +1,14 @@
 // Package nodekit owns what node_pool plugins share: the Node a playbook's
 // nodes list describes (FromValue, Attr, Strings), the node's HTTP admin
-// and health endpoints (SetReadOnly, WaitHealthy), and the handler
+// and health endpoints (SetReadOnly, Health, WaitHealthy with a required
+// version and writability, WaitStarted: the process a start launched
+// answers as itself, not a stray one on its port), and the handler
 // scaffolding of the kind's standard actions. A vendor implements Driver
 // for its node type (a local process, a host over SSH); Kit wires start,
 // stop, exec, set_config, touch, read_only, wait_healthy and backup_data
 // to it: the node lookup by the `node` argument, one action at a time per
 // node, argument decoding, "node NAME:" on errors and the contract's
-// results.
+// results, and exec's Check (its `check` command, asked on resume).
 package nodekit
 
 import (
@@ -14,6 +16,7 @@ import (
 	"fmt"
 	"path"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,11 +35,14 @@ type Progress func(format string, args ...any)
 type Member interface{ Base() *Node }
 
 // Command is exec's command: an argument vector or a shell line (exactly
-// one), and extra environment variables.
+// one), and extra environment variables. Check is the argument vector
+// that says whether the command's effect already happened (exit 0 yes,
+// 1 no, else unknown), asked by Check on resume; Exec ignores it.
 type Command struct {
 	Argv  []string          `cty:"command"`
 	Shell string            `cty:"shell"`
 	Env   map[string]string `cty:"env"`
+	Check []string          `cty:"check"`
 }
 
 // ExecResult is what a command printed and how it ended.
@@ -55,7 +61,10 @@ type Driver[N Member] interface {
 	Start(ctx context.Context, n N, timeout time.Duration, progress Progress) error
 	// Stop stops it gracefully within timeout, then forcibly.
 	Stop(ctx context.Context, n N, timeout time.Duration, progress Progress) error
-	// Exec runs cmd on the node's host.
+	// Exec runs cmd on the node's host. A command that ran and exited
+	// non-zero returns an error together with its ExitCode and output;
+	// an error with ExitCode 0 means it did not run to its end. Whatever
+	// the command starts ends with it, and when ctx ends.
 	Exec(ctx context.Context, n N, cmd Command, timeout time.Duration) (ExecResult, error)
 	// SetConfig sets key in the node's JSON config file, keeping its mode
 	// and owner; it reports whether the file changed.
@@ -217,31 +226,20 @@ func (k *Kit[N]) Actions() []*sdk.Action {
 	if rc, ok := d.(RunningChecker[N]); ok {
 		start.Check, stop.Check = k.checkRunning(rc, true), k.checkRunning(rc, false)
 	}
+	exec := k.action("exec", true, func(ctx context.Context, n N, r *sdk.Request) (map[string]cty.Value, error) {
+		cmd, timeout, err := execArgs(r)
+		if err != nil {
+			return nil, err
+		}
+		res, err := d.Exec(ctx, n, cmd, timeout)
+		if err != nil {
+			return nil, err
+		}
+		return execResult(res), nil
+	})
+	exec.Check = k.checkExec
 	return []*sdk.Action{
-		start, stop,
-		k.action("exec", true, func(ctx context.Context, n N, r *sdk.Request) (map[string]cty.Value, error) {
-			var cmd Command
-			if err := r.Decode(&cmd); err != nil {
-				return nil, err
-			}
-			switch {
-			case len(cmd.Argv) == 0 && cmd.Shell == "":
-				return nil, sdk.ArgError("command", "%s", ErrNoCommand)
-			case len(cmd.Argv) > 0 && cmd.Shell != "":
-				return nil, sdk.ArgError("shell", "%s", ErrBothCommands)
-			}
-			timeout, err := r.Duration("timeout", 10*time.Minute)
-			if err != nil {
-				return nil, err
-			}
-			res, err := d.Exec(ctx, n, cmd, timeout)
-			if err != nil {
-				return nil, err
-			}
-			return map[string]cty.Value{
-				"exit_code": cty.NumberIntVal(int64(res.ExitCode)), "stdout": cty.StringVal(res.Stdout), "stderr": cty.StringVal(res.Stderr),
-			}, nil
-		}),
+		start, stop, exec,
 		k.action("set_config", true, func(ctx context.Context, n N, r *sdk.Request) (map[string]cty.Value, error) {
 			changed, err := d.SetConfig(ctx, n, r.String("key"), r.String("value"))
 			return map[string]cty.Value{"changed": cty.BoolVal(changed)}, err
@@ -267,7 +265,8 @@ func (k *Kit[N]) Actions() []*sdk.Action {
 			if successes < 1 {
 				return nil, sdk.ArgError("successes", "must be at least 1")
 			}
-			version, err := n.Base().WaitHealthy(ctx, timeout, successes, r.Progress)
+			want := Want{Version: r.String("version"), Writable: r.Bool("writable", false)}
+			version, err := n.Base().WaitHealthyFor(ctx, timeout, successes, want, r.Progress)
 			return map[string]cty.Value{"node": cty.StringVal(n.Base().Name), "version": cty.StringVal(version)}, err
 		}),
 		k.action("backup_data", true, func(ctx context.Context, n N, r *sdk.Request) (map[string]cty.Value, error) {
@@ -278,6 +277,65 @@ func (k *Kit[N]) Actions() []*sdk.Action {
 			nb, err := d.BackupData(ctx, n, to)
 			return map[string]cty.Value{"path": cty.StringVal(to), "bytes": cty.NumberIntVal(nb)}, err
 		}),
+	}
+}
+
+// execArgs decodes exec's arguments.
+func execArgs(r *sdk.Request) (Command, time.Duration, error) {
+	var cmd Command
+	if err := r.Decode(&cmd); err != nil {
+		return cmd, 0, err
+	}
+	switch {
+	case len(cmd.Argv) == 0 && cmd.Shell == "":
+		return cmd, 0, sdk.ArgError("command", "%s", ErrNoCommand)
+	case len(cmd.Argv) > 0 && cmd.Shell != "":
+		return cmd, 0, sdk.ArgError("shell", "%s", ErrBothCommands)
+	}
+	timeout, err := r.Duration("timeout", 10*time.Minute)
+	return cmd, timeout, err
+}
+
+func execResult(res ExecResult) map[string]cty.Value {
+	return map[string]cty.Value{
+		"exit_code": cty.NumberIntVal(int64(res.ExitCode)), "stdout": cty.StringVal(res.Stdout), "stderr": cty.StringVal(res.Stderr),
+	}
+}
+
+// checkTimeout bounds exec's check command.
+const checkTimeout = 2 * time.Minute
+
+// checkExec answers Check for exec by running the step's check command
+// (same node, same environment): exit 0 applied (the result is the check's
+// output), 1 not applied, anything else, or no check, unknown. It waits
+// for the node's lock, as exec does: the check runs a command.
+func (k *Kit[N]) checkExec(ctx context.Context, r *sdk.Request) (plugins.CheckResponse, error) {
+	unknown := func(format string, args ...any) (plugins.CheckResponse, error) {
+		return plugins.CheckResponse{State: plugins.CheckUnknown, Detail: fmt.Sprintf(format, args...)}, nil
+	}
+	m, err := k.find(r)
+	if err != nil {
+		return unknown("%s", err)
+	}
+	cmd, _, err := execArgs(r)
+	if err != nil {
+		return unknown("%s", err)
+	}
+	if len(cmd.Check) == 0 {
+		return unknown("the step gives exec no check command to ask")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	res, err := k.driver.Exec(ctx, m.node, Command{Argv: cmd.Check, Env: cmd.Env}, checkTimeout)
+	line := strings.Join(cmd.Check, " ")
+	switch {
+	case err == nil:
+		out, err := Result(r, execResult(res))
+		return plugins.CheckResponse{State: plugins.CheckApplied, Result: out, Detail: fmt.Sprintf("node %s: check `%s` exited 0: done", m.node.Base().Name, line)}, err
+	case res.ExitCode == 1:
+		return plugins.CheckResponse{State: plugins.CheckNotApplied, Detail: fmt.Sprintf("node %s: check `%s` exited 1: not done", m.node.Base().Name, line)}, nil
+	default:
+		return unknown("node %s: check `%s`: %s", m.node.Base().Name, line, err)
 	}
 }
 

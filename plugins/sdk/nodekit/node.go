@@ -144,48 +144,6 @@ func (n *Node) SetReadOnly(ctx context.Context, enabled bool) error {
 	return nil
 }
 
-// WaitHealthy polls the health URL until it answers 200 `successes` times
-// in a row; it returns the version the node reports.
-func (n *Node) WaitHealthy(ctx context.Context, timeout time.Duration, successes int, progress Progress) (string, error) {
-	deadline := time.Now().Add(timeout)
-	streak, version, last := 0, "", "no answer yet"
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.HealthURL, nil)
-		resp, err := httpClient.Do(req)
-		if err == nil {
-			b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				streak++
-				var h struct {
-					Version json.RawMessage `json:"version"`
-				}
-				if json.Unmarshal(b, &h) == nil {
-					version = strings.Trim(string(h.Version), `"`)
-				}
-			} else {
-				streak, last = 0, fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
-			}
-		} else {
-			streak, last = 0, err.Error()
-		}
-		if streak >= successes {
-			return version, nil
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("not healthy after %s (last answer: %s)", timeout, last)
-		}
-		if streak == 0 {
-			progress("waiting: %s", last)
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
 // LastLines is the last n lines of s joined with " | ", for an error
 // message quoting a command's output.
 func LastLines(s string, n int) string {

@@ -32,6 +32,17 @@ func ListensOn(pid, port int) (listens, known bool) {
 			return true, true
 		}
 	}
+	// The socket may have closed between the two reads (the process
+	// exiting): a "no" stands only if the same sockets still listen.
+	again := listeningInodes(port)
+	if len(again) != len(inodes) {
+		return false, false
+	}
+	for ino := range inodes {
+		if !again[ino] {
+			return false, false
+		}
+	}
 	return false, true
 }
 
