@@ -166,7 +166,7 @@ func newAbortCommand() *cobra.Command {
 				}
 			}
 			if legacy, err := store.Legacy(); err == nil && legacy != nil && legacy.Resumable() && only == "" {
-				unfinished = append(unfinished, &journal.ClusterState{Cluster: &journal.Cluster{ID: "(older upshift)"}, Dir: store.Dir(), Current: legacy})
+				unfinished = append(unfinished, &journal.ClusterState{Cluster: &journal.Cluster{ID: "legacy"}, Dir: store.Dir(), Current: legacy})
 			}
 			switch len(unfinished) {
 			case 0:
