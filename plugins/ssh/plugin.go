@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path"
 	"strconv"
@@ -150,31 +149,6 @@ func (n *node) remotePid(ctx context.Context) (int, error) {
 	return strconv.Atoi(f[0])
 }
 
-// listening waits until something listens on the node's address; alive
-// says whether the process is still there, why what to report when it is
-// not or the timeout passed.
-func (n *node) listening(ctx context.Context, timeout time.Duration, alive func() (bool, error), why func() string) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		if c, err := net.DialTimeout("tcp", n.Address, time.Second); err == nil {
-			c.Close()
-			return nil
-		}
-		ok, err := alive()
-		if err != nil {
-			return err
-		}
-		if !ok || time.Now().After(deadline) {
-			return errors.New(why())
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
 func (driver) Start(ctx context.Context, n *node, timeout time.Duration, progress nodekit.Progress) error {
 	if n.managed() {
 		if up, err := n.running(ctx); err != nil {
@@ -186,9 +160,9 @@ func (driver) Start(ctx context.Context, n *node, timeout time.Duration, progres
 		if err := n.runService(ctx, "starting", n.startCmd, timeout); err != nil {
 			return err
 		}
-		return n.listening(ctx, timeout, func() (bool, error) { return true, nil }, func() string {
-			return fmt.Sprintf("started, but nothing listens on %s after %s", n.Address, timeout)
-		})
+		// The service manager knows the pid, not us: the node must answer
+		// past its start-up checks.
+		return n.WaitStarted(ctx, timeout, nodekit.Started{}, progress)
 	}
 	if pid, err := n.remotePid(ctx); err != nil {
 		return err
@@ -203,20 +177,39 @@ func (driver) Start(ctx context.Context, n *node, timeout time.Duration, progres
 	if _, stderr, err := n.host.run(ctx, line, n.host.cfg.timeout); err != nil {
 		return fmt.Errorf("starting: %v %s", err, strings.TrimSpace(stderr))
 	}
-	pid := 0
-	alive := func() (bool, error) {
-		var err error
-		pid, err = n.remotePid(ctx)
-		return pid != 0, err
+	pid, err := n.remotePid(ctx)
+	if err != nil {
+		return err
 	}
-	return n.listening(ctx, timeout, alive, func() string {
-		what := "the process exited at start"
-		if pid != 0 {
-			what = fmt.Sprintf("the process (pid %d) does not listen on %s after %s", pid, n.Address, timeout)
+	tail := func() string {
+		out, _, _ := n.host.run(ctx, "tail -n 5 "+quote(n.LogFile), n.host.cfg.timeout)
+		return nodekit.LastLines(out, 5)
+	}
+	if pid != 0 {
+		progress("started pid %d on %s, waiting for it to answer on %s", pid, n.host.addr, n.Address)
+	}
+	// The node must answer as the pid started (platformd's /healthz says
+	// which pid answers), past its start-up checks.
+	err = n.WaitStarted(ctx, timeout, nodekit.Started{
+		Pid: pid,
+		Exited: func() (bool, string) {
+			if pid != 0 {
+				if p, err := n.remotePid(ctx); err != nil || p == pid {
+					return false, ""
+				}
+			}
+			return true, tail()
+		},
+	}, progress)
+	if err != nil {
+		// What was started must not stay behind: the next start would
+		// take it for the running node.
+		if p, _ := n.remotePid(ctx); pid != 0 && p == pid {
+			_, _, _ = n.host.run(ctx, "kill -TERM "+strconv.Itoa(pid)+"; rm -f "+quote(n.PidFile), n.host.cfg.timeout)
+			err = fmt.Errorf("%w; stopped pid %d", err, pid)
 		}
-		tail, _, _ := n.host.run(ctx, "tail -n 5 "+quote(n.LogFile), n.host.cfg.timeout)
-		return what + ": " + nodekit.LastLines(tail, 5)
-	})
+	}
+	return err
 }
 
 func (driver) Stop(ctx context.Context, n *node, timeout time.Duration, progress nodekit.Progress) error {
@@ -281,15 +274,17 @@ func (driver) Exec(ctx context.Context, n *node, cmd nodekit.Command, timeout ti
 		}
 		argv = append(prefix, argv...)
 	}
-	stdout, stderr, err := n.host.run(ctx, commandLine(argv), timeout)
+	stdout, stderr, err := n.host.runStep(ctx, argv, timeout)
+	res := nodekit.ExecResult{Stdout: stdout, Stderr: stderr}
 	var exit *ssh.ExitError
 	if errors.As(err, &exit) {
-		return nodekit.ExecResult{}, fmt.Errorf("command exited with status %d: %s", exit.ExitStatus(), nodekit.LastLines(stderr+stdout, 5))
+		res.ExitCode = exit.ExitStatus()
+		return res, fmt.Errorf("command exited with status %d: %s", exit.ExitStatus(), nodekit.LastLines(stderr+stdout, 5))
 	}
 	if err != nil {
-		return nodekit.ExecResult{}, err
+		return res, err
 	}
-	return nodekit.ExecResult{Stdout: stdout, Stderr: stderr}, nil
+	return res, nil
 }
 
 func (driver) SetConfig(ctx context.Context, n *node, key, value string) (bool, error) {

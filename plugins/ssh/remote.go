@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -161,6 +162,37 @@ func (h *host) close() {
 
 // run runs a command line remotely; a non-zero exit is an *ssh.ExitError.
 func (h *host) run(ctx context.Context, line string, timeout time.Duration) (string, string, error) {
+	return h.session(ctx, line, nil, timeout)
+}
+
+// stepGuard runs a step's command on the node's host so that it dies with
+// the step and with the plugin. sshd starts the command line in a process
+// group of its own; the guard's watchdog reads its stdin, which the plugin
+// holds open for the step: at its end (the step cancelled, the connection
+// lost because the plugin died) the watchdog SIGKILLs the whole group. A
+// command that ends normally stops the watchdog first.
+//
+// (A background job's stdin is /dev/null unless redirected: the watchdog
+// reads the session's stdin through descriptor 3.)
+const stepGuard = `exec 3<&0
+(cat <&3 >/dev/null; kill -KILL 0) &
+w=$!
+exec 3<&-
+"$@" </dev/null &
+wait $!
+s=$?
+kill -KILL $w 2>/dev/null
+exit $s`
+
+// runStep runs argv remotely under stepGuard; a non-zero exit is an
+// *ssh.ExitError.
+func (h *host) runStep(ctx context.Context, argv []string, timeout time.Duration) (string, string, error) {
+	stdin, hold := io.Pipe()
+	defer hold.Close()
+	return h.session(ctx, "sh -c "+quote(stepGuard)+" upshift-step "+commandLine(argv), stdin, timeout)
+}
+
+func (h *host) session(ctx context.Context, line string, stdin io.Reader, timeout time.Duration) (string, string, error) {
 	c, err := h.conn(ctx)
 	if err != nil {
 		return "", "", err
@@ -171,19 +203,38 @@ func (h *host) run(ctx context.Context, line string, timeout time.Duration) (str
 	}
 	defer s.Close()
 	var stdout, stderr limited
-	s.Stdout, s.Stderr = &stdout, &stderr
+	s.Stdout, s.Stderr, s.Stdin = &stdout, &stderr, stdin
 	done := make(chan error, 1)
 	go func() { done <- s.Run(line) }()
 	select {
 	case err = <-done:
 	case <-time.After(timeout):
-		_ = s.Signal(ssh.SIGKILL)
-		return stdout.String(), stderr.String(), fmt.Errorf("command timed out after %s", timeout)
+		err = fmt.Errorf("command timed out after %s", timeout)
+		if !cut(s, done) {
+			return "", "", err
+		}
 	case <-ctx.Done():
-		_ = s.Signal(ssh.SIGKILL)
-		return stdout.String(), stderr.String(), ctx.Err()
+		err = ctx.Err()
+		if !cut(s, done) {
+			return "", "", err
+		}
 	}
 	return stdout.String(), stderr.String(), err
+}
+
+// cut ends a session whose command runs too long: SIGKILL (where sshd
+// passes signals on), the channel closed (a step's guard then kills the
+// command's group), and Run waited for, so the output buffers are no
+// longer written when they are read; false when Run did not return.
+func cut(s *ssh.Session, done <-chan error) bool {
+	_ = s.Signal(ssh.SIGKILL)
+	_ = s.Close()
+	select {
+	case <-done:
+		return true
+	case <-time.After(5 * time.Second):
+		return false
+	}
 }
 
 func (h *host) sftp(ctx context.Context) (*sftp.Client, error) {

@@ -176,6 +176,16 @@ type Started struct {
 	Owns func() (owns, known bool, holder string)
 }
 
+// nameWhoAnswers adds to the exit of the process started what answers on
+// the node's address instead, if anything does: a stray process holding
+// the port is the usual reason for an exit at start.
+func (n *Node) nameWhoAnswers(ctx context.Context, exit error) error {
+	if h, err := n.Health(ctx); err == nil {
+		return fmt.Errorf("%w; %s answers as %s", exit, n.Address, h.Who())
+	}
+	return exit
+}
+
 // exitedWithin is the error of a process started that has exited, or
 // exits within d; nil while it runs (or when that cannot be told).
 func (s Started) exitedWithin(d time.Duration) error {
@@ -213,7 +223,7 @@ func (n *Node) WaitStarted(ctx context.Context, timeout time.Duration, s Started
 	}
 	for {
 		if err := s.exitedWithin(0); err != nil {
-			return err
+			return n.nameWhoAnswers(ctx, err)
 		}
 		h, herr := n.Health(ctx)
 		answers := herr == nil
@@ -237,7 +247,7 @@ func (n *Node) WaitStarted(ctx context.Context, timeout time.Duration, s Started
 				// The process started may be on its way out (its socket
 				// closed, not yet reaped): its exit, which says why, wins.
 				if err := s.exitedWithin(500 * time.Millisecond); err != nil {
-					return err
+					return n.nameWhoAnswers(ctx, err)
 				}
 				return notOurs
 			}
