@@ -1,0 +1,238 @@
+package main
+
+// Drills of issue 10, item 7: a crashed plugin, or a crashed upshift, loses
+// no step. The lab's migrations are made slow (3 s) so the crash lands in
+// the middle of one.
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/upshift-dev/upshift/internal/lab"
+	"github.com/upshift-dev/upshift/plugins/sdk/procfs"
+)
+
+// crashPlaybook copies the shipped playbook, gives its migrate step the
+// check and its healthy step the version and writability the shipped
+// playbook should carry (unless it carries them already), and slows every
+// node's migration down by 3 s in the lab's variables.
+func crashPlaybook(t *testing.T, d *drillLab) string {
+	t.Helper()
+	playbook := filepath.Join(t.TempDir(), "playbook")
+	require.NoError(t, lab.CopyPlaybook(shippedPlaybook, playbook))
+	file := filepath.Join(playbook, "upgrade.hcl")
+	b, err := os.ReadFile(file)
+	require.NoError(t, err)
+	src := string(b)
+	if !strings.Contains(src, "check") {
+		src = strings.Replace(src, "      command = each.value.migrate_command\n",
+			"      command = each.value.migrate_command\n      check   = concat(each.value.migrate_command, [\"--check\"])\n", 1)
+		src = strings.Replace(src, "      timeout = var.healthy_timeout\n",
+			"      timeout  = var.healthy_timeout\n      version  = var.target_version\n      writable = true\n", 1)
+		require.Contains(t, src, "--check")
+		require.Contains(t, src, "writable = true")
+		require.NoError(t, os.WriteFile(file, []byte(src), 0o644))
+	}
+	vars, err := os.ReadFile(d.s.VarsFile())
+	require.NoError(t, err)
+	re := regexp.MustCompile(`migrate_command\s*=\s*\["`)
+	require.Len(t, re.FindAllString(string(vars), -1), len(d.s.Nodes))
+	slow := re.ReplaceAllString(string(vars), `migrate_command = ["sh", "-c", "sleep 3; exec \"$$0\" \"$$@\"", "`)
+	require.NoError(t, os.WriteFile(d.s.VarsFile(), []byte(slow), 0o644))
+	return playbook
+}
+
+// descendants lists the live processes under pid, depth first.
+func descendants(pid int) []procfs.Proc {
+	var out []procfs.Proc
+	for _, c := range procfs.Children(pid) {
+		out = append(out, c)
+		out = append(out, descendants(c.Pid)...)
+	}
+	return out
+}
+
+// inMigrate waits until run's process tree has a migration running and
+// returns the process plugin running it and the migration's processes.
+func inMigrate(t *testing.T, upshiftPid int) (plugin int, step []int) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
+		for _, c := range procfs.Children(upshiftPid) {
+			if len(c.Args) == 0 || filepath.Base(c.Args[0]) != "upshift-plugin-process" {
+				continue
+			}
+			for _, g := range descendants(c.Pid) {
+				if strings.Contains(g.Title(), "platformd migrate --config") {
+					for _, p := range descendants(c.Pid) {
+						step = append(step, p.Pid)
+					}
+					return c.Pid, step
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no migration started within 3 minutes")
+	return 0, nil
+}
+
+func waitGone(t *testing.T, what string, pids []int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for procfs.AnyAlive(pids) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, pid := range pids {
+		assert.False(t, procfs.Alive(pid), "%s: %s is still running", what, procfs.Describe(pid))
+	}
+}
+
+// pluginProcesses lists the plugin processes of this test's binaries.
+func pluginProcesses() []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if p, ok := procfs.Read(pid); ok && p.Live() && len(p.Args) > 0 && strings.HasPrefix(p.Args[0], filepath.Join(binDir, "upshift-plugin-")) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// TestDrillPluginKilledDuringMigrate: the process plugin is SIGKILLed while
+// the first node's migration runs. Its migration dies with it (the
+// process group), so the data is not migrated behind the run's back; the
+// run fails naming the plugin's death; `upshift run` resumes and finishes,
+// under traffic, with 0 failed reads and 0 lost writes.
+func TestDrillPluginKilledDuringMigrate(t *testing.T) {
+	needHAProxy(t)
+	longDrill(t)
+	d := startDrillLab(t, "lab")
+	playbook := crashPlaybook(t, d)
+	runOK(t, "init", playbook, "-var-file", d.s.VarsFile())
+
+	cmd := upshift(t, "run", playbook, "-var-file", d.s.VarsFile())
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = cmd.Stdout
+	require.NoError(t, cmd.Start())
+	var log strings.Builder
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			log.WriteString(sc.Text() + "\n")
+		}
+	}()
+	plugin, step := inMigrate(t, cmd.Process.Pid)
+	require.NoError(t, syscall.Kill(plugin, syscall.SIGKILL))
+	waitGone(t, "the migration of a killed plugin", step)
+	<-copied
+	err = cmd.Wait()
+	require.Error(t, err, "the run fails with its plugin:\n%s", log.String())
+	assert.Contains(t, log.String(), "exited during", "the plugin's death is named:\n%s", log.String())
+	t.Logf("first run:\n%s", lastLines(log.String(), 12))
+
+	// Nothing was migrated behind the run's back: the node's data is not at
+	// version 2, so the step can run again.
+	first := d.s.Nodes[0]
+	for _, n := range d.s.Nodes {
+		if n.Processing {
+			first = n
+		}
+	}
+	check := upshiftlessCheck(t, first.ConfigFile)
+	assert.Equal(t, 1, check, "platformd migrate --check after the kill: not migrated")
+
+	res := runOK(t, "run", playbook, "-var-file", d.s.VarsFile())
+	assert.Contains(t, res, "resuming")
+	t.Logf("resumed run, the migration:\n%s", grepLines(res, `migrate["`))
+	d.upgraded(t)
+	assert.Empty(t, pluginProcesses(), "no plugin process left")
+	d.finish(t, "plugin killed during migrate")
+}
+
+// TestDrillUpshiftKilledDuringMigrate: upshift itself is SIGKILLed (only
+// upshift: not its process group) while the first node's migration runs.
+// Its plugins die with it (parent-death signal) and the migration with
+// them; the step is found in flight on resume and settled by its check
+// (not migrated: run it), and the run finishes.
+func TestDrillUpshiftKilledDuringMigrate(t *testing.T) {
+	needHAProxy(t)
+	longDrill(t)
+	d := startDrillLab(t, "lab")
+	playbook := crashPlaybook(t, d)
+	runOK(t, "init", playbook, "-var-file", d.s.VarsFile())
+
+	cmd := upshift(t, "run", playbook, "-var-file", d.s.VarsFile())
+	require.NoError(t, cmd.Start())
+	var plugins []int
+	for _, c := range procfs.Children(cmd.Process.Pid) {
+		plugins = append(plugins, c.Pid)
+	}
+	_, step := inMigrate(t, cmd.Process.Pid)
+	for _, c := range procfs.Children(cmd.Process.Pid) {
+		plugins = append(plugins, c.Pid)
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
+	waitGone(t, "a plugin of a killed upshift", plugins)
+	waitGone(t, "the migration of a killed upshift", step)
+	assert.Empty(t, pluginProcesses(), "no plugin process left")
+
+	res := runOK(t, "run", playbook, "-var-file", d.s.VarsFile())
+	assert.Contains(t, res, "resuming")
+	t.Logf("resumed run, the migration found in flight:\n%s", grepLines(res, `migrate["`))
+	assert.NotContains(t, res, "cannot tell whether it took effect")
+	d.upgraded(t)
+	d.finish(t, "upshift killed during migrate")
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// upshiftlessCheck runs platformd migrate --check on a node's config and
+// returns its exit code.
+func upshiftlessCheck(t *testing.T, config string) int {
+	t.Helper()
+	c := exec.Command(filepath.Join(binDir, "platformd"), "migrate", "--check", "--config", config)
+	err := c.Run()
+	if err == nil {
+		return 0
+	}
+	code := second2code(err)
+	require.NotEqual(t, -1, code, "%v", err)
+	return code
+}
