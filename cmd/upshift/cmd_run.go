@@ -255,6 +255,14 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 	if err := l.configure(ctx); err != nil {
 		return failed(cmd, err)
 	}
+	// The state folder's lock keeps two runs from this folder apart; the
+	// cluster's own lock, in its database, keeps apart two runs from
+	// anywhere (another checkout, state folder or machine).
+	unlock, err := lockCluster(ctx, l, lockHolder(journal.CurrentOwner("")))
+	if err != nil {
+		return clusterLockError(cmd, err)
+	}
+	defer unlock()
 
 	console := NewConsoleSink(out)
 	console.Live = isTerminal(out)

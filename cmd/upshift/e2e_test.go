@@ -225,7 +225,7 @@ step "long" {
 `)
 	initPlaybook(t, dir)
 	first := upshift(t, "run", dir)
-	var out bytes.Buffer
+	var out syncBuffer
 	first.Stdout = &out
 	require.NoError(t, first.Start())
 	defer func() { _ = syscall.Kill(-first.Process.Pid, syscall.SIGKILL); _ = first.Wait() }()
@@ -366,7 +366,7 @@ func TestInterruptStopsCleanly(t *testing.T) {
 	dir, _ := kitPlaybook(t, 6, "")
 	initPlaybook(t, dir)
 	cmd := upshift(t, "run", dir, "--json")
-	var out bytes.Buffer
+	var out syncBuffer
 	cmd.Stdout = &out
 	require.NoError(t, cmd.Start())
 	require.Eventually(t, func() bool { return strings.Contains(out.String(), `"step_finished"`) }, 10*time.Second, 5*time.Millisecond)
