@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/zclconf/go-cty/cty"
-	"github.com/zclconf/go-cty/cty/convert"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
 
 	"github.com/upshift-dev/upshift/playbooks"
@@ -197,15 +196,17 @@ func (x *execution) invoke(ctx context.Context, inst *StepInstance, p plugins.Pr
 	return conformResult(resp.Result, s.Run.Action)
 }
 
-// conformResult checks a result against the action's result schema.
+// conformResult checks a result against the action's result schema with
+// schema.Conform, the one check of a value against a schema (the SDK runs
+// it in the plugin too; a provider that is not an SDK plugin is checked
+// here). A null result stands for an action that returned none.
 func conformResult(v cty.Value, a *schema.Action) (cty.Value, error) {
-	want := a.Result.ImpliedType()
 	if v == cty.NilVal || v.IsNull() {
-		return cty.NullVal(want), nil
+		return cty.NullVal(a.Result.ImpliedType()), nil
 	}
-	conv, err := convert.Convert(v, want)
-	if err != nil {
-		return cty.NilVal, fmt.Errorf("the plugin returned a result that does not fit action %s: %s", a.Name, err)
+	conv, probs := schema.Conform(a.Result, v, true)
+	if len(probs) > 0 {
+		return cty.NilVal, fmt.Errorf("the plugin returned a result that does not fit action %s: %s", a.Name, probs.Error())
 	}
 	return conv, nil
 }

@@ -873,3 +873,29 @@ step "copy" {
 	assert.Empty(t, f.nodes.Calls(), "no backup_data call for an empty for_each")
 	assert.Equal(t, []string{"copy:b"}, f.db.Calls())
 }
+
+// TestAResultThatDoesNotFitFailsTheStep: a provider's result is checked
+// against the action's result schema (schema.Conform), and a problem names
+// its path, so a plugin that is not written with the SDK cannot hand later
+// steps a value of the wrong shape.
+func TestAResultThatDoesNotFitFailsTheStep(t *testing.T) {
+	f := newFixture(t, `
+step "copy" {
+  run = database.main.copy
+  with {
+    to = "b"
+  }
+}
+`)
+	f.db.InvokeFn = func(context.Context, string, cty.Value) (cty.Value, error) {
+		return cty.ObjectVal(map[string]cty.Value{"name": cty.StringVal("b"), "dsn": cty.ListValEmpty(cty.String)}), nil
+	}
+	res, err, _ := f.run(runner.Options{})
+	require.ErrorIs(t, err, runner.ErrRunFailed)
+	run, lerr := f.j.Load()
+	require.NoError(t, lerr)
+	msg := run.Steps["step.copy"].Error
+	assert.Contains(t, msg, "does not fit action copy")
+	assert.Contains(t, msg, "dsn", "the problem names the attribute")
+	assert.Equal(t, []string{"step.copy"}, res.Failed)
+}
