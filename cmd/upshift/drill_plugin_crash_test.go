@@ -6,6 +6,8 @@ package main
 
 import (
 	"bufio"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -203,6 +205,49 @@ func TestDrillUpshiftKilledDuringMigrate(t *testing.T) {
 	assert.NotContains(t, res, "cannot tell whether it took effect")
 	d.upgraded(t)
 	d.finish(t, "upshift killed during migrate")
+}
+
+// TestDrillStrayOnNodePort: while node-1 is down for its upgrade, another
+// process takes its port and answers its health URL as a healthy version-2
+// node. start must not take it for the node: the run fails naming the
+// stray, the cluster keeps serving on the other nodes; with the stray gone
+// the run resumes and finishes.
+func TestDrillStrayOnNodePort(t *testing.T) {
+	needHAProxy(t)
+	longDrill(t)
+	d := startDrillLab(t, "lab")
+	playbook := crashPlaybook(t, d)
+	runOK(t, "init", playbook, "-var-file", d.s.VarsFile())
+	first := d.s.Nodes[0]
+	for _, n := range d.s.Nodes {
+		if n.Processing {
+			first = n
+		}
+	}
+
+	cmd := upshift(t, "run", playbook, "-var-file", d.s.VarsFile())
+	var log strings.Builder
+	cmd.Stdout, cmd.Stderr = &log, &log
+	require.NoError(t, cmd.Start())
+	inMigrate(t, cmd.Process.Pid) // the node is stopped: its port is free
+	ln, err := net.Listen("tcp", first.Address)
+	require.NoError(t, err, "taking %s's port", first.Name)
+	stray := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok","name":"` + first.Name + `","version":"2","read_only":false}`))
+	})}
+	go func() { _ = stray.Serve(ln) }()
+	err = cmd.Wait()
+	require.Error(t, err, "the run must not finish on the stray's answers:\n%s", log.String())
+	msg := grepLines(log.String(), "s] step.start[\""+first.Name+"\"]")
+	t.Logf("the run with a stray on %s:\n%s", first.Address, msg)
+	assert.Contains(t, msg, "is held by pid "+strconv.Itoa(os.Getpid()), "start names the stray")
+	_ = stray.Close()
+
+	res := runOK(t, "run", playbook, "-var-file", d.s.VarsFile())
+	assert.Contains(t, res, "resuming")
+	d.upgraded(t)
+	d.finish(t, "stray on a node's port")
 }
 
 func grepLines(s, sub string) string {
