@@ -92,13 +92,40 @@ func inMigrate(t *testing.T, upshiftPid int) (plugin int, step []int) {
 
 func waitGone(t *testing.T, what string, pids []int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for procfs.AnyAlive(pids) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	for _, pid := range procfs.WaitGone(pids, 5*time.Second) {
+		t.Errorf("%s: %s is still running", what, procfs.Describe(pid))
 	}
-	for _, pid := range pids {
-		assert.False(t, procfs.Alive(pid), "%s: %s is still running", what, procfs.Describe(pid))
+}
+
+// crashLab is a drill's lab with the crash playbook initialised, and the
+// node upgraded first (the processing one).
+func crashLab(t *testing.T) (d *drillLab, playbook string, first lab.NodeState) {
+	t.Helper()
+	needHAProxy(t)
+	longDrill(t)
+	d = startDrillLab(t, "lab")
+	playbook = crashPlaybook(t, d)
+	runOK(t, "init", playbook, "-var-file", d.s.VarsFile())
+	first = d.s.Nodes[0]
+	for _, n := range d.s.Nodes {
+		if n.Processing {
+			first = n
+		}
 	}
+	return d, playbook, first
+}
+
+// resume runs the interrupted run again, which must finish, and checks the
+// lab's end state and traffic.
+func resume(t *testing.T, d *drillLab, playbook, drill string) {
+	t.Helper()
+	res := runOK(t, "run", playbook, "-var-file", d.s.VarsFile())
+	assert.Contains(t, res, "resuming")
+	assert.NotContains(t, res, "cannot tell whether it took effect")
+	t.Logf("resumed run, the migrations:\n%s", grepLines(res, "s] step.migrate["))
+	d.upgraded(t)
+	assert.Empty(t, pluginProcesses(), "no plugin process left")
+	d.finish(t, drill)
 }
 
 // pluginProcesses lists the plugin processes of this test's binaries.
@@ -123,12 +150,7 @@ func pluginProcesses() []int {
 // run fails naming the plugin's death; `upshift run` resumes and finishes,
 // under traffic, with 0 failed reads and 0 lost writes.
 func TestDrillPluginKilledDuringMigrate(t *testing.T) {
-	needHAProxy(t)
-	longDrill(t)
-	d := startDrillLab(t, "lab")
-	playbook := crashPlaybook(t, d)
-	runOK(t, "init", playbook, "-var-file", d.s.VarsFile())
-
+	d, playbook, first := crashLab(t)
 	cmd := upshift(t, "run", playbook, "-var-file", d.s.VarsFile())
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
@@ -154,21 +176,9 @@ func TestDrillPluginKilledDuringMigrate(t *testing.T) {
 
 	// Nothing was migrated behind the run's back: the node's data is not at
 	// version 2, so the step can run again.
-	first := d.s.Nodes[0]
-	for _, n := range d.s.Nodes {
-		if n.Processing {
-			first = n
-		}
-	}
 	check := upshiftlessCheck(t, first.ConfigFile)
 	assert.Equal(t, 1, check, "platformd migrate --check after the kill: not migrated")
-
-	res := runOK(t, "run", playbook, "-var-file", d.s.VarsFile())
-	assert.Contains(t, res, "resuming")
-	t.Logf("resumed run, the migration:\n%s", grepLines(res, `migrate["`))
-	d.upgraded(t)
-	assert.Empty(t, pluginProcesses(), "no plugin process left")
-	d.finish(t, "plugin killed during migrate")
+	resume(t, d, playbook, "plugin killed during migrate")
 }
 
 // TestDrillUpshiftKilledDuringMigrate: upshift itself is SIGKILLed (only
@@ -177,12 +187,7 @@ func TestDrillPluginKilledDuringMigrate(t *testing.T) {
 // them; the step is found in flight on resume and settled by its check
 // (not migrated: run it), and the run finishes.
 func TestDrillUpshiftKilledDuringMigrate(t *testing.T) {
-	needHAProxy(t)
-	longDrill(t)
-	d := startDrillLab(t, "lab")
-	playbook := crashPlaybook(t, d)
-	runOK(t, "init", playbook, "-var-file", d.s.VarsFile())
-
+	d, playbook, _ := crashLab(t)
 	cmd := upshift(t, "run", playbook, "-var-file", d.s.VarsFile())
 	require.NoError(t, cmd.Start())
 	var plugins []int
@@ -198,13 +203,9 @@ func TestDrillUpshiftKilledDuringMigrate(t *testing.T) {
 	waitGone(t, "a plugin of a killed upshift", plugins)
 	waitGone(t, "the migration of a killed upshift", step)
 	assert.Empty(t, pluginProcesses(), "no plugin process left")
-
-	res := runOK(t, "run", playbook, "-var-file", d.s.VarsFile())
-	assert.Contains(t, res, "resuming")
-	t.Logf("resumed run, the migration found in flight:\n%s", grepLines(res, `migrate["`))
-	assert.NotContains(t, res, "cannot tell whether it took effect")
-	d.upgraded(t)
-	d.finish(t, "upshift killed during migrate")
+	// The migration found in flight is settled by its check (not migrated:
+	// it runs again, check and migration taking 3 s each).
+	resume(t, d, playbook, "upshift killed during migrate")
 }
 
 // TestDrillStrayOnNodePort: while node-1 is down for its upgrade, another
@@ -213,18 +214,7 @@ func TestDrillUpshiftKilledDuringMigrate(t *testing.T) {
 // stray, the cluster keeps serving on the other nodes; with the stray gone
 // the run resumes and finishes.
 func TestDrillStrayOnNodePort(t *testing.T) {
-	needHAProxy(t)
-	longDrill(t)
-	d := startDrillLab(t, "lab")
-	playbook := crashPlaybook(t, d)
-	runOK(t, "init", playbook, "-var-file", d.s.VarsFile())
-	first := d.s.Nodes[0]
-	for _, n := range d.s.Nodes {
-		if n.Processing {
-			first = n
-		}
-	}
-
+	d, playbook, first := crashLab(t)
 	cmd := upshift(t, "run", playbook, "-var-file", d.s.VarsFile())
 	var log strings.Builder
 	cmd.Stdout, cmd.Stderr = &log, &log
@@ -243,11 +233,7 @@ func TestDrillStrayOnNodePort(t *testing.T) {
 	t.Logf("the run with a stray on %s:\n%s", first.Address, msg)
 	assert.Contains(t, msg, "is held by pid "+strconv.Itoa(os.Getpid()), "start names the stray")
 	_ = stray.Close()
-
-	res := runOK(t, "run", playbook, "-var-file", d.s.VarsFile())
-	assert.Contains(t, res, "resuming")
-	d.upgraded(t)
-	d.finish(t, "stray on a node's port")
+	resume(t, d, playbook, "stray on a node's port")
 }
 
 func grepLines(s, sub string) string {

@@ -97,16 +97,10 @@ func TestPluginsDieWithUpshift(t *testing.T) {
 
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 		_ = cmd.Wait()
-		deadline := time.Now().Add(5 * time.Second)
-		for procfs.AnyAlive(pids) && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		for _, pid := range pids {
-			if procfs.Alive(pid) {
-				left++
-				t.Errorf("round %d: plugin pid %d outlived its SIGKILLed parent", round, pid)
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
+		for _, pid := range procfs.WaitGone(pids, 5*time.Second) {
+			left++
+			t.Errorf("round %d: plugin pid %d outlived its SIGKILLed parent", round, pid)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
 	t.Logf("10 SIGKILLs of the parent: %d plugin processes launched, %d left", launched, left)

@@ -50,18 +50,16 @@ func groupPids(t *testing.T, file string, running bool) []int {
 	return pids
 }
 
-func requireGone(t *testing.T, pids []int) {
+// requireGone reports each of pids that outlives its step, and returns how
+// many did.
+func requireGone(t *testing.T, pids []int) int {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for procfs.AnyAlive(pids) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	left := procfs.WaitGone(pids, 5*time.Second)
+	for _, pid := range left {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		t.Errorf("pid %d of the step's process group outlived it", pid)
 	}
-	for _, pid := range pids {
-		if procfs.Alive(pid) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			t.Errorf("pid %d of the step's process group outlived it", pid)
-		}
-	}
+	return len(left)
 }
 
 // TestExecGroupEndsWithTheStep: a cancelled step, and a step past its
@@ -128,13 +126,8 @@ func TestExecGroupDiesWithThePlugin(t *testing.T) {
 		require.NoError(t, syscall.Kill(inst.Pid(), syscall.SIGKILL))
 		r := <-done
 		require.True(t, r.Diagnostics.HasErrors(), "the call fails with its plugin")
-		before := len(pids)
-		requireGone(t, append(pids, inst.Pid()))
-		for _, pid := range pids[:before] {
-			if procfs.Alive(pid) {
-				left++
-			}
-		}
+		left += requireGone(t, pids)
+		assert.Empty(t, procfs.WaitGone([]int{inst.Pid()}, 5*time.Second), "the plugin is gone")
 		_ = inst.Close()
 	}
 	t.Logf("5 SIGKILLs of the plugin mid-exec: %d of 10 step processes left", left)

@@ -61,15 +61,9 @@ func remotePids(t *testing.T, file string) []int {
 
 func requireGone(t *testing.T, pids []int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for procfs.AnyAlive(pids) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	for _, pid := range pids {
-		if procfs.Alive(pid) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			t.Errorf("remote pid %d of the step outlived it", pid)
-		}
+	for _, pid := range procfs.WaitGone(pids, 5*time.Second) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		t.Errorf("remote pid %d of the step outlived it", pid)
 	}
 }
 

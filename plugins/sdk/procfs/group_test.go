@@ -39,13 +39,7 @@ func TestMain(m *testing.M) {
 
 func gone(t *testing.T, pids ...int) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for procfs.AnyAlive(pids) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	for _, pid := range pids {
-		assert.False(t, procfs.Alive(pid), "pid %d of the step's group is still running", pid)
-	}
+	assert.Empty(t, procfs.WaitGone(pids, 3*time.Second), "pids of the step's group still running")
 }
 
 func TestRunGroupExitCode(t *testing.T) {
@@ -144,12 +138,10 @@ func TestRunGroupDiesWithItsParent(t *testing.T) {
 		}
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 		_ = cmd.Wait()
-		gone(t, pids...)
-		for _, pid := range pids {
-			if procfs.Alive(pid) {
-				left++
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
+		for _, pid := range procfs.WaitGone(pids, 3*time.Second) {
+			left++
+			t.Errorf("round %d: pid %d of the step outlived its SIGKILLed parent", round, pid)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
 	t.Logf("10 SIGKILLs of the parent mid-step: %d of 20 step processes left", left)

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Proc is one process as /proc/PID/stat and /proc/PID/cmdline describe it.
@@ -125,4 +126,21 @@ func ParsePid(b []byte) int {
 		return 0
 	}
 	return pid
+}
+
+// WaitGone waits up to timeout for every one of pids to end and returns
+// those still alive then: a test's (or a stop's) check that nothing of a
+// process tree remains.
+func WaitGone(pids []int, timeout time.Duration) []int {
+	deadline := time.Now().Add(timeout)
+	for AnyAlive(pids) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	var left []int
+	for _, pid := range pids {
+		if Alive(pid) {
+			left = append(left, pid)
+		}
+	}
+	return left
 }
