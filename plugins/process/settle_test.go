@@ -124,6 +124,20 @@ func TestStartRefusesAStrayOnThePort(t *testing.T) {
 	assert.Nil(t, stray.ProcessState, "the stray is not start's to stop")
 }
 
+// TestStartTakesAWrapperForTheNode: a command that forks the server (a
+// wrapper script) is the process started too: what answers descends from
+// it.
+func TestStartTakesAWrapperForTheNode(t *testing.T) {
+	nodes, _, _ := pool(t, "1")
+	n := nodes.Index(cty.NumberIntVal(0))
+	attrs := n.AsValueMap()
+	attrs["command"] = strs("sh", "-c", `"$0" serve --config "$1"; echo the node ended`, platformd, n.GetAttr("config_file").AsString())
+	nodes = cty.TupleVal([]cty.Value{cty.ObjectVal(attrs)})
+	p := provider(t, nodes)
+	ok(t, call(p, "start", map[string]cty.Value{"node": node("node-1")}))
+	ok(t, call(p, "wait_healthy", map[string]cty.Value{"node": node("node-1"), "timeout": cty.StringVal("20s"), "writable": cty.True}))
+}
+
 // TestWaitHealthyVersionAndWritable: a healthy node on another version, or
 // read-only, does not count when the step asks for them.
 func TestWaitHealthyVersionAndWritable(t *testing.T) {

@@ -119,11 +119,27 @@ func (n *Node) Start(ctx context.Context, timeout time.Duration, progress func(s
 			if !known || owns {
 				return owns, known, ""
 			}
+			// A command that forks (a wrapper script) listens through a
+			// child of the pid started.
+			for _, l := range procfs.ListenerPids(port) {
+				if procfs.DescendsFrom(l, pid) {
+					return true, true, ""
+				}
+			}
 			holders := listeners(n.Address)
 			if holders == "" {
 				holders = "a process this user cannot see"
 			}
 			return false, true, holders
+		},
+		IsOurs: func(p int) (bool, bool) {
+			if p == pid {
+				return true, true
+			}
+			if !procfs.Alive(p) {
+				return false, false // not in this pid namespace: a container's
+			}
+			return procfs.DescendsFrom(p, pid), true
 		},
 	}
 	err = n.WaitStarted(ctx, timeout, started, progress)

@@ -174,6 +174,23 @@ type Started struct {
 	// on the node's address (known false when that cannot be told), and
 	// names whoever does.
 	Owns func() (owns, known bool, holder string)
+	// IsOurs reports whether the pid the node reports is the process
+	// started (or a process it started: a wrapper that forks); known false
+	// when that cannot be told. Nil compares the pid with Pid.
+	IsOurs func(pid int) (ours, known bool)
+}
+
+// answersAsOurs reports whether an answer naming pid comes from the
+// process started; true when it cannot be told.
+func (s Started) answersAsOurs(pid int) bool {
+	if pid == 0 || s.Pid == 0 {
+		return true
+	}
+	if s.IsOurs != nil {
+		ours, known := s.IsOurs(pid)
+		return ours || !known
+	}
+	return pid == s.Pid
 }
 
 // nameWhoAnswers adds to the exit of the process started what answers on
@@ -240,7 +257,7 @@ func (n *Node) WaitStarted(ctx context.Context, timeout time.Duration, s Started
 					notOurs = fmt.Errorf("%w: %s is held by %s, not by %s", ErrNotOurs, n.Address, holder, self)
 				}
 			}
-			if notOurs == nil && herr == nil && h.Pid != 0 && s.Pid != 0 && h.Pid != s.Pid {
+			if notOurs == nil && herr == nil && !s.answersAsOurs(h.Pid) {
 				notOurs = fmt.Errorf("%w: %s answers as %s, not as %s", ErrNotOurs, n.Address, h.Who(), self)
 			}
 			if notOurs != nil {

@@ -169,3 +169,21 @@ func TestListensOn(t *testing.T) {
 	assert.False(t, known, "nothing listens")
 	assert.Equal(t, fmt.Sprintf("pid %d (sleep 30)", child.Process.Pid), procfs.Describe(child.Process.Pid))
 }
+
+func TestDescendsFrom(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 30 & echo $!; wait")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	defer func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() }()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	require.NoError(t, err)
+	sleep, err := strconv.Atoi(strings.TrimSpace(line))
+	require.NoError(t, err)
+	assert.True(t, procfs.DescendsFrom(sleep, cmd.Process.Pid))
+	assert.True(t, procfs.DescendsFrom(sleep, os.Getpid()))
+	assert.True(t, procfs.DescendsFrom(sleep, sleep))
+	assert.False(t, procfs.DescendsFrom(cmd.Process.Pid, sleep))
+	assert.False(t, procfs.DescendsFrom(os.Getpid(), cmd.Process.Pid))
+}

@@ -144,3 +144,21 @@ func WaitGone(pids []int, timeout time.Duration) []int {
 	}
 	return left
 }
+
+// DescendsFrom reports whether process pid is ancestor itself or one of
+// its descendants (pid's chain of parents reaches ancestor): a node whose
+// command is a wrapper that forks listens through a child of the pid
+// started.
+func DescendsFrom(pid, ancestor int) bool {
+	for i := 0; i < 64 && pid > 1; i++ {
+		if pid == ancestor {
+			return true
+		}
+		p, ok := Read(pid)
+		if !ok {
+			return false
+		}
+		pid = p.PPid
+	}
+	return pid == ancestor
+}
