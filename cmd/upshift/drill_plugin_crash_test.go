@@ -37,15 +37,17 @@ func crashPlaybook(t *testing.T, d *drillLab) string {
 	b, err := os.ReadFile(file)
 	require.NoError(t, err)
 	src := string(b)
-	if !strings.Contains(src, "check") {
+	if !strings.Contains(src, `"--check"`) {
 		src = strings.Replace(src, "      command = each.value.migrate_command\n",
 			"      command = each.value.migrate_command\n      check   = concat(each.value.migrate_command, [\"--check\"])\n", 1)
+		require.Contains(t, src, `"--check"`, "the migrate step's check")
+	}
+	if !strings.Contains(src, "writable") {
 		src = strings.Replace(src, "      timeout = var.healthy_timeout\n",
 			"      timeout  = var.healthy_timeout\n      version  = var.target_version\n      writable = true\n", 1)
-		require.Contains(t, src, "--check")
-		require.Contains(t, src, "writable = true")
-		require.NoError(t, os.WriteFile(file, []byte(src), 0o644))
+		require.Contains(t, src, "writable = true", "the healthy step's version and writability")
 	}
+	require.NoError(t, os.WriteFile(file, []byte(src), 0o644))
 	vars, err := os.ReadFile(d.s.VarsFile())
 	require.NoError(t, err)
 	re := regexp.MustCompile(`migrate_command\s*=\s*\["`)
