@@ -99,6 +99,9 @@ rollout "upgrade" {
     with {
       node    = each.value.name
       command = each.value.migrate_command
+      # Asked on resume when the step was cut short (upshift or its plugin
+      # died): exit 0 means the data is already migrated.
+      check = concat(each.value.migrate_command, ["--check"])
     }
   }
 
@@ -124,6 +127,10 @@ rollout "upgrade" {
     with {
       node    = each.value.name
       timeout = var.healthy_timeout
+      # The node must be the new version and take writes: a node that
+      # answers but is still X, or still read-only, is not done.
+      version  = var.target_version
+      writable = true
     }
   }
 

@@ -7,7 +7,9 @@ variable "nodes" {
     load balancer knows the server) and `processing` (true for exactly one
     node, upgraded first). The node plugin reads further attributes (address,
     config file, data folder, commands) from the same objects, and
-    `migrate_command` is the platform's migration command as an argument list.
+    `migrate_command` is the platform's migration command as an argument list;
+    with `--check` appended it must say whether the migration is done (exit 0
+    done, 1 not), which settles a migration cut short by a crash on resume.
   EOT
   type        = any
 
