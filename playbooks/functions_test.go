@@ -85,7 +85,7 @@ load_balancer "front" {
 	require.False(t, diags.HasErrors(), diags.Error())
 	assert.False(t, pb.Resources["load_balancer.front"].Config.IsKnown())
 
-	withSchema := func(_ *playbooks.PluginBlock, kind schema.Kind) (*schema.Plugin, error) {
+	withSchema := func(_ *playbooks.PluginBlock, kind schema.Kind) (*schema.PluginSchema, error) {
 		p := schema.ContractPlugin(kind)
 		p.Config = &schema.Object{
 			Attributes: []*schema.Attribute{{Name: "socket", Type: cty.String, Required: true}},

@@ -44,7 +44,7 @@ func TestTwoPhasesReadEachFileOnce(t *testing.T) {
 
 	// A real config schema for sqlite: phase 2 must decode against it.
 	asked := map[string]int{}
-	schemas := func(pl *playbooks.PluginBlock, kind schema.Kind) (*schema.Plugin, error) {
+	schemas := func(pl *playbooks.PluginBlock, kind schema.Kind) (*schema.PluginSchema, error) {
 		asked[pl.Name]++
 		sch := schema.ContractPlugin(kind)
 		if pl.Name == "sqlite" {
@@ -102,7 +102,7 @@ step "check" {
 	require.False(t, diags.HasErrors(), diags.Error())
 	first, diags := parsed.Decode(nil)
 	require.False(t, diags.HasErrors(), diags.Error())
-	_, diags = parsed.Decode(func(_ *playbooks.PluginBlock, kind schema.Kind) (*schema.Plugin, error) {
+	_, diags = parsed.Decode(func(_ *playbooks.PluginBlock, kind schema.Kind) (*schema.PluginSchema, error) {
 		sch := schema.ContractPlugin(kind)
 		sch.Config = &schema.Object{Attributes: []*schema.Attribute{{Name: "file", Type: cty.String}}}
 		return sch, nil

@@ -18,10 +18,10 @@ import (
 // SchemaSource returns the schema of the plugin that implements a resource
 // of the given kind. The default, ContractSchemas, answers with the kind's
 // standard contract, which is all validate and plan need.
-type SchemaSource func(plugin *PluginBlock, kind schema.Kind) (*schema.Plugin, error)
+type SchemaSource func(plugin *PluginBlock, kind schema.Kind) (*schema.PluginSchema, error)
 
 // ContractSchemas is the SchemaSource used before real plugins are known.
-func ContractSchemas(_ *PluginBlock, kind schema.Kind) (*schema.Plugin, error) {
+func ContractSchemas(_ *PluginBlock, kind schema.Kind) (*schema.PluginSchema, error) {
 	return schema.ContractPlugin(kind), nil
 }
 

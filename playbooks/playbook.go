@@ -98,7 +98,7 @@ type Resource struct {
 	Kind       schema.Kind
 	Name       string
 	PluginName string
-	Schema     *schema.Plugin
+	Schema     *schema.PluginSchema
 	// Config is the decoded config block, conforming to Schema.Config when
 	// the plugin's schema is known, otherwise an object of whatever the
 	// block set.

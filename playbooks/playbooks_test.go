@@ -282,7 +282,7 @@ load_balancer "front" {
   config = { socket = "/run/haproxy.sock", bakend = "platform" }
 }
 `}
-	withConfig := func(_ *playbooks.PluginBlock, kind schema.Kind) (*schema.Plugin, error) {
+	withConfig := func(_ *playbooks.PluginBlock, kind schema.Kind) (*schema.PluginSchema, error) {
 		p := schema.ContractPlugin(kind)
 		p.Config = &schema.Object{Attributes: []*schema.Attribute{
 			{Name: "socket", Type: cty.String, Required: true}, {Name: "backend", Type: cty.String, Required: true},

@@ -181,7 +181,7 @@ func (pb *Playbook) decodeResourceBody(h *resourceHeader, schemas SchemaSource) 
 
 // isContractOnly reports whether sch is a bare kind contract rather than a
 // real plugin's schema: then the plugin's config arguments are not known.
-func isContractOnly(sch *schema.Plugin) bool {
+func isContractOnly(sch *schema.PluginSchema) bool {
 	return sch.Config == nil
 }
 

@@ -21,7 +21,7 @@ import (
 // reaches the plugin.
 type Provider interface {
 	// Schema describes the plugin: its kind, config and actions.
-	Schema(ctx context.Context) (*schema.Plugin, error)
+	Schema(ctx context.Context) (*schema.PluginSchema, error)
 	// Configure gives the plugin its config block (and, for a node pool, its
 	// nodes). It is called once, before any Invoke or Check.
 	Configure(ctx context.Context, req ConfigureRequest) Diagnostics

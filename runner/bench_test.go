@@ -53,7 +53,7 @@ func BenchmarkRollout10000(b *testing.B) {
 			b.Fatal(err)
 		}
 		pb, diags := playbooks.NewParser().LoadFiles(dir, map[string]string{"main.hcl": src}, playbooks.LoadOptions{Env: []string{},
-			Schemas: func(*playbooks.PluginBlock, schema.Kind) (*schema.Plugin, error) { return sch, nil }})
+			Schemas: func(*playbooks.PluginBlock, schema.Kind) (*schema.PluginSchema, error) { return sch, nil }})
 		if diags.HasErrors() {
 			b.Fatal(diags.Error())
 		}

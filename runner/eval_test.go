@@ -86,7 +86,7 @@ rollout "upgrade" {
 // probeSchemas is the contract plus a vendor action whose arguments have
 // nested blocks (a list of header blocks, an optional tls block with a
 // sensitive attribute), as a plugin's own schema would describe it.
-func probeSchemas(_ *playbooks.PluginBlock, kind schema.Kind) (*schema.Plugin, error) {
+func probeSchemas(_ *playbooks.PluginBlock, kind schema.Kind) (*schema.PluginSchema, error) {
 	p := schema.ContractPlugin(kind)
 	if kind == schema.KindLoadBalancer {
 		p.Actions["probe"] = &schema.Action{Name: "probe", Idempotent: true, Result: &schema.Object{},

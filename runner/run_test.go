@@ -36,7 +36,7 @@ type mockProvider struct {
 
 var _ plugins.Provider = (*mockProvider)(nil)
 
-func (m *mockProvider) Schema(context.Context) (*schema.Plugin, error) {
+func (m *mockProvider) Schema(context.Context) (*schema.PluginSchema, error) {
 	return schema.ContractPlugin(m.kind), nil
 }
 func (m *mockProvider) Configure(context.Context, plugins.ConfigureRequest) plugins.Diagnostics {

@@ -347,15 +347,15 @@ func ContractAction(kind Kind, name string) *Action {
 // contract. validate and plan use it until a real plugin's schema is known.
 // Its Config is nil: the contract does not say what a vendor's configuration
 // holds (a real plugin's schema always has a non-nil Config).
-func ContractPlugin(kind Kind) *Plugin {
-	return &Plugin{Kind: kind, Actions: Contract(kind)}
+func ContractPlugin(kind Kind) *PluginSchema {
+	return &PluginSchema{Kind: kind, Actions: Contract(kind)}
 }
 
 // CheckContract reports how p falls short of its kind's contract: a missing
 // standard action, an argument the contract passes that p does not accept or
 // types differently, an argument p requires that the contract does not, or a
 // result attribute the contract promises that p does not return.
-func CheckContract(p *Plugin) error {
+func CheckContract(p *PluginSchema) error {
 	var problems []string
 	for _, want := range contracts[p.Kind] {
 		got := p.Actions[want.Name]

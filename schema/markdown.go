@@ -9,7 +9,7 @@ import (
 // Markdown renders a plugin's schema as reference documentation: its
 // config, then each action with its arguments and result. Standard actions
 // of the kind are marked, so a reader sees what is portable across vendors.
-func Markdown(name, version string, p *Plugin) string {
+func Markdown(name, version string, p *PluginSchema) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Plugin `%s` (%s, version %s)\n\n", name, p.Kind, version)
 	fmt.Fprintf(&b, "Generated from the plugin's schema by `upshift plugins docs`; do not edit.\n\n")

@@ -235,19 +235,19 @@ type Action struct {
 	Idempotent bool
 	// Undo names the action that reverses this one, run with the same
 	// arguments on rollback; empty when there is none. An action with an
-	// undo must be idempotent (Plugin.Validate checks it).
+	// undo must be idempotent (PluginSchema.Validate checks it).
 	Undo string
 }
 
-// Plugin is the full description a plugin gives of itself.
-type Plugin struct {
+// PluginSchema is the full description a plugin gives of itself.
+type PluginSchema struct {
 	Kind    Kind
 	Config  *Object
 	Actions map[string]*Action
 }
 
 // Action returns the named action, or nil.
-func (p *Plugin) Action(name string) *Action {
+func (p *PluginSchema) Action(name string) *Action {
 	if p == nil {
 		return nil
 	}
@@ -255,7 +255,7 @@ func (p *Plugin) Action(name string) *Action {
 }
 
 // ActionNames returns the action names sorted.
-func (p *Plugin) ActionNames() []string {
+func (p *PluginSchema) ActionNames() []string {
 	names := make([]string, 0, len(p.Actions))
 	for n := range p.Actions {
 		names = append(names, n)
@@ -267,7 +267,7 @@ func (p *Plugin) ActionNames() []string {
 // Validate checks that the plugin's description is usable and that it
 // implements its kind's contract exactly: every standard action present with
 // argument and result schemas that the contract's callers can rely on.
-func (p *Plugin) Validate() error {
+func (p *PluginSchema) Validate() error {
 	if !p.Kind.Valid() {
 		return fmt.Errorf("unknown plugin kind %q", p.Kind)
 	}

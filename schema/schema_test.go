@@ -13,7 +13,7 @@ import (
 
 func TestEveryContractIsValid(t *testing.T) {
 	for _, k := range Kinds {
-		p := &Plugin{Kind: k, Config: &Object{}, Actions: Contract(k)}
+		p := &PluginSchema{Kind: k, Config: &Object{}, Actions: Contract(k)}
 		require.NoError(t, p.Validate(), k)
 		assert.NotEmpty(t, p.Actions)
 	}
@@ -30,7 +30,7 @@ func TestCheckContractNamesEachProblem(t *testing.T) {
 	}}
 	drain.Result = &Object{Attributes: []*Attribute{{Name: "server", Type: cty.String}}}
 	actions["drain"] = &drain
-	err := CheckContract(&Plugin{Kind: KindLoadBalancer, Config: &Object{}, Actions: actions})
+	err := CheckContract(&PluginSchema{Kind: KindLoadBalancer, Config: &Object{}, Actions: actions})
 	var ce *ContractError
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, []string{
@@ -49,7 +49,7 @@ func TestVendorMayAddOptionalArgumentsAndActions(t *testing.T) {
 	backup.Args = &Object{Attributes: append(append([]*Attribute(nil), backup.Args.Attributes...), &Attribute{Name: "compress", Type: cty.Bool})}
 	actions["backup"] = &backup
 	actions["vacuum"] = &Action{Name: "vacuum", Args: &Object{}, Result: &Object{}}
-	assert.NoError(t, (&Plugin{Kind: KindDatabase, Config: &Object{}, Actions: actions}).Validate())
+	assert.NoError(t, (&PluginSchema{Kind: KindDatabase, Config: &Object{}, Actions: actions}).Validate())
 }
 
 // An interrupted rollback is settled on resume by running the step again,
@@ -57,10 +57,10 @@ func TestVendorMayAddOptionalArgumentsAndActions(t *testing.T) {
 func TestUndoNeedsAnIdempotentAction(t *testing.T) {
 	actions := Contract(KindDatabase)
 	actions["reindex"] = &Action{Name: "reindex", Args: &Object{}, Result: &Object{}, Undo: "check"}
-	err := (&Plugin{Kind: KindDatabase, Config: &Object{}, Actions: actions}).Validate()
+	err := (&PluginSchema{Kind: KindDatabase, Config: &Object{}, Actions: actions}).Validate()
 	assert.ErrorContains(t, err, "action reindex has an undo action but is not idempotent")
 	actions["reindex"].Idempotent = true
-	assert.NoError(t, (&Plugin{Kind: KindDatabase, Config: &Object{}, Actions: actions}).Validate())
+	assert.NoError(t, (&PluginSchema{Kind: KindDatabase, Config: &Object{}, Actions: actions}).Validate())
 }
 
 func TestWireRoundTrip(t *testing.T) {

@@ -77,7 +77,7 @@ func pluginDocs(cmd *cobra.Command, bin string, skip []string) (map[string]strin
 			return nil, err
 		}
 		version := "unknown"
-		if inst, ok := p.(*host.Instance); ok {
+		if inst, ok := p.(*host.Process); ok {
 			version = inst.Version()
 		}
 		pages[name] = schema.Markdown(name, version, sch)

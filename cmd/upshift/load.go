@@ -90,7 +90,7 @@ func load(cmd *cobra.Command, dir string, vf varFlags, mode loadMode, logger hcl
 		return nil, runError(cmd, err)
 	}
 	l := &loaded{plugins: s}
-	pb, ds := parsed.Decode(func(pl *playbooks.PluginBlock, kind schema.Kind) (*schema.Plugin, error) {
+	pb, ds := parsed.Decode(func(pl *playbooks.PluginBlock, kind schema.Kind) (*schema.PluginSchema, error) {
 		return s.Schema(pl.Name, kind)
 	})
 	diags = append(diags, ds...)

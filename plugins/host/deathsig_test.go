@@ -36,7 +36,7 @@ func actAsParent() int {
 		// Each launch from a goroutine of its own, which then ends, as the
 		// session's parallel starts do: the plugins must survive that.
 		type res struct {
-			inst *host.Instance
+			inst *host.Process
 			err  error
 		}
 		ch := make(chan res, 1)
@@ -46,7 +46,7 @@ func actAsParent() int {
 				ch <- res{err: err}
 				return
 			}
-			ch <- res{inst: p.(*host.Instance)}
+			ch <- res{inst: p.(*host.Process)}
 		}()
 		r := <-ch
 		if r.err != nil {

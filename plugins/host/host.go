@@ -1,8 +1,8 @@
 // Package host owns the host side of plugins: finding a plugin binary
 // (Find), pinning it in upshift.lock.hcl (Checksum, LockFile, Init),
 // launching it with go-plugin under that checksum with AutoMTLS (Launch),
-// and ending every plugin process (Instance.Close, CleanupAll). The
-// *Instance it returns is a plugins.Provider over gRPC. A Session owns the
+// and ending every plugin process (Process.Close, CleanupAll). The
+// *Process it returns is a plugins.Provider over gRPC. A Session owns the
 // plugins of one command: one instance per resource of a playbook, their
 // versions and schemas, their configuration, and their end.
 package host
@@ -44,10 +44,10 @@ type LaunchSpec struct {
 	Logger hclog.Logger
 }
 
-// Instance is one running plugin process and the plugins.Provider that
+// Process is one running plugin process and the plugins.Provider that
 // calls it. Launch one per plugin instance per run and reuse it; calls may
 // be concurrent.
-type Instance struct {
+type Process struct {
 	*sdk.GRPCProvider
 	name   string
 	path   string
@@ -60,13 +60,13 @@ type Instance struct {
 	closeOnce sync.Once
 }
 
-var _ plugins.Provider = (*Instance)(nil)
+var _ plugins.Provider = (*Process)(nil)
 
 // Launch starts the plugin binary spec.Path under go-plugin: the upshift
 // handshake, gRPC only, AutoMTLS, the checksum from the lock file verified
 // before the process starts, and Managed so CleanupAll ends it. It fetches
 // the plugin's schema before returning, so a binary that is not a valid
-// upshift plugin fails here. The returned provider is an *Instance.
+// upshift plugin fails here. The returned provider is a *Process.
 func Launch(ctx context.Context, spec LaunchSpec) (plugins.Provider, error) {
 	inst, err := launch(ctx, spec)
 	if err != nil {
@@ -75,7 +75,7 @@ func Launch(ctx context.Context, spec LaunchSpec) (plugins.Provider, error) {
 	return inst, nil
 }
 
-func launch(ctx context.Context, spec LaunchSpec) (*Instance, error) {
+func launch(ctx context.Context, spec LaunchSpec) (*Process, error) {
 	if spec.Name == "" {
 		return nil, errors.New("launching a plugin: no name")
 	}
@@ -126,7 +126,7 @@ func launch(ctx context.Context, spec LaunchSpec) (*Instance, error) {
 		kill()
 		return nil, fmt.Errorf("plugin %s: %w", spec.Name, err)
 	}
-	inst := &Instance{GRPCProvider: raw.(*sdk.GRPCProvider), name: spec.Name, path: spec.Path, client: client, ended: ended}
+	inst := &Process{GRPCProvider: raw.(*sdk.GRPCProvider), name: spec.Name, path: spec.Path, client: client, ended: ended}
 	inst.GRPCProvider.Explain = inst.explain
 	info, err := inst.GRPCProvider.Info(ctx)
 	if err != nil {
@@ -143,7 +143,7 @@ func launch(ctx context.Context, spec LaunchSpec) (*Instance, error) {
 // explain turns a broken connection into "the plugin process died": the
 // socket closes a moment before go-plugin notices the exit, so it waits a
 // little for that.
-func (i *Instance) explain(_ context.Context, call string, err error) error {
+func (i *Process) explain(_ context.Context, call string, err error) error {
 	deadline := time.Now().Add(300 * time.Millisecond)
 	for !i.client.Exited() {
 		if time.Now().After(deadline) {
@@ -155,16 +155,16 @@ func (i *Instance) explain(_ context.Context, call string, err error) error {
 }
 
 // Name is the plugin's name in the playbook.
-func (i *Instance) Name() string { return i.name }
+func (i *Process) Name() string { return i.name }
 
 // Version is the version the plugin declares.
-func (i *Instance) Version() string { return i.info.Version }
+func (i *Process) Version() string { return i.info.Version }
 
 // Kind is the plugin's kind.
-func (i *Instance) Kind() schema.Kind { return i.info.Schema.Kind }
+func (i *Process) Kind() schema.Kind { return i.info.Schema.Kind }
 
 // Pid is the plugin process's id.
-func (i *Instance) Pid() int {
+func (i *Process) Pid() int {
 	if rc := i.client.ReattachConfig(); rc != nil {
 		return rc.Pid
 	}
@@ -172,11 +172,11 @@ func (i *Instance) Pid() int {
 }
 
 // Exited reports whether the plugin process has ended.
-func (i *Instance) Exited() bool { return i.client.Exited() }
+func (i *Process) Exited() bool { return i.client.Exited() }
 
 // Close ends the plugin process: gracefully, then by force after two
 // seconds. Safe to call more than once.
-func (i *Instance) Close() error {
+func (i *Process) Close() error {
 	i.closeOnce.Do(func() {
 		i.client.Kill()
 		close(i.ended)

@@ -22,14 +22,14 @@ import (
 
 // launchTestkit starts the testkit binary, configured with a fresh state_dir
 // and nodes a and b, and closes it at the end of the test.
-func launchTestkit(t testing.TB, logger hclog.Logger) (*host.Instance, string) {
+func launchTestkit(t testing.TB, logger hclog.Logger) (*host.Process, string) {
 	t.Helper()
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
 	p, err := host.Launch(context.Background(), host.LaunchSpec{Name: "testkit", Path: testkitPath, SHA256: testkitSum, Logger: logger})
 	require.NoError(t, err)
-	inst := p.(*host.Instance)
+	inst := p.(*host.Process)
 	t.Cleanup(func() { _ = inst.Close() })
 	dir := t.TempDir()
 	d := inst.Configure(context.Background(), plugins.ConfigureRequest{

@@ -44,7 +44,7 @@ type Session struct {
 	pinned    bool
 	resources []*ResourcePlugin // sorted by address
 	byAddr    map[string]*ResourcePlugin
-	schemas   map[string]*schema.Plugin // by plugin name
+	schemas   map[string]*schema.PluginSchema // by plugin name
 
 	closeOnce sync.Once
 }
@@ -58,14 +58,14 @@ type ResourcePlugin struct {
 	// SHA256 is the checksum the binary was started under.
 	SHA256 string
 	// Instance is the running plugin.
-	Instance *Instance
+	Instance *Process
 }
 
 // OpenSession starts the plugins opts.Requirements name, one process per
 // resource, a few at a time. On any error every plugin it started is
 // ended before it returns.
 func OpenSession(ctx context.Context, opts SessionOptions) (*Session, error) {
-	s := &Session{dir: opts.Dir, byAddr: map[string]*ResourcePlugin{}, schemas: map[string]*schema.Plugin{}}
+	s := &Session{dir: opts.Dir, byAddr: map[string]*ResourcePlugin{}, schemas: map[string]*schema.PluginSchema{}}
 	lf, err := ReadLockFile(filepath.Join(opts.Dir, LockFileName))
 	switch {
 	case err == nil:
@@ -176,7 +176,7 @@ func (s *Session) Pinned() bool { return s.pinned }
 // Schema returns the schema of plugin for a resource of kind: the running
 // plugin's own when the session is pinned, else the kind's contract. It
 // fits playbooks.SchemaSource once adapted to its *Plugin argument.
-func (s *Session) Schema(plugin string, kind schema.Kind) (*schema.Plugin, error) {
+func (s *Session) Schema(plugin string, kind schema.Kind) (*schema.PluginSchema, error) {
 	if !s.pinned {
 		return schema.ContractPlugin(kind), nil
 	}

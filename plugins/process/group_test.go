@@ -114,7 +114,7 @@ func TestExecGroupDiesWithThePlugin(t *testing.T) {
 	for round := range 5 {
 		pp, err := host.Launch(context.Background(), host.LaunchSpec{Name: "process", Path: bin, SHA256: sum, Logger: hclog.NewNullLogger()})
 		require.NoError(t, err)
-		inst := pp.(*host.Instance)
+		inst := pp.(*host.Process)
 		cfg := cty.ObjectVal(map[string]cty.Value{"read_only_path": cty.NullVal(cty.String), "start_timeout": cty.NullVal(cty.String), "stop_timeout": cty.NullVal(cty.String)})
 		require.False(t, inst.Configure(context.Background(), plugins.ConfigureRequest{Config: cfg, Nodes: nodes}).HasErrors())
 		file := filepath.Join(dir, "kill"+strconv.Itoa(round)+".pids")

@@ -21,7 +21,7 @@ import (
 type Info struct {
 	Name    string
 	Version string
-	Schema  *schema.Plugin
+	Schema  *schema.PluginSchema
 }
 
 // GRPCProvider is the host's side of the protocol: a plugins.Provider that
@@ -89,7 +89,7 @@ func (c *GRPCProvider) Info(ctx context.Context) (*Info, error) {
 }
 
 // Schema implements plugins.Provider.
-func (c *GRPCProvider) Schema(ctx context.Context) (*schema.Plugin, error) {
+func (c *GRPCProvider) Schema(ctx context.Context) (*schema.PluginSchema, error) {
 	info, err := c.Info(ctx)
 	if err != nil {
 		return nil, err
@@ -215,5 +215,5 @@ func (c *GRPCProvider) Check(ctx context.Context, req plugins.InvokeRequest) plu
 }
 
 // Close does nothing: the connection and process belong to whoever made
-// them (host.Instance, sdktest).
+// them (host.Process, sdktest).
 func (c *GRPCProvider) Close() error { return nil }

@@ -16,14 +16,14 @@ import (
 // Validate reports a declaration that cannot be served: no name, an action
 // without schema or Run, a name used twice, a standard action whose schema
 // is not the contract's own (schema.ContractAction), or a schema that fails
-// schema.Plugin.Validate, which includes the kind's whole contract.
+// schema.PluginSchema.Validate, which includes the kind's whole contract.
 func (p *Plugin) Validate() error {
 	_, err := p.schema()
 	return err
 }
 
 // schema builds and validates the description the plugin gives of itself.
-func (p *Plugin) schema() (*schema.Plugin, error) {
+func (p *Plugin) schema() (*schema.PluginSchema, error) {
 	if p == nil {
 		return nil, errors.New("nil plugin")
 	}
@@ -35,7 +35,7 @@ func (p *Plugin) schema() (*schema.Plugin, error) {
 	if cfg == nil {
 		cfg = &schema.Object{}
 	}
-	sp := &schema.Plugin{Kind: p.Kind, Config: cfg, Actions: map[string]*schema.Action{}}
+	sp := &schema.PluginSchema{Kind: p.Kind, Config: cfg, Actions: map[string]*schema.Action{}}
 	for i, a := range p.Actions {
 		switch {
 		case a == nil || a.Schema == nil:
@@ -62,7 +62,7 @@ func (p *Plugin) schema() (*schema.Plugin, error) {
 // what the gRPC server adapts.
 type provider struct {
 	p       *Plugin
-	schema  *schema.Plugin
+	schema  *schema.PluginSchema
 	err     error // a declaration that failed Validate: every call reports it
 	actions map[string]*Action
 	logger  hclog.Logger
@@ -95,7 +95,7 @@ func newProvider(p *Plugin, logger hclog.Logger) *provider {
 	return pr
 }
 
-func (pr *provider) Schema(context.Context) (*schema.Plugin, error) {
+func (pr *provider) Schema(context.Context) (*schema.PluginSchema, error) {
 	if pr.err != nil {
 		return nil, pr.err
 	}

@@ -61,7 +61,7 @@ func objectFromProto(o *pb.Object) (*schema.Object, error) {
 	return out, nil
 }
 
-func schemaToProto(name, version string, p *schema.Plugin) (*pb.GetSchemaResponse, error) {
+func schemaToProto(name, version string, p *schema.PluginSchema) (*pb.GetSchemaResponse, error) {
 	cfg, err := objectToProto(p.Config)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -84,12 +84,12 @@ func schemaToProto(name, version string, p *schema.Plugin) (*pb.GetSchemaRespons
 	return resp, nil
 }
 
-func schemaFromProto(resp *pb.GetSchemaResponse) (*schema.Plugin, error) {
+func schemaFromProto(resp *pb.GetSchemaResponse) (*schema.PluginSchema, error) {
 	cfg, err := objectFromProto(resp.GetConfig())
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	p := &schema.Plugin{Kind: schema.Kind(resp.GetKind()), Config: cfg, Actions: map[string]*schema.Action{}}
+	p := &schema.PluginSchema{Kind: schema.Kind(resp.GetKind()), Config: cfg, Actions: map[string]*schema.Action{}}
 	for _, a := range resp.GetActions() {
 		args, err := objectFromProto(a.GetArgs())
 		if err != nil {

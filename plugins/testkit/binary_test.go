@@ -43,7 +43,7 @@ func runTests(m *testing.M) int {
 // really ends it.
 func TestBinary(t *testing.T) {
 	stateDir := t.TempDir()
-	launch := func() *host.Instance {
+	launch := func() *host.Process {
 		p, err := host.Launch(context.Background(), host.LaunchSpec{Name: "testkit", Path: binPath, SHA256: binSum, Logger: hclog.NewNullLogger()})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = p.Close() })
@@ -52,7 +52,7 @@ func TestBinary(t *testing.T) {
 			Nodes:  nodes("a"),
 		})
 		require.False(t, d.HasErrors(), "%v", d.Err())
-		return p.(*host.Instance)
+		return p.(*host.Process)
 	}
 	flaky := cty.ObjectVal(map[string]cty.Value{"key": cty.StringVal("f"), "failures": cty.NumberIntVal(1)})
 	record := cty.ObjectVal(map[string]cty.Value{"key": cty.StringVal("r")})

@@ -101,7 +101,7 @@ func Binary(t *testing.T, pkg, name string, config cty.Value) (p plugins.Provide
 	require.NoError(t, err)
 	prov, err := host.Launch(context.Background(), host.LaunchSpec{Name: name, Path: path, SHA256: sum, Logger: hclog.NewNullLogger()})
 	require.NoError(t, err)
-	inst := prov.(*host.Instance)
+	inst := prov.(*host.Process)
 	t.Cleanup(func() { _ = inst.Close() })
 	d := inst.Configure(context.Background(), plugins.ConfigureRequest{Config: config})
 	require.False(t, d.HasErrors(), "%v", d.Err())
