@@ -99,6 +99,19 @@ func (x *execution) runInstance(ctx context.Context, inst *StepInstance) error {
 			return fail(fmt.Errorf("%s was in flight when the previous run stopped, its action %s is not idempotent, and its plugin cannot tell whether it took effect (%s). Check the system, then run again with --rerun '%s' to run it again", inst.Addr, s.Run, orUnknown(chk.Detail), inst.Addr), p.Attempts, shownArgs)
 		}
 	}
+	// A non-idempotent step that failed may still have taken effect: its
+	// plugin died after the work was done but before it answered, or the
+	// answer was lost. Running it again would then fail for good (a
+	// migration refuses data already migrated), so its plugin is asked
+	// first; only a plain "applied" settles it, anything else runs it again
+	// as any failed step is.
+	if p := x.prior[inst.Addr]; p != nil && p.Status == journal.Failed && !action.Idempotent && !x.rerun[inst.Addr] {
+		if chk := provider.Check(ctx, plugins.InvokeRequest{Action: action.Name, Args: wireArgs}); chk.State == plugins.CheckApplied {
+			if res, err := conformResult(chk.Result, action); err == nil {
+				return x.finish(inst, res, started, p.Attempts, shownArgs, "checked: it had taken effect although it failed")
+			}
+		}
+	}
 
 	retry := s.Retry
 	if retry.Attempts < 1 {

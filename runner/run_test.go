@@ -389,6 +389,43 @@ step "after" {
 	})
 }
 
+// TestFailedStepThatTookEffect: a non-idempotent step recorded failed (its
+// plugin died after the work but before answering) is not run again on
+// resume when its plugin's check says the effect happened; it is when the
+// check says it did not, or cannot tell.
+func TestFailedStepThatTookEffect(t *testing.T) {
+	src := `
+step "migrate" {
+  run = node_pool.cluster.exec
+  with {
+    node    = "n1"
+    command = ["migrate"]
+  }
+}
+`
+	for name, tc := range map[string]struct {
+		state plugins.CheckState
+		calls []string
+	}{
+		"applied":     {plugins.CheckApplied, nil},
+		"not applied": {plugins.CheckNotApplied, []string{"exec:n1"}},
+		"unknown":     {plugins.CheckUnknown, []string{"exec:n1"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, src)
+			require.NoError(t, f.j.Begin(&journal.Run{ID: "failed", Steps: map[string]*journal.Step{}}))
+			require.NoError(t, f.j.Update(journal.Step{Address: "step.migrate", Status: journal.Failed, Attempts: 1, Error: "plugin process exited during invoke"}))
+			f.nodes.CheckFn = func(string, cty.Value) plugins.CheckResponse {
+				return plugins.CheckResponse{State: tc.state, Result: cty.ObjectVal(map[string]cty.Value{"exit_code": cty.NumberIntVal(0), "stdout": cty.StringVal(""), "stderr": cty.StringVal("")})}
+			}
+			res, err, _ := f.run(runner.Options{})
+			require.NoError(t, err)
+			assert.Equal(t, journal.Done, res.Status)
+			assert.Equal(t, tc.calls, f.nodes.Calls())
+		})
+	}
+}
+
 func TestWhenAndAlways(t *testing.T) {
 	f := newFixture(t, `
 rollout "up" {
