@@ -20,6 +20,7 @@ import (
 	"github.com/upshift-dev/upshift/plugins"
 	"github.com/upshift-dev/upshift/plugins/sdk"
 	"github.com/upshift-dev/upshift/plugins/sdk/dbkit"
+	"github.com/upshift-dev/upshift/plugins/sdk/procfs"
 )
 
 // Version of the mysql plugin.
@@ -168,14 +169,25 @@ func (d *my) dump(ctx context.Context, cnf string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, p, "--defaults-extra-file="+cnf, "--single-transaction", "--routines", "--triggers", "--events",
+	cmd := exec.Command(p, "--defaults-extra-file="+cnf, "--single-transaction", "--routines", "--triggers", "--events",
 		"--ignore-table="+d.cfg.DBName+"."+lockTable, "--ignore-table="+d.cfg.DBName+"."+markerTable, d.cfg.DBName)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = w, &stderr
-	if err := cmd.Run(); err != nil {
+	if err := runGroup(ctx, cmd); err != nil {
 		return fmt.Errorf("dumping %s: %v: %s", d.where(d.cfg.DBName), err, strings.TrimSpace(stderr.String()))
 	}
 	return nil
+}
+
+// runGroup runs a client tool in a process group of its own that dies with
+// the step and with this plugin (a killed plugin leaves no dump or restore
+// running on), and turns a failed exit into an error.
+func runGroup(ctx context.Context, cmd *exec.Cmd) error {
+	code, err := procfs.RunGroup(ctx, cmd)
+	if err == nil && code != 0 {
+		err = fmt.Errorf("exit status %d", code)
+	}
+	return err
 }
 
 func (d *my) Backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
@@ -310,19 +322,21 @@ func (d *my) dumpRestore(ctx context.Context, c *sql.DB, b, runID string, r *sdk
 		return err
 	}
 	r.Progress("copying %s to %s by dump and restore", d.cfg.DBName, b)
-	restore := exec.CommandContext(ctx, client, "--defaults-extra-file="+cnf, b)
-	in, err := restore.StdinPipe()
-	if err != nil {
-		return err
-	}
+	restore := exec.Command(client, "--defaults-extra-file="+cnf, b)
+	in, out := io.Pipe()
 	var stderr bytes.Buffer
-	restore.Stderr = &stderr
-	if err := restore.Start(); err != nil {
-		return err
-	}
-	dumpErr := d.dump(ctx, cnf, in)
-	in.Close()
-	if err := restore.Wait(); err != nil {
+	restore.Stdin, restore.Stderr = in, &stderr
+	restored := make(chan error, 1)
+	go func() {
+		err := runGroup(ctx, restore)
+		// A restore that ended early must not leave the dump blocked
+		// writing into a pipe nobody reads.
+		in.CloseWithError(io.ErrClosedPipe)
+		restored <- err
+	}()
+	dumpErr := d.dump(ctx, cnf, out)
+	out.Close()
+	if err := <-restored; err != nil {
 		return fmt.Errorf("restoring into %s: %v: %s", d.where(b), err, strings.TrimSpace(stderr.String()))
 	}
 	if dumpErr != nil {

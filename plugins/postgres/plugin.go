@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/upshift-dev/upshift/plugins"
 	"github.com/upshift-dev/upshift/plugins/sdk"
 	"github.com/upshift-dev/upshift/plugins/sdk/dbkit"
+	"github.com/upshift-dev/upshift/plugins/sdk/procfs"
 )
 
 // Version of the postgres plugin.
@@ -179,11 +181,18 @@ func (d *pg) run(ctx context.Context, db string, prog string, args ...string) er
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, p, args...)
+	// In a process group of its own that dies with the step and with this
+	// plugin: a killed plugin leaves no pg_dump writing on.
+	cmd := exec.Command(p, args...)
 	cmd.Env = d.clientEnv(db)
-	out, err := cmd.CombinedOutput()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	code, err := procfs.RunGroup(ctx, cmd)
+	if err == nil && code != 0 {
+		err = fmt.Errorf("exit status %d", code)
+	}
 	if err != nil {
-		return fmt.Errorf("%s on %s: %v: %s", prog, d.where(db), err, lastLines(string(out), 3))
+		return fmt.Errorf("%s on %s: %v: %s", prog, d.where(db), err, lastLines(out.String(), 3))
 	}
 	return nil
 }

@@ -20,8 +20,11 @@ import (
 // group, itself included, so nothing the command left behind (a `sleep &`,
 // a backup tool's helper) outlives the step. SIGTERM (the parent-death
 // signal this process's end sends it, see guard) kills the group at once.
+// A background command of a non-interactive sh reads /dev/null unless its
+// stdin is redirected explicitly: fd 4 carries the guard's stdin to it.
 const stepGuard = `trap 'kill -KILL 0' TERM
-"$@" 3>&- &
+exec 4<&0
+"$@" 3>&- 0<&4 4<&- &
 wait $!
 echo $? >&3
 kill -KILL 0`

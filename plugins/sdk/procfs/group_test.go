@@ -187,3 +187,16 @@ func TestDescendsFrom(t *testing.T) {
 	assert.False(t, procfs.DescendsFrom(cmd.Process.Pid, sleep))
 	assert.False(t, procfs.DescendsFrom(os.Getpid(), cmd.Process.Pid))
 }
+
+// TestRunGroupKeepsStdin: the command reads the stdin it was given (a
+// restore fed by a dump), not the /dev/null sh gives a background command.
+func TestRunGroupKeepsStdin(t *testing.T) {
+	cmd := exec.Command("cat")
+	cmd.Stdin = strings.NewReader("rows\n")
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	code, err := procfs.RunGroup(context.Background(), cmd)
+	require.NoError(t, err)
+	assert.Equal(t, 0, code)
+	assert.Equal(t, "rows\n", out.String())
+}
