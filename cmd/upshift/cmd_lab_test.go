@@ -89,4 +89,5 @@ func TestLabDemoCapsTheRun(t *testing.T) {
 	assert.Contains(t, text, "Upgrade DID NOT FINISH in 1")
 	assert.Contains(t, text, "stopped after --duration-cap 1s")
 	assert.True(t, strings.Contains(text, "Report: "+filepath.Join(dir, "report.html")), text)
+	assert.Contains(t, text, "`upshift lab down --dir "+dir+"` stops it", "the hint names this lab's folder")
 }

@@ -138,7 +138,9 @@ func Demo(ctx context.Context, f DemoOptions, out io.Writer) (bool, error) {
 	for _, c := range checks {
 		fmt.Fprintf(out, "  %-44s %-6s %s\n", c.What, map[bool]string{true: "ok", false: "FAILED"}[c.OK], c.Got)
 	}
-	fmt.Fprintf(out, "\nReport: %s\nThe lab stays up for inspection: `upshift lab status --dir %s`; `make demo-down` stops it.\n", reportPath, f.Dir)
+	// The command that stops it, for the folder this lab is in (make
+	// demo-down knows only the default one).
+	fmt.Fprintf(out, "\nReport: %s\nThe lab stays up for inspection: `upshift lab status --dir %s`; `upshift lab down --dir %s` stops it.\n", reportPath, f.Dir, f.Dir)
 	if runErr != nil {
 		fmt.Fprintf(out, "The run failed: %v. `upshift status %s` shows where it stands.\n", runErr, playbook)
 	}
