@@ -70,7 +70,7 @@ proto:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
-	$(BIN)/upshift fmt --recursive playbooks
+	$(BIN)/upshift fmt --recursive --skip-invalid playbooks
 
 clean:
 	rm -rf $(BIN)

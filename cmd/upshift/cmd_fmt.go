@@ -14,7 +14,7 @@ import (
 )
 
 func newFmtCommand() *cobra.Command {
-	var check, recursive bool
+	var check, recursive, skipInvalid bool
 	cmd := &cobra.Command{
 		Use:   "fmt [PATH...]",
 		Short: "Rewrite playbook files in the canonical HCL style",
@@ -40,6 +40,10 @@ and left untouched.`,
 					return err
 				}
 				if _, diags := hclsyntax.ParseConfig(src, f, hcl.InitialPos); diags.HasErrors() {
+					if skipInvalid {
+						fmt.Fprintf(cmd.ErrOrStderr(), "skipped %s: it does not parse (%s)\n", f, diags[0].Summary)
+						continue
+					}
 					printDiagnostics(cmd.ErrOrStderr(), nil, diags)
 					invalid = true
 					continue
@@ -64,6 +68,7 @@ and left untouched.`,
 	}
 	cmd.Flags().BoolVar(&check, "check", false, "list files that need formatting and exit 1 if any, without changing them")
 	cmd.Flags().BoolVar(&recursive, "recursive", false, "also format subfolders")
+	cmd.Flags().BoolVar(&skipInvalid, "skip-invalid", false, "leave files that do not parse alone, naming each, instead of failing (for trees that keep broken playbooks on purpose, such as test fixtures)")
 	return cmd
 }
 
