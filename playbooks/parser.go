@@ -170,11 +170,31 @@ func (p *Parser) Parse(dir string, opts LoadOptions) (*Parsed, hcl.Diagnostics) 
 		return nil, diags
 	}
 	c, ds := p.parse(dir, files, opts)
+	if c != nil {
+		c.requireSteps = true
+	}
 	return c, append(diags, ds...)
 }
 
+// checkHasSteps refuses a playbook folder with nothing to run. Decode
+// checks it last, and only after Parse (a folder, what validate, plan and
+// run read): ParseFiles and LoadFiles accept partial playbooks, for tests
+// of one feature.
+func (c *Parsed) checkHasSteps() hcl.Diagnostics {
+	if len(c.steps) > 0 || len(c.rollouts) > 0 {
+		return nil
+	}
+	return hcl.Diagnostics{{
+		Severity: hcl.DiagError,
+		Summary:  "No steps",
+		Detail:   "No steps: a playbook needs at least one step or rollout block; there is nothing to run.",
+		Subject:  c.start.Ptr(),
+	}}
+}
+
 // ParseFiles is Parse for in-memory sources, keyed by file name; dir is
-// used to resolve relative paths.
+// used to resolve relative paths. Unlike Parse, it accepts a playbook
+// without steps.
 func (p *Parser) ParseFiles(dir string, sources map[string]string, opts LoadOptions) (*Parsed, hcl.Diagnostics) {
 	names := make([]string, 0, len(sources))
 	for n := range sources {
@@ -206,6 +226,11 @@ type Parsed struct {
 	resources []*resourceHeader
 	steps     []*hcl.Block
 	rollouts  []*hcl.Block
+	// start is the beginning of the first playbook file, where a problem
+	// with the playbook as a whole is reported.
+	start hcl.Range
+	// requireSteps is set by Parse: Decode refuses a folder without steps.
+	requireSteps bool
 }
 
 // Requirement is a plugin the playbook's resources use.
@@ -254,6 +279,9 @@ func (p *Parser) parse(dir string, files []*hcl.File, opts LoadOptions) (*Parsed
 		Resources: map[string]*Resource{},
 	}
 	c := &Parsed{pb: pb}
+	if len(files) > 0 {
+		c.start = fileStart(files[0])
+	}
 	var diags hcl.Diagnostics
 	var resourceBlocks []*hcl.Block
 	var localsBlocks []*hcl.Block
@@ -423,6 +451,9 @@ func (c *Parsed) Decode(schemas SchemaSource) (*Playbook, hcl.Diagnostics) {
 		return pb, diags
 	}
 	diags = append(diags, pb.checkReferences()...)
+	if c.requireSteps && !diags.HasErrors() {
+		diags = append(diags, c.checkHasSteps()...)
+	}
 	return pb, diags
 }
 
@@ -526,4 +557,15 @@ func (pb *Playbook) decodeClusterName(a *hcl.Attribute) hcl.Diagnostics {
 	}
 	pb.ClusterName = strings.TrimSpace(v.AsString())
 	return diags
+}
+
+// fileStart is the first character of f, as a range.
+func fileStart(f *hcl.File) hcl.Range {
+	rng := f.Body.MissingItemRange()
+	rng.Start = hcl.Pos{Line: 1, Column: 1, Byte: 0}
+	rng.End = rng.Start
+	if len(f.Bytes) > 0 {
+		rng.End = hcl.Pos{Line: 1, Column: 2, Byte: 1}
+	}
+	return rng
 }
