@@ -77,3 +77,34 @@ func BenchmarkRender(b *testing.B) {
 		}
 	})
 }
+
+// localsSource is a playbook of about size bytes of locals, each but the
+// first referring to the one before it.
+func localsSource(size int) string {
+	var sb strings.Builder
+	sb.WriteString("locals {\n  l0 = 0\n")
+	for i := 1; sb.Len() < size; i++ {
+		fmt.Fprintf(&sb, "  l%d = local.l%d + 1\n", i, i-1)
+	}
+	sb.WriteString("}\n")
+	return sb.String()
+}
+
+// BenchmarkLocals validates 256 KB, 1 MB and 2 MB (the largest file
+// accepted) of locals, each referring to the one before (issue 11: it was
+// quadratic and 10 MB never ended; 10 MB is now refused).
+func BenchmarkLocals(b *testing.B) {
+	for _, size := range []int{256 << 10, 1 << 20, playbooks.MaxFileBytes - 64} {
+		b.Run(fmt.Sprintf("size=%dKB", size>>10), func(b *testing.B) {
+			src := map[string]string{"main.hcl": localsSource(size)}
+			b.SetBytes(int64(size))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				_, diags := playbooks.NewParser().LoadFiles("/nonexistent", src, playbooks.LoadOptions{Env: []string{}})
+				if diags.HasErrors() {
+					b.Fatal(diags.Error())
+				}
+			}
+		})
+	}
+}

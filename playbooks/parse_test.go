@@ -3,6 +3,7 @@ package playbooks_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -111,4 +112,24 @@ step "check" {
 	assert.Contains(t, diags.Error(), `Unsupported argument; An argument named "path" is not expected here`)
 	assert.Nil(t, first.Resources["database.main"].Schema.Config, "the first playbook keeps its contract")
 	require.Len(t, first.Steps, 1)
+}
+
+// TestPlaybookTooLarge: a file over MaxFileBytes, or files over
+// MaxPlaybookBytes together, are refused before parsing, with a diagnostic.
+func TestPlaybookTooLarge(t *testing.T) {
+	big := strings.Repeat("# filler\n", playbooks.MaxFileBytes/9+1)
+	_, diags := playbooks.NewParser().LoadFiles("/nonexistent", map[string]string{"main.hcl": big}, playbooks.LoadOptions{Env: []string{}})
+	require.True(t, diags.HasErrors())
+	require.Len(t, diags, 1)
+	assert.Equal(t, "Playbook too large", diags[0].Summary)
+	assert.Equal(t, "main.hcl", diags[0].Subject.Filename)
+	assert.Contains(t, diags[0].Detail, "at most 2.0 MiB")
+
+	half := strings.Repeat("# filler\n", playbooks.MaxFileBytes/9-1)
+	srcs := map[string]string{"a.hcl": half, "b.hcl": half, "c.hcl": half}
+	_, diags = playbooks.NewParser().LoadFiles("/nonexistent", srcs, playbooks.LoadOptions{Env: []string{}})
+	require.True(t, diags.HasErrors())
+	assert.Equal(t, "Playbook too large", diags[0].Summary)
+	assert.Equal(t, "c.hcl", diags[0].Subject.Filename)
+	assert.Contains(t, diags[0].Detail, "at most 4.0 MiB together")
 }

@@ -57,6 +57,8 @@ var fileSchema = &hcl.BodySchema{
 // diagnostics with source snippets.
 type Parser struct {
 	p *hclparse.Parser
+	// total is the size of every source given to ParseSource.
+	total int
 	// ReadFile reads every playbook and variables file; nil means
 	// os.ReadFile. Tests count reads through it.
 	ReadFile func(path string) ([]byte, error)
@@ -68,8 +70,25 @@ func NewParser() *Parser { return &Parser{p: hclparse.NewParser()} }
 // Files returns every file read so far, by name.
 func (p *Parser) Files() map[string]*hcl.File { return p.p.Files() }
 
+// Size limits on what a playbook may hold, so that an untrusted playbook
+// gets a diagnostic rather than minutes of parsing: each file (playbook or
+// variables file) and all of them together.
+const (
+	MaxFileBytes     = 2 << 20
+	MaxPlaybookBytes = 4 << 20
+)
+
 // ParseSource parses one file's contents (used by tests and the fuzzer).
+// It refuses a file over MaxFileBytes, or one that takes the files read by
+// p over MaxPlaybookBytes.
 func (p *Parser) ParseSource(src []byte, filename string) (*hcl.File, hcl.Diagnostics) {
+	p.total += len(src)
+	switch {
+	case len(src) > MaxFileBytes:
+		return nil, tooLarge(filename, fmt.Sprintf("The file %s is %s; a playbook or variables file may hold at most %s.", filename, sizeString(len(src)), sizeString(MaxFileBytes)))
+	case p.total > MaxPlaybookBytes:
+		return nil, tooLarge(filename, fmt.Sprintf("With the file %s, the playbook's files hold %s; a playbook and its variables files may hold at most %s together.", filename, sizeString(p.total), sizeString(MaxPlaybookBytes)))
+	}
 	if strings.HasSuffix(filename, ".json") {
 		return p.p.ParseJSON(src, filename)
 	}
@@ -568,4 +587,21 @@ func fileStart(f *hcl.File) hcl.Range {
 		rng.End = hcl.Pos{Line: 1, Column: 2, Byte: 1}
 	}
 	return rng
+}
+
+func tooLarge(filename, detail string) hcl.Diagnostics {
+	start := hcl.Pos{Line: 1, Column: 1}
+	return hcl.Diagnostics{{
+		Severity: hcl.DiagError,
+		Summary:  "Playbook too large",
+		Detail:   detail,
+		Subject:  &hcl.Range{Filename: filename, Start: start, End: start},
+	}}
+}
+
+func sizeString(n int) string {
+	if n >= 1<<20 {
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d KiB", (n+1023)/1024)
 }

@@ -351,6 +351,10 @@ func (pb *Playbook) variableNames() []string {
 func (pb *Playbook) evaluateLocals() hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	pb.localValues = map[string]cty.Value{}
+	// One context for every local: each local sees, under local, only the
+	// locals it refers to (rebuilding the whole local object for each of n
+	// locals made validation quadratic).
+	base := pb.baseContext()
 	state := map[string]int{} // 0 new, 1 in progress, 2 done
 	var visit func(l *Local, chain []string) bool
 	visit = func(l *Local, chain []string) bool {
@@ -384,7 +388,7 @@ func (pb *Playbook) evaluateLocals() hcl.Diagnostics {
 				return false
 			}
 		}
-		val, ds := l.Expr.Value(pb.EvalContext(nil))
+		val, ds := l.Expr.Value(localsContext(base, l, pb.localValues))
 		diags = append(diags, ds...)
 		if ds.HasErrors() {
 			val = cty.DynamicVal
@@ -405,4 +409,33 @@ func (pb *Playbook) evaluateLocals() hcl.Diagnostics {
 		}
 	}
 	return diags
+}
+
+// localsContext is the context for evaluating l: base with local holding
+// the values of the locals l refers to. An expression that uses local as a
+// whole (not local.name) sees every local evaluated so far.
+func localsContext(base *hcl.EvalContext, l *Local, values map[string]cty.Value) *hcl.EvalContext {
+	refs := map[string]cty.Value{}
+	for _, tr := range l.Expr.Variables() {
+		if tr.RootName() != "local" {
+			continue
+		}
+		attr, ok := (hcl.TraverseAttr{}), false
+		if len(tr) >= 2 {
+			attr, ok = tr[1].(hcl.TraverseAttr)
+		}
+		if !ok {
+			refs = values
+			break
+		}
+		if v, ok := values[attr.Name]; ok {
+			refs[attr.Name] = v
+		}
+	}
+	vars := make(map[string]cty.Value, len(base.Variables))
+	for k, v := range base.Variables {
+		vars[k] = v
+	}
+	vars["local"] = objectOrEmpty(refs)
+	return &hcl.EvalContext{Variables: vars, Functions: base.Functions}
 }
