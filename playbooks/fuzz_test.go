@@ -3,6 +3,7 @@ package playbooks_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/upshift-dev/upshift/playbooks"
@@ -21,6 +22,13 @@ func FuzzLoad(f *testing.F) {
 		}
 	}
 	f.Add(`step "a" { run = database.x.y }`)
+	// Nesting around the depth limit, and large inputs (issue 11): the
+	// mutator varies brackets, operators and templates from here.
+	f.Add("locals {\n  a = " + strings.Repeat("[", 101) + strings.Repeat("]", 101) + "\n}\n")
+	f.Add("locals {\n  a = " + strings.Repeat("{x = ", 99) + "1" + strings.Repeat("}", 99) + "\n}\n")
+	f.Add("locals {\n  a = " + strings.Repeat("!", 200) + "true\n  b = \"" + strings.Repeat("${", 120) + "\"\n}\n")
+	f.Add("locals {\n  a = " + strings.Repeat("(", 20000) + "\n}\n")
+	f.Add(localsSource(64 << 10))
 	f.Fuzz(func(t *testing.T, src string) {
 		pb, diags := playbooks.NewParser().LoadFiles("/nonexistent", map[string]string{"main.hcl": src}, playbooks.LoadOptions{Env: []string{}})
 		if diags.HasErrors() || pb == nil {

@@ -133,3 +133,30 @@ func TestPlaybookTooLarge(t *testing.T) {
 	assert.Equal(t, "c.hcl", diags[0].Subject.Filename)
 	assert.Contains(t, diags[0].Detail, "at most 4.0 MiB together")
 }
+
+// TestNestingTooDeep: input nested far deeper than MaxNestingDepth crashed
+// HCL's parser with a stack overflow; it is refused before parsing, in HCL
+// and in JSON variables files, with a diagnostic at the first level too deep.
+func TestNestingTooDeep(t *testing.T) {
+	deep := strings.Repeat("[", 100000) + strings.Repeat("]", 100000)
+	for name, src := range map[string]string{
+		"main.hcl":      "locals {\n  deep = " + deep + "\n}\n",
+		"not.hcl":       "locals {\n  deep = " + strings.Repeat("!", 1<<20) + "true\n}\n",
+		"vars.hcl.json": `{"variable": {"x": {"default": ` + deep + `}}}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			if strings.HasSuffix(name, ".json") {
+				name = "vars.json"
+			}
+			_, diags := playbooks.NewParser().LoadFiles("/nonexistent", map[string]string{name: src}, playbooks.LoadOptions{Env: []string{}})
+			require.True(t, diags.HasErrors())
+			require.Len(t, diags, 1)
+			assert.Equal(t, "Nesting too deep", diags[0].Summary)
+			assert.Equal(t, name, diags[0].Subject.Filename)
+			assert.Less(t, diags[0].Subject.Start.Line, 3)
+		})
+	}
+	// The shipped playbook nests well within the limit.
+	_, _, diags := check(t, "rolling-upgrade", shippedOpts())
+	require.False(t, diags.HasErrors(), diags.Error())
+}

@@ -59,6 +59,8 @@ type Parser struct {
 	p *hclparse.Parser
 	// total is the size of every source given to ParseSource.
 	total int
+	// refused holds the files refused for nesting too deep, unparsed.
+	refused map[string]*hcl.File
 	// ReadFile reads every playbook and variables file; nil means
 	// os.ReadFile. Tests count reads through it.
 	ReadFile func(path string) ([]byte, error)
@@ -67,8 +69,21 @@ type Parser struct {
 // NewParser returns an empty parser.
 func NewParser() *Parser { return &Parser{p: hclparse.NewParser()} }
 
-// Files returns every file read so far, by name.
-func (p *Parser) Files() map[string]*hcl.File { return p.p.Files() }
+// Files returns every file read so far, by name, with the sources of
+// files refused before parsing (for their diagnostics' snippets).
+func (p *Parser) Files() map[string]*hcl.File {
+	if len(p.refused) == 0 {
+		return p.p.Files()
+	}
+	files := make(map[string]*hcl.File, len(p.p.Files())+len(p.refused))
+	for name, f := range p.refused {
+		files[name] = f
+	}
+	for name, f := range p.p.Files() {
+		files[name] = f
+	}
+	return files
+}
 
 // Size limits on what a playbook may hold, so that an untrusted playbook
 // gets a diagnostic rather than minutes of parsing: each file (playbook or
@@ -89,7 +104,16 @@ func (p *Parser) ParseSource(src []byte, filename string) (*hcl.File, hcl.Diagno
 	case p.total > MaxPlaybookBytes:
 		return nil, tooLarge(filename, fmt.Sprintf("With the file %s, the playbook's files hold %s; a playbook and its variables files may hold at most %s together.", filename, sizeString(p.total), sizeString(MaxPlaybookBytes)))
 	}
-	if strings.HasSuffix(filename, ".json") {
+	json := strings.HasSuffix(filename, ".json")
+	if diags := checkNesting(src, filename, json); diags.HasErrors() {
+		// Kept for rendering the snippet, not parsed.
+		if p.refused == nil {
+			p.refused = map[string]*hcl.File{}
+		}
+		p.refused[filename] = &hcl.File{Body: hcl.EmptyBody(), Bytes: src}
+		return nil, diags
+	}
+	if json {
 		return p.p.ParseJSON(src, filename)
 	}
 	return p.p.ParseHCL(src, filename)

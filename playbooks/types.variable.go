@@ -141,7 +141,7 @@ func (pb *Playbook) assignVariables(p *Parser, opts LoadOptions) hcl.Diagnostics
 		given[name] = rawFromString(name, val, "environment variable "+EnvPrefix+name, pb.Variables[name])
 	}
 	for _, path := range opts.VarFiles {
-		f := p.Files()[path]
+		f := p.p.Files()[path]
 		if f == nil {
 			src, err := p.read(path)
 			if err != nil {
