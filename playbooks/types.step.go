@@ -2,6 +2,7 @@ package playbooks
 
 import (
 	"fmt"
+	"math/big"
 	"strings"
 	"time"
 
@@ -290,6 +291,18 @@ func wholeNumber(v cty.Value) (int, bool) {
 	return int(n), true
 }
 
+// MaxBatchSize is the largest max_parallel or batch size a rollout takes.
+const MaxBatchSize = 1000000
+
+// numberTooLarge tells whether v is a number beyond MaxBatchSize (such as
+// 1e38, which does not fit an int).
+func numberTooLarge(v cty.Value) bool {
+	if v.IsNull() || !v.IsKnown() || v.Type() != cty.Number {
+		return false
+	}
+	return v.AsBigFloat().Cmp(big.NewFloat(MaxBatchSize)) > 0
+}
+
 func numberValue(v cty.Value) (float64, bool) {
 	if v.IsNull() || !v.IsKnown() || v.Type() != cty.Number {
 		return 0, false
@@ -359,7 +372,9 @@ func (pb *Playbook) decodeRollout(b *hcl.Block) (*Rollout, hcl.Diagnostics) {
 		if !ds.HasErrors() {
 			v, _ = v.Unmark()
 			n, ok := wholeNumber(v)
-			if !ok || n < 1 {
+			if numberTooLarge(v) {
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid max_parallel", Detail: fmt.Sprintf("max_parallel is %s, too large: it is how many items run at once, a whole number from 1 to %d.", v.AsBigFloat().Text('g', 10), MaxBatchSize), Subject: mp.Expr.Range().Ptr()})
+			} else if !ok || n < 1 {
 				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid max_parallel", Detail: "max_parallel is how many items run at once: a whole number of at least 1.", Subject: mp.Expr.Range().Ptr()})
 			} else {
 				r.Batches = []BatchSize{{Count: n, Range: mp.Expr.Range()}}
@@ -404,6 +419,9 @@ func decodeBatches(a *hcl.Attribute, ctx *hcl.EvalContext) ([]BatchSize, hcl.Dia
 		switch {
 		case e.Type() == cty.Number:
 			n, ok := wholeNumber(e)
+			if numberTooLarge(e) {
+				return nil, bad(fmt.Sprintf("%s is too large: a batch holds at most %d items.", e.AsBigFloat().Text('g', 10), MaxBatchSize))
+			}
 			if !ok || n < 1 {
 				return nil, bad(fmt.Sprintf("%s is not a batch size.", e.AsBigFloat().String()))
 			}
