@@ -165,3 +165,45 @@ func joinQuoted(names []string) string {
 	}
 	return strings.Join(q[:len(q)-1], ", ") + " and " + q[len(q)-1]
 }
+
+// suggestNames adds "Did you mean var.nodes?" to HCL's "Unsupported
+// attribute" errors on a misspelt variable, local or resource name, such as
+// var.nodez.
+func (pb *Playbook) suggestNames(diags hcl.Diagnostics) {
+	for _, d := range diags {
+		if d.Summary != "Unsupported attribute" || d.Expression == nil || strings.Contains(d.Detail, "Did you mean") {
+			continue
+		}
+		te, ok := d.Expression.(interface{ AsTraversal() hcl.Traversal })
+		if !ok {
+			continue
+		}
+		tr := te.AsTraversal()
+		if len(tr) < 2 {
+			continue
+		}
+		attr, ok := tr[1].(hcl.TraverseAttr)
+		if !ok || d.Subject == nil || *d.Subject != attr.SrcRange {
+			continue
+		}
+		root := tr.RootName()
+		var names []string
+		switch root {
+		case "var":
+			names = pb.variableNames()
+		case "local":
+			names = sortedKeys(pb.Locals)
+		default:
+			for _, r := range pb.Resources {
+				if string(r.Kind) == root {
+					names = append(names, r.Name)
+				}
+			}
+			sort.Strings(names)
+		}
+		if s := suggest(attr.Name, names); s != "" {
+			best := strings.TrimSuffix(strings.TrimPrefix(s, ` (did you mean "`), `"?)`)
+			d.Detail += fmt.Sprintf(" Did you mean %s.%s?", root, best)
+		}
+	}
+}

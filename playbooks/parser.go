@@ -405,6 +405,7 @@ func (p *Parser) parse(dir string, files []*hcl.File, opts LoadOptions) (*Parsed
 	}
 	diags = append(diags, localDiags...)
 	if diags.HasErrors() {
+		pb.suggestNames(diags)
 		return c, diags
 	}
 
@@ -426,6 +427,7 @@ func (p *Parser) parse(dir string, files []*hcl.File, opts LoadOptions) (*Parsed
 		seen[h.res.Address()] = h
 		c.resources = append(c.resources, h)
 	}
+	pb.suggestNames(diags)
 	return c, diags
 }
 
@@ -435,6 +437,12 @@ func (p *Parser) parse(dir string, files []*hcl.File, opts LoadOptions) (*Parsed
 // no file. Each call returns a new Playbook, so Decode may run again with
 // other schemas.
 func (c *Parsed) Decode(schemas SchemaSource) (*Playbook, hcl.Diagnostics) {
+	pb, diags := c.decode(schemas)
+	pb.suggestNames(diags)
+	return pb, diags
+}
+
+func (c *Parsed) decode(schemas SchemaSource) (*Playbook, hcl.Diagnostics) {
 	if schemas == nil {
 		schemas = ContractSchemas
 	}
