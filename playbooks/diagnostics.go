@@ -9,9 +9,14 @@ import (
 	"github.com/hashicorp/hcl/v2"
 )
 
+// MaxDiagnosticsPerFile is how many diagnostics WriteDiagnostics shows for
+// one file; it then says how many more there were.
+const MaxDiagnosticsPerFile = 20
+
 // WriteDiagnostics renders diags for a person: a first line with
 // file:line:col, severity and summary, then HCL's own rendering with the
-// source snippet and detail. Paths are shown relative to base when they are
+// source snippet and detail, at most MaxDiagnosticsPerFile of them per file.
+// Paths are shown relative to base when they are
 // below it, so golden files do not depend on where a test runs.
 func WriteDiagnostics(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics, base string, color bool) error {
 	// The text writer finds sources by file name: index them by the short
@@ -23,7 +28,22 @@ func WriteDiagnostics(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnos
 	}
 	var buf bytes.Buffer
 	tw := hcl.NewDiagnosticTextWriter(&buf, byName, 0, color)
+	written := map[string]int{}
+	hidden := map[string]int{}
+	var order []string
 	for _, d := range diags {
+		file := ""
+		if d.Subject != nil {
+			file = relPath(base, d.Subject.Filename)
+		}
+		if written[file] >= MaxDiagnosticsPerFile {
+			if hidden[file] == 0 {
+				order = append(order, file)
+			}
+			hidden[file]++
+			continue
+		}
+		written[file]++
 		sev := "error"
 		if d.Severity == hcl.DiagWarning {
 			sev = "warning"
@@ -56,6 +76,15 @@ func WriteDiagnostics(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnos
 			body = body[i+1:]
 		}
 		if _, err := w.Write(body); err != nil {
+			return err
+		}
+	}
+	for _, file := range order {
+		where, what := file, "this file"
+		if file == "" {
+			where, what = "upshift", "no file"
+		}
+		if _, err := fmt.Fprintf(w, "%s: %d more diagnostics for %s not shown (the first %d are above).\n", where, hidden[file], what, MaxDiagnosticsPerFile); err != nil {
 			return err
 		}
 	}

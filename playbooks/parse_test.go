@@ -1,6 +1,8 @@
 package playbooks_test
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -159,4 +161,18 @@ func TestNestingTooDeep(t *testing.T) {
 	// The shipped playbook nests well within the limit.
 	_, _, diags := check(t, "rolling-upgrade", shippedOpts())
 	require.False(t, diags.HasErrors(), diags.Error())
+}
+
+// TestDiagnosticsCapped: random bytes gave 1,572 error lines; at most
+// MaxDiagnosticsPerFile are written per file, then how many more there were.
+func TestDiagnosticsCapped(t *testing.T) {
+	src := strings.Repeat("= \x00 }\n", 200)
+	p := playbooks.NewParser()
+	_, diags := p.LoadFiles("/nonexistent", map[string]string{"main.hcl": src}, playbooks.LoadOptions{Env: []string{}})
+	require.Greater(t, len(diags), playbooks.MaxDiagnosticsPerFile)
+	var buf bytes.Buffer
+	require.NoError(t, playbooks.WriteDiagnostics(&buf, p.Files(), diags, "", false))
+	out := buf.String()
+	assert.Equal(t, playbooks.MaxDiagnosticsPerFile, strings.Count(out, ": error: "))
+	assert.Contains(t, out, fmt.Sprintf("main.hcl: %d more diagnostics for this file not shown (the first 20 are above).\n", len(diags)-playbooks.MaxDiagnosticsPerFile))
 }
