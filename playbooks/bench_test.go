@@ -90,13 +90,17 @@ func localsSource(size int) string {
 	return sb.String()
 }
 
-// BenchmarkLocals validates 256 KB, 1 MB and 2 MB (the largest file
-// accepted) of locals, each referring to the one before (issue 11: it was
-// quadratic and 10 MB never ended; 10 MB is now refused).
+// BenchmarkLocals validates 256 KB, 1 MB (the largest file accepted) and
+// 2 MB (the largest playbook, in two files) of locals, each referring to
+// the one before (issue 11: it was quadratic and 10 MB never ended; 10 MB
+// is now refused).
 func BenchmarkLocals(b *testing.B) {
-	for _, size := range []int{256 << 10, 1 << 20, playbooks.MaxFileBytes - 64} {
+	for _, size := range []int{256 << 10, playbooks.MaxFileBytes - 64, playbooks.MaxPlaybookBytes - 128} {
 		b.Run(fmt.Sprintf("size=%dKB", size>>10), func(b *testing.B) {
-			src := map[string]string{"main.hcl": localsSource(size)}
+			src := map[string]string{"main.hcl": localsSource(min(size, playbooks.MaxFileBytes-64))}
+			if size > playbooks.MaxFileBytes {
+				src["more.hcl"] = strings.NewReplacer("  l", "  m", "local.l", "local.m").Replace(localsSource(size - playbooks.MaxFileBytes))
+			}
 			b.SetBytes(int64(size))
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {

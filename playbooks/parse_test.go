@@ -125,7 +125,7 @@ func TestPlaybookTooLarge(t *testing.T) {
 	require.Len(t, diags, 1)
 	assert.Equal(t, "Playbook too large", diags[0].Summary)
 	assert.Equal(t, "main.hcl", diags[0].Subject.Filename)
-	assert.Contains(t, diags[0].Detail, "at most 2.0 MiB")
+	assert.Contains(t, diags[0].Detail, "at most 1.0 MiB")
 
 	half := strings.Repeat("# filler\n", playbooks.MaxFileBytes/9-1)
 	srcs := map[string]string{"a.hcl": half, "b.hcl": half, "c.hcl": half}
@@ -133,7 +133,7 @@ func TestPlaybookTooLarge(t *testing.T) {
 	require.True(t, diags.HasErrors())
 	assert.Equal(t, "Playbook too large", diags[0].Summary)
 	assert.Equal(t, "c.hcl", diags[0].Subject.Filename)
-	assert.Contains(t, diags[0].Detail, "at most 4.0 MiB together")
+	assert.Contains(t, diags[0].Detail, "at most 2.0 MiB together")
 }
 
 // TestNestingTooDeep: input nested far deeper than MaxNestingDepth crashed
@@ -143,7 +143,7 @@ func TestNestingTooDeep(t *testing.T) {
 	deep := strings.Repeat("[", 100000) + strings.Repeat("]", 100000)
 	for name, src := range map[string]string{
 		"main.hcl":      "locals {\n  deep = " + deep + "\n}\n",
-		"not.hcl":       "locals {\n  deep = " + strings.Repeat("!", 1<<20) + "true\n}\n",
+		"not.hcl":       "locals {\n  deep = " + strings.Repeat("!", playbooks.MaxFileBytes-100) + "true\n}\n",
 		"vars.hcl.json": `{"variable": {"x": {"default": ` + deep + `}}}`,
 	} {
 		t.Run(name, func(t *testing.T) {

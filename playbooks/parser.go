@@ -89,8 +89,8 @@ func (p *Parser) Files() map[string]*hcl.File {
 // gets a diagnostic rather than minutes of parsing: each file (playbook or
 // variables file) and all of them together.
 const (
-	MaxFileBytes     = 2 << 20
-	MaxPlaybookBytes = 4 << 20
+	MaxFileBytes     = 1 << 20
+	MaxPlaybookBytes = 2 << 20
 )
 
 // ParseSource parses one file's contents (used by tests and the fuzzer).
@@ -110,7 +110,10 @@ func (p *Parser) ParseSource(src []byte, filename string) (*hcl.File, hcl.Diagno
 		if p.refused == nil {
 			p.refused = map[string]*hcl.File{}
 		}
-		p.refused[filename] = &hcl.File{Body: hcl.EmptyBody(), Bytes: src}
+		// Up to a little past the place reported: the snippet is its line,
+		// which may be the whole file.
+		end := min(len(src), diags[0].Subject.End.Byte+40)
+		p.refused[filename] = &hcl.File{Body: hcl.EmptyBody(), Bytes: src[:end]}
 		return nil, diags
 	}
 	if json {
