@@ -125,7 +125,7 @@ func TestPlaybookTooLarge(t *testing.T) {
 	require.Len(t, diags, 1)
 	assert.Equal(t, "Playbook too large", diags[0].Summary)
 	assert.Equal(t, "main.hcl", diags[0].Subject.Filename)
-	assert.Contains(t, diags[0].Detail, "at most 1.0 MiB")
+	assert.Contains(t, diags[0].Detail, "at most 2.0 MiB")
 
 	half := strings.Repeat("# filler\n", playbooks.MaxFileBytes/9-1)
 	srcs := map[string]string{"a.hcl": half, "b.hcl": half, "c.hcl": half}
@@ -133,7 +133,7 @@ func TestPlaybookTooLarge(t *testing.T) {
 	require.True(t, diags.HasErrors())
 	assert.Equal(t, "Playbook too large", diags[0].Summary)
 	assert.Equal(t, "c.hcl", diags[0].Subject.Filename)
-	assert.Contains(t, diags[0].Detail, "at most 2.0 MiB together")
+	assert.Contains(t, diags[0].Detail, "at most 4.0 MiB together")
 }
 
 // TestNestingTooDeep: input nested far deeper than MaxNestingDepth crashed
