@@ -17,6 +17,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/upshift-dev/upshift/plugins"
+	"github.com/upshift-dev/upshift/plugins/sdk/procfs"
 )
 
 func strs(ss ...string) cty.Value {
@@ -136,6 +137,16 @@ func TestStartTakesAWrapperForTheNode(t *testing.T) {
 	p := provider(t, nodes)
 	ok(t, call(p, "start", map[string]cty.Value{"node": node("node-1")}))
 	ok(t, call(p, "wait_healthy", map[string]cty.Value{"node": node("node-1"), "timeout": cty.StringVal("20s"), "writable": cty.True}))
+
+	// stop takes the wrapped server with the wrapper: none outlives it.
+	resp, err := http.Get("http://" + n.GetAttr("address").AsString() + "/healthz")
+	require.NoError(t, err)
+	var h struct{ Pid int }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&h))
+	resp.Body.Close()
+	require.NotZero(t, h.Pid)
+	ok(t, call(p, "stop", map[string]cty.Value{"node": node("node-1")}))
+	assert.False(t, procfs.Alive(h.Pid), "the server the wrapper started is stopped too")
 }
 
 // TestWaitHealthyVersionAndWritable: a healthy node on another version, or

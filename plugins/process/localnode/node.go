@@ -197,16 +197,33 @@ func (n *Node) Stop(ctx context.Context, timeout time.Duration, progress func(st
 		_ = os.Remove(n.PidFile)
 		return false, nil
 	}
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+	// The node was started in a session, and so a process group, of its
+	// own: the whole group is signalled, so that a wrapper script's server
+	// stops with it rather than outliving the wrapper.
+	group := false
+	if pg, err := syscall.Getpgid(pid); err == nil && pg == pid {
+		group = true
+	}
+	procs := append([]int{pid}, descendants(pid)...)
+	signal := func(sig syscall.Signal) error {
+		if group {
+			return syscall.Kill(-pid, sig)
+		}
+		return syscall.Kill(pid, sig)
+	}
+	if err := signal(syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return false, fmt.Errorf("SIGTERM to pid %d: %w", pid, err)
 	}
 	progress("sent SIGTERM to pid %d", pid)
 	deadline := time.Now().Add(timeout)
-	for procfs.Alive(pid) {
+	for procfs.AnyAlive(procs) {
 		if time.Now().After(deadline) {
 			progress("pid %d still running after %s: SIGKILL", pid, timeout)
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			for i := 0; i < 100 && procfs.Alive(pid); i++ {
+			_ = signal(syscall.SIGKILL)
+			for _, p := range procs {
+				_ = syscall.Kill(p, syscall.SIGKILL) // one that left the group
+			}
+			for i := 0; i < 100 && procfs.AnyAlive(procs); i++ {
 				time.Sleep(20 * time.Millisecond)
 			}
 			break
@@ -217,11 +234,21 @@ func (n *Node) Stop(ctx context.Context, timeout time.Duration, progress func(st
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	if procfs.Alive(pid) {
-		return false, fmt.Errorf("pid %d survived SIGKILL", pid)
+	if procfs.AnyAlive(procs) {
+		return false, fmt.Errorf("pid %d (or a process it started) survived SIGKILL", pid)
 	}
 	_ = os.Remove(n.PidFile)
 	return true, nil
+}
+
+// descendants lists the live processes pid started, and theirs.
+func descendants(pid int) []int {
+	var out []int
+	for _, c := range procfs.Children(pid) {
+		out = append(out, c.Pid)
+		out = append(out, descendants(c.Pid)...)
+	}
+	return out
 }
 
 // ExecResult is what a command printed and how it ended.
