@@ -234,6 +234,11 @@ var ErrNotOurs = errors.New("another process answers on the node's address")
 func (n *Node) WaitStarted(ctx context.Context, timeout time.Duration, s Started, progress Progress) error {
 	deadline := time.Now().Add(timeout)
 	last, saidStarting := "no answer yet", false
+	// An answer that cannot be tied to the process started (its socket
+	// not seen, no pid in the answer) is trusted only once it has stayed
+	// so for a moment: a process that cannot bind the port is exiting just
+	// then, and its /proc entry vanishing looks the same as "cannot tell".
+	var unprovenSince time.Time
 	self := "the process started"
 	if s.Pid != 0 {
 		self = fmt.Sprintf("the process started (pid %d)", s.Pid)
@@ -252,10 +257,16 @@ func (n *Node) WaitStarted(ctx context.Context, timeout time.Duration, s Started
 		}
 		if answers {
 			var notOurs error
+			proven := false
 			if s.Owns != nil {
-				if owns, known, holder := s.Owns(); known && !owns {
+				owns, known, holder := s.Owns()
+				if known && !owns {
 					notOurs = fmt.Errorf("%w: %s is held by %s, not by %s", ErrNotOurs, n.Address, holder, self)
 				}
+				proven = known && owns
+			}
+			if herr == nil && h.Pid != 0 && s.Pid != 0 && s.answersAsOurs(h.Pid) {
+				proven = true
 			}
 			if notOurs == nil && herr == nil && !s.answersAsOurs(h.Pid) {
 				notOurs = fmt.Errorf("%w: %s answers as %s, not as %s", ErrNotOurs, n.Address, h.Who(), self)
@@ -277,6 +288,11 @@ func (n *Node) WaitStarted(ctx context.Context, timeout time.Duration, s Started
 					progress("%s answers and runs its start-up checks", self)
 					saidStarting = true
 				}
+			case !proven && (s.Owns != nil || s.Pid != 0) && (unprovenSince.IsZero() || time.Since(unprovenSince) < time.Second):
+				if unprovenSince.IsZero() {
+					unprovenSince = time.Now()
+				}
+				last = "answers, but not yet known to be " + self
 			default:
 				return nil
 			}
