@@ -290,7 +290,7 @@ func (x *execution) openJournal() (bool, *journal.Run, error) {
 		for addr, s := range prev.Steps {
 			x.prior[addr] = s
 		}
-		if prev.Digest != "" && x.opts.Digest != "" && prev.Digest != x.opts.Digest {
+		if prev.Digest != "" && x.opts.Digest != "" && !j.SameDigest(prev, x.opts.Digest) {
 			// Fixing the cause of a failure often means changing a
 			// variable: the run resumes, with the new values, and says so.
 			x.emit(Event{Type: RunStarted, Message: "note: the playbook or its variables changed since this run began; steps already done are kept, the rest run with the new values (`upshift abort` starts over)"})

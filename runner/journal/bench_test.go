@@ -120,14 +120,14 @@ func BenchmarkRewriteSnapshot(b *testing.B) {
 	steps := map[string]json.RawMessage{}
 	for i := range benchSteps {
 		s := benchStep(2*i + 1)
-		steps[s.Address], _ = marshalStep(&s)
+		steps[s.Address], _ = marshalStep(nil, &s)
 	}
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
 		s := benchStep(i)
 		i++
-		steps[s.Address], _ = marshalStep(&s)
+		steps[s.Address], _ = marshalStep(nil, &s)
 		if err := writeSnapshot(dir+"/run.json", hdr, steps, uint64(i), true); err != nil {
 			b.Fatal(err)
 		}

@@ -71,7 +71,7 @@ func TestCrashAtRandomMoments(t *testing.T) {
 		// first); a power cut can. Leave the start of the next record in
 		// the log now and then, for this Load and the next helper to face.
 		if run != nil && trial%3 == 2 {
-			stepJSON, err := marshalStep(&[]Step{crashStep(k)}[0])
+			stepJSON, err := marshalStep(nil, &[]Step{crashStep(k)}[0])
 			require.NoError(t, err)
 			line := appendRecord(nil, uint64(k+1), []byte(`"crash"`), time.Now(), stepJSON)
 			tornLine := line[:1+rng.IntN(len(line)-1)]

@@ -16,8 +16,10 @@ import (
 )
 
 // formatVersion is written in every snapshot; a reader refuses newer ones
-// rather than misreading them.
-const formatVersion = 1
+// rather than misreading them. Version 2 ends the snapshot and each log
+// record with a checksum and seals results; version 1 (no checksums) is
+// still read, and rewritten as 2 by the next writer.
+const formatVersion = 2
 
 // state is what the files say: the run (nil if none), the last sequence
 // number applied, and the log's size (non-zero means there is something to
@@ -42,6 +44,7 @@ type runHeader struct {
 
 type snapshotIn struct {
 	Version int    `json:"version"`
+	Sum     string `json:"sum"`
 	Seq     uint64 `json:"seq"`
 	Run     *Run   `json:"run"`
 }
@@ -56,7 +59,12 @@ type record struct {
 	Step *Step     `json:"step"`
 }
 
-func marshalStep(s *Step) ([]byte, error) {
+// marshalStep encodes s, its ResultWire sealed under key.
+func marshalStep(key []byte, s *Step) ([]byte, error) {
+	s, err := sealStep(key, s)
+	if err != nil {
+		return nil, err
+	}
 	b, err := json.Marshal(s)
 	if err != nil {
 		return nil, fmt.Errorf("journal: step %s: %w", s.Address, err)
@@ -66,7 +74,9 @@ func marshalStep(s *Step) ([]byte, error) {
 
 // appendRecord encodes a record by hand: the step is already JSON, and this
 // keeps an Update at one marshal.
+// The record ends with the checksum of its own bytes.
 func appendRecord(b []byte, seq uint64, idJSON []byte, at time.Time, stepJSON []byte) []byte {
+	start := len(b)
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
 	b = append(b, `,"run":`...)
@@ -75,31 +85,44 @@ func appendRecord(b []byte, seq uint64, idJSON []byte, at time.Time, stepJSON []
 	b = at.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","step":`...)
 	b = append(b, stepJSON...)
-	return append(b, "}\n"...)
+	b = appendSum(b, start)
+	return append(b, '\n')
 }
 
-func decodeSnapshot(path string, b []byte) (*Run, uint64, error) {
+// decodeSnapshot reads a snapshot, checking its checksum (format 2). It
+// returns the run, its seq and its format.
+func decodeSnapshot(path string, b []byte) (*Run, uint64, int, error) {
 	var s snapshotIn
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, 0, &CorruptError{Path: path, Err: err}
+		return nil, 0, 0, &CorruptError{Path: path, Err: err}
 	}
 	switch {
 	case s.Version > formatVersion:
-		return nil, 0, fmt.Errorf("journal file %s has format %d, newer than this upshift understands (%d)", path, s.Version, formatVersion)
+		return nil, 0, 0, fmt.Errorf("journal file %s has format %d, newer than this upshift understands (%d)", path, s.Version, formatVersion)
 	case s.Version < 1:
-		return nil, 0, &CorruptError{Path: path, Err: errors.New("no format version")}
+		return nil, 0, 0, &CorruptError{Path: path, Err: errors.New("no format version")}
+	case s.Version >= 2:
+		body, ok := bytes.CutSuffix(b, []byte("\n"))
+		if !ok {
+			return nil, 0, 0, &CorruptError{Path: path, Err: errors.New("cut short (no newline at its end)")}
+		}
+		if err := checkSum(body); err != nil {
+			return nil, 0, 0, &CorruptError{Path: path, Err: err}
+		}
+	}
+	switch {
 	case s.Run == nil || s.Run.ID == "":
-		return nil, 0, &CorruptError{Path: path, Err: errors.New("no run id")}
+		return nil, 0, 0, &CorruptError{Path: path, Err: errors.New("no run id")}
 	}
 	if s.Run.Steps == nil {
 		s.Run.Steps = map[string]*Step{}
 	}
 	for addr, st := range s.Run.Steps {
 		if st == nil || st.Address != addr {
-			return nil, 0, &CorruptError{Path: path, Err: fmt.Errorf("step %q does not match its address", addr)}
+			return nil, 0, 0, &CorruptError{Path: path, Err: fmt.Errorf("step %q does not match its address", addr)}
 		}
 	}
-	return s.Run, s.Seq, nil
+	return s.Run, s.Seq, s.Version, nil
 }
 
 // readState reads the snapshot and replays the log over it without changing
@@ -121,7 +144,7 @@ func readState(snapPath, logPath string) (*state, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	run, seq, err := decodeSnapshot(snapPath, b)
+	run, seq, version, err := decodeSnapshot(snapPath, b)
 	if err != nil {
 		return nil, err
 	}
@@ -135,21 +158,37 @@ func readState(snapPath, logPath string) (*state, error) {
 		}
 		text := data[off : off+nl]
 		off += nl + 1
+		// A record is whole when it ends with its checksum. Only the last
+		// line can have been cut short, by a write that never completed
+		// (e.g. power lost before fdatasync; its Update never returned);
+		// a whole record that does not check, or a cut one before the
+		// last, is damage done since.
+		// (Format 1 had no checksums: there, a last line that does not
+		// parse is the cut one.)
+		last := off >= len(data)
+		whole := hasSum(text)
+		if !whole && last && version >= 2 {
+			break
+		}
 		var rec record
 		err := json.Unmarshal(text, &rec)
 		if err == nil && (rec.Seq == 0 || rec.Step == nil || rec.Step.Address == "") {
 			err = errors.New("not a step record")
 		}
+		if err != nil && !whole && last {
+			break
+		}
+		if err == nil && whole {
+			err = checkSum(text)
+		}
 		if err != nil {
-			if off >= len(data) {
-				// The last line can only be damaged by a write that never
-				// completed (e.g. power lost before fdatasync).
-				break
-			}
 			return nil, &CorruptError{Path: logPath, Line: line, Err: err}
 		}
 		if rec.Run != run.ID || rec.Seq <= st.seq {
 			continue // left from a previous run, or already in the snapshot
+		}
+		if !whole && version >= 2 {
+			return nil, &CorruptError{Path: logPath, Line: line, Err: errors.New("no checksum at its end")}
 		}
 		if rec.Seq != st.seq+1 {
 			return nil, &CorruptError{Path: logPath, Line: line, Err: fmt.Errorf("sequence %d follows %d", rec.Seq, st.seq)}
@@ -193,11 +232,13 @@ func writeSnapshot(path string, hdr *Run, steps map[string]json.RawMessage, seq 
 		b = append(b, ':')
 		b = append(b, steps[addr]...)
 	}
-	b = append(b, "\n}}}\n"...)
+	b = append(b, "\n}}"...)
+	b = appendSum(b, 0)
+	b = append(b, '\n')
 	return writeFileAtomic(path, b, sync)
 }
 
-// writeFileAtomic replaces path with data so that a crash leaves either the
+// writeFileAtomic replaces path with data (0600) so that a crash leaves either the
 // old or the new file: temp file, fsync, rename, fsync of the directory.
 func writeFileAtomic(path string, data []byte, sync bool) (err error) {
 	dir := filepath.Dir(path)

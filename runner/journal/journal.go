@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -145,9 +146,9 @@ type CorruptError struct {
 
 func (e *CorruptError) Error() string {
 	if e.Line > 0 {
-		return fmt.Sprintf("journal file %s is corrupt at line %d: %v (move it aside to start over)", e.Path, e.Line, e.Err)
+		return fmt.Sprintf("journal file %s is corrupt at line %d: %v. upshift will not act on a journal it cannot trust: restore the file from a backup, or move it aside to start over (`upshift status` then shows no run; check the cluster by hand first)", e.Path, e.Line, e.Err)
 	}
-	return fmt.Sprintf("journal file %s is corrupt: %v (move it aside to start over)", e.Path, e.Err)
+	return fmt.Sprintf("journal file %s is corrupt: %v. upshift will not act on a journal it cannot trust: restore the file from a backup, or move it aside to start over (`upshift status` then shows no run; check the cluster by hand first)", e.Path, e.Err)
 }
 
 func (e *CorruptError) Unwrap() error { return e.Err }
@@ -162,6 +163,10 @@ type Journal struct {
 	dir  string
 	opts Options
 	now  func() time.Time
+	// open: Load opens sealed results (the runner needs them to resume).
+	// Journals a Store makes for reading leave it false: what they load
+	// has no secret in it.
+	open bool
 
 	// ioMu serialises writing the files (log appends, fsync, snapshots)
 	// and guards flushed and spare. mu guards the in-memory state below.
@@ -179,6 +184,7 @@ type Journal struct {
 	records int    // records in the log since the last compaction
 	pending []byte // records not yet written
 	broken  error  // set when a failed write or sync leaves the log unknown
+	key     []byte // the folder's key, once read or made (see secret.go)
 }
 
 // Open returns the journal kept in dir (e.g. <playbook>/.upshift/state),
@@ -198,7 +204,7 @@ func OpenWithOptions(dir string, opts Options) (*Journal, error) {
 	if opts.CompactAfter <= 0 {
 		opts.CompactAfter = defaultCompactAfter
 	}
-	return &Journal{dir: dir, opts: opts, now: time.Now}, nil
+	return &Journal{dir: dir, opts: opts, now: time.Now, open: true}, nil
 }
 
 // Path returns the state directory. The run is in run.json and run.log
@@ -213,12 +219,41 @@ func (j *Journal) historyDir() string   { return filepath.Join(j.dir, historyNam
 // files afresh and never writes them, so it is safe while another process
 // writes. A torn last log line is ignored (its Update never returned); any
 // other damage is a *CorruptError.
+//
+// Results kept sealed (see secret.go) are opened for a Journal made by Open;
+// a Store's read-only view (Clusters, Current, Legacy) drops them.
 func (j *Journal) Load() (*Run, error) {
 	st, err := readState(j.snapshotPath(), j.logPath())
 	if err != nil {
 		return nil, err
 	}
+	var key []byte
+	if j.open && st.run != nil {
+		if key, err = readKey(j.keyPath()); err != nil {
+			return nil, err
+		}
+	}
+	if err := openSteps(st.run, key, j.open, j.keyPath()); err != nil {
+		return nil, err
+	}
 	return st.run, nil
+}
+
+// readOpen is readState with the results opened, for writers. Caller
+// holds mu.
+func (j *Journal) readOpen() (*state, error) {
+	st, err := readState(j.snapshotPath(), j.logPath())
+	if err != nil {
+		return nil, err
+	}
+	if st.run == nil {
+		return st, nil
+	}
+	key, err := j.loadKey(false)
+	if err != nil {
+		return nil, err
+	}
+	return st, openSteps(st.run, key, true, j.keyPath())
 }
 
 // Begin starts a new run. A finished previous run is archived under
@@ -236,6 +271,12 @@ func (j *Journal) Begin(run *Run) error {
 	defer j.mu.Unlock()
 
 	prev, err := readState(j.snapshotPath(), j.logPath())
+	if err != nil {
+		return err
+	}
+	// The previous run is over: history keeps none of its sealed results.
+	_ = openSteps(prev.run, nil, false, "")
+	key, err := j.loadKey(true)
 	if err != nil {
 		return err
 	}
@@ -263,7 +304,10 @@ func (j *Journal) Begin(run *Run) error {
 	if hdr.Status == "" {
 		hdr.Status = Running
 	}
-	steps, err := encodeSteps(run.Steps)
+	if hdr.Digest != "" && !strings.HasPrefix(hdr.Digest, digestPrefix) {
+		hdr.Digest = keyedDigest(key, hdr.Digest)
+	}
+	steps, err := encodeSteps(key, run.Steps)
 	if err != nil {
 		return err
 	}
@@ -345,14 +389,27 @@ func (j *Journal) addSeq(step Step) (uint64, bool, error) {
 	if !step.Status.validStep() {
 		return 0, false, fmt.Errorf("journal: step %s: invalid status %q", step.Address, step.Status)
 	}
-	stepJSON, err := marshalStep(&step)
-	if err != nil {
-		return 0, false, err
+	// A result to seal needs the key, read by lockPrepared; the others are
+	// encoded outside the lock.
+	var stepJSON []byte
+	if len(step.ResultWire) == 0 {
+		b, err := marshalStep(nil, &step)
+		if err != nil {
+			return 0, false, err
+		}
+		stepJSON = b
 	}
 	if err := j.lockPrepared(); err != nil {
 		return 0, false, err
 	}
 	defer j.mu.Unlock()
+	if stepJSON == nil {
+		b, err := marshalStep(j.key, &step)
+		if err != nil {
+			return 0, false, err
+		}
+		stepJSON = b
+	}
 	now := j.now()
 	j.seq++
 	j.pending = appendRecord(j.pending, j.seq, j.idJSON, now, stepJSON)
@@ -410,8 +467,12 @@ func LoadFile(path string) (*Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	run, _, err := decodeSnapshot(path, b)
-	return run, err
+	run, _, _, err := decodeSnapshot(path, b)
+	if err != nil {
+		return nil, err
+	}
+	// What the runner kept for a resume has no use once the run is over.
+	return run, openSteps(run, nil, false, "")
 }
 
 // lockPrepared returns with mu held and j ready to append, taking ioMu
@@ -443,14 +504,18 @@ func (j *Journal) prepare() error {
 	if j.log != nil && j.run != nil {
 		return nil
 	}
-	st, err := readState(j.snapshotPath(), j.logPath())
+	st, err := j.readOpen()
 	if err != nil {
 		return err
 	}
 	if st.run == nil {
 		return ErrNoRun
 	}
-	steps, err := encodeSteps(st.run.Steps)
+	key, err := j.loadKey(true)
+	if err != nil {
+		return err
+	}
+	steps, err := encodeSteps(key, st.run.Steps)
 	if err != nil {
 		return err
 	}
@@ -574,20 +639,20 @@ func (j *Journal) archive(st *state) error {
 		}
 	}
 	name := st.run.StartedAt.UTC().Format("20060102T150405Z") + "-" + safeName(st.run.ID) + ".json"
-	steps, err := encodeSteps(st.run.Steps)
+	steps, err := encodeSteps(j.key, st.run.Steps)
 	if err != nil {
 		return err
 	}
 	return writeSnapshot(filepath.Join(hist, name), st.run, steps, st.seq, !j.opts.NoSync)
 }
 
-func encodeSteps(in map[string]*Step) (map[string]json.RawMessage, error) {
+func encodeSteps(key []byte, in map[string]*Step) (map[string]json.RawMessage, error) {
 	out := make(map[string]json.RawMessage, len(in))
 	for addr, s := range in {
 		if s == nil || s.Address != addr {
 			return nil, fmt.Errorf("journal: step key %q does not match its address", addr)
 		}
-		b, err := marshalStep(s)
+		b, err := marshalStep(key, s)
 		if err != nil {
 			return nil, err
 		}

@@ -335,7 +335,7 @@ func (s *Store) Legacy() (*Run, error) {
 // legacyEntries are what an older upshift kept at the top of a state
 // folder. Its lock file stays (a running older upshift may hold it), and so
 // does upshift.log, which every run of the folder appends to.
-var legacyEntries = []string{snapshotName, logName, historyName}
+var legacyEntries = []string{snapshotName, logName, historyName, keyName}
 
 // AdoptLegacy moves the legacy journal (run, log, history, plugin log) into
 // cluster c's folder, which must hold no run yet, and records c in it. The
