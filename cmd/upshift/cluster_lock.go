@@ -12,6 +12,7 @@ import (
 
 	"github.com/upshift-dev/upshift/plugins"
 	"github.com/upshift-dev/upshift/runner/journal"
+	"github.com/upshift-dev/upshift/runner/termtext"
 	"github.com/upshift-dev/upshift/schema"
 )
 
@@ -107,7 +108,7 @@ func lockHolder(o journal.Owner) string {
 // and says nothing changed.
 func clusterLockError(cmd *cobra.Command, err error) error {
 	if errors.Is(err, errClusterLocked) {
-		fmt.Fprintf(cmd.ErrOrStderr(), "Error: %s\nNothing was changed.\n", err)
+		fmt.Fprintf(cmd.ErrOrStderr(), "Error: %s\nNothing was changed.\n", termtext.Block(err.Error()))
 		return exitError{exitLocked}
 	}
 	return failed(cmd, err)

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/upshift-dev/upshift/runner/journal"
+	"github.com/upshift-dev/upshift/runner/termtext"
 )
 
 // stateDir is where a playbook's state lives unless --state-dir says
@@ -57,10 +58,10 @@ func newStatusCommand() *cobra.Command {
 				if i > 0 {
 					fmt.Fprintln(out)
 				}
-				fmt.Fprintf(out, "Cluster %s: %s\n", c.Cluster.Label(), c.Cluster.Describe())
+				fmt.Fprintf(out, "Cluster %s: %s\n", termtext.Line(c.Cluster.Label()), termtext.Line(c.Cluster.Describe()))
 				if c.Current == nil {
 					fmt.Fprintln(out, "no run has begun")
-				} else if err := journal.Format(out, c.Current); err != nil {
+				} else if err := journal.Format(out, shownRun(c.Current)); err != nil {
 					return err
 				}
 				if len(c.History) > 0 {
@@ -68,10 +69,10 @@ func newStatusCommand() *cobra.Command {
 					for k := len(c.History) - 1; k >= 0; k-- {
 						r, err := journal.LoadFile(c.History[k])
 						if err != nil {
-							fmt.Fprintf(out, "  %s: %v\n", filepath.Base(c.History[k]), err)
+							fmt.Fprintf(out, "  %s: %s\n", termtext.Line(filepath.Base(c.History[k])), termtext.Block(err.Error()))
 							continue
 						}
-						fmt.Fprintf(out, "  run %s: %s, started %s, updated %s\n", r.ID, r.Status, localTime(r.StartedAt), localTime(r.UpdatedAt))
+						fmt.Fprintf(out, "  run %s: %s, started %s, updated %s\n", termtext.Line(r.ID), termtext.Line(string(r.Status)), localTime(r.StartedAt), localTime(r.UpdatedAt))
 					}
 				}
 				if c.Unfinished() {
@@ -80,7 +81,7 @@ func newStatusCommand() *cobra.Command {
 			}
 			if legacy != nil {
 				fmt.Fprintf(out, "\nThis state folder also holds the journal of an older upshift, not filed under a cluster: run %s, %s, started %s. `upshift run` files it under its cluster when the playbook and variables are the same, or asks.\n",
-					legacy.ID, legacy.Status, localTime(legacy.StartedAt))
+					termtext.Line(legacy.ID), termtext.Line(string(legacy.Status)), localTime(legacy.StartedAt))
 			}
 			return nil
 		},
@@ -114,6 +115,45 @@ func selectClusters(store *journal.Store, prefix string) ([]*journal.ClusterStat
 	return out, nil
 }
 
+// shownRun is run as `status` shows it: the text in it (errors and notes
+// from plugins, addresses from the playbook's variables) escaped for the
+// terminal, and no result kept for a resume (the store's reader drops
+// sealed ones already; this holds for journals of older versions too).
+func shownRun(run *journal.Run) *journal.Run {
+	if run == nil {
+		return nil
+	}
+	c := *run
+	c.ID, c.Playbook, c.Status = termtext.Line(run.ID), termtext.Line(run.Playbook), journal.Status(termtext.Line(string(run.Status)))
+	c.Steps = make(map[string]*journal.Step, len(run.Steps))
+	for addr, s := range run.Steps {
+		st := *s
+		st.Address, st.Action = termtext.Line(s.Address), termtext.Line(s.Action)
+		st.Status = journal.Status(termtext.Line(string(s.Status)))
+		st.Error, st.Note = termtext.Block(s.Error), termtext.Block(s.Note)
+		st.ResultWire = nil
+		c.Steps[termtext.Line(addr)] = &st
+	}
+	return &c
+}
+
+// jsonRun is run for `status --json`: JSON escapes control characters
+// itself, so only what a resume keeps is left out; sensitive arguments and
+// results were recorded as "(sensitive)".
+func jsonRun(run *journal.Run) *journal.Run {
+	if run == nil {
+		return nil
+	}
+	c := *run
+	c.Steps = make(map[string]*journal.Step, len(run.Steps))
+	for addr, s := range run.Steps {
+		st := *s
+		st.ResultWire = nil
+		c.Steps[addr] = &st
+	}
+	return &c
+}
+
 func writeStatusJSON(w io.Writer, clusters []*journal.ClusterState, legacy *journal.Run) error {
 	type past struct {
 		ID        string         `json:"id"`
@@ -129,9 +169,9 @@ func writeStatusJSON(w io.Writer, clusters []*journal.ClusterState, legacy *jour
 	doc := struct {
 		Clusters []cluster    `json:"clusters"`
 		Legacy   *journal.Run `json:"legacy,omitempty"`
-	}{Clusters: []cluster{}, Legacy: legacy}
+	}{Clusters: []cluster{}, Legacy: jsonRun(legacy)}
 	for _, c := range clusters {
-		e := cluster{Cluster: c.Cluster, Current: c.Current, Past: []past{}}
+		e := cluster{Cluster: c.Cluster, Current: jsonRun(c.Current), Past: []past{}}
 		for _, h := range c.History {
 			if r, err := journal.LoadFile(h); err == nil {
 				e.Past = append(e.Past, past{r.ID, r.Status, r.StartedAt, r.UpdatedAt})
@@ -215,26 +255,26 @@ func newAbortCommand() *cobra.Command {
 // runError prints err and returns exit code 1: the command was used right
 // but what it was asked to do failed.
 func runError(cmd *cobra.Command, err error) error {
-	fmt.Fprintf(cmd.ErrOrStderr(), "Error: %s\n", err)
+	fmt.Fprintf(cmd.ErrOrStderr(), "Error: %s\n", termtext.Block(err.Error()))
 	return exitError{exitInvalid}
 }
 
 // failed prints err and returns the code of a failed run.
 func failed(cmd *cobra.Command, err error) error {
-	fmt.Fprintf(cmd.ErrOrStderr(), "Error: %s\n", err)
+	fmt.Fprintf(cmd.ErrOrStderr(), "Error: %s\n", termtext.Block(err.Error()))
 	return exitError{exitFailed}
 }
 
 // refused prints err and returns the code of a run the state folder
 // refused before anything changed.
 func refused(cmd *cobra.Command, err error) error {
-	fmt.Fprintf(cmd.ErrOrStderr(), "Error: %s\nNothing was changed.\n", err)
+	fmt.Fprintf(cmd.ErrOrStderr(), "Error: %s\nNothing was changed.\n", termtext.Block(err.Error()))
 	return exitError{exitRefused}
 }
 
 // lockError prints err; a lock held by another run has its own code.
 func lockError(cmd *cobra.Command, err error) error {
-	fmt.Fprintf(cmd.ErrOrStderr(), "Error: %s\n", err)
+	fmt.Fprintf(cmd.ErrOrStderr(), "Error: %s\n", termtext.Block(err.Error()))
 	var held *journal.HeldError
 	if errors.As(err, &held) {
 		return exitError{exitLocked}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/upshift-dev/upshift/runner"
+	"github.com/upshift-dev/upshift/runner/termtext"
 )
 
 // ConsoleSink writes one line per step outcome for a person, with elapsed
@@ -47,7 +48,17 @@ func (s *ConsoleSink) Emit(e runner.Event) {
 	}
 }
 
+// safe escapes what an event carries from elsewhere: messages and errors
+// come from plugins (an exec's stderr, a server's reply), addresses and keys
+// from the playbook's variables.
+func safe(e runner.Event) runner.Event {
+	e.Address, e.Action, e.Key = termtext.Line(e.Address), termtext.Line(e.Action), termtext.Line(e.Key)
+	e.Message, e.Error = termtext.Block(e.Message), termtext.Block(e.Error)
+	return e
+}
+
 func (s *ConsoleSink) line(e runner.Event) {
+	e = safe(e)
 	at := fmt.Sprintf("[%6.1fs]", e.Time.Sub(s.start).Seconds())
 	switch e.Type {
 	case runner.RunStarted:
@@ -76,6 +87,7 @@ func (s *ConsoleSink) line(e runner.Event) {
 
 // track keeps, per node (instance key), what the footer shows.
 func (s *ConsoleSink) track(e runner.Event) {
+	e = safe(e)
 	if e.Key == "" {
 		return
 	}
