@@ -146,7 +146,7 @@ func TestDamagedJournalIsRefused(t *testing.T) {
 			i := strings.Index(s, `"pending"`) + 2
 			return s[:i] + string(s[i]^0x01) + s[i+1:]
 		}},
-		"snapshot edited": {snapshotName, 0, func(s string) string { return strings.Replace(s, `"pending"`, `"done"`, 1) }},
+		"snapshot edited":    {snapshotName, 0, func(s string) string { return strings.Replace(s, `"pending"`, `"done"`, 1) }},
 		"snapshot truncated": {snapshotName, 0, func(s string) string { return s[:len(s)/2] }},
 		"snapshot without its checksum": {snapshotName, 0, func(s string) string {
 			i := strings.LastIndex(s, sumField)
