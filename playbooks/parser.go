@@ -50,6 +50,7 @@ var fileSchema = &hcl.BodySchema{
 		{Type: string(schema.KindNodePool), LabelNames: []string{"name"}},
 		{Type: "step", LabelNames: []string{"name"}},
 		{Type: "rollout", LabelNames: []string{"name"}},
+		{Type: "preflight", LabelNames: []string{"name"}},
 	},
 }
 
@@ -270,10 +271,11 @@ func (p *Parser) ParseFiles(dir string, sources map[string]string, opts LoadOpti
 // resource config, steps and rollouts not yet decoded, since they need the
 // plugins' schemas.
 type Parsed struct {
-	pb        *Playbook
-	resources []*resourceHeader
-	steps     []*hcl.Block
-	rollouts  []*hcl.Block
+	pb         *Playbook
+	resources  []*resourceHeader
+	steps      []*hcl.Block
+	rollouts   []*hcl.Block
+	preflights []*hcl.Block
 	// start is the beginning of the first playbook file, where a problem
 	// with the playbook as a whole is reported.
 	start hcl.Range
@@ -375,6 +377,8 @@ func (p *Parser) parse(dir string, files []*hcl.File, opts LoadOptions) (*Parsed
 				c.steps = append(c.steps, b)
 			case "rollout":
 				c.rollouts = append(c.rollouts, b)
+			case "preflight":
+				c.preflights = append(c.preflights, b)
 			default:
 				resourceBlocks = append(resourceBlocks, b)
 			}
@@ -503,6 +507,19 @@ func (c *Parsed) decode(schemas SchemaSource) (*Playbook, hcl.Diagnostics) {
 		seen[s.Name] = s
 	}
 	sort.SliceStable(pb.Steps, func(i, j int) bool { return rangeLess(pb.Steps[i].DeclRange, pb.Steps[j].DeclRange) })
+	for _, b := range c.preflights {
+		s, ds := pb.decodePreflight(b)
+		diags = append(diags, ds...)
+		if s == nil {
+			continue
+		}
+		if prev := pb.Preflight(s.Name); prev != nil {
+			diags = append(diags, duplicate("preflight", s.Name, prev.DeclRange, s.DeclRange))
+			continue
+		}
+		pb.Preflights = append(pb.Preflights, s)
+	}
+	diags = append(diags, pb.checkPointOfNoReturn()...)
 	if diags.HasErrors() {
 		return pb, diags
 	}

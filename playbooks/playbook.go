@@ -33,6 +33,10 @@ type Playbook struct {
 	// Steps holds every step, top-level and inside rollouts, in source order.
 	Steps    []*Step
 	Rollouts []*Rollout
+	// Preflights are the preflight blocks: probes that run, all at once,
+	// before a new run changes anything (and alone in upshift check).
+	// They are not steps of the graph.
+	Preflights []*Step
 	// ClusterName is the top-level `cluster` attribute: a name for the
 	// cluster shown beside its identity, "" when unset. It names the
 	// cluster; what identifies it is what its resources point at.
@@ -156,6 +160,14 @@ type Step struct {
 	Timeout   time.Duration  // 0: no limit beyond the action's own
 	Retry     Retry
 	Always    bool
+	// PointOfNoReturn marks the step whose first instance to start is the
+	// run's point of no return: a failure before it returns the cluster to
+	// where it began; after it, the run halts with the cluster serving.
+	PointOfNoReturn bool
+	// Preflight is set on a preflight block (which is not a step of the
+	// graph); its address is preflight.NAME.
+	Preflight bool
+	ponrRange hcl.Range
 
 	DependsOn []Reference
 	// References are the steps this step's expressions read from.
@@ -163,8 +175,14 @@ type Step struct {
 	DeclRange  hcl.Range
 }
 
-// Address is the step's address without instance key, e.g. "step.drain".
-func (s *Step) Address() string { return "step." + s.Name }
+// Address is the step's address without instance key, e.g. "step.drain"
+// (or "preflight.lb" for a preflight block).
+func (s *Step) Address() string {
+	if s.Preflight {
+		return "preflight." + s.Name
+	}
+	return "step." + s.Name
+}
 
 // Failure policies of a rollout.
 const (
@@ -189,6 +207,26 @@ type Rollout struct {
 	References []Reference
 	Steps      []*Step
 	DeclRange  hcl.Range
+}
+
+// Preflight returns the preflight block called name, or nil.
+func (p *Playbook) Preflight(name string) *Step {
+	for _, s := range p.Preflights {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// PointOfNoReturn returns the step marked point_of_no_return, or nil.
+func (p *Playbook) PointOfNoReturn() *Step {
+	for _, s := range p.Steps {
+		if s.PointOfNoReturn {
+			return s
+		}
+	}
+	return nil
 }
 
 // Address is the rollout's address, e.g. "rollout.upgrade".

@@ -22,6 +22,7 @@ var stepSchema = &hcl.BodySchema{
 		{Name: "when"},
 		{Name: "timeout"},
 		{Name: "always"},
+		{Name: "point_of_no_return"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{{Type: "with"}, {Type: "retry"}},
 }
@@ -81,6 +82,18 @@ func (pb *Playbook) decodeStep(b *hcl.Block, rollout *Rollout, index int) (*Step
 				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid always", Detail: "always must be true or false.", Subject: a.Expr.Range().Ptr()})
 			} else {
 				s.Always = v.True()
+			}
+		}
+	}
+	if a, ok := content.Attributes["point_of_no_return"]; ok {
+		v, ds := a.Expr.Value(nil)
+		diags = append(diags, ds...)
+		if !ds.HasErrors() {
+			if v.Type() != cty.Bool || v.IsNull() {
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid point_of_no_return", Detail: "point_of_no_return must be true or false.", Subject: a.Expr.Range().Ptr()})
+			} else {
+				s.PointOfNoReturn = v.True()
+				s.ponrRange = a.NameRange
 			}
 		}
 	}

@@ -42,6 +42,9 @@ type Graph struct {
 	Instances []*StepInstance
 	// ByStep lists a step's instances in key order.
 	ByStep map[string][]*StepInstance
+	// Preflights are the preflight blocks' instances: run before the walk,
+	// not part of the DAG.
+	Preflights []*StepInstance
 	// Items lists each rollout's items (keys) by batch.
 	Items map[string][][]string
 	// itemInsts holds each rollout item's instances in step order

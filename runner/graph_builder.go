@@ -29,6 +29,7 @@ var playbookGraph = graphBuilder{
 	itemChainTransform{},
 	batchChainTransform{},
 	cycleTransform{},
+	preflightTransform{},
 }
 
 // graphTransform is one named step of building a graph.

@@ -109,6 +109,7 @@ var contracts = map[Kind][]*Action{
 				req("servers", cty.List(ServerStatusType), "Every server of the backend."),
 			),
 			Idempotent: true,
+			Probe:      true,
 		},
 		{
 			Name:        "metrics",
@@ -119,6 +120,22 @@ var contracts = map[Kind][]*Action{
 				req("servers", cty.List(ServerCountersType), "Each server of the backend."),
 			),
 			Idempotent: true,
+			Probe:      true,
+		},
+		{
+			Name:        "preflight",
+			Description: "Checks, changing nothing, that a rollout over these servers can begin: the load balancer answers, knows every server, each is up and in rotation, and draining max_parallel of them at a time leaves at least min_in_service others in service. Every problem is reported at once.",
+			Args: obj(
+				req("servers", cty.List(cty.String), "The servers the rollout drains, as the load balancer knows them."),
+				opt("min_in_service", cty.Number, "The drain steps' min_in_service. Default 1."),
+				opt("max_parallel", cty.Number, "How many servers the rollout drains at once. Default 1."),
+			),
+			Result: obj(
+				req("servers", cty.Number, "Servers the backend has."),
+				req("in_service", cty.Number, "Servers up and in rotation now."),
+			),
+			Idempotent: true,
+			Probe:      true,
 		},
 	},
 	KindDatabase: {
@@ -209,6 +226,22 @@ var contracts = map[Kind][]*Action{
 				req("version", cty.String, "Server version."),
 			),
 			Idempotent: true,
+			Probe:      true,
+		},
+		{
+			Name:        "preflight",
+			Description: "Checks, changing nothing, that backup and copy can run: the database answers, A exists, the connecting user may do what copy needs, B is absent or this run's finished copy, and the backup folder has room for a backup of A. Every problem is reported at once.",
+			Args: obj(
+				opt("to", cty.String, "Name of the copy (B) the run will make."),
+				opt("run_id", cty.String, "Id of the run (run.id): a B whose finished-copy marker names it is this run's, and fine."),
+				opt("backup_dir", cty.String, "Folder the backup goes into (it or its nearest existing parent must be writable with room for A's size)."),
+			),
+			Result: obj(
+				req("name", cty.String, "The configured database (A)."),
+				req("size_bytes", cty.Number, "A's size as the server reports it; -1 when unknown."),
+			),
+			Idempotent: true,
+			Probe:      true,
 		},
 	},
 	KindNodePool: {
@@ -259,6 +292,23 @@ var contracts = map[Kind][]*Action{
 				req("key", cty.String, "Configuration key."),
 				req("value", cty.String, "New value. Shown as (sensitive) when it comes from a sensitive value, such as a copy's dsn."),
 			),
+			Result: obj(
+				req("changed", cty.Bool, "Whether the file changed."),
+				opt("existed", cty.Bool, "Whether the key was set before; null when the plugin cannot read the file back."),
+				secret(opt("previous", cty.String, "The value the key had before (null when it had none), which restore_config puts back on rollback. Kept sensitive: it may be a database address with credentials.")),
+			),
+			Idempotent: true,
+			Undo:       "restore_config",
+		},
+		{
+			Name:        "restore_config",
+			Description: "Puts one key of the node's configuration file back as set_config found it (the undo of set_config): the previous value, or no key when it had none.",
+			Args: obj(
+				req("node", cty.String, "Node name."),
+				req("key", cty.String, "Configuration key."),
+				opt("existed", cty.Bool, "Whether the key was set before set_config; null (unknown) refuses, since the value to restore is not known."),
+				secret(opt("previous", cty.String, "The value to put back when existed.")),
+			),
 			Result:     obj(req("changed", cty.Bool, "Whether the file changed.")),
 			Idempotent: true,
 		},
@@ -269,7 +319,22 @@ var contracts = map[Kind][]*Action{
 				req("node", cty.String, "Node name."),
 				req("path", cty.String, "Path relative to the node's data folder."),
 			),
-			Result:     obj(req("path", cty.String, "Absolute path of the file.")),
+			Result: obj(
+				req("path", cty.String, "Absolute path of the file."),
+				opt("created", cty.Bool, "Whether touch made the file (false: it was there already, and its undo leaves it)."),
+			),
+			Idempotent: true,
+			Undo:       "remove",
+		},
+		{
+			Name:        "remove",
+			Description: "Removes a file touch made in the node's data folder (the undo of touch). A missing file is fine; a folder or a link is refused.",
+			Args: obj(
+				req("node", cty.String, "Node name."),
+				req("path", cty.String, "Path relative to the node's data folder."),
+				opt("created", cty.Bool, "false: the file was there before touch, and is left. Default true."),
+			),
+			Result:     obj(req("removed", cty.Bool, "Whether a file was removed.")),
 			Idempotent: true,
 		},
 		{
@@ -282,6 +347,17 @@ var contracts = map[Kind][]*Action{
 			Result: obj(
 				req("node", cty.String, "Node name."),
 				req("enabled", cty.Bool, "Read-only mode afterwards."),
+			),
+			Idempotent: true,
+			Undo:       "read_write",
+		},
+		{
+			Name:        "read_write",
+			Description: "Turns the platform's read-only mode off on a node (the undo of read_only): it takes writes again.",
+			Args:        obj(req("node", cty.String, "Node name.")),
+			Result: obj(
+				req("node", cty.String, "Node name."),
+				req("enabled", cty.Bool, "Read-only mode afterwards (false)."),
 			),
 			Idempotent: true,
 		},
@@ -313,6 +389,20 @@ var contracts = map[Kind][]*Action{
 				req("bytes", cty.Number, "Bytes copied."),
 			),
 			Idempotent: true,
+		},
+		{
+			Name:        "preflight",
+			Description: "Checks, changing nothing, that every node can be upgraded: it is known to the plugin and reachable, its config file can be read, its process runs as the plugin knows it (pid file), and it answers its health check, on the expected version. Every problem is reported at once.",
+			Args: obj(
+				req("nodes", cty.List(cty.String), "Names of the nodes to check."),
+				opt("version", cty.String, "The version every node must report. Default: any, but the same on every node."),
+				opt("target", cty.String, "The version the run upgrades to: a node already on it is a problem (another run got there first)."),
+			),
+			Result: obj(
+				req("versions", cty.Map(cty.String), "The version each node reports, by node name."),
+			),
+			Idempotent: true,
+			Probe:      true,
 		},
 	},
 }

@@ -237,6 +237,9 @@ type Action struct {
 	// arguments on rollback; empty when there is none. An action with an
 	// undo must be idempotent (PluginSchema.Validate checks it).
 	Undo string
+	// Probe actions change nothing: they only look. Only they may run in a
+	// playbook's preflight, before the cluster is touched.
+	Probe bool
 }
 
 // PluginSchema is the full description a plugin gives of itself.
@@ -289,6 +292,9 @@ func (p *PluginSchema) Validate() error {
 		}
 		if a.Undo != "" && p.Actions[a.Undo] == nil {
 			return fmt.Errorf("action %s names undo action %q, which does not exist", name, a.Undo)
+		}
+		if a.Probe && a.Undo != "" {
+			return fmt.Errorf("action %s is a probe, which changes nothing, yet names an undo action", name)
 		}
 		if a.Undo != "" && !a.Idempotent {
 			// A rollback cut off midway leaves the step's effect in doubt,

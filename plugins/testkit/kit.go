@@ -111,8 +111,12 @@ func (k *kit) plugin() *sdk.Plugin {
 			{Schema: std("stop"), Run: k.stop},
 			{Schema: std("exec"), Run: k.execute},
 			{Schema: std("set_config"), Run: k.setConfig},
+			{Schema: std("restore_config"), Run: k.restoreConfig},
 			{Schema: std("touch"), Run: k.touch},
+			{Schema: std("remove"), Run: k.remove},
 			{Schema: std("read_only"), Run: k.readOnly},
+			{Schema: std("read_write"), Run: k.readWrite},
+			{Schema: std("preflight"), Run: k.preflight},
 			{Schema: std("wait_healthy"), Run: k.waitHealthy},
 			{Schema: std("backup_data"), Run: k.backupData},
 			{Schema: noopAction, Run: k.noop},
@@ -246,7 +250,11 @@ func (k *kit) setConfig(_ context.Context, r *sdk.Request) (cty.Value, error) {
 	key, value := r.String("key"), r.String("value")
 	old, had := n.config[key]
 	n.config[key] = value
-	return result(schema.ContractAction(schema.KindNodePool, "set_config"), map[string]cty.Value{"changed": cty.BoolVal(!had || old != value)})
+	prev := cty.NullVal(cty.String)
+	if had {
+		prev = cty.StringVal(old)
+	}
+	return result(schema.ContractAction(schema.KindNodePool, "set_config"), map[string]cty.Value{"changed": cty.BoolVal(!had || old != value), "existed": cty.BoolVal(had), "previous": prev})
 }
 
 func (k *kit) touch(_ context.Context, r *sdk.Request) (cty.Value, error) {
@@ -268,6 +276,7 @@ func (k *kit) touch(_ context.Context, r *sdk.Request) (cty.Value, error) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return cty.NilVal, err
 	}
+	_, statErr := os.Lstat(p)
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		return cty.NilVal, err
@@ -275,7 +284,7 @@ func (k *kit) touch(_ context.Context, r *sdk.Request) (cty.Value, error) {
 	if err := f.Close(); err != nil {
 		return cty.NilVal, err
 	}
-	return result(schema.ContractAction(schema.KindNodePool, "touch"), map[string]cty.Value{"path": cty.StringVal(p)})
+	return result(schema.ContractAction(schema.KindNodePool, "touch"), map[string]cty.Value{"path": cty.StringVal(p), "created": cty.BoolVal(os.IsNotExist(statErr))})
 }
 
 func (k *kit) readOnly(_ context.Context, r *sdk.Request) (cty.Value, error) {

@@ -54,6 +54,7 @@ func Plugin(name, version string, config *schema.Object, d Database) *sdk.Plugin
 			std("lock", func(ctx context.Context, r *sdk.Request) (cty.Value, error) { return lock(ctx, r, d) }),
 			std("unlock", func(ctx context.Context, r *sdk.Request) (cty.Value, error) { return unlock(ctx, r, d) }),
 			std("check", d.Check),
+			std("preflight", func(ctx context.Context, r *sdk.Request) (cty.Value, error) { return preflight(ctx, r, d) }),
 		},
 	}
 }

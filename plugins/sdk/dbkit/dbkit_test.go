@@ -151,7 +151,7 @@ func (fakeDB) Unlock(context.Context, string) (bool, error) { return false, nil 
 func TestPluginDeclaresTheContract(t *testing.T) {
 	p := dbkit.Plugin("x", "0.0.1", nil, fakeDB{})
 	require.NoError(t, p.Validate())
-	assert.Len(t, p.Actions, 7)
+	assert.Len(t, p.Actions, 8)
 	var copyAction *sdk.Action
 	for _, a := range p.Actions {
 		if a.Schema.Name == "copy" {

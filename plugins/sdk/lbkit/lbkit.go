@@ -148,6 +148,7 @@ func Plugin(name, version string, config *schema.Object, configure Configure) *s
 			{Schema: std("enable"), Run: k.enable, Check: k.check("enable", StateReady, Backend.CheckEnable)},
 			{Schema: std("status"), Run: k.status},
 			{Schema: std("metrics"), Run: k.metrics},
+			{Schema: std("preflight"), Run: k.preflight},
 		},
 	}
 }

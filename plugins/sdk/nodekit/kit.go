@@ -240,21 +240,18 @@ func (k *Kit[N]) Actions() []*sdk.Action {
 	exec.Check = k.checkExec
 	return []*sdk.Action{
 		start, stop, exec,
-		k.action("set_config", true, func(ctx context.Context, n N, r *sdk.Request) (map[string]cty.Value, error) {
-			changed, err := d.SetConfig(ctx, n, r.String("key"), r.String("value"))
-			return map[string]cty.Value{"changed": cty.BoolVal(changed)}, err
-		}),
-		k.action("touch", true, func(ctx context.Context, n N, r *sdk.Request) (map[string]cty.Value, error) {
-			p, err := n.Base().InDataDir(r.String("path"))
-			if err != nil {
-				return nil, sdk.ArgError("path", "node %s: %s", n.Base().Name, err)
-			}
-			return map[string]cty.Value{"path": cty.StringVal(p)}, d.Touch(ctx, n, p)
-		}),
+		k.action("set_config", true, k.setConfig),
+		k.action("restore_config", true, k.restoreConfig),
+		k.action("touch", true, k.touch),
+		k.action("remove", true, k.remove),
 		k.action("read_only", true, func(ctx context.Context, n N, r *sdk.Request) (map[string]cty.Value, error) {
 			enabled := r.Bool("enabled", true)
 			return map[string]cty.Value{"node": cty.StringVal(n.Base().Name), "enabled": cty.BoolVal(enabled)}, n.Base().SetReadOnly(ctx, enabled)
 		}),
+		k.action("read_write", true, func(ctx context.Context, n N, r *sdk.Request) (map[string]cty.Value, error) {
+			return map[string]cty.Value{"node": cty.StringVal(n.Base().Name), "enabled": cty.False}, n.Base().SetReadOnly(ctx, false)
+		}),
+		{Schema: schema.ContractAction(schema.KindNodePool, "preflight"), Run: k.preflight},
 		// wait_healthy only reads: it does not wait for the node's lock.
 		k.action("wait_healthy", false, func(ctx context.Context, n N, r *sdk.Request) (map[string]cty.Value, error) {
 			timeout, err := r.Duration("timeout", 2*time.Minute)

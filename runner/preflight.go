@@ -1,0 +1,146 @@
+// Preflight: the playbook's preflight blocks, probes that change nothing,
+// run all at once before a new run's first step (and alone in `upshift
+// check`). A failed preflight changes nothing and reports every problem
+// it found, not the first.
+
+package runner
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/upshift-dev/upshift/plugins"
+)
+
+// preflightTransform expands the preflight blocks into their instances
+// (one per for_each key), kept beside the graph, not in it: they run
+// before the walk.
+type preflightTransform struct{}
+
+func (preflightTransform) Name() string { return "expand preflights" }
+
+func (preflightTransform) Transform(b *graphBuild) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	for _, s := range b.Playbook.Preflights {
+		if s.ForEach == nil {
+			b.Preflights = append(b.Preflights, &StepInstance{Addr: s.Address(), Step: s, Each: cty.NilVal})
+			continue
+		}
+		items, ds := expandForEach(b.Playbook, s)
+		diags = append(diags, ds...)
+		for _, it := range items {
+			b.Preflights = append(b.Preflights, &StepInstance{Addr: s.Address() + "[" + fmt.Sprintf("%q", it.key) + "]", Step: s, Key: it.key, Keyed: true, Each: it.each()})
+		}
+	}
+	return diags
+}
+
+// PreflightFailure is one preflight that found problems (or could not
+// ask).
+type PreflightFailure struct {
+	Address string
+	Action  string
+	Error   string
+}
+
+// PreflightReport is what the preflights found.
+type PreflightReport struct {
+	// Checked counts the preflight instances asked (skipped by when: not
+	// counted).
+	Checked  int
+	Failures []PreflightFailure
+	Duration time.Duration
+}
+
+// OK reports whether every preflight passed.
+func (r *PreflightReport) OK() bool { return len(r.Failures) == 0 }
+
+// Error lists every failure, one per paragraph.
+func (r *PreflightReport) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "preflight found problems in %d of %d checks; nothing was changed:", len(r.Failures), r.Checked)
+	for _, f := range r.Failures {
+		fmt.Fprintf(&b, "\n  %s (%s): %s", f.Address, f.Action, strings.ReplaceAll(f.Error, "\n", "\n    "))
+	}
+	return b.String()
+}
+
+// Preflight runs every preflight instance of g at once (at most
+// parallelism at a time; 0 means 10) through providers, with each
+// instance's timeout, and reports them all. Events get a step_started and
+// a step_finished or step_failed per instance.
+func Preflight(ctx context.Context, g *Graph, providers map[string]plugins.Provider, events Sink, parallelism int) *PreflightReport {
+	if events == nil {
+		events = Sinks(nil)
+	}
+	if parallelism <= 0 {
+		parallelism = 10
+	}
+	start := time.Now()
+	rep := &PreflightReport{}
+	none := func(*StepInstance) (cty.Value, bool) { return cty.NilVal, false }
+	var mu sync.Mutex
+	fail := func(inst *StepInstance, err string) {
+		mu.Lock()
+		defer mu.Unlock()
+		rep.Failures = append(rep.Failures, PreflightFailure{Address: inst.Addr, Action: inst.Step.Run.String(), Error: err})
+	}
+	sem := make(chan struct{}, parallelism)
+	var wg sync.WaitGroup
+	for _, inst := range g.Preflights {
+		if inst.Step.When != nil {
+			v, diags := g.EvalWhen(inst, none)
+			if diags.HasErrors() {
+				fail(inst, diagsError(diags).Error())
+				continue
+			}
+			if v.False() {
+				continue
+			}
+		}
+		args, diags := g.DecodeArgs(inst, none)
+		if diags.HasErrors() {
+			fail(inst, diagsError(diags).Error())
+			continue
+		}
+		args, _ = args.UnmarkDeep()
+		p := providers[inst.Step.Run.Resource.Address()]
+		if p == nil {
+			fail(inst, "no plugin for "+inst.Step.Run.Resource.Address())
+			continue
+		}
+		rep.Checked++
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(inst *StepInstance, args cty.Value) {
+			defer func() { <-sem; wg.Done() }()
+			cctx := ctx
+			if inst.Step.Timeout > 0 {
+				var cancel context.CancelFunc
+				cctx, cancel = context.WithTimeout(ctx, inst.Step.Timeout)
+				defer cancel()
+			}
+			began := time.Now()
+			events.Emit(Event{Time: began, Type: StepStarted, Address: inst.Addr, Action: inst.Step.Run.String(), Key: inst.Key})
+			resp := p.Invoke(cctx, plugins.InvokeRequest{Action: inst.Step.Run.Action.Name, Args: args})
+			if resp.Diagnostics.HasErrors() {
+				msg := resp.Diagnostics.Err().Error()
+				fail(inst, msg)
+				events.Emit(Event{Time: time.Now(), Type: StepFailed, Address: inst.Addr, Error: msg, Duration: time.Since(began)})
+				return
+			}
+			events.Emit(Event{Time: time.Now(), Type: StepFinished, Address: inst.Addr, Duration: time.Since(began)})
+		}(inst, args)
+	}
+	wg.Wait()
+	sort.Slice(rep.Failures, func(i, j int) bool { return rep.Failures[i].Address < rep.Failures[j].Address })
+	rep.Duration = time.Since(start)
+	return rep
+}
