@@ -84,6 +84,9 @@ func (x *execution) runInstance(ctx context.Context, inst *StepInstance) error {
 		return fail(fmt.Errorf("no plugin instance for %s", s.Run.Resource.Address()), 0, shownArgs)
 	}
 
+	if s.PointOfNoReturn {
+		x.passPointOfNoReturn(inst)
+	}
 	// A step found in flight from an interrupted run.
 	if p := x.prior[inst.Addr]; p != nil && p.Status == journal.Running && !action.Idempotent && !x.rerun[inst.Addr] {
 		chk := provider.Check(ctx, plugins.InvokeRequest{Action: action.Name, Args: wireArgs})
@@ -247,6 +250,9 @@ func (x *execution) finish(inst *StepInstance, res cty.Value, started time.Time,
 			st.ResultWire = shown
 		}
 	}
+	x.mu.Lock()
+	x.ended[inst.Addr] = st.EndedAt
+	x.mu.Unlock()
 	if err := x.record(inst, st); err != nil {
 		return fmt.Errorf("the action succeeded but recording it in the journal failed: %w", err)
 	}

@@ -42,50 +42,77 @@ func (x *execution) rollback(ctx context.Context, outcomes map[string]*dag.Outco
 			for i := len(r.Steps) - 1; i >= 0; i-- {
 				s := r.Steps[i]
 				inst := x.g.DAG.Vertex(InstanceAddr(s.Name, key, true)).(*StepInstance)
-				if outcomes[inst.Addr].State != dag.Done || s.Run.Action.Undo == "" || x.skippedByWhen(inst) {
-					continue // not run, or nothing to undo
+				if outcomes[inst.Addr].State != dag.Done || x.skippedByWhen(inst) {
+					continue // not run: nothing to undo
 				}
-				undo := s.Run.Resource.Schema.Action(s.Run.Action.Undo)
-				if undo == nil {
-					continue
-				}
-				args, diags := x.g.DecodeArgs(inst, x.result)
-				if diags.HasErrors() {
-					continue
-				}
-				args, _ = args.UnmarkDeep()
-				res, _ := x.result(inst)
-				undoArgs, err := fitArgs(args, res, undo)
-				addr := inst.Addr + ".undo"
-				undoName := s.Run.Resource.Address() + "." + undo.Name
-				if err != nil {
-					x.emit(Event{Type: StepFailed, Address: addr, Action: undo.Name, Error: err.Error()})
-					continue
-				}
-				// The journal hears of the undo before it starts: once it
-				// has begun, the step's effect may be gone, so a resume must
-				// run the step again rather than trust its done record (every
-				// action with an undo is idempotent, so running it again is
-				// safe whether or not the undo got through).
-				started := time.Now()
-				shown := redactedJSON(args, s.Run.Action.Args)
-				if err := x.record(inst, journal.Step{Status: journal.RolledBack, Args: shown, Note: "rollback: " + undoName + " started", StartedAt: started}); err != nil {
-					x.emit(Event{Type: StepFailed, Address: addr, Action: undoName, Error: fmt.Sprintf("not rolled back: recording the rollback failed: %s", err)})
+				if s.Run.Action.Undo == "" {
+					if s.Run.Action.Idempotent {
+						continue // a health wait: nothing to take back
+					}
+					// An exec without undo: what came before it must
+					// stay, or the node would start on data it no
+					// longer fits.
+					x.emit(Event{Type: StepFailed, Address: inst.Addr + ".undo", Error: fmt.Sprintf("%s has no undo: its effect stays, and the steps before it in item %q are left as they are", s.Run, key)})
 					break
 				}
-				x.emit(Event{Type: StepStarted, Address: addr, Action: undoName})
-				resp := x.opts.Providers[s.Run.Resource.Address()].Invoke(ctx, plugins.InvokeRequest{Action: undo.Name, Args: undoArgs})
-				if resp.Diagnostics.HasErrors() {
-					err := diagsError(resp.Diagnostics.HCL(nil)) // its arguments are not the step's `with`
-					_ = x.record(inst, journal.Step{Status: journal.Failed, Args: shown, Error: fmt.Sprintf("its undo %s failed during rollback: %s; the step runs again on resume", undoName, err), StartedAt: started, EndedAt: time.Now()})
-					x.emit(Event{Type: StepFailed, Address: addr, Error: err.Error(), Duration: time.Since(started)})
+				if err := x.undo(ctx, inst); err != nil {
 					break // undoing further back on a half-undone item would do more harm
 				}
-				_ = x.record(inst, journal.Step{Status: journal.RolledBack, Args: shown, Note: "undone by " + undoName, StartedAt: started, EndedAt: time.Now()})
-				x.emit(Event{Type: StepFinished, Address: addr, Duration: time.Since(started)})
 			}
 		}
 	}
+}
+
+// undo runs the undo action of inst, a done instance, with the arguments
+// the undo takes from the step's own arguments and result, journaling it
+// before and after.
+func (x *execution) undo(ctx context.Context, inst *StepInstance) error {
+	s := inst.Step
+	undo := s.Run.Resource.Schema.Action(s.Run.Action.Undo)
+	addr := inst.Addr + ".undo"
+	if undo == nil {
+		err := fmt.Errorf("its plugin has no action %q", s.Run.Action.Undo)
+		x.emit(Event{Type: StepFailed, Address: addr, Error: err.Error()})
+		return err
+	}
+	undoName := s.Run.Resource.Address() + "." + undo.Name
+	args, diags := x.g.DecodeArgs(inst, x.result)
+	if diags.HasErrors() {
+		err := diagsError(diags)
+		x.emit(Event{Type: StepFailed, Address: addr, Action: undoName, Error: err.Error()})
+		return err
+	}
+	shown := redactedJSON(args, s.Run.Action.Args)
+	args, _ = args.UnmarkDeep()
+	res, _ := x.result(inst)
+	res, _ = res.UnmarkDeep()
+	undoArgs, err := fitArgs(args, res, undo)
+	if err != nil {
+		x.emit(Event{Type: StepFailed, Address: addr, Action: undoName, Error: err.Error()})
+		return err
+	}
+	// The journal hears of the undo before it starts: once it has begun,
+	// the step's effect may be gone, so a resume must run the step again
+	// rather than trust its done record (every action with an undo is
+	// idempotent, so running it again is safe whether or not the undo got
+	// through).
+	started := time.Now()
+	if err := x.record(inst, journal.Step{Status: journal.RolledBack, Args: shown, Note: "rollback: " + undoName + " started", StartedAt: started}); err != nil {
+		err = fmt.Errorf("not rolled back: recording the rollback failed: %w", err)
+		x.emit(Event{Type: StepFailed, Address: addr, Action: undoName, Error: err.Error()})
+		return err
+	}
+	x.emit(Event{Type: StepStarted, Address: addr, Action: undoName})
+	resp := x.opts.Providers[s.Run.Resource.Address()].Invoke(ctx, plugins.InvokeRequest{Action: undo.Name, Args: undoArgs})
+	if resp.Diagnostics.HasErrors() {
+		err := diagsError(resp.Diagnostics.HCL(nil)) // its arguments are not the step's `with`
+		_ = x.record(inst, journal.Step{Status: journal.Failed, Args: shown, Error: fmt.Sprintf("its undo %s failed during rollback: %s; the step runs again on resume", undoName, err), StartedAt: started, EndedAt: time.Now()})
+		x.emit(Event{Type: StepFailed, Address: addr, Error: err.Error(), Duration: time.Since(started)})
+		return err
+	}
+	_ = x.record(inst, journal.Step{Status: journal.RolledBack, Args: shown, Note: "undone by " + undoName, StartedAt: started, EndedAt: time.Now()})
+	x.emit(Event{Type: StepFinished, Address: addr, Duration: time.Since(started)})
+	return nil
 }
 
 // skippedByWhen: a step whose when was false did nothing, so has nothing to undo.

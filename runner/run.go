@@ -58,6 +58,11 @@ type Options struct {
 	// finished: by default a finished run stays finished, whatever changed
 	// in the playbook or its variables.
 	NewRun bool
+	// Preflight runs the playbook's preflight blocks before a new run
+	// begins (not on resume: a cluster halfway through its upgrade is not
+	// what they check); a problem returns a *PreflightError and nothing is
+	// begun or changed.
+	Preflight bool
 }
 
 // Result is how a run ended.
@@ -76,7 +81,23 @@ type Result struct {
 	RunID string
 	// Run is the journal's header of the run (nil without a journal).
 	Run *journal.Run
+	// Preflight is what the preflights found (nil when none ran).
+	Preflight *PreflightReport
+	// PointOfNoReturn is the instance of the step marked point_of_no_return
+	// that the run passed; "" when it did not (or the playbook marks none).
+	PointOfNoReturn string
+	// Returned is set when the run failed or was stopped before its point
+	// of no return and was returned to where it began.
+	Returned *ReturnReport
+	// Standing says where each rollout item stands, when the run failed or
+	// stopped after its point of no return.
+	Standing []string
 }
+
+// PreflightError: a preflight found problems; nothing was begun.
+type PreflightError struct{ Report *PreflightReport }
+
+func (e *PreflightError) Error() string { return e.Report.Error() }
 
 // ErrRunFailed is returned when at least one step failed.
 var ErrRunFailed = errors.New("the run failed")
@@ -96,6 +117,12 @@ type execution struct {
 	whenSkipped map[string]bool
 	// blocked holds steps that need the operator before they can run again.
 	blocked map[string]string
+	// ended is when each instance finished in this run, so a return to the
+	// start undoes newest first.
+	ended map[string]time.Time
+	// ponrAt is the first instance of the point_of_no_return step this run
+	// started; "" before.
+	ponrAt string
 }
 
 // Run executes g: it walks the graph with bounded parallelism, runs each
@@ -108,7 +135,7 @@ func Run(ctx context.Context, g *Graph, opts Options) (*Result, error) {
 	if opts.Events == nil {
 		opts.Events = Sinks(nil)
 	}
-	x := &execution{g: g, opts: opts, start: time.Now(), results: map[string]cty.Value{}, prior: map[string]*journal.Step{}, rerun: map[string]bool{}, whenSkipped: map[string]bool{}}
+	x := &execution{g: g, opts: opts, start: time.Now(), results: map[string]cty.Value{}, prior: map[string]*journal.Step{}, rerun: map[string]bool{}, whenSkipped: map[string]bool{}, ended: map[string]time.Time{}}
 	for _, a := range opts.Rerun {
 		x.rerun[a] = true
 	}
@@ -123,6 +150,21 @@ func Run(ctx context.Context, g *Graph, opts Options) (*Result, error) {
 	}
 	// From here on, run.id is known to the steps' expressions.
 	g.Playbook.SetRunID(run.ID)
+	var preflight *PreflightReport
+	if !resumed {
+		if opts.Preflight && len(g.Preflights) > 0 {
+			x.emit(Event{Type: RunStarted, Message: fmt.Sprintf("preflight: %d checks before anything changes", len(g.Preflights))})
+			preflight = Preflight(ctx, g, opts.Providers, opts.Events, opts.Parallelism)
+			if !preflight.OK() {
+				return &Result{Status: journal.Failed, Outcomes: map[string]*dag.Outcome{}, RunID: run.ID, Preflight: preflight}, &PreflightError{Report: preflight}
+			}
+		}
+		if opts.Journal != nil {
+			if err := opts.Journal.Begin(run); err != nil {
+				return nil, err
+			}
+		}
+	}
 	msg := fmt.Sprintf("running %d steps", len(g.Instances))
 	if resumed {
 		msg = fmt.Sprintf("resuming an interrupted run: %d of %d steps already done", x.doneCount(), len(g.Instances))
@@ -152,7 +194,7 @@ func Run(ctx context.Context, g *Graph, opts Options) (*Result, error) {
 		return nil, werr
 	}
 
-	res := &Result{Outcomes: outcomes, Resumed: resumed, RunID: run.ID}
+	res := &Result{Outcomes: outcomes, Resumed: resumed, RunID: run.ID, Preflight: preflight}
 	if opts.Journal != nil {
 		res.Run = run
 	}
@@ -169,8 +211,18 @@ func Run(ctx context.Context, g *Graph, opts Options) (*Result, error) {
 		}
 	}
 
-	if len(res.Failed) > 0 {
+	stopped := errors.Is(werr, dag.ErrStopped)
+	switch {
+	case (len(res.Failed) > 0 || stopped) && x.beforePointOfNoReturn():
+		res.Returned = x.returnToStart(ctx, outcomes)
+	case len(res.Failed) > 0:
 		x.rollback(ctx, outcomes)
+	}
+	if at, passed := x.pointOfNoReturnPassed(); passed {
+		res.PointOfNoReturn = at
+		if len(res.Failed) > 0 || stopped {
+			res.Standing = x.standing(outcomes)
+		}
 	}
 	switch {
 	case len(res.Failed) > 0 && x.pauseRequested(res.Failed):
@@ -196,6 +248,9 @@ func Run(ctx context.Context, g *Graph, opts Options) (*Result, error) {
 	}
 	if n := countState(outcomes, dag.NotStarted); n > 0 {
 		summary += fmt.Sprintf(", %d not started", n)
+	}
+	if res.Returned != nil {
+		summary += "; " + res.Returned.Summary()
 	}
 	x.emit(Event{Type: RunFinished, Status: string(res.Status), Message: summary, Duration: time.Since(x.start)})
 	if res.Status != journal.Done {
@@ -307,10 +362,7 @@ func (x *execution) openJournal() (bool, *journal.Run, error) {
 	for _, inst := range x.g.Instances {
 		run.Steps[inst.Addr] = &journal.Step{Address: inst.Addr, Status: journal.Pending, Action: inst.Step.Run.String(), Idempotent: inst.Step.Run.Action.Idempotent}
 	}
-	if err := j.Begin(run); err != nil {
-		return false, nil, err
-	}
-	return false, run, nil
+	return false, run, nil // Run begins it, after the preflights
 }
 
 func (x *execution) doneCount() int {

@@ -616,12 +616,26 @@ func TestParallelismCap(t *testing.T) {
 	f := newFixture(t, b.String())
 	var cur, peak int
 	var mu sync.Mutex
+	// The first calls wait until four are in flight (causally, not by a
+	// sleep that a busy machine outlasts): a cap that held fewer would
+	// time out, one that let more through would show a higher peak.
+	full := make(chan struct{})
 	f.db.InvokeFn = func(context.Context, string, cty.Value) (cty.Value, error) {
 		mu.Lock()
 		cur++
 		peak = max(peak, cur)
+		if cur == 4 && peak == 4 {
+			select {
+			case <-full:
+			default:
+				close(full)
+			}
+		}
 		mu.Unlock()
-		time.Sleep(10 * time.Millisecond)
+		select {
+		case <-full:
+		case <-time.After(10 * time.Second):
+		}
 		mu.Lock()
 		cur--
 		mu.Unlock()
