@@ -22,6 +22,7 @@ var configSchema = &schema.Object{Attributes: []*schema.Attribute{
 	{Name: "read_only_path", Type: cty.String, Description: "Path of the platform's read-only admin endpoint, used for nodes without read_only_url. Default /admin/read-only."},
 	{Name: "start_timeout", Type: cty.String, Description: "Default deadline for a node to listen after start. Default 30s."},
 	{Name: "stop_timeout", Type: cty.String, Description: "Default grace period between SIGTERM and SIGKILL. Default 30s."},
+	{Name: "backup_root", Type: cty.String, Description: "Folder every backup_data `to` must be inside. Unset: any folder but /, the data folder and what holds it, and an existing one is replaced only when it is a backup upshift made."},
 }}
 
 // config is configSchema decoded.
@@ -29,6 +30,7 @@ type config struct {
 	ReadOnlyPath string        `cty:"read_only_path" default:"/admin/read-only"`
 	StartTimeout time.Duration `cty:"start_timeout,positive" default:"30s"`
 	StopTimeout  time.Duration `cty:"stop_timeout,positive" default:"30s"`
+	BackupRoot   string        `cty:"backup_root"`
 }
 
 func newPlugin() *sdk.Plugin {
@@ -61,7 +63,7 @@ func configure(kit *nodekit.Kit[*localnode.Node], req plugins.ConfigureRequest) 
 				return fmt.Errorf("node %q: path %q must be absolute", n.Name, p)
 			}
 		}
-		list = append(list, &localnode.Node{Node: *n})
+		list = append(list, &localnode.Node{Node: *n, BackupRoot: cfg.BackupRoot})
 	}
 	return kit.SetNodes(list, cfg.StartTimeout, cfg.StopTimeout)
 }

@@ -32,6 +32,9 @@ import (
 // Node is one local node, as the playbook's nodes list describes it.
 type Node struct {
 	nodekit.Node
+	// BackupRoot is the folder backups must be inside ("" for none
+	// declared): see fsutil.CheckBackupTarget.
+	BackupRoot string
 }
 
 // Running reports whether the node's process is running.
@@ -62,10 +65,14 @@ func (n *Node) Start(ctx context.Context, timeout time.Duration, progress func(s
 	if pid := n.pid(); pid != 0 {
 		return false, nil
 	}
-	if err := os.MkdirAll(filepath.Dir(n.LogFile), 0o755); err != nil {
-		return false, err
+	// The log and pid files may be in the data folder, which the node's
+	// own process can write: a link planted there is not followed out.
+	if _, inData := fsutil.Inside(n.DataDir, n.LogFile); !inData {
+		if err := os.MkdirAll(filepath.Dir(n.LogFile), 0o755); err != nil {
+			return false, err
+		}
 	}
-	logf, err := os.OpenFile(n.LogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	logf, err := fsutil.OpenNoFollow(n.LogFile, []string{n.DataDir}, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return false, err
 	}
@@ -73,13 +80,14 @@ func (n *Node) Start(ctx context.Context, timeout time.Duration, progress func(s
 	logStart, _ := logf.Seek(0, io.SeekEnd)
 	cmd := exec.Command(n.Command[0], n.Command[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = procfs.ChildEnv(nil) // not the plugin's: no UPSHIFT_VAR_* secret
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return false, fmt.Errorf("starting %s: %w", n.Command[0], err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }() // reap it, whenever it ends
-	if err := fsutil.WriteFile(n.PidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+	if err := fsutil.WriteFileIn(n.DataDir, n.PidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
 		_ = cmd.Process.Kill()
 		return false, err
 	}
@@ -269,10 +277,7 @@ func (n *Node) Exec(ctx context.Context, argv []string, shell string, env map[st
 	} else {
 		cmd = exec.Command(argv[0], argv[1:]...)
 	}
-	cmd.Env = os.Environ()
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
+	cmd.Env = procfs.ChildEnv(env)
 	var stdout, stderr limitedBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	name := cmd.Path
@@ -321,12 +326,11 @@ func (n *Node) SetConfig(key, value string) (bool, error) {
 }
 
 // Touch creates the empty file p (and its folder) unless it exists; the
-// caller has checked that p is inside the data folder (nodekit).
+// caller has checked that p is inside the data folder (nodekit). It is
+// opened through an os.Root on the data folder: a link in the way (the
+// node's process can plant one) does not lead the plugin, often root, out.
 func (n *Node) Touch(p string) error {
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o644)
+	f, err := fsutil.OpenIn(n.DataDir, p, os.O_CREATE|os.O_WRONLY, 0o644, 0o755)
 	if err != nil {
 		return err
 	}
@@ -335,9 +339,25 @@ func (n *Node) Touch(p string) error {
 
 // BackupData copies the data folder to dest (replacing an earlier copy),
 // through a temporary folder so a half copy never has the final name.
+// What it replaces must be a backup it made (fsutil.BackupMarker in it),
+// inside the backup root when one is declared, and never /, the data
+// folder or what holds it. The copy is private: folders 0700, files 0600.
 func (n *Node) BackupData(dest string) (int64, error) {
+	if err := fsutil.CheckBackupTarget(dest, n.BackupRoot, n.DataDir); err != nil {
+		return 0, err
+	}
+	dest = filepath.Clean(dest)
+	if err := replaceable(dest); err != nil {
+		return 0, err
+	}
 	tmp := dest + ".upshift-tmp"
+	if err := replaceable(tmp); err != nil {
+		return 0, err
+	}
 	_ = os.RemoveAll(tmp)
+	if err := os.MkdirAll(filepath.Dir(dest), 0o700); err != nil {
+		return 0, err
+	}
 	var total int64
 	err := filepath.WalkDir(n.DataDir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -351,14 +371,17 @@ func (n *Node) BackupData(dest string) (int64, error) {
 		}
 		switch {
 		case d.IsDir():
-			return os.MkdirAll(target, info.Mode().Perm()|0o700)
+			return os.Mkdir(target, 0o700)
 		case info.Mode().IsRegular():
-			nb, err := copyFile(p, target, info.Mode().Perm())
+			nb, err := copyFile(p, target, 0o600)
 			total += nb
 			return err
 		}
 		return nil // sockets, devices, links: not data
 	})
+	if err == nil {
+		err = os.WriteFile(filepath.Join(tmp, fsutil.BackupMarker), []byte(n.DataDir+"\n"), 0o600)
+	}
 	if err != nil {
 		_ = os.RemoveAll(tmp)
 		return 0, err
@@ -369,13 +392,31 @@ func (n *Node) BackupData(dest string) (int64, error) {
 	return total, os.Rename(tmp, dest)
 }
 
+// replaceable refuses to replace p unless it is missing, or a folder holding
+// the marker of a backup upshift made.
+func replaceable(p string) error {
+	st, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if st.IsDir() {
+		if m, err := os.Lstat(filepath.Join(p, fsutil.BackupMarker)); err == nil && m.Mode().IsRegular() {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s exists and is not a backup upshift made (no %s in it): it is left alone; choose another `to`, or move it aside", p, fsutil.BackupMarker)
+}
+
 func copyFile(src, dst string, perm fs.FileMode) (int64, error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return 0, err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, perm)
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
 	if err != nil {
 		return 0, err
 	}

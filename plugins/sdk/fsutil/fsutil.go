@@ -33,7 +33,9 @@ func WriteFileMode(path string, data []byte, perm fs.FileMode) error {
 
 func write(path string, data []byte, perm fs.FileMode, forceMode bool) error {
 	uid, gid := -1, -1
-	if old, err := os.Stat(path); err == nil {
+	// Lstat: a symbolic link in path's place is replaced by the rename, never
+	// followed, and the file it points at lends neither mode nor owner.
+	if old, err := os.Lstat(path); err == nil && old.Mode().IsRegular() {
 		if !forceMode {
 			perm = old.Mode().Perm()
 		}

@@ -42,14 +42,18 @@ kill -KILL 0`
 //
 // code is the command's exit status (128+n for a signal n); err is set
 // only when it did not run to its end (not started, ctx ended, killed).
-// cmd.Path, Args, Env, Dir, Stdin, Stdout and Stderr are kept; cmd must
-// have no ExtraFiles or SysProcAttr of its own.
+// cmd.Path, Args, Env, Dir, Stdin, Stdout and Stderr are kept; a nil Env
+// is ChildEnv(nil), not this process's environment; cmd must have no
+// ExtraFiles or SysProcAttr of its own.
 func RunGroup(ctx context.Context, cmd *exec.Cmd) (code int, err error) {
 	if cmd.Err != nil {
 		return -1, cmd.Err
 	}
 	if cmd.Process != nil || len(cmd.ExtraFiles) > 0 || cmd.SysProcAttr != nil {
 		return -1, errors.New("procfs.RunGroup: the command is started or has ExtraFiles or SysProcAttr")
+	}
+	if cmd.Env == nil {
+		cmd.Env = ChildEnv(nil) // never the plugin's whole environment
 	}
 	statusR, statusW, err := os.Pipe()
 	if err != nil {
