@@ -88,7 +88,7 @@ func checkHCL(t *testing.T, f Fence, ctx *context) {
 	case isLockFile(body):
 		checkLockFile(t, f)
 	case len(body.Blocks) == 0 && len(body.Attributes) > 0 && !hasCluster:
-		checkVarsFile(t, f)
+		checkVarsFile(t, f, body, ctx)
 	case blocksOK && (len(body.Blocks) > 0 || hasCluster) && (len(body.Attributes) == 0 || (hasCluster && len(body.Attributes) == 1)):
 		checkPlaybook(t, f, body, ctx)
 	default:
@@ -121,15 +121,32 @@ func checkLockFile(t *testing.T, f Fence) {
 	}
 }
 
-// checkVarsFile loads the shipped playbook with the block as its variables file.
-func checkVarsFile(t *testing.T, f Fence) {
+// checkVarsFile loads the shipped playbook with the block as its variables
+// file. A block that sets only some variables (a variant of one) gets the
+// others from three-nodes.vars.hcl.
+func checkVarsFile(t *testing.T, f Fence, body *hclsyntax.Body, ctx *context) {
 	dir := t.TempDir()
-	vf := filepath.Join(dir, "snippet.vars.hcl")
+	vf := filepath.Join(dir, snippetFile)
 	if err := os.WriteFile(vf, []byte(f.Code), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	var rest []string
+	for name, src := range ctx.values {
+		if _, set := body.Attributes[name]; !set {
+			rest = append(rest, src)
+		}
+	}
+	sort.Strings(rest)
+	files := []string{vf}
+	if len(rest) > 0 {
+		cf := filepath.Join(dir, varsFileName)
+		if err := os.WriteFile(cf, []byte(strings.Join(rest, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		files = []string{cf, vf}
+	}
 	p := playbooks.NewParser()
-	pb, diags := p.Load(shipped, playbooks.LoadOptions{VarFiles: []string{vf}, Env: []string{}})
+	pb, diags := p.Load(shipped, playbooks.LoadOptions{VarFiles: files, Env: []string{}})
 	diags = append(diags, graphAndPlan(pb, diags)...)
 	if diags.HasErrors() {
 		t.Fatalf("%s: as a variables file of playbooks/rolling-upgrade:\n%s", f.Pos(0), render(f, diags))
@@ -331,7 +348,7 @@ func render(f Fence, diags hcl.Diagnostics) string {
 		}
 		where := "?"
 		if d.Subject != nil {
-			if d.Subject.Filename == snippetFile {
+			if filepath.Base(d.Subject.Filename) == snippetFile {
 				where = f.Pos(d.Subject.Start.Line)
 			} else {
 				where = fmt.Sprintf("%s:%d", filepath.Base(d.Subject.Filename), d.Subject.Start.Line)
