@@ -7,7 +7,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 5s
 PLUGIN_FLAGS := -trimpath -ldflags "-s -w"
 
-.PHONY: all setup build test unit race fuzz docs e2e drills bench demo demo-down proto docs fmt vet clean
+.PHONY: all setup build test unit race fuzz docs e2e drills bench demo demo-down proto docs fmt vet clean vuln
 
 all: build
 
@@ -71,6 +71,51 @@ proto:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 	$(BIN)/upshift fmt --recursive --skip-invalid playbooks
+
+# Known vulnerabilities reachable from our code (standard library included),
+# by govulncheck at a pinned version, installed into $(go env GOPATH)/bin on
+# demand (a tool, not a dependency of the module). When vuln.go.dev cannot be
+# reached, the database is built from the golang.org/x/vulndb module (its
+# data/osv folder, through the module proxy) with vulndb's own indexdb, once
+# per vulndb version, under $(go env GOCACHE)/upshift-vulndb. VULNDB=<url>
+# chooses the database; VULNDB_VERSION the module version (default latest).
+# It scans with the go on PATH: with GOTOOLCHAIN=local that may be older than
+# go.mod's toolchain line, and it says so.
+GOVULNCHECK_VERSION ?= v1.10.0
+VULNDB_VERSION      ?= latest
+vuln:
+	@set -e; \
+	gobin=$$($(GO) env GOPATH)/bin; \
+	if ! "$$gobin/govulncheck" -version 2>/dev/null | grep -q 'govulncheck@$(GOVULNCHECK_VERSION)$$'; then \
+		echo "install govulncheck $(GOVULNCHECK_VERSION) into $$gobin"; \
+		GOBIN="$$gobin" $(GO) install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION); \
+	fi; \
+	db="$(VULNDB)"; \
+	if [ -z "$$db" ]; then \
+		if curl -fsS --max-time 10 -o /dev/null https://vuln.go.dev/index/db.json 2>/dev/null || \
+		   wget -q -T 10 -O /dev/null https://vuln.go.dev/index/db.json 2>/dev/null; then \
+			db=https://vuln.go.dev; \
+		else \
+			ver=$$($(GO) list -m -f '{{.Version}}' golang.org/x/vulndb@$(VULNDB_VERSION)) || { \
+				echo "vuln: vuln.go.dev is unreachable and so is golang.org/x/vulndb through GOPROXY: no vulnerability database, nothing scanned" >&2; exit 1; }; \
+			out=$$($(GO) env GOCACHE)/upshift-vulndb/$$ver; \
+			if [ ! -f "$$out/index/db.json" ]; then \
+				src=$$($(GO) mod download -json golang.org/x/vulndb@$$ver | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$$/\1/p'); \
+				if [ ! -d "$$src/data/osv" ]; then echo "vuln: golang.org/x/vulndb@$$ver has no data/osv folder: cannot build a database" >&2; exit 1; fi; \
+				echo "vuln.go.dev is unreachable: building the database from golang.org/x/vulndb@$$ver (indexdb)"; \
+				GOBIN="$$gobin" $(GO) install golang.org/x/vulndb/cmd/indexdb@$$ver; \
+				rm -rf "$$out.tmp"; "$$gobin/indexdb" -vulns "$$src/data/osv" -out "$$out.tmp"; \
+				rm -rf "$$out"; mv "$$out.tmp" "$$out"; \
+			fi; \
+			db="file://$$out"; \
+			echo "vulnerability database: golang.org/x/vulndb@$$ver ($$(ls "$$out/ID" | grep -c "\.json$$") entries) at $$out"; \
+		fi; \
+	fi; \
+	want=$$(sed -n 's/^toolchain //p' go.mod); have=$$($(GO) env GOVERSION); \
+	if [ -n "$$want" ] && [ "$$want" != "$$have" ]; then \
+		echo "note: scanning the standard library of $$have, not go.mod's toolchain $$want (GOTOOLCHAIN=$$($(GO) env GOTOOLCHAIN))"; \
+	fi; \
+	"$$gobin/govulncheck" -db "$$db" ./...
 
 clean:
 	rm -rf $(BIN)

@@ -2,6 +2,8 @@ module github.com/upshift-dev/upshift
 
 go 1.26.8
 
+toolchain go1.26.11
+
 require (
 	github.com/agext/levenshtein v1.2.3
 	github.com/go-sql-driver/mysql v1.10.1
