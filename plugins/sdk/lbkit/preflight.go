@@ -34,8 +34,15 @@ func Preflight(servers []Server, a PreflightArgs) (inService int, problems []str
 		}
 	}
 	sort.Strings(names)
+	// The rollout drains at most max_parallel of its own servers at once,
+	// and only those in service now take anything out of service: a
+	// rollout over one server with max_parallel 2 drains one.
+	draining := map[string]bool{}
 	for _, want := range a.Servers {
 		s, ok := byName[want]
+		if ok && s.State == StateReady && s.Health != HealthDown {
+			draining[want] = true
+		}
 		switch {
 		case !ok:
 			problems = append(problems, fmt.Sprintf("server %q is not in the backend (its servers: %s)", want, strings.Join(names, ", ")))
@@ -45,8 +52,9 @@ func Preflight(servers []Server, a PreflightArgs) (inService int, problems []str
 			problems = append(problems, fmt.Sprintf("server %q is in rotation but its health check says down", want))
 		}
 	}
-	if left := inService - a.MaxParallel; left < a.MinInService {
-		problems = append(problems, fmt.Sprintf("%d server(s) in service now: draining %d at a time would leave %d, fewer than min_in_service = %d", inService, a.MaxParallel, max(left, 0), a.MinInService))
+	drain := min(a.MaxParallel, len(draining))
+	if left := inService - drain; left < a.MinInService {
+		problems = append(problems, fmt.Sprintf("%d server(s) in service now: draining %d at a time would leave %d, fewer than min_in_service = %d", inService, drain, max(left, 0), a.MinInService))
 	}
 	return inService, problems
 }
