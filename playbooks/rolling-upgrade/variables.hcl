@@ -1,5 +1,5 @@
 # Inputs of the rolling upgrade. Set them in a variables file
-# (upshift run -var-file cluster.hcl), with -var, or as UPSHIFT_VAR_<name>.
+# (upshift run -var-file cluster.vars.hcl), with -var, or as UPSHIFT_VAR_<name>.
 
 variable "nodes" {
   description = <<-EOT
