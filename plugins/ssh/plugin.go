@@ -18,6 +18,7 @@ import (
 
 	"github.com/upshift-dev/upshift/plugins"
 	"github.com/upshift-dev/upshift/plugins/sdk"
+	"github.com/upshift-dev/upshift/plugins/sdk/fsutil"
 	"github.com/upshift-dev/upshift/plugins/sdk/nodekit"
 	"github.com/upshift-dev/upshift/schema"
 )
@@ -33,6 +34,7 @@ var configSchema = &schema.Object{Attributes: []*schema.Attribute{
 	{Name: "passphrase", Type: cty.String, Sensitive: true, Description: "Passphrase of the private key."},
 	{Name: "timeout", Type: cty.String, Description: "Deadline of connecting and of each remote command of upshift's own. Default 15s."},
 	{Name: "read_only_path", Type: cty.String, Description: "Read-only admin endpoint path, for nodes without read_only_url. Default /admin/read-only."},
+	{Name: "backup_root", Type: cty.String, Description: "Folder on the hosts every backup_data `to` must be inside. Unset: any folder but /, the data folder and what holds it, and an existing one is replaced only when it is a backup upshift made."},
 }}
 
 // settings is configSchema decoded.
@@ -44,6 +46,7 @@ type settings struct {
 	Passphrase     string        `cty:"passphrase"`
 	Timeout        time.Duration `cty:"timeout,positive" default:"15s"`
 	ReadOnlyPath   string        `cty:"read_only_path" default:"/admin/read-only"`
+	BackupRoot     string        `cty:"backup_root"`
 }
 
 func newPlugin() *sdk.Plugin {
@@ -64,6 +67,8 @@ type node struct {
 	// while running). Without them the plugin runs `command` detached with
 	// a pid file, as the process plugin does.
 	startCmd, stopCmd, statusCmd []string
+	// backupRoot: see fsutil.CheckBackupTarget ("" when none is declared).
+	backupRoot string
 }
 
 // managed reports whether the node's service is run by configured commands.
@@ -112,7 +117,7 @@ func configure(kit *nodekit.Kit[*node], req plugins.ConfigureRequest) error {
 		if err != nil {
 			return err
 		}
-		n := &node{Node: *kn, startCmd: nodekit.Strings(v, "start_command"), stopCmd: nodekit.Strings(v, "stop_command"), statusCmd: nodekit.Strings(v, "status_command")}
+		n := &node{Node: *kn, backupRoot: c.BackupRoot, startCmd: nodekit.Strings(v, "start_command"), stopCmd: nodekit.Strings(v, "stop_command"), statusCmd: nodekit.Strings(v, "status_command")}
 		if n.managed() && (len(n.stopCmd) == 0 || len(n.statusCmd) == 0) {
 			return fmt.Errorf("node %q has a start_command but not both stop_command and status_command", n.Name)
 		}
@@ -171,9 +176,15 @@ func (driver) Start(ctx context.Context, n *node, timeout time.Duration, progres
 		return nil
 	}
 	// Detached in its own session, output to the log, pid written by the
-	// shell that started it.
-	line := "mkdir -p " + quote(path.Dir(n.LogFile)) + "; setsid nohup " + commandLine(n.Command) + " >> " + quote(n.LogFile) +
-		" 2>&1 < /dev/null & echo $! > " + quote(n.PidFile+".tmp") + " && mv " + quote(n.PidFile+".tmp") + " " + quote(n.PidFile)
+	// shell that started it. No link on the way to the log or pid file
+	// (the node's process may plant one in its data folder) is followed:
+	// each is looked at first, and the pid's temporary file is made new
+	// (noclobber) in a private mode.
+	paths := append(n.components(n.LogFile), n.components(n.PidFile)...)
+	pidTmp := n.PidFile + ".tmp"
+	line := noLinks(append(paths, pidTmp)...) + "mkdir -p " + quote(path.Dir(n.LogFile)) + "; " + noLinks(n.components(n.LogFile)...) +
+		"setsid nohup " + commandLine(n.Command) + " >> " + quote(n.LogFile) +
+		" 2>&1 < /dev/null & rm -f " + quote(pidTmp) + " && (umask 077; set -C; echo $! > " + quote(pidTmp) + ") && mv " + quote(pidTmp) + " " + quote(n.PidFile)
 	if _, stderr, err := n.host.run(ctx, line, n.host.cfg.timeout); err != nil {
 		return fmt.Errorf("starting: %v %s", err, strings.TrimSpace(stderr))
 	}
@@ -267,14 +278,8 @@ func (driver) Exec(ctx context.Context, n *node, cmd nodekit.Command, timeout ti
 	if cmd.Shell != "" {
 		argv = []string{"sh", "-c", cmd.Shell}
 	}
-	if len(cmd.Env) > 0 {
-		prefix := []string{"env"}
-		for k, v := range cmd.Env {
-			prefix = append(prefix, k+"="+v)
-		}
-		argv = append(prefix, argv...)
-	}
-	stdout, stderr, err := n.host.runStep(ctx, argv, timeout)
+	// The environment goes over the session's stdin, not the command line.
+	stdout, stderr, err := n.host.runStep(ctx, argv, cmd.Env, timeout)
 	res := nodekit.ExecResult{Stdout: stdout, Stderr: stderr}
 	var exit *ssh.ExitError
 	if errors.As(err, &exit) {
@@ -326,9 +331,19 @@ func (driver) SetConfig(ctx context.Context, n *node, key, value string) (bool, 
 // was, and readable by the service's user. (Only root may give a file away;
 // another user keeps the file its own.) It is fsutil.WriteFile's rule, on
 // the node's host.
+//
+// The temporary file is made in a private folder (0700) beside file: an
+// SFTP create gets the server's umask (often 0644), and whoever opened the
+// file in that moment would read it once the secret is in. No one can look
+// a name up in the folder once it is 0700, and it is 0700 before the file
+// is made.
 func replaceRemote(fs *sftp.Client, file string, info os.FileInfo, data []byte, asRoot bool) error {
-	tmp := file + ".upshift-tmp"
-	_ = fs.Remove(tmp) // left by a run that died here
+	dir, err := privateDir(fs, path.Dir(file))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = fs.RemoveDirectory(dir) }()
+	tmp := path.Join(dir, path.Base(file))
 	w, err := fs.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY)
 	if err != nil {
 		return fmt.Errorf("creating %s: %w", tmp, err)
@@ -370,16 +385,29 @@ func (driver) Touch(ctx context.Context, n *node, p string) error {
 		return err
 	}
 	defer fs.Close()
-	f, err := fs.OpenFile(p, os.O_CREATE|os.O_WRONLY)
-	if err != nil {
-		return fmt.Errorf("%s: %w", p, err)
-	}
-	return f.Close()
+	return touchRemote(fs, n.DataDir, p)
 }
 
+// BackupData copies the data folder to `to` on the node's host, replacing
+// an earlier backup. It runs as the SSH user, often root, and removes what
+// `to` names: never /, the data folder or what holds it, anything outside
+// the declared backup_root, or a folder that is not a backup upshift made
+// (fsutil.BackupMarker in it). The copy is private (go= on everything).
 func (driver) BackupData(ctx context.Context, n *node, to string) (int64, error) {
+	if err := fsutil.CheckBackupTarget(to, n.backupRoot, n.DataDir); err != nil {
+		return 0, err
+	}
+	to = path.Clean(to)
 	tmp := quote(to + ".upshift-tmp")
-	line := "rm -rf " + tmp + " && cp -a " + quote(n.DataDir) + " " + tmp + " && rm -rf " + quote(to) + " && mv " + tmp + " " + quote(to) + " && du -sb " + quote(to)
+	refuse := ""
+	for _, p := range []string{to, to + ".upshift-tmp"} {
+		q, m := quote(p), quote(path.Join(p, fsutil.BackupMarker))
+		refuse += "if [ -e " + q + " ] || [ -L " + q + " ]; then if [ -L " + q + " ] || [ ! -d " + q + " ] || [ -L " + m + " ] || [ ! -f " + m + " ]; then echo " +
+			quote("upshift: "+p+" exists and is not a backup upshift made (no "+fsutil.BackupMarker+" in it): it is left alone; choose another `to`, or move it aside") + " >&2; exit 3; fi; fi; "
+	}
+	line := refuse + "rm -rf " + tmp + " && (umask 077 && mkdir -p " + quote(path.Dir(to)) + ") && cp -a " + quote(n.DataDir) + " " + tmp +
+		" && printf '%s\\n' " + quote(n.DataDir) + " > " + quote(path.Join(to+".upshift-tmp", fsutil.BackupMarker)) +
+		" && chmod -R go= " + tmp + " && rm -rf " + quote(to) + " && mv " + tmp + " " + quote(to) + " && du -sb " + quote(to)
 	out, stderr, err := n.host.run(ctx, line, 10*time.Minute)
 	if err != nil {
 		return 0, fmt.Errorf("copying %s: %v %s", n.DataDir, err, strings.TrimSpace(stderr))

@@ -174,7 +174,13 @@ func (h *host) run(ctx context.Context, line string, timeout time.Duration) (str
 //
 // (A background job's stdin is /dev/null unless redirected: the watchdog
 // reads the session's stdin through descriptor 3.)
-const stepGuard = `exec 3<&0
+//
+// The session's stdin first carries the step's environment (envScript: a
+// byte count, then `export` lines), read and evaluated before anything else,
+// so variable values never appear on the remote command line.
+const stepGuard = `read -r n
+eval "$(dd bs=1 count="$n" 2>/dev/null)"
+exec 3<&0
 (cat <&3 >/dev/null; kill -KILL 0) &
 w=$!
 exec 3<&-
@@ -186,9 +192,14 @@ exit $s`
 
 // runStep runs argv remotely under stepGuard; a non-zero exit is an
 // *ssh.ExitError.
-func (h *host) runStep(ctx context.Context, argv []string, timeout time.Duration) (string, string, error) {
+func (h *host) runStep(ctx context.Context, argv []string, env map[string]string, timeout time.Duration) (string, string, error) {
+	script, err := envScript(env)
+	if err != nil {
+		return "", "", err
+	}
 	stdin, hold := io.Pipe()
 	defer hold.Close()
+	go func() { _, _ = io.WriteString(hold, script) }() // returns when read, or when hold closes
 	return h.session(ctx, "sh -c "+quote(stepGuard)+" upshift-step "+commandLine(argv), stdin, timeout)
 }
 

@@ -98,7 +98,7 @@ func TestExecOverSSHEndsWithTheStep(t *testing.T) {
 	file = filepath.Join(dir, "lost.pids")
 	lost := make(chan error, 1)
 	go func() {
-		_, _, err := h.runStep(context.Background(), []string{"sh", "-c", "sleep 30 & echo $$ $! > " + file + "; wait"}, time.Minute)
+		_, _, err := h.runStep(context.Background(), []string{"sh", "-c", "sleep 30 & echo $$ $! > " + file + "; wait"}, nil, time.Minute)
 		lost <- err
 	}()
 	pids = remotePids(t, file)
