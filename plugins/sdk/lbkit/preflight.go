@@ -19,6 +19,15 @@ type PreflightArgs struct {
 	MaxParallel  int      `cty:"max_parallel" default:"1"`
 }
 
+// Pinger is implemented by a Backend whose Servers can answer without the
+// load balancer itself (nginx's come from its upstream file and the
+// servers' health URLs): preflight then asks Ping too, so that a load
+// balancer that is not running is a problem before the run, not at its
+// first drain.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
 // Preflight checks, from one Servers answer, that a rollout over a.Servers
 // can begin: every server known, up and in rotation, and max_parallel of
 // them drained at once still leave min_in_service others in service. It
@@ -73,6 +82,11 @@ func (k *kit) preflight(ctx context.Context, req *sdk.Request) (cty.Value, error
 	}
 	if a.MaxParallel < 1 {
 		return cty.NilVal, sdk.ArgError("max_parallel", "must be 1 or more, not %d", a.MaxParallel)
+	}
+	if p, ok := b.(Pinger); ok {
+		if err := p.Ping(ctx); err != nil {
+			return cty.NilVal, fmt.Errorf("the load balancer does not answer: %w", err)
+		}
 	}
 	servers, err := b.Servers(ctx)
 	if err != nil {

@@ -201,6 +201,32 @@ func TestPreflightAction(t *testing.T) {
 	assert.Zero(t, b.changes, "preflight changed nothing")
 }
 
+// pingBackend is a pfBackend whose load balancer may not be running
+// although its servers can be listed.
+type pingBackend struct {
+	pfBackend
+	down error
+}
+
+func (b *pingBackend) Ping(context.Context) error { return b.down }
+
+func TestPreflightPingsTheLoadBalancer(t *testing.T) {
+	ctx := context.Background()
+	b := &pingBackend{pfBackend: pfBackend{servers: []lbkit.Server{ready("s1"), ready("s2")}}}
+	p := sdktest.Provider(t, lbkit.Plugin("pf", "0.0.1", config, func(context.Context, plugins.ConfigureRequest) (lbkit.Backend, error) {
+		return b, nil
+	}))
+	require.NoError(t, p.Configure(ctx, plugins.ConfigureRequest{Config: cty.EmptyObjectVal}).Err())
+	resp := p.Invoke(ctx, plugins.InvokeRequest{Action: "preflight", Args: pfArgs([]string{"s1"}, null, null)})
+	require.NoError(t, resp.Diagnostics.Err())
+
+	b.down = errors.New("nginx is not running (pid file /run/nginx.pid: no such file or directory)")
+	resp = p.Invoke(ctx, plugins.InvokeRequest{Action: "preflight", Args: pfArgs([]string{"s1"}, null, null)})
+	require.True(t, resp.Diagnostics.HasErrors())
+	assert.Equal(t, "the load balancer does not answer: nginx is not running (pid file /run/nginx.pid: no such file or directory)", resp.Diagnostics[0].Detail)
+	assert.Zero(t, b.changes)
+}
+
 func TestPreflightNotConfigured(t *testing.T) {
 	p := sdktest.Provider(t, lbkit.Plugin("pf", "0.0.1", config, func(context.Context, plugins.ConfigureRequest) (lbkit.Backend, error) {
 		return &pfBackend{}, nil
