@@ -51,7 +51,9 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&configPath, "config", "", "node config file (JSON)")
+	root.PersistentFlags().StringVar(&configPath, "config", "", "the node's config file, a flat JSON object: name, listen, version (\"1\" or \"2\"), data_dir, db.driver\n"+
+		"(sqlite, postgres, mysql), db.dsn, and processing (true on one node) and peers (the other nodes'\n"+
+		"URLs; without them a version-2 node starts beside version-1 peers unchecked); see docs/platformd.md")
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 
 	load := func() (*platform.Config, *slog.Logger, error) {
