@@ -270,9 +270,10 @@ func second2code(err error) int {
 func TestTamperedPluginIsRefused(t *testing.T) {
 	needBinaries(t)
 	dir, _ := kitPlaybook(t, 1, "")
-	// A private copy of the plugin, pinned, then changed by one byte.
-	pluginDir := filepath.Join(dir, ".upshift", "plugins")
-	require.NoError(t, os.MkdirAll(pluginDir, 0o755))
+	// A private copy of the plugin in a trusted folder of its own (found
+	// before the one beside upshift), pinned, then changed by one byte.
+	pluginDir := t.TempDir()
+	t.Setenv("UPSHIFT_PLUGIN_PATH", pluginDir)
 	b, err := os.ReadFile(filepath.Join(binDir, "upshift-plugin-testkit"))
 	require.NoError(t, err)
 	bin := filepath.Join(pluginDir, "upshift-plugin-testkit")
@@ -320,15 +321,15 @@ plugin "testkit" {
 	assert.Regexp(t, `main\.hcl:\d+:\d+: error: Invalid version constraint`, string(out))
 
 	// A bare source is the binary's name, found where plugins are looked for.
-	pluginDir := filepath.Join(dir, ".upshift", "plugins")
-	require.NoError(t, os.MkdirAll(pluginDir, 0o755))
+	pluginDir := t.TempDir()
+	t.Setenv("UPSHIFT_PLUGIN_PATH", pluginDir)
 	b, err := os.ReadFile(filepath.Join(binDir, "upshift-plugin-testkit"))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(pluginDir, "kit-under-test"), b, 0o755))
 	require.NoError(t, os.WriteFile(main, []byte(strings.Replace(string(src), `version = "~> 0.1"`, `source = "kit-under-test"`, 1)), 0o644))
 	out, err = upshift(t, "init", dir).CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	assert.Contains(t, string(out), filepath.Join(".upshift", "plugins", "kit-under-test"))
+	assert.Contains(t, string(out), filepath.Join(pluginDir, "kit-under-test"))
 }
 
 func TestFailedRunResumesAndStatusSaysWhere(t *testing.T) {

@@ -1,6 +1,8 @@
 // Package host owns the host side of plugins: finding a plugin binary
-// (Find), pinning it in upshift.lock.hcl (Checksum, LockFile, Init),
-// launching it with go-plugin under that checksum with AutoMTLS (Launch),
+// in the trusted plugin folders only (TrustedDirs, Find, CheckTrusted),
+// pinning it by name, version and checksum in upshift.lock.hcl (Checksum,
+// LockFile, Init), launching a verified private copy of it with go-plugin,
+// AutoMTLS and a minimal environment (Launch, PluginEnv),
 // and ending every plugin process (Process.Close, CleanupAll). The
 // *Process it returns is a plugins.Provider over gRPC. A Session owns the
 // plugins of one command: one instance per resource of a playbook, their
@@ -63,8 +65,12 @@ type Process struct {
 var _ plugins.Provider = (*Process)(nil)
 
 // Launch starts the plugin binary spec.Path under go-plugin: the upshift
-// handshake, gRPC only, AutoMTLS, the checksum from the lock file verified
-// before the process starts, and Managed so CleanupAll ends it. It fetches
+// handshake, gRPC only, AutoMTLS, and Managed so CleanupAll ends it. The
+// binary and its folders must pass CheckTrusted; it is copied into a
+// private folder while its bytes are hashed, and the copy, verified
+// against spec.SHA256, is what starts (a binary swapped at the path in the
+// meantime is never run). The process gets only PluginEnv of upshift's
+// environment. It fetches
 // the plugin's schema before returning, so a binary that is not a valid
 // upshift plugin fails here. The returned provider is a *Process.
 func Launch(ctx context.Context, spec LaunchSpec) (plugins.Provider, error) {
@@ -93,13 +99,26 @@ func launch(ctx context.Context, spec LaunchSpec) (*Process, error) {
 	if logger == nil {
 		logger = hclog.L()
 	}
-	cmd := exec.Command(spec.Path)
+	// Hashed and started from one private copy: see copyVerified.
+	cp, err := copyVerified(spec.Path, sum)
+	if err != nil {
+		if errors.Is(err, ErrChecksumMismatch) {
+			return nil, &mismatchError{fmt.Sprintf("plugin %s: binary %s does not match the checksum in %s; run `upshift init` if you upgraded it on purpose", spec.Name, spec.Path, LockFileName)}
+		}
+		return nil, fmt.Errorf("plugin %s: %w", spec.Name, err)
+	}
+	// The process is started by the time Client returns, and holds the
+	// copy's file: its name is no longer needed.
+	defer cp.remove()
+	cmd := exec.Command(cp.path)
+	cmd.Args[0] = spec.Path // what ps and /proc/PID/cmdline show
+	cmd.Env = PluginEnv(os.Environ())
 	dieWithUs(cmd)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		Plugins:          sdk.PluginMap(nil),
 		Cmd:              cmd,
-		SecureConfig:     &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()},
+		SkipHostEnv:      true,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		Managed:          true,
@@ -116,9 +135,6 @@ func launch(ctx context.Context, spec LaunchSpec) (*Process, error) {
 	err = onForkThread(func() (err error) { rpc, err = client.Client(); return err }, ended)
 	if err != nil {
 		kill()
-		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
-			return nil, fmt.Errorf("plugin %s: binary %s does not match the checksum in %s; run `upshift init` if you upgraded it on purpose", spec.Name, spec.Path, LockFileName)
-		}
 		return nil, fmt.Errorf("plugin %s: starting %s: %w", spec.Name, spec.Path, err)
 	}
 	raw, err := rpc.Dispense(sdk.DispenseName)
@@ -139,6 +155,13 @@ func launch(ctx context.Context, spec LaunchSpec) (*Process, error) {
 	}
 	return inst, nil
 }
+
+// mismatchError is a binary that does not hash to its pinned checksum; it
+// wraps ErrChecksumMismatch.
+type mismatchError struct{ msg string }
+
+func (e *mismatchError) Error() string { return e.msg }
+func (e *mismatchError) Unwrap() error { return ErrChecksumMismatch }
 
 // explain turns a broken connection into "the plugin process died": the
 // socket closes a moment before go-plugin notices the exit, so it waits a

@@ -13,7 +13,8 @@ import (
 )
 
 // Requirement is a plugin a playbook uses: its name and, when the playbook
-// says where the binary is, its source (see SearchPath).
+// gives one, its source: the binary's file name instead of
+// upshift-plugin-NAME (BinaryFor). A source that is a path is refused.
 type Requirement struct {
 	Name   string
 	Source string
@@ -25,11 +26,12 @@ type Requirement struct {
 	Resources []string
 }
 
-// Init is `upshift init`: for each required plugin it finds the binary
-// (SearchPath, then PATH), computes its checksum, launches it once under
-// that checksum to learn its version and check it is a valid upshift
-// plugin, and writes <dir>/upshift.lock.hcl with exactly these plugins
-// (sorted by name). Every plugin is tried; the error lists each failure,
+// Init is `upshift init`: for each required plugin it finds the binary in
+// the trusted folders (Resolve), computes its checksum, launches it once
+// under that checksum to learn its version and check it is a valid
+// upshift plugin, and writes <dir>/upshift.lock.hcl with exactly these
+// plugins (sorted by name): name, version and checksum, no path. The
+// returned entries carry the path each binary was found at. Every plugin is tried; the error lists each failure,
 // and no lock file is written unless all succeeded.
 func Init(ctx context.Context, dir string, reqs []Requirement, logger hclog.Logger) (*LockFile, error) {
 	if len(reqs) == 0 {
@@ -44,7 +46,7 @@ func Init(ctx context.Context, dir string, reqs []Requirement, logger hclog.Logg
 			errs = append(errs, fmt.Errorf("plugin %s is required twice", r.Name))
 			continue
 		}
-		p, err := lockOne(ctx, dir, r, logger)
+		p, err := lockOne(ctx, r, logger)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -60,8 +62,8 @@ func Init(ctx context.Context, dir string, reqs []Requirement, logger hclog.Logg
 	return lf, nil
 }
 
-func lockOne(ctx context.Context, dir string, r Requirement, logger hclog.Logger) (*LockedPlugin, error) {
-	path, err := Find(r.Name, BinaryFor(r.Name, r.Source), SearchPath(r.Source, dir))
+func lockOne(ctx context.Context, r Requirement, logger hclog.Logger) (*LockedPlugin, error) {
+	path, err := Resolve(r)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +79,7 @@ func lockOne(ctx context.Context, dir string, r Requirement, logger hclog.Logger
 	if err := CheckVersion(r.Name, inst.Version(), r.Version); err != nil {
 		return nil, fmt.Errorf("%w (%s)", err, path)
 	}
-	return &LockedPlugin{Name: r.Name, Version: inst.Version(), Path: lockPath(dir, path), SHA256: sum}, nil
+	return &LockedPlugin{Name: r.Name, Version: inst.Version(), Path: path, SHA256: sum}, nil
 }
 
 // CheckVersion reports a plugin whose own version does not meet the

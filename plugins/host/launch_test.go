@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/upshift-dev/upshift/plugins"
 	"github.com/upshift-dev/upshift/plugins/host"
+	"github.com/upshift-dev/upshift/plugins/sdk"
 	"github.com/upshift-dev/upshift/schema"
 )
 
@@ -111,6 +113,48 @@ func TestLaunchAndCall(t *testing.T) {
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "recorded") }, 2*time.Second, 10*time.Millisecond)
 	assert.Contains(t, logs.String(), "testkit")
 	assert.NotContains(t, logs.String(), "hunter2")
+}
+
+// TestPluginEnvironmentIsMinimal: a plugin process inherits only the
+// allow-listed variables and go-plugin's own; UPSHIFT_VAR_* (variables of
+// the playbook, secrets among them) and anything else stay out.
+func TestPluginEnvironmentIsMinimal(t *testing.T) {
+	t.Setenv("UPSHIFT_VAR_secret", "hunter2")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "hunter3")
+	t.Setenv("LC_TIME", "C")
+	t.Setenv("TZ", "UTC")
+	inst, _ := launchTestkit(t, nil)
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(inst.Pid()), "environ"))
+	require.NoError(t, err)
+	env := map[string]string{}
+	for _, kv := range strings.Split(strings.TrimRight(string(b), "\x00"), "\x00") {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	assert.NotContains(t, string(b), "hunter2")
+	assert.NotContains(t, env, "UPSHIFT_VAR_secret")
+	assert.NotContains(t, env, "AWS_SECRET_ACCESS_KEY")
+	assert.Equal(t, os.Getenv("PATH"), env["PATH"])
+	assert.Equal(t, os.Getenv("HOME"), env["HOME"])
+	assert.Equal(t, "C", env["LC_TIME"])
+	assert.Equal(t, "UTC", env["TZ"])
+	assert.Equal(t, sdk.Handshake.MagicCookieValue, env[sdk.Handshake.MagicCookieKey], "go-plugin's own variables are there")
+	assert.Contains(t, env, "PLUGIN_CLIENT_CERT")
+	for k := range env {
+		allowed := strings.HasPrefix(k, "LC_") || strings.HasPrefix(k, "PLUGIN_") || k == sdk.Handshake.MagicCookieKey
+		for _, n := range []string{"PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "SSH_AUTH_SOCK"} {
+			allowed = allowed || k == n
+		}
+		assert.True(t, allowed, "the plugin sees %s", k)
+	}
+	// The call still works.
+	resp := inst.Invoke(context.Background(), plugins.InvokeRequest{Action: "noop", Args: cty.EmptyObjectVal})
+	require.False(t, resp.Diagnostics.HasErrors(), "%v", resp.Diagnostics.Err())
+}
+
+func TestPluginEnv(t *testing.T) {
+	assert.Equal(t, []string{"PATH=/bin", "LC_ALL=C", "HOME=/root", "SSH_AUTH_SOCK=/s", "TMPDIR=/t", "USER=u", "LANG=C.UTF-8", "TZ=UTC"},
+		host.PluginEnv([]string{"PATH=/bin", "UPSHIFT_VAR_db_password=x", "LC_ALL=C", "HOME=/root", "SSH_AUTH_SOCK=/s", "GITHUB_TOKEN=t", "TMPDIR=/t", "USER=u", "LANG=C.UTF-8", "TZ=UTC", "PATHX=1", "junk"}))
 }
 
 func TestTamperedBinaryRefused(t *testing.T) {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2/hclsimple"
@@ -22,25 +21,45 @@ import (
 // LockFileName is the lock file's name, next to the playbook.
 const LockFileName = "upshift.lock.hcl"
 
-// LockFile pins each plugin a playbook uses to one binary:
+// LockFile pins each plugin a playbook uses to one binary, by name,
+// version and checksum:
 //
 //	plugin "haproxy" {
 //	  version = "0.1.0"
-//	  path    = "bin/upshift-plugin-haproxy"
 //	  sha256  = "9f86d0..."
 //	}
 //
-// A relative path is relative to the lock file's folder.
+// It says nothing of where the binary is: a lock file comes with the
+// playbook, from whoever wrote it, and a path in it would let them choose
+// what upshift runs. Binaries are found in the trusted folders
+// (TrustedDirs) and started only when they hash to the pinned checksum.
 type LockFile struct {
-	Plugins []*LockedPlugin `hcl:"plugin,block"`
+	Plugins []*LockedPlugin
+	// IgnoredPaths names the plugins whose entry had a path, as lock files
+	// written before paths were dropped do: the path is ignored, and a
+	// Session warns once so the file gets rewritten by `upshift init`.
+	IgnoredPaths []string
 }
 
 // LockedPlugin is one plugin's entry.
 type LockedPlugin struct {
-	Name    string `hcl:"name,label"`
-	Version string `hcl:"version"`
-	Path    string `hcl:"path"`
-	SHA256  string `hcl:"sha256"`
+	Name    string
+	Version string
+	// Path is where Init found the binary, for its report; it is not
+	// written to the lock file, and is empty in one that was read.
+	Path   string
+	SHA256 string
+}
+
+// lockFileHCL is the lock file's syntax; path is accepted (and ignored)
+// so that old lock files still load.
+type lockFileHCL struct {
+	Plugins []struct {
+		Name    string  `hcl:"name,label"`
+		Version string  `hcl:"version"`
+		Path    *string `hcl:"path,optional"`
+		SHA256  string  `hcl:"sha256"`
+	} `hcl:"plugin,block"`
 }
 
 // Checksum is the hex SHA-256 of the file at path, as the lock file holds
@@ -65,12 +84,21 @@ func ReadLockFile(path string) (*LockFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	var lf LockFile
-	if err := hclsimple.Decode(filepath.Base(path), src, nil, &lf); err != nil {
+	var raw lockFileHCL
+	if err := hclsimple.Decode(filepath.Base(path), src, nil, &raw); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	var lf LockFile
 	seen := map[string]bool{}
-	for _, p := range lf.Plugins {
+	for _, r := range raw.Plugins {
+		p := &LockedPlugin{Name: r.Name, Version: r.Version, SHA256: r.SHA256}
+		if err := validName(p.Name); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if r.Path != nil {
+			lf.IgnoredPaths = append(lf.IgnoredPaths, p.Name)
+		}
+		lf.Plugins = append(lf.Plugins, p)
 		if seen[p.Name] {
 			return nil, fmt.Errorf("%s: plugin %q is listed twice", path, p.Name)
 		}
@@ -110,14 +138,13 @@ func (l *LockFile) Bytes() []byte {
 	sort.Slice(ps, func(i, j int) bool { return ps[i].Name < ps[j].Name })
 	f := hclwrite.NewEmptyFile()
 	body := f.Body()
-	body.AppendUnstructuredTokens(hclwrite.Tokens{{Type: hclsyntax.TokenComment, Bytes: []byte("# Written by `upshift init`: the plugin binaries this playbook runs, pinned by checksum.\n")}})
+	body.AppendUnstructuredTokens(hclwrite.Tokens{{Type: hclsyntax.TokenComment, Bytes: []byte("# Written by `upshift init`: the plugins this playbook runs, pinned by version and checksum.\n")}})
 	for i, p := range ps {
 		if i > 0 {
 			body.AppendNewline()
 		}
 		b := body.AppendNewBlock("plugin", []string{p.Name}).Body()
 		b.SetAttributeValue("version", cty.StringVal(p.Version))
-		b.SetAttributeValue("path", cty.StringVal(p.Path))
 		b.SetAttributeValue("sha256", cty.StringVal(p.SHA256))
 	}
 	return f.Bytes()
@@ -129,34 +156,20 @@ func (l *LockFile) WriteFile(path string) error {
 	return fsutil.WriteFile(path, l.Bytes(), 0o644)
 }
 
-// LaunchSpec returns what Launch needs for plugin name, resolving a
-// relative path against dir (the lock file's folder). A plugin missing from
-// the lock file is an error that says to run `upshift init`.
-func (l *LockFile) LaunchSpec(dir, name string, logger hclog.Logger) (LaunchSpec, error) {
-	p := l.Plugin(name)
+// LaunchSpec returns what Launch needs for the required plugin r: its
+// binary found in the trusted folders (Resolve) and the checksum pinned
+// for it. A plugin missing from the lock file is an error that says to run
+// `upshift init`.
+func (l *LockFile) LaunchSpec(r Requirement, logger hclog.Logger) (LaunchSpec, error) {
+	p := l.Plugin(r.Name)
 	if p == nil {
-		return LaunchSpec{}, fmt.Errorf("plugin %s is not in %s; run `upshift init`", name, LockFileName)
+		return LaunchSpec{}, fmt.Errorf("plugin %s is not in %s; run `upshift init`", r.Name, LockFileName)
 	}
-	path := p.Path
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(dir, path)
+	path, err := Resolve(r)
+	if err != nil {
+		return LaunchSpec{}, fmt.Errorf("%w\n(%s pins plugin %s; upshift looks for its binary only in the trusted plugin folders)", err, LockFileName, r.Name)
 	}
-	return LaunchSpec{Name: name, Path: path, SHA256: p.SHA256, Logger: logger}, nil
-}
-
-// lockPath is how the lock file records path: relative to dir when the
-// binary lives under it (so a checked-in .upshift/plugins travels with the
-// playbook), absolute otherwise.
-func lockPath(dir, path string) string {
-	absDir, err1 := filepath.Abs(dir)
-	abs, err2 := filepath.Abs(path)
-	if err1 != nil || err2 != nil {
-		return path
-	}
-	if rel, err := filepath.Rel(absDir, abs); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return rel
-	}
-	return abs
+	return LaunchSpec{Name: r.Name, Path: path, SHA256: p.SHA256, Logger: logger}, nil
 }
 
 var errNoPlugins = errors.New("no plugins to lock")

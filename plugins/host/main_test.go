@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -29,6 +30,16 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	defer host.CleanupAll()
+	// The trusted plugin folders of the machine running the tests play no
+	// part: tests name their own with UPSHIFT_PLUGIN_PATH.
+	home := filepath.Join(dir, "home")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	os.Setenv("HOME", home)
+	os.Unsetenv("XDG_DATA_HOME")
+	os.Unsetenv(host.PluginPathEnv)
 	testkitPath, testkitSum, err = hosttest.BuildTestkit(dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -23,9 +24,12 @@ type SessionOptions struct {
 	// Requirements are the plugins the playbook uses, each with the
 	// resources it serves (Requirement.Resources).
 	Requirements []Requirement
-	// RequireLock makes a missing lock file an error, as for a run.
-	// Otherwise a playbook without one is checked against the kinds'
-	// contracts and no plugin starts.
+	// RequireLock makes a missing lock file, or a plugin missing from it,
+	// an error, as for a run. Otherwise (validate, plan, graph) a plugin
+	// the lock file does not pin starts no process and is checked against
+	// its kind's contract, and one that is not known at all (no trusted
+	// folder has it, the lock file does not name it, and upshift does not
+	// ship it) is reported by Schema, with the closest known name.
 	RequireLock bool
 	// Logger receives the plugins' log lines; nil uses hclog's default.
 	Logger hclog.Logger
@@ -34,14 +38,22 @@ type SessionOptions struct {
 }
 
 // Session owns the plugin processes of one command: it reads the lock file,
-// starts one instance per resource under its pinned checksum, checks each
-// plugin's version against the playbook's constraint, answers for the
-// plugins' schemas, configures each resource's instance, and ends them all
-// (Close). Without a lock file (and without RequireLock) it starts nothing
-// and answers with the kinds' contracts.
+// finds each pinned plugin's binary in the trusted folders, starts one
+// instance per resource under its pinned checksum, checks each plugin's
+// version against the playbook's constraint, answers for the plugins'
+// schemas, configures each resource's instance, and ends them all
+// (Close). Nothing in the playbook folder is ever started. Without a lock
+// file (and without RequireLock) it starts nothing and answers with the
+// kinds' contracts.
 type Session struct {
-	dir       string
-	pinned    bool
+	dir    string
+	pinned bool
+	// unknown holds, by plugin name, why a plugin that is not pinned is
+	// not known either.
+	unknown map[string]error
+	// contract holds the plugins that are known but not pinned: their
+	// kind's contract stands for their schema.
+	contract  map[string]bool
 	resources []*ResourcePlugin // sorted by address
 	byAddr    map[string]*ResourcePlugin
 	schemas   map[string]*schema.PluginSchema // by plugin name
@@ -65,7 +77,11 @@ type ResourcePlugin struct {
 // resource, a few at a time. On any error every plugin it started is
 // ended before it returns.
 func OpenSession(ctx context.Context, opts SessionOptions) (*Session, error) {
-	s := &Session{dir: opts.Dir, byAddr: map[string]*ResourcePlugin{}, schemas: map[string]*schema.PluginSchema{}}
+	s := &Session{dir: opts.Dir, byAddr: map[string]*ResourcePlugin{}, schemas: map[string]*schema.PluginSchema{}, unknown: map[string]error{}, contract: map[string]bool{}}
+	logger := opts.Logger
+	if logger == nil {
+		logger = hclog.L()
+	}
 	lf, err := ReadLockFile(filepath.Join(opts.Dir, LockFileName))
 	switch {
 	case err == nil:
@@ -73,12 +89,11 @@ func OpenSession(ctx context.Context, opts SessionOptions) (*Session, error) {
 	case opts.RequireLock || !errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("%w; run `upshift init %s` to pin the plugins this playbook uses", err, opts.Dir)
 	default:
-		return s, nil
+		lf = &LockFile{}
 	}
-
-	logger := opts.Logger
-	if logger == nil {
-		logger = hclog.L()
+	if len(lf.IgnoredPaths) > 0 {
+		logger.Warn(fmt.Sprintf("%s gives a path for %s: paths in a lock file are ignored, plugins are found only in the trusted plugin folders; run `upshift init %s` to rewrite it",
+			filepath.Join(opts.Dir, LockFileName), strings.Join(lf.IgnoredPaths, ", "), opts.Dir))
 	}
 	// Every binary is resolved before any starts: a plugin missing from the
 	// lock file costs no process.
@@ -88,8 +103,17 @@ func OpenSession(ctx context.Context, opts SessionOptions) (*Session, error) {
 		req  Requirement
 	}
 	var starts []start
+	var known []string // for suggestions; filled once needed
 	for _, req := range opts.Requirements {
-		spec, err := lf.LaunchSpec(opts.Dir, req.Name, logger)
+		if lf.Plugin(req.Name) == nil && !opts.RequireLock {
+			if err := s.checkKnown(req, lf, &known); err != nil {
+				s.unknown[req.Name] = err
+			} else {
+				s.contract[req.Name] = true
+			}
+			continue
+		}
+		spec, err := lf.LaunchSpec(req, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -169,19 +193,58 @@ func OpenSession(ctx context.Context, opts SessionOptions) (*Session, error) {
 	return s, nil
 }
 
-// Pinned reports whether the session found a lock file and started the
-// plugins; false means it answers with the kinds' contracts.
+// checkKnown returns an error when plugin r, which the lock file does not
+// pin, is not known either: no trusted folder has it (Resolve) and upshift
+// does not ship it. The error suggests the closest known name: shipped,
+// installed or pinned. Nothing is started.
+func (s *Session) checkKnown(r Requirement, lf *LockFile, known *[]string) error {
+	_, err := Resolve(r)
+	if err == nil {
+		return nil
+	}
+	var nf *NotFoundError
+	if !errors.As(err, &nf) {
+		return err // a source that is a path, a binary refused: say why
+	}
+	if r.Source == "" || r.Source == BinaryName(r.Name) {
+		for _, n := range StandardPlugins {
+			if n == r.Name {
+				return nil
+			}
+		}
+	}
+	if *known == nil {
+		*known = append(append([]string{}, StandardPlugins...), Installed()...)
+		for _, p := range lf.Plugins {
+			*known = append(*known, p.Name)
+		}
+	}
+	msg := fmt.Sprintf("unknown plugin %q: no trusted plugin folder has %s and %s does not name it", r.Name, BinaryFor(r.Name, r.Source), LockFileName)
+	if sug := Suggest(r.Name, *known); sug != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", sug)
+	}
+	return fmt.Errorf("%s; the plugin folders are %s, and $%s adds more", msg, strings.Join(TrustedDirs(), ", "), PluginPathEnv)
+}
+
+// Pinned reports whether the session found a lock file; false means it
+// started nothing and answers with the kinds' contracts.
 func (s *Session) Pinned() bool { return s.pinned }
 
 // Schema returns the schema of plugin for a resource of kind: the running
-// plugin's own when the session is pinned, else the kind's contract. It
-// fits playbooks.SchemaSource once adapted to its *Plugin argument.
+// plugin's own when the lock file pins it, else the kind's contract, or an
+// error for a plugin that is not known (see SessionOptions.RequireLock).
+// It fits playbooks.SchemaSource once adapted to its *Plugin argument,
+// which turns the error into a diagnostic at the resource's plugin
+// attribute.
 func (s *Session) Schema(plugin string, kind schema.Kind) (*schema.PluginSchema, error) {
-	if !s.pinned {
-		return schema.ContractPlugin(kind), nil
+	if err := s.unknown[plugin]; err != nil {
+		return nil, err
 	}
 	if sch := s.schemas[plugin]; sch != nil {
 		return sch, nil
+	}
+	if s.contract[plugin] {
+		return schema.ContractPlugin(kind), nil
 	}
 	return nil, fmt.Errorf("plugin %s is not pinned in %s; run `upshift init %s`", plugin, LockFileName, s.dir)
 }

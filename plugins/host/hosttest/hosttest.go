@@ -29,6 +29,10 @@ func Build(pkg, name, outDir string) (path, sha256 string, err error) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", "", fmt.Errorf("go build %s: %w\n%s", pkg, err, strings.TrimSpace(string(out)))
 	}
+	// Whatever the umask: a plugin binary others can write is refused.
+	if err := os.Chmod(path, 0o755); err != nil {
+		return "", "", err
+	}
 	sum, err := host.Checksum(path)
 	if err != nil {
 		return "", "", err
