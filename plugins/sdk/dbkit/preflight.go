@@ -104,7 +104,8 @@ func freeSpace(dir string) (uint64, string, error) {
 			}
 			break
 		}
-		if !errors.Is(err, fs.ErrNotExist) {
+		// A file on the way (ENOTDIR) is found, and named, one level up.
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
 			return 0, at, err
 		}
 		parent := filepath.Dir(at)

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/upshift-dev/upshift/plugins"
+	"github.com/upshift-dev/upshift/plugins/sdk/dbkit/dbkittest"
+)
+
+// preflightArgs are preflight's arguments ("" is null).
+func preflightArgs(to, runID, backupDir string) map[string]cty.Value {
+	s := func(v string) cty.Value {
+		if v == "" {
+			return cty.NullVal(cty.String)
+		}
+		return cty.StringVal(v)
+	}
+	return map[string]cty.Value{"to": s(to), "run_id": s(runID), "backup_dir": s(backupDir)}
+}
+
+// unwritableDir is a folder the test process cannot create files in, even
+// as root: mode 0555, and immutable (chattr +i) when running as root.
+func unwritableDir(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "locked")
+	require.NoError(t, os.Mkdir(dir, 0o555))
+	if os.Geteuid() == 0 {
+		if out, err := exec.Command("chattr", "+i", dir).CombinedOutput(); err != nil {
+			t.Skipf("cannot make a folder unwritable for root here (chattr +i: %v: %s)", err, out)
+		}
+		t.Cleanup(func() { _ = exec.Command("chattr", "-i", dir).Run() })
+	}
+	return dir
+}
+
+// deniedBecause is why writing in unwritableDir fails: EPERM (immutable)
+// for root, EACCES (mode) for anyone else.
+func deniedBecause() string {
+	if os.Geteuid() == 0 {
+		return "operation not permitted"
+	}
+	return "permission denied"
+}
+
+// databases lists the databases named after a, to show preflight made none.
+func databases(t *testing.T, admin *pgx.Conn, a string) []string {
+	t.Helper()
+	rows, err := admin.Query(context.Background(), "SELECT datname FROM pg_database WHERE datname LIKE $1 ORDER BY datname", a+"%")
+	require.NoError(t, err)
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return names
+}
+
+func TestPreflightAgainstPostgres(t *testing.T) {
+	a, dsn, admin := newA(t)
+	p := provider(t, dsn)
+	host, port, _ := serverAt(t)
+	b := a + "_b"
+
+	// Nothing in the way: A's name and its size, and nothing made.
+	backups := t.TempDir()
+	r := invoke(p, "preflight", preflightArgs(b, "r1", filepath.Join(backups, "new", "today")))
+	require.NoError(t, r.Diagnostics.Err())
+	assert.Equal(t, a, r.Result.GetAttr("name").AsString())
+	size, _ := r.Result.GetAttr("size_bytes").AsBigFloat().Int64()
+	assert.Greater(t, size, int64(100_000), "A with its 500 rows, as pg_database_size says")
+	assert.Equal(t, []string{a}, databases(t, admin, a), "preflight made no database")
+	assert.NoDirExists(t, filepath.Join(backups, "new"), "nor the backup folder")
+
+	// B is this run's finished copy: fine. Another run's: a problem that
+	// names it and the run.
+	r = invoke(p, "copy", dbkittest.CopyArgs(b, "r1", false))
+	require.NoError(t, r.Diagnostics.Err())
+	r = invoke(p, "preflight", preflightArgs(b, "r1", ""))
+	require.NoError(t, r.Diagnostics.Err(), "this run's copy is fine")
+	r = invoke(p, "preflight", preflightArgs(b, "r2", ""))
+	require.True(t, r.Diagnostics.HasErrors())
+	assert.Equal(t, fmt.Sprintf("1 problem(s):\n  - copy target: database %q on %s:%d exists and is a finished copy made by run r1, not a finished copy of this run; drop it, or give copy replace = true if it may go", b, host, port), r.Diagnostics[0].Detail)
+
+	// A database that is not a copy at all, and a backup folder that is a
+	// file and one that cannot be written to: every problem at once.
+	other := a + "_other"
+	_, err := admin.Exec(context.Background(), "CREATE DATABASE "+other)
+	require.NoError(t, err)
+	file := filepath.Join(t.TempDir(), "backups")
+	require.NoError(t, os.WriteFile(file, []byte("x"), 0o644))
+	r = invoke(p, "preflight", preflightArgs(other, "r2", filepath.Join(file, "today")))
+	require.True(t, r.Diagnostics.HasErrors())
+	assert.Equal(t, fmt.Sprintf("2 problem(s):\n"+
+		"  - copy target: database %q on %s:%d exists and is not a copy made by upshift, not a finished copy of this run; drop it, or give copy replace = true if it may go\n"+
+		"  - backup folder %s: %s is not a folder", other, host, port, filepath.Join(file, "today"), file), r.Diagnostics[0].Detail)
+	r = invoke(p, "preflight", preflightArgs("", "", file))
+	require.True(t, r.Diagnostics.HasErrors())
+	assert.Equal(t, fmt.Sprintf("1 problem(s):\n  - backup folder %s: %s is not a folder", file, file), r.Diagnostics[0].Detail)
+
+	locked := unwritableDir(t)
+	r = invoke(p, "preflight", preflightArgs("", "", filepath.Join(locked, "sub", "dir")))
+	require.True(t, r.Diagnostics.HasErrors())
+	assert.Equal(t, fmt.Sprintf("1 problem(s):\n  - backup folder %s: %s cannot be written to: %s", filepath.Join(locked, "sub", "dir"), locked, deniedBecause()), r.Diagnostics[0].Detail)
+
+	assert.Equal(t, []string{a, b, other}, databases(t, admin, a), "preflight made and dropped nothing")
+	r = invoke(p, "preflight", preflightArgs("", "", ""))
+	require.NoError(t, r.Diagnostics.Err(), "no to, no backup_dir: only A is checked")
+}
+
+// TestPreflightPostgresPrivileges: a role that may not create databases
+// and does not own A is told both, with the statements that fix them; the
+// role docs/plugins/postgres.md asks for (CREATEDB, owner of A) passes.
+func TestPreflightPostgresPrivileges(t *testing.T) {
+	a, _, admin := newA(t)
+	ctx := context.Background()
+	_, _, super := serverAt(t)
+	weak, owner := a+"_weak", a+"_owner"
+	for _, q := range []string{
+		"CREATE ROLE " + weak + " LOGIN PASSWORD 'pw-" + weak + "'",
+		"CREATE ROLE " + owner + " LOGIN CREATEDB PASSWORD 'pw-" + owner + "'",
+	} {
+		_, err := admin.Exec(ctx, q)
+		require.NoError(t, err, q)
+	}
+	t.Cleanup(func() {
+		_, _ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+a+" WITH (FORCE)")
+		for _, r := range []string{weak, owner} {
+			_, _ = admin.Exec(context.Background(), "DROP OWNED BY "+r)
+			_, _ = admin.Exec(context.Background(), "DROP ROLE IF EXISTS "+r)
+		}
+	})
+	as := func(role string) plugins.Provider {
+		u, err := url.Parse(dsnFor(t, a))
+		if err != nil || u.Scheme == "" {
+			t.Skip("needs a URL DSN")
+		}
+		u.User = url.UserPassword(role, "pw-"+role)
+		return provider(t, u.String())
+	}
+	host, port, _ := serverAt(t)
+
+	r := invoke(as(weak), "preflight", preflightArgs(a+"_b", "r1", t.TempDir()))
+	require.True(t, r.Diagnostics.HasErrors())
+	assert.Equal(t, fmt.Sprintf("2 problem(s):\n"+
+		"  - role %q may not create databases, which copy does: ALTER ROLE %s CREATEDB\n"+
+		"  - role %q does not own database %q on %s:%d (%q does), so copy cannot use it as a template nor dump every table: ALTER DATABASE %s OWNER TO %s",
+		weak, weak, weak, a, host, port, super, a, weak), r.Diagnostics[0].Detail)
+
+	_, err := admin.Exec(ctx, "ALTER DATABASE "+a+" OWNER TO "+owner)
+	require.NoError(t, err)
+	r = invoke(as(owner), "preflight", preflightArgs(a+"_b", "r1", t.TempDir()))
+	require.NoError(t, r.Diagnostics.Err())
+	assert.Equal(t, a, r.Result.GetAttr("name").AsString())
+	size, _ := r.Result.GetAttr("size_bytes").AsBigFloat().Int64()
+	assert.Greater(t, size, int64(0))
+}
