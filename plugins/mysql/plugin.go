@@ -145,12 +145,68 @@ func (d *my) defaultsFile(dir string) (string, error) {
 		host, port = host[:i], host[i+1:]
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "[client]\nuser=%s\nhost=%s\nport=%s\nprotocol=tcp\n", d.cfg.User, host, port)
-	if d.cfg.Passwd != "" {
-		fmt.Fprintf(&b, "password=%s\n", d.cfg.Passwd)
+	b.WriteString("[client]\n")
+	for _, kv := range [][2]string{{"user", d.cfg.User}, {"host", host}, {"port", port}, {"password", d.cfg.Passwd}} {
+		if kv[0] == "password" && kv[1] == "" {
+			continue
+		}
+		v, err := optionValue(kv[1])
+		if err != nil {
+			return "", fmt.Errorf("the DSN's %s %v", kv[0], err)
+		}
+		fmt.Fprintf(&b, "%s=%s\n", kv[0], v)
 	}
+	b.WriteString("protocol=tcp\n")
+	b.WriteString(tlsOptions(d.cfg.TLSConfig))
 	p := filepath.Join(dir, "client.cnf")
 	return p, os.WriteFile(p, []byte(b.String()), 0o600)
+}
+
+// optionValue quotes v for a MySQL/MariaDB option file: in double quotes
+// (so # and ; are not comments, spaces at either end stay), with the
+// escapes both read (\\, \n, \r, \t, \b): a password cannot end its line
+// and add an option of its own. Both keep a " inside the quotes as it is.
+func optionValue(v string) (string, error) {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, c := range []byte(v) {
+		switch c {
+		case '\\':
+			b.WriteString(`\\`)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\r':
+			b.WriteString(`\r`)
+		case '\t':
+			b.WriteString(`\t`)
+		case '\b':
+			b.WriteString(`\b`)
+		case 0:
+			return "", errors.New("holds a NUL byte, which an option file cannot carry")
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String(), nil
+}
+
+// tlsOptions are the option-file lines giving the client tools the TLS
+// the plugin's own connections use (the DSN's tls parameter). MySQL and
+// MariaDB name them differently: both are written, each with loose- so
+// that the other's client ignores it. A custom TLS config name has no
+// option-file form: those tools then require TLS, with verification.
+func tlsOptions(mode string) string {
+	switch strings.ToLower(mode) {
+	case "", "false":
+		return ""
+	case "skip-verify":
+		return "loose-ssl-mode=REQUIRED\nloose-ssl\nloose-disable-ssl-verify-server-cert\n"
+	case "preferred":
+		return "loose-ssl-mode=PREFERRED\nloose-ssl\nloose-disable-ssl-verify-server-cert\n"
+	default: // "true", or a registered config: verify the server
+		return "loose-ssl-mode=VERIFY_IDENTITY\nloose-ssl\nloose-ssl-verify-server-cert\n"
+	}
 }
 
 func tool(names ...string) (string, error) {
@@ -204,12 +260,15 @@ func (d *my) Backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	if err != nil {
 		return cty.NilVal, err
 	}
-	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(to), dbkit.FolderMode); err != nil {
 		return cty.NilVal, err
 	}
 	tmp := to + ".upshift-tmp"
 	defer os.Remove(tmp)
-	f, err := os.Create(tmp)
+	if err := dbkit.CreatePrivate(tmp); err != nil {
+		return cty.NilVal, err
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
 		return cty.NilVal, err
 	}

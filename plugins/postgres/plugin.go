@@ -162,18 +162,56 @@ func version(p string) int {
 }
 
 // clientEnv passes the connection to pg_dump/pg_restore in the environment,
-// never on the command line where `ps` shows it.
+// never on the command line where `ps` shows it. It is the minimal child
+// environment (procfs.ChildEnv: no secret of upshift's) plus the
+// connection, with the same TLS settings as the plugin's own connections:
+// the DSN's sslmode, sslrootcert, sslcert, sslkey, sslcrl (or the PGSSL*
+// variables the plugin was given, which pgx reads too).
 func (d *pg) clientEnv(db string) []string {
-	env := append(os.Environ(),
-		"PGHOST="+d.cfg.Host, "PGPORT="+strconv.Itoa(int(d.cfg.Port)), "PGUSER="+d.cfg.User, "PGDATABASE="+db,
-		"PGCONNECT_TIMEOUT="+strconv.Itoa(max(1, int(d.timeout.Seconds()))))
+	env := map[string]string{
+		"PGHOST": d.cfg.Host, "PGPORT": strconv.Itoa(int(d.cfg.Port)), "PGUSER": d.cfg.User, "PGDATABASE": db,
+		"PGCONNECT_TIMEOUT": strconv.Itoa(max(1, int(d.timeout.Seconds()))),
+	}
 	if d.cfg.Password != "" {
-		env = append(env, "PGPASSWORD="+d.cfg.Password)
+		env["PGPASSWORD"] = d.cfg.Password
 	}
-	if d.cfg.TLSConfig == nil {
-		env = append(env, "PGSSLMODE=disable")
+	for param, name := range tlsParams {
+		if v, ok := os.LookupEnv(name); ok {
+			env[name] = v
+		}
+		if v, ok := dsnParam(d.dsn, param); ok {
+			env[name] = v
+		}
 	}
-	return env
+	if _, set := env["PGSSLMODE"]; !set && d.cfg.TLSConfig == nil {
+		env["PGSSLMODE"] = "disable"
+	}
+	return procfs.ChildEnv(env)
+}
+
+// tlsParams are libpq's TLS parameters and their environment variables.
+var tlsParams = map[string]string{
+	"sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY",
+	"sslcrl": "PGSSLCRL", "sslcrldir": "PGSSLCRLDIR", "sslsni": "PGSSLSNI", "sslnegotiation": "PGSSLNEGOTIATION",
+	"ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION", "ssl_max_protocol_version": "PGSSLMAXPROTOCOLVERSION",
+}
+
+// dsnParam is the value of param in a URL or key=value DSN.
+func dsnParam(dsn, param string) (string, bool) {
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		q := u.Query()
+		return q.Get(param), q.Has(param)
+	}
+	re := regexp.MustCompile(`(?:^|\s)` + regexp.QuoteMeta(param) + `\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
+	m := re.FindStringSubmatch(dsn)
+	if m == nil {
+		return "", false
+	}
+	v := m[1]
+	if strings.HasPrefix(v, "'") {
+		v = regexp.MustCompile(`\\(.)`).ReplaceAllString(v[1:len(v)-1], "$1")
+	}
+	return v, true
 }
 
 func (d *pg) run(ctx context.Context, db string, prog string, args ...string) error {
@@ -210,11 +248,16 @@ func (d *pg) Backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	if !filepath.IsAbs(to) {
 		return cty.NilVal, sdk.ArgError("to", "%q must be an absolute path", to)
 	}
-	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(to), dbkit.FolderMode); err != nil {
 		return cty.NilVal, err
 	}
 	tmp := to + ".upshift-tmp"
 	defer os.Remove(tmp)
+	// The dump holds every row of A: the file is made private before
+	// pg_dump writes into it (it keeps an existing file's mode).
+	if err := dbkit.CreatePrivate(tmp); err != nil {
+		return cty.NilVal, err
+	}
 	r.Progress("pg_dump of %s", d.where(d.cfg.Database))
 	if err := d.run(ctx, d.cfg.Database, "pg_dump", "--format=custom", "--file="+tmp); err != nil {
 		return cty.NilVal, err

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"sync"
 
 	"github.com/zclconf/go-cty/cty"
@@ -79,12 +80,25 @@ func open(path string) (*sql.DB, error) {
 // vacuumInto writes a consistent copy of src to dst: VACUUM INTO reads one
 // snapshot, so readers and writers of src carry on. The copy is written to
 // a temporary name, checked, then renamed.
-func vacuumInto(ctx context.Context, src, dst string) (int64, error) {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+//
+// A backup is private (0600, folders made 0700); a copy (B, which the
+// nodes open as A) gets A's mode and, when the plugin runs as root, A's
+// owner, so it is never more open than A.
+func vacuumInto(ctx context.Context, src, dst string, likeSrc bool) (int64, error) {
+	if err := os.MkdirAll(filepath.Dir(dst), dbkit.FolderMode); err != nil {
 		return 0, err
 	}
 	tmp := dst + ".upshift-tmp"
-	_ = os.Remove(tmp)
+	// VACUUM INTO writes into an empty file and keeps its mode.
+	if err := dbkit.CreatePrivate(tmp); err != nil {
+		return 0, err
+	}
+	if likeSrc {
+		if err := sameAccess(src, tmp); err != nil {
+			_ = os.Remove(tmp)
+			return 0, err
+		}
+	}
 	s, err := open(src)
 	if err != nil {
 		return 0, err
@@ -130,7 +144,7 @@ func (d *db) Backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 		return cty.NilVal, sdk.ArgError("to", "%q must be an absolute path", to)
 	}
 	r.Progress("backing up %s", d.path)
-	n, err := vacuumInto(ctx, d.path, to)
+	n, err := vacuumInto(ctx, d.path, to, false)
 	if err != nil {
 		return cty.NilVal, err
 	}
@@ -189,7 +203,22 @@ func (d *db) mark(to, runID string, finished bool) error {
 	if !finished {
 		m += "unfinished\n"
 	}
-	return os.WriteFile(to+copyMarker, []byte(m), 0o644)
+	return os.WriteFile(to+copyMarker, []byte(m), dbkit.FileMode)
+}
+
+// sameAccess gives dst src's mode and, as root, its owner.
+func sameAccess(src, dst string) error {
+	st, err := os.Stat(src)
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(dst, st.Mode().Perm()); err != nil {
+		return err
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
+		return os.Chown(dst, int(sys.Uid), int(sys.Gid))
+	}
+	return nil
 }
 
 func (d *db) Copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
@@ -216,7 +245,7 @@ func (d *db) Copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 		return cty.NilVal, err
 	}
 	r.Progress("copying %s to %s with VACUUM INTO", d.path, to)
-	if _, err := vacuumInto(ctx, d.path, to); err != nil {
+	if _, err := vacuumInto(ctx, d.path, to, true); err != nil {
 		return cty.NilVal, err
 	}
 	if err := d.mark(to, runID, true); err != nil {
