@@ -9,8 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"sync"
+	"syscall"
 
 	"github.com/zclconf/go-cty/cty"
 	_ "modernc.org/sqlite" // driver "sqlite"
