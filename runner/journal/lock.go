@@ -56,9 +56,42 @@ func fillOwner(o Owner) Owner {
 		o.Since = time.Now()
 	}
 	if o.Command == "" {
-		o.Command = strings.Join(os.Args, " ")
+		o.Command = strings.Join(RedactArgs(os.Args), " ")
 	}
 	return o
+}
+
+// RedactArgs returns args with the value of every -var (or --var) hidden:
+// `-var db_password=s3cret` is recorded, and shown to a refused run, as
+// `-var db_password=(hidden)`. Which variables are sensitive is not known
+// here, so none is shown. Variables files are named, not read.
+func RedactArgs(args []string) []string {
+	out := make([]string, len(args))
+	copy(out, args)
+	for i := 0; i < len(out); i++ {
+		a := out[i]
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "var" {
+			continue
+		}
+		if hasVal { // -var=name=value
+			out[i] = a[:len(a)-len(val)] + hideValue(val)
+			continue
+		}
+		if i+1 < len(out) { // -var name=value
+			out[i+1] = hideValue(out[i+1])
+			i++
+		}
+	}
+	return out
+}
+
+func hideValue(assign string) string {
+	name, _, ok := strings.Cut(assign, "=")
+	if !ok {
+		return "(hidden)"
+	}
+	return name + "=(hidden)"
 }
 
 // String renders o as "pid 1234 (user@host, since 12:01:03, `upshift run ...`)".

@@ -113,3 +113,27 @@ func TestStaleDamagedOwnerFile(t *testing.T) {
 	assert.Zero(t, dead.PID)
 	require.NoError(t, l.Release())
 }
+
+// -var values (a password given on the command line) are not recorded in
+// the owner file, nor shown to the run the lock refuses.
+func TestOwnerHidesVarValues(t *testing.T) {
+	assert.Equal(t,
+		[]string{"upshift", "run", "pb", "-var", "db_password=(hidden)", "--var=token=(hidden)", "-var-file", "prod.vars", "--var", "x=(hidden)", "-var"},
+		RedactArgs([]string{"upshift", "run", "pb", "-var", "db_password=s3cret", "--var=token=t0k=en", "-var-file", "prod.vars", "--var", "x=y", "-var"}))
+
+	saved := os.Args
+	os.Args = []string{"upshift", "run", "pb", "-var", "db_password=s3cret"}
+	defer func() { os.Args = saved }()
+	dir := t.TempDir()
+	l, err := Acquire(dir, CurrentOwner(""))
+	require.NoError(t, err)
+	defer l.Release()
+	b, err := os.ReadFile(filepath.Join(dir, ownerName))
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), "s3cret")
+	_, err = Acquire(dir, Owner{})
+	var held *HeldError
+	require.ErrorAs(t, err, &held)
+	assert.NotContains(t, err.Error(), "s3cret")
+	assert.Contains(t, err.Error(), "db_password=(hidden)")
+}
