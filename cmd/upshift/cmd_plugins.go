@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -44,7 +45,42 @@ func newPluginsCommand() *cobra.Command {
 	docs.Flags().StringVar(&out, "out", "docs/plugins/reference", "folder to write NAME.md into")
 	docs.Flags().StringSliceVar(&skip, "skip", []string{"testkit"}, "plugins to leave out")
 	root.AddCommand(docs)
+	root.AddCommand(&cobra.Command{
+		Use:   "list",
+		Short: "Show the trusted plugin folders and the plugins in them",
+		Long: `list shows where upshift finds plugins, in order ($UPSHIFT_PLUGIN_PATH, the
+folder of the upshift binary, $XDG_DATA_HOME/upshift/plugins,
+~/.upshift/plugins), and each upshift-plugin-* binary there with its
+SHA-256, or why it would be refused. Nothing is started.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			listPlugins(cmd.OutOrStdout())
+			return nil
+		},
+	})
 	return root
+}
+
+// listPlugins writes the trusted folders and the plugins each holds.
+func listPlugins(w io.Writer) {
+	for _, dir := range host.TrustedDirs() {
+		paths, _ := filepath.Glob(filepath.Join(dir, host.BinaryPrefix+"*"))
+		sort.Strings(paths)
+		fmt.Fprintf(w, "%s (%d)\n", dir, len(paths))
+		for _, p := range paths {
+			name := strings.TrimPrefix(filepath.Base(p), host.BinaryPrefix)
+			if err := host.CheckTrusted(p); err != nil {
+				fmt.Fprintf(w, "  %-10s refused: %v\n", name, err)
+				continue
+			}
+			sum, err := host.Checksum(p)
+			if err != nil {
+				fmt.Fprintf(w, "  %-10s %v\n", name, err)
+				continue
+			}
+			fmt.Fprintf(w, "  %-10s sha256:%s\n", name, sum)
+		}
+	}
 }
 
 // pluginDocs starts each plugin binary in bin (checksum computed on the

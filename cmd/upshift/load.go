@@ -31,7 +31,9 @@ type loadMode int
 const (
 	// withContracts uses the plugins pinned in the lock file when there is
 	// one, and the kinds' standard contracts otherwise (validate, plan,
-	// graph).
+	// graph); a plugin nobody provides is a diagnostic. Either way only
+	// binaries of the trusted plugin folders start (host.TrustedDirs),
+	// never one of the playbook folder.
 	withContracts loadMode = iota
 	// withPlugins requires the lock file (run).
 	withPlugins
@@ -70,9 +72,9 @@ func requirements(parsed *playbooks.Parsed) []host.Requirement {
 }
 
 // load reads and checks a playbook the one way every command does: parse
-// it (each file once), start the plugins pinned in DIR/upshift.lock.hcl
-// (host.Session; the kinds' contracts when there is no lock file and mode
-// allows it), decode it against their schemas, vendor actions and config
+// it (each file once), start the plugins pinned in DIR/upshift.lock.hcl,
+// found in the trusted plugin folders only (host.Session; the kinds'
+// contracts when there is no lock file and mode allows it), decode it against their schemas, vendor actions and config
 // included, then build its graph and plan, which decodes every step's
 // arguments. Diagnostics go to stderr; an invalid playbook is
 // exitError{1}. The caller closes the result, which ends the plugins; on an

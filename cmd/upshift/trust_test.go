@@ -89,3 +89,22 @@ func TestMisspeltPluginIsADiagnostic(t *testing.T) {
 	assert.Contains(t, stderr, `unknown plugin "testkti"`)
 	assert.Contains(t, stderr, `did you mean "testkit"?`)
 }
+
+// TestPluginsList: `upshift plugins list` shows the trusted folders in
+// order and what each holds, refusing what others could change.
+func TestPluginsList(t *testing.T) {
+	noTrustedPlugins(t)
+	dir := os.Getenv(host.PluginPathEnv)
+	good := filepath.Join(dir, "upshift-plugin-good")
+	require.NoError(t, os.WriteFile(good, []byte("test"), 0o755))
+	open := filepath.Join(dir, "upshift-plugin-open")
+	require.NoError(t, os.WriteFile(open, []byte("test"), 0o755))
+	require.NoError(t, os.Chmod(open, 0o777))
+	code, out, stderr := runCLI("plugins", "list")
+	require.Equal(t, exitOK, code, stderr)
+	lines := strings.Split(out, "\n")
+	assert.Equal(t, dir+" (2)", lines[0], out)
+	assert.Equal(t, "  good       sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", lines[1])
+	assert.Equal(t, "  open       refused: plugin binary "+open+" is writable by its group and others (mode 0777); run: chmod 0755 "+open, lines[2])
+	assert.Contains(t, out, filepath.Join(os.Getenv("HOME"), ".upshift", "plugins")+" (0)")
+}
