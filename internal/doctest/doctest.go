@@ -1,6 +1,8 @@
 // Package doctest keeps the documentation from rotting: its tests take every
-// ```hcl block of README.md and docs/**/*.md and load it with the project's
-// own parser (package playbooks) against the kinds' standard contracts, and
+// ```hcl block of README.md and docs/**/*.md, and every .hcl file a shell
+// block writes with a here-document (the tutorial's variables file), and
+// load it with the project's own parser (package playbooks) against the
+// kinds' standard contracts, and
 // cmd/upshift's docs_test.go parses every `upshift ...` command line the
 // docs show with the CLI's own flag parser. Both run in `make test`.
 //
@@ -16,6 +18,8 @@
 //     such as one rollout is checked in the context the docs write it for.
 //     It must load (references, action names and arguments against the
 //     standard contracts), build a graph and a plan.
+//   - A lock file (plugin blocks holding a sha256) is read as upshift reads
+//     upshift.lock.hcl (host.ReadLockFile).
 //   - Anything else (the inside of a block, such as a `with { ... }`) is
 //     parsed as HCL syntax only.
 //
@@ -128,6 +132,46 @@ func Fences(path string) ([]Fence, error) {
 		return nil, fmt.Errorf("%s:%d: code block never closed", path, cur.Line)
 	}
 	return out, sc.Err()
+}
+
+var heredocRE = regexp.MustCompile(`^\s*cat\s+>\s*(\S+\.hcl)\s+<<-?\s*'?"?(\w+)'?"?\s*$`)
+
+// HCLFences returns the HCL a Markdown file shows: its ```hcl blocks, and
+// the files its shell blocks write with a here-document
+// (cat > cluster.vars.hcl <<'EOF' ... EOF), as a reader would create them,
+// each as a Fence of language hcl whose Line is the line before the
+// here-document's first line. A marker before a shell block applies to its
+// here-documents.
+func HCLFences(path string) ([]Fence, error) {
+	fences, err := Fences(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []Fence
+	for _, f := range fences {
+		if f.Lang == "hcl" {
+			out = append(out, f)
+			continue
+		}
+		if !shellLangs[f.Lang] {
+			continue
+		}
+		lines := strings.Split(f.Code, "\n")
+		for i := 0; i < len(lines); i++ {
+			m := heredocRE.FindStringSubmatch(lines[i])
+			if m == nil {
+				continue
+			}
+			start := i
+			var body []string
+			for i++; i < len(lines) && strings.TrimSpace(lines[i]) != m[2]; i++ {
+				body = append(body, lines[i])
+			}
+			out = append(out, Fence{File: f.File, Line: f.Line + start + 1, Lang: "hcl",
+				Code: strings.Join(body, "\n") + "\n", Directive: f.Directive, Reason: f.Reason})
+		}
+	}
+	return out, nil
 }
 
 // Command is an `upshift ...` command line shown in a document.

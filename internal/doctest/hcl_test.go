@@ -42,15 +42,12 @@ func TestDocsHCL(t *testing.T) {
 	ctx := loadContext(t)
 	checked := 0
 	for _, file := range files {
-		fences, err := Fences(file)
+		fences, err := HCLFences(file)
 		if err != nil {
 			t.Error(err)
 			continue
 		}
 		for _, f := range fences {
-			if f.Lang != "hcl" {
-				continue
-			}
 			name := strings.TrimPrefix(f.File, root+"/") + fmt.Sprintf(":%d", f.Line)
 			f.File = strings.TrimPrefix(f.File, root+"/")
 			t.Run(name, func(t *testing.T) {
