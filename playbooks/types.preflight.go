@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/upshift-dev/upshift/schema"
 )
 
 // decodePreflight decodes a `preflight` block: a probe run before a new
@@ -21,10 +23,10 @@ func (pb *Playbook) decodePreflight(b *hcl.Block) (*Step, hcl.Diagnostics) {
 	refuse := func(summary, detail string, rng hcl.Range) {
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: rng.Ptr()})
 	}
-	if a := s.Run.Action; a != nil && !a.Probe {
+	if a := s.Run.Action; a != nil && !isProbe(s.Run.Resource, a) {
 		var probes []string
 		for _, name := range s.Run.Resource.Schema.ActionNames() {
-			if x := s.Run.Resource.Schema.Action(name); x.Probe {
+			if isProbe(s.Run.Resource, s.Run.Resource.Schema.Action(name)) {
 				probes = append(probes, name)
 			}
 		}
@@ -46,6 +48,16 @@ func (pb *Playbook) decodePreflight(b *hcl.Block) (*Step, hcl.Diagnostics) {
 		refuse("Invalid preflight attribute", "A preflight takes run, with, for_each, when, description and timeout; always, retry and point_of_no_return belong to steps.", s.DeclRange)
 	}
 	return s, diags
+}
+
+// isProbe: a changes nothing. A standard action is a probe when the
+// kind's contract says so (the flag does not cross the plugin protocol,
+// so a plugin's own copy of the schema may not carry it).
+func isProbe(r *Resource, a *schema.Action) bool {
+	if std := schema.ContractAction(r.Kind, a.Name); std != nil {
+		return std.Probe
+	}
+	return a.Probe
 }
 
 // checkPointOfNoReturn allows at most one step marked point_of_no_return:

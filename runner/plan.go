@@ -22,6 +22,12 @@ import (
 type Plan struct {
 	Graph *Graph
 	Steps []*PlannedStep
+	// Preflights are the preflight instances with their arguments, run
+	// before a new run begins.
+	Preflights []*PlannedStep
+	// PointOfNoReturn is the first instance, in plan order, of the step
+	// marked point_of_no_return; "" when none is.
+	PointOfNoReturn string
 }
 
 // PlannedStep is one instance in plan order.
@@ -83,12 +89,29 @@ func MakePlan(g *Graph) (*Plan, hcl.Diagnostics) {
 		args := out[i].args
 		p.Steps = append(p.Steps, &PlannedStep{Instance: inst, Args: args, KnownAfter: knownAfter(inst.Step, args, refs)})
 	}
+	for _, inst := range g.Preflights {
+		args, ds := g.DecodeArgs(inst, none)
+		if !ds.HasErrors() {
+			_, ds = g.EvalWhen(inst, none)
+		}
+		if ds.HasErrors() {
+			failed.add(inst, ds)
+			continue
+		}
+		p.Preflights = append(p.Preflights, &PlannedStep{Instance: inst, Args: args})
+	}
 	if failed.list != nil {
 		perStep := map[*playbooks.Step]int{}
-		for _, inst := range insts {
+		for _, inst := range append(insts, g.Preflights...) {
 			perStep[inst.Step]++
 		}
 		return nil, failed.diagnostics(perStep)
+	}
+	for _, ps := range p.Steps {
+		if ps.Instance.Step.PointOfNoReturn {
+			p.PointOfNoReturn = ps.Instance.Addr
+			break
+		}
 	}
 	return p, nil
 }

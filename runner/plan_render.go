@@ -38,6 +38,19 @@ func (p *Plan) WriteText(out io.Writer) error {
 		fmt.Fprintf(w, " (%s)", strings.Join(parts, "; "))
 	}
 	fmt.Fprintln(w)
+	if p.PointOfNoReturn != "" {
+		fmt.Fprintf(w, "Point of no return: %s. A failure before it returns the cluster to where it began; after it, the run halts with the cluster serving.\n", p.PointOfNoReturn)
+	}
+	if len(p.Preflights) > 0 {
+		fmt.Fprintf(w, "\nPreflight, before anything changes (%d %s; a problem begins nothing):\n", len(p.Preflights), plural(len(p.Preflights), "check", "checks"))
+		for _, ps := range p.Preflights {
+			fmt.Fprintf(w, "   -  %s  %s\n", ps.Instance.Addr, ps.Instance.Step.Run)
+			for _, line := range argLines(ps.Instance, ps) {
+				fmt.Fprintf(w, "        %s\n", line)
+			}
+		}
+		fmt.Fprintln(w)
+	}
 	var lastBatch string
 	for i, ps := range p.Steps {
 		inst := ps.Instance
@@ -58,6 +71,9 @@ func (p *Plan) WriteText(out io.Writer) error {
 		fmt.Fprintln(w)
 		for _, line := range argLines(inst, ps) {
 			fmt.Fprintf(w, "        %s\n", line)
+		}
+		if inst.Addr == p.PointOfNoReturn {
+			fmt.Fprintf(w, "        ^ point of no return: from here the new state is the truth\n")
 		}
 	}
 	return w.Flush()
@@ -205,9 +221,11 @@ func containsSensitive(v cty.Value) bool {
 
 // jsonPlan is the machine-readable form of a plan.
 type jsonPlan struct {
-	Playbook string        `json:"playbook"`
-	Steps    []jsonStep    `json:"steps"`
-	Rollouts []jsonRollout `json:"rollouts,omitempty"`
+	Playbook        string        `json:"playbook"`
+	PointOfNoReturn string        `json:"point_of_no_return,omitempty"`
+	Preflight       []jsonStep    `json:"preflight,omitempty"`
+	Steps           []jsonStep    `json:"steps"`
+	Rollouts        []jsonRollout `json:"rollouts,omitempty"`
 }
 
 type jsonRollout struct {
@@ -231,42 +249,57 @@ type jsonStep struct {
 
 // WriteJSON renders the plan as one JSON document.
 func (p *Plan) WriteJSON(w io.Writer) error {
-	out := jsonPlan{Playbook: p.Graph.Playbook.Dir, Steps: []jsonStep{}}
+	out := jsonPlan{Playbook: p.Graph.Playbook.Dir, PointOfNoReturn: p.PointOfNoReturn, Steps: []jsonStep{}}
 	for _, r := range p.Graph.Playbook.Rollouts {
 		out.Rollouts = append(out.Rollouts, jsonRollout{Name: r.Name, OnFailure: r.OnFailure, Batches: p.Graph.Items[r.Name]})
 	}
+	for i, ps := range p.Preflights {
+		js, err := jsonStepOf(p.Graph, i, ps, []string{})
+		if err != nil {
+			return err
+		}
+		out.Preflight = append(out.Preflight, js)
+	}
 	for i, ps := range p.Steps {
-		inst := ps.Instance
-		js := jsonStep{Index: i + 1, Address: inst.Addr, Step: inst.Step.Name, Action: inst.Step.Run.String(), Batch: inst.Batch, Args: map[string]json.RawMessage{}, KnownAfter: ps.KnownAfter, DependsOn: p.Graph.dependencies(inst.Addr)}
-		if inst.Keyed {
-			k := inst.Key
-			js.Key = &k
-		}
-		if inst.Step.Rollout != nil {
-			js.Rollout = inst.Step.Rollout.Name
-		}
-		for _, a := range shownArgs(inst.Step.Run.Action.Args, ps.Args) {
-			v := a.value
-			switch {
-			case v.IsKnown() && v.IsNull():
-				continue
-			case a.sensitive || containsSensitive(v):
-				js.Args[a.name] = json.RawMessage(`"(sensitive)"`)
-			case !v.IsWhollyKnown():
-				js.Args[a.name] = json.RawMessage(`null`)
-			default:
-				b, err := ctyjson.Marshal(v, v.Type())
-				if err != nil {
-					return err
-				}
-				js.Args[a.name] = b
-			}
+		js, err := jsonStepOf(p.Graph, i, ps, p.Graph.dependencies(ps.Instance.Addr))
+		if err != nil {
+			return err
 		}
 		out.Steps = append(out.Steps, js)
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
+}
+
+func jsonStepOf(g *Graph, i int, ps *PlannedStep, deps []string) (jsonStep, error) {
+	inst := ps.Instance
+	js := jsonStep{Index: i + 1, Address: inst.Addr, Step: inst.Step.Name, Action: inst.Step.Run.String(), Batch: inst.Batch, Args: map[string]json.RawMessage{}, KnownAfter: ps.KnownAfter, DependsOn: deps}
+	if inst.Keyed {
+		k := inst.Key
+		js.Key = &k
+	}
+	if inst.Step.Rollout != nil {
+		js.Rollout = inst.Step.Rollout.Name
+	}
+	for _, a := range shownArgs(inst.Step.Run.Action.Args, ps.Args) {
+		v := a.value
+		switch {
+		case v.IsKnown() && v.IsNull():
+			continue
+		case a.sensitive || containsSensitive(v):
+			js.Args[a.name] = json.RawMessage(`"(sensitive)"`)
+		case !v.IsWhollyKnown():
+			js.Args[a.name] = json.RawMessage(`null`)
+		default:
+			b, err := ctyjson.Marshal(v, v.Type())
+			if err != nil {
+				return js, err
+			}
+			js.Args[a.name] = b
+		}
+	}
+	return js, nil
 }
 
 // dependencies lists what an instance waits for directly, a join shown as

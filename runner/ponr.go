@@ -124,6 +124,7 @@ func (x *execution) returnToStart(ctx context.Context, outcomes map[string]*dag.
 			item = s.Rollout.Name + "/" + inst.Key
 			if why, ok := broken[item]; ok {
 				rep.Kept = append(rep.Kept, fmt.Sprintf("%s (%s)", inst.Addr, why))
+				x.keep(inst, why)
 				continue
 			}
 		}
@@ -140,6 +141,7 @@ func (x *execution) returnToStart(ctx context.Context, outcomes map[string]*dag.
 			}
 			why := fmt.Sprintf("%s has no undo", s.Run)
 			rep.Kept = append(rep.Kept, fmt.Sprintf("%s (%s: its effect stays)", inst.Addr, why))
+			x.keep(inst, why)
 			if item != "" {
 				broken[item] = "left as it is: " + inst.Addr + " after it could not be undone"
 			}
@@ -155,6 +157,14 @@ func (x *execution) returnToStart(ctx context.Context, outcomes map[string]*dag.
 		rep.Undone = append(rep.Undone, inst.Addr)
 	}
 	return rep
+}
+
+// keep journals a step whose effect a return to the start had to leave.
+// It runs again on resume all the same: what it built on (a copy of A,
+// say) is made again, since A took writes once read-only was released,
+// and a step kept as done would build on what is gone.
+func (x *execution) keep(inst *StepInstance, why string) {
+	_ = x.record(inst, journal.Step{Status: journal.RolledBack, Note: "returned to the start, but not undone (" + why + "): its effect stays; runs again on resume"})
 }
 
 // Summary describes a return to the start for the operator.

@@ -22,6 +22,7 @@ import (
 	"github.com/upshift-dev/upshift/plugins/host"
 	"github.com/upshift-dev/upshift/runner"
 	"github.com/upshift-dev/upshift/runner/journal"
+	"github.com/upshift-dev/upshift/runner/termtext"
 	"github.com/upshift-dev/upshift/schema"
 )
 
@@ -71,6 +72,7 @@ type runFlags struct {
 	asJSON      bool
 	rerun       []string
 	newRun      bool
+	noPreflight bool
 	again       bool // gone: says to use --new-run
 	legacy      string
 }
@@ -119,6 +121,7 @@ Exit codes: 0 done (or nothing to do), 1 invalid playbook, 2 usage,
 	cmd.Flags().BoolVar(&rf.asJSON, "json", false, "print one JSON event per line instead of the console view")
 	cmd.Flags().StringArrayVar(&rf.rerun, "rerun", nil, "allow a step found in flight after a crash to run again (repeatable)")
 	cmd.Flags().BoolVar(&rf.newRun, "new-run", false, "begin a new upgrade of the cluster although its last run finished (prints the plan first)")
+	cmd.Flags().BoolVar(&rf.noPreflight, "skip-preflight", false, "begin a new run without the playbook's preflight checks (they find what would stop the run halfway; use only when a check is wrong)")
 	cmd.Flags().BoolVar(&rf.again, "again", false, "replaced by --new-run")
 	_ = cmd.Flags().MarkHidden("again")
 	cmd.Flags().StringVar(&rf.legacy, "legacy-state", "", "a journal left by an older upshift at the top of the state folder: \"adopt\" files it under this cluster, \"set-aside\" moves it to legacy-<time>/")
@@ -282,9 +285,14 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 		Rerun:       rf.rerun,
 		Cluster:     cluster,
 		NewRun:      rf.newRun,
+		Preflight:   !rf.noPreflight,
 	})
 	var mismatch *runner.ClusterMismatchError
+	var preflight *runner.PreflightError
 	switch {
+	case errors.As(err, &preflight):
+		fmt.Fprintf(stderr, "\nError: %s\nFix them and run again (`upshift check %s` runs the checks alone); no run was begun.\n", termtext.Block(preflight.Error()), shellQuote(dir))
+		return exitError{exitPreflight}
 	case errors.Is(err, runner.ErrRunFailed):
 		code := exitFailed
 		why := string(res.Status)
@@ -293,6 +301,16 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 		}
 		if stopper.Stopped() {
 			why += " by " + stopper.Reason()
+		}
+		switch {
+		case res.Returned != nil:
+			fmt.Fprintf(stderr, "\nThe run ended before its point of no return: %s.\n", termtext.Block(res.Returned.Summary()))
+			if res.Returned.OK() {
+				fmt.Fprintln(stderr, "Every node runs the old version again, takes writes and is in rotation; the run begins those steps again when resumed.")
+			}
+		case len(res.Standing) > 0:
+			fmt.Fprintf(stderr, "\nThe run is past its point of no return (%s ran), so it halted with the cluster serving and nothing cluster-wide undone. Where each item stands:\n  %s\n",
+				res.PointOfNoReturn, termtext.Block(strings.Join(res.Standing, "\n  ")))
 		}
 		// On stderr, with --json too: automation reads the command there.
 		fmt.Fprintf(stderr, "\nRun %s of cluster %s did not finish (%s). `%s` shows where it stands; fix the cause and\n  %s\nresumes it. Plugin logs: %s\n",
@@ -413,6 +431,9 @@ func resumeCommand(dir string, rf runFlags, pb *playbooks.Playbook) string {
 	}
 	if rf.asJSON {
 		args = append(args, "--json")
+	}
+	if rf.noPreflight {
+		args = append(args, "--skip-preflight")
 	}
 	s := strings.Join(args, " ")
 	if elided {

@@ -63,7 +63,7 @@ func (s *stopper) loop() {
 		s.mu.Unlock()
 		switch {
 		case first:
-			fmt.Fprintf(s.stderr, "Stopping (%s): no new step will start; running steps finish and are recorded. Interrupt again to cancel them.\n", name)
+			fmt.Fprintf(s.stderr, "Stopping (%s): no new step will start; running steps finish and are recorded (before the point of no return, the cluster is then returned to where it began). Interrupt again to cancel them.\n", name)
 		case sig == os.Interrupt || sig == syscall.SIGTERM:
 			fmt.Fprintf(s.stderr, "Cancelling running steps (%s).\n", name)
 			s.cancel()

@@ -2,6 +2,37 @@
 # reads from database A, which takes no writes while they run (read-only);
 # upgraded nodes serve reads and writes on B.
 
+# 0. Before anything changes, every problem that would stop the run halfway
+#    (upshift check runs these alone). A failed preflight changes nothing.
+preflight "load_balancer" {
+  description = "The load balancer answers, has every node in rotation, and can spare one at a time."
+  run         = load_balancer.front.preflight
+  with {
+    servers        = [for n in var.nodes : n.name]
+    min_in_service = var.min_in_service
+    max_parallel   = 1
+  }
+}
+
+preflight "database" {
+  description = "Database A answers with the privileges backup and copy need; B is absent (or this run's); the backup folder has room."
+  run         = database.main.preflight
+  with {
+    to         = var.database_b
+    run_id     = run.id
+    backup_dir = var.backup_dir
+  }
+}
+
+preflight "nodes" {
+  description = "Every node runs as the plugin knows it, is healthy, all on one version, and none on the target yet."
+  run         = node_pool.cluster.preflight
+  with {
+    nodes  = [for n in var.nodes : n.name]
+    target = var.target_version
+  }
+}
+
 # 1. Every node in full read-only mode: reads are served, writes refused cleanly.
 step "read_only" {
   description = "Put the node in full read-only mode."
@@ -114,9 +145,14 @@ rollout "upgrade" {
     }
   }
 
+  # The point of no return: once the processing node runs X+1 on B, B is
+  # the truth. A failure before it returns the cluster to X (config put
+  # back, nodes started, B dropped, read-only released); after it, the run
+  # halts with the cluster serving and says which nodes are where.
   step "start" {
-    description = "Start the node on X+1; it is no longer read-only."
-    run         = node_pool.cluster.start
+    description        = "Start the node on X+1; it is no longer read-only."
+    run                = node_pool.cluster.start
+    point_of_no_return = true
     with {
       node = each.value.name
     }
