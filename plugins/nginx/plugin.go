@@ -26,7 +26,7 @@ var configSchema = &schema.Object{Attributes: []*schema.Attribute{
 	{Name: "upstream", Type: cty.String, Required: true, Description: "Name of the upstream block in upstream_file."},
 	{Name: "pid_file", Type: cty.String, Required: true, Description: "nginx master's pid file: reloads are SIGHUP to that process."},
 	{Name: "servers", Type: cty.Map(cty.String), Description: "Server name -> address exactly as written in the upstream block (nginx entries have no names). Default: the names in the `# NAME` comments upshift writes after each server line."},
-	{Name: "health_urls", Type: cty.Map(cty.String), Description: "Health URL of each server, by name. nginx (open source) has no active health checks: enable and the min_in_service guard ask these URLs; a server without one counts as in service."},
+	{Name: "health_urls", Type: cty.Map(cty.String), Sensitive: true, Description: "Health URL of each server, by name. nginx (open source) has no active health checks: enable and the min_in_service guard ask these URLs; a server without one counts as in service. Sensitive: a URL may carry credentials or a token."},
 	{Name: "health_timeout", Type: cty.String, Description: "Deadline of each health probe, as a duration. Default 2s."},
 	{Name: "nginx_binary", Type: cty.String, Description: "Path of nginx. Default: nginx on PATH, else /usr/sbin/nginx."},
 	{Name: "access_log", Type: cty.String, Description: "Access log of the server that proxies to the upstream, written in the `upshift` log format (see the plugin's page): nginx open source keeps no traffic counters, so the metrics action counts requests from it. Without it, metrics says what to enable."},
