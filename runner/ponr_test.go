@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -239,4 +240,26 @@ func TestPreflightProblemChangesNothing(t *testing.T) {
 	run, err := f.j.Load()
 	require.NoError(t, err)
 	assert.Nil(t, run, "no run begun")
+}
+
+// Past the point of no return, on_failure = "rollback" undoes the failed
+// item only: the last node is put back on its old config and started,
+// under the read-only mode the run had put it in (applied again before
+// traffic comes back: a restarted old node is writable, and writes to the
+// old database would be lost), then enabled. The rest stays.
+func TestRollbackOfTheLastItemPutsItBackAsTheRunHadIt(t *testing.T) {
+	f := newFixture(t, strings.Replace(shipped, "depends_on = [step.copy]", "depends_on = [step.copy]\n  on_failure = \"rollback\"", 1))
+	failing := true
+	f.nodes.InvokeFn = failExecOn("n3", &failing)
+	res, err, _ := f.run(runner.Options{})
+	require.ErrorIs(t, err, runner.ErrRunFailed)
+	assert.Nil(t, res.Returned, "past the point of no return: no return to the start")
+	calls := f.nodes.Calls()
+	i := slices.Index(calls, "exec:n3")
+	require.GreaterOrEqual(t, i, 0, calls)
+	assert.Equal(t, []string{"exec:n3", "restore_config:n3", "start:n3", "read_only:n3"}, calls[i:])
+	lb := f.lb.Calls()
+	assert.Equal(t, []string{"drain:n3", "enable:n3"}, lb[len(lb)-2:], "enabled after read-only is back")
+	assert.NotContains(t, f.db.Calls(), "drop")
+	assert.NotContains(t, calls, "read_write:n1")
 }

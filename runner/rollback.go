@@ -39,11 +39,24 @@ func (x *execution) rollback(ctx context.Context, outcomes map[string]*dag.Outco
 		sort.Strings(failedKeys)
 		for _, key := range failedKeys {
 			x.emit(Event{Type: RollbackStart, Key: key, Message: fmt.Sprintf("rolling back item %q of rollout %q", key, r.Name)})
+			reapplied := false
+			reapply := func() {
+				if !reapplied {
+					reapplied = true
+					x.reapplyLasting(ctx, key, outcomes)
+				}
+			}
 			for i := len(r.Steps) - 1; i >= 0; i-- {
 				s := r.Steps[i]
 				inst := x.g.DAG.Vertex(InstanceAddr(s.Name, key, true)).(*StepInstance)
 				if outcomes[inst.Addr].State != dag.Done || x.skippedByWhen(inst) {
 					continue // not run: nothing to undo
+				}
+				if i == 0 {
+					// Before the item's first step is undone (traffic
+					// back, in a rollout that begins with drain), the
+					// node is put back under the modes the run had it in.
+					reapply()
 				}
 				if s.Run.Action.Undo == "" {
 					if s.Run.Action.Idempotent {
@@ -59,7 +72,29 @@ func (x *execution) rollback(ctx context.Context, outcomes map[string]*dag.Outco
 					break // undoing further back on a half-undone item would do more harm
 				}
 			}
+			reapply()
 		}
+	}
+}
+
+// reapplyLasting runs again, for an item being rolled back, the
+// cluster-wide steps of the same key whose effect is meant to last while
+// the item waits (those with an undo, such as read_only): undoing the
+// item's stop starts the node afresh, without the modes the run had put it
+// in, and an old-version node taking writes on the old database would
+// lose them. Each is idempotent (it has an undo), so running it again is
+// safe.
+func (x *execution) reapplyLasting(ctx context.Context, key string, outcomes map[string]*dag.Outcome) {
+	for _, s := range x.g.Playbook.Steps {
+		if s.Rollout != nil || s.ForEach == nil || s.Run.Action.Undo == "" {
+			continue
+		}
+		inst, ok := x.g.DAG.Vertex(InstanceAddr(s.Name, key, true)).(*StepInstance)
+		if !ok || outcomes[inst.Addr] == nil || outcomes[inst.Addr].State != dag.Done || x.skippedByWhen(inst) {
+			continue
+		}
+		x.emit(Event{Type: RollbackStart, Address: inst.Addr, Key: key, Message: fmt.Sprintf("applying %s again to item %q, as the run had it before the item began", inst.Addr, key)})
+		_ = x.runInstance(ctx, inst) // journaled and reported as any run of it
 	}
 }
 
