@@ -38,7 +38,18 @@ var configSchema = dbkit.ServerConfig(
 	"go-sql-driver DSN of database A (user:password@tcp(host:port)/name), as a user allowed to create databases. Its password is never shown.",
 	"Deadline of connections and statements outside dumps. Default 30s.")
 
-func newPlugin() *sdk.Plugin { return dbkit.Plugin("mysql", Version, configSchema, &my{}) }
+func newPlugin() *sdk.Plugin {
+	d := &my{}
+	return dbkit.Scrub(dbkit.Plugin("mysql", Version, configSchema, d), d.secrets)
+}
+
+// secrets are the values no message may carry: the DSN and its password.
+func (d *my) secrets() []string {
+	if d.cfg == nil {
+		return nil
+	}
+	return []string{d.cfg.FormatDSN(), d.cfg.Passwd}
+}
 
 var _ dbkit.Database = (*my)(nil)
 

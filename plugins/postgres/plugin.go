@@ -48,7 +48,19 @@ var configSchema = dbkit.ServerConfig(
 	"Connection to database A (URL or key=value), as a role allowed to create databases. Its password is never shown.",
 	"Deadline of each connection and statement outside dumps. Default 30s.")
 
-func newPlugin() *sdk.Plugin { return dbkit.Plugin("postgres", Version, configSchema, &pg{}) }
+func newPlugin() *sdk.Plugin {
+	d := &pg{}
+	return dbkit.Scrub(dbkit.Plugin("postgres", Version, configSchema, d), d.secrets)
+}
+
+// secrets are the values no message may carry: the DSN and its password.
+func (d *pg) secrets() []string {
+	out := []string{d.dsn}
+	if d.cfg != nil {
+		out = append(out, d.cfg.Password)
+	}
+	return out
+}
 
 var _ dbkit.Database = (*pg)(nil)
 
