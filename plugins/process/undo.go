@@ -59,6 +59,16 @@ func inRoot(n *localnode.Node, p string) (*os.Root, string, error) {
 	return root, rel, nil
 }
 
+// named is err about the path p, as the operator knows it (absolute), not
+// as the os.Root saw it (relative, after a syscall's name).
+func named(p string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Errorf("%s: %w", p, err)
+}
+
 func (driver) Exists(_ context.Context, n *localnode.Node, p string) (bool, error) {
 	root, rel, err := inRoot(n, p)
 	if err != nil {
@@ -75,7 +85,7 @@ func (driver) Exists(_ context.Context, n *localnode.Node, p string) (bool, erro
 	case errors.Is(err, fs.ErrNotExist):
 		return false, nil
 	}
-	return false, err
+	return false, named(p, err)
 }
 
 func (driver) Remove(_ context.Context, n *localnode.Node, p string) (bool, error) {
@@ -92,12 +102,12 @@ func (driver) Remove(_ context.Context, n *localnode.Node, p string) (bool, erro
 	case errors.Is(err, fs.ErrNotExist):
 		return false, nil
 	case err != nil:
-		return false, err
+		return false, named(p, err)
 	case !fi.Mode().IsRegular():
-		return false, fmt.Errorf("%s is not a regular file (%s): left as it is", p, fi.Mode().Type())
+		return false, nodekit.NotAFile(p, fi.Mode())
 	}
 	if err := root.Remove(rel); err != nil {
-		return false, err
+		return false, named(p, err)
 	}
 	return true, nil
 }

@@ -120,7 +120,7 @@ func (driver) Remove(ctx context.Context, n *node, p string) (bool, error) {
 	case err != nil:
 		return false, err
 	case !fi.Mode().IsRegular():
-		return false, fmt.Errorf("%s is not a regular file (%s): left as it is", p, fi.Mode().Type())
+		return false, nodekit.NotAFile(p, fi.Mode())
 	}
 	if err := sfs.Remove(p); err != nil {
 		return false, fmt.Errorf("%s: %w", p, err)

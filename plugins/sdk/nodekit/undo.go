@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"sort"
 	"strings"
 
@@ -38,6 +39,26 @@ type Remover[N Member] interface {
 // marker, so its undo never removes a file that was there before.
 type Exister[N Member] interface {
 	Exists(ctx context.Context, n N, p string) (bool, error)
+}
+
+// NotAFile is Remove's refusal of what is at p, which is not a regular
+// file: it names what it is (a folder, a symbolic link, ...), and says it
+// was left.
+func NotAFile(p string, m fs.FileMode) error {
+	what := "not a regular file (" + m.Type().String() + ")"
+	switch {
+	case m&fs.ModeSymlink != 0:
+		what = "a symbolic link"
+	case m.IsDir():
+		what = "a folder"
+	case m&fs.ModeNamedPipe != 0:
+		what = "a named pipe"
+	case m&fs.ModeSocket != 0:
+		what = "a socket"
+	case m&fs.ModeDevice != 0:
+		what = "a device"
+	}
+	return fmt.Errorf("%s is %s, not a file touch made: left as it is", p, what)
 }
 
 // setConfig serves set_config: the value it replaces is read first (when
