@@ -99,7 +99,7 @@ database and kind of node.`,
 
 func printDiagnostics(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics) {
 	cwd, _ := os.Getwd()
-	_ = playbooks.WriteDiagnostics(w, files, diags, cwd, isTerminal(w))
+	_ = playbooks.WriteDiagnostics(w, files, safeDiagnostics(diags), cwd, isTerminal(w))
 }
 
 func isTerminal(w io.Writer) bool {

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
+
 	"github.com/upshift-dev/upshift/runner"
 	"github.com/upshift-dev/upshift/runner/termtext"
 )
@@ -146,4 +148,17 @@ func roundDur(d time.Duration) time.Duration {
 		return d.Round(time.Millisecond)
 	}
 	return d.Round(time.Microsecond)
+}
+
+// safeDiagnostics returns diags with their summaries and details escaped
+// for the terminal: a plugin's error (a server's reply, a command's
+// output) becomes a diagnostic's detail.
+func safeDiagnostics(diags hcl.Diagnostics) hcl.Diagnostics {
+	out := make(hcl.Diagnostics, len(diags))
+	for i, d := range diags {
+		c := *d
+		c.Summary, c.Detail = termtext.Line(d.Summary), termtext.Block(d.Detail)
+		out[i] = &c
+	}
+	return out
 }

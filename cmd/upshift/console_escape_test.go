@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/assert"
 
@@ -45,4 +46,12 @@ func TestErrorsAreEscaped(t *testing.T) {
 	_ = clusterLockError(cmd, errors.Join(errClusterLocked, errors.New("held by \x1b]0;x\x07")))
 	assert.NotContains(t, errOut.String(), "\x1b")
 	assert.Contains(t, errOut.String(), "refused:\n\\x1b[2Jcleared")
+}
+
+func TestDiagnosticsAreEscaped(t *testing.T) {
+	var buf bytes.Buffer
+	printDiagnostics(&buf, nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "check failed\x1b]0;x\x07", Detail: "server said:\n\x1b[2J\rrun done"}})
+	assert.NotContains(t, buf.String(), "\x1b")
+	assert.NotContains(t, buf.String(), "\r")
+	assert.Contains(t, buf.String(), `\x1b[2J\rrun done`)
 }
