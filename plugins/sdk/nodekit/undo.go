@@ -3,8 +3,10 @@ package nodekit
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"sort"
 	"strings"
 
@@ -221,6 +223,10 @@ func (k *Kit[N]) preflightNode(ctx context.Context, n N, want, target string) (s
 	}
 	h, err := b.Health(ctx)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is named already
+		}
 		add("health check %s does not answer: %s", b.HealthURL, err)
 		return "", problems
 	}
