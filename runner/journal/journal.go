@@ -239,23 +239,6 @@ func (j *Journal) Load() (*Run, error) {
 	return st.run, nil
 }
 
-// readOpen is readState with the results opened, for writers. Caller
-// holds mu.
-func (j *Journal) readOpen() (*state, error) {
-	st, err := readState(j.snapshotPath(), j.logPath())
-	if err != nil {
-		return nil, err
-	}
-	if st.run == nil {
-		return st, nil
-	}
-	key, err := j.loadKey(false)
-	if err != nil {
-		return nil, err
-	}
-	return st, openSteps(st.run, key, true, j.keyPath())
-}
-
 // Begin starts a new run. A finished previous run is archived under
 // history/ first; an unfinished one makes Begin fail with *UnfinishedError.
 // Steps already in run (e.g. the whole plan as Pending) are recorded too.
@@ -504,7 +487,9 @@ func (j *Journal) prepare() error {
 	if j.log != nil && j.run != nil {
 		return nil
 	}
-	st, err := j.readOpen()
+	// Sealed results stay sealed: they are written back as they are, so a
+	// writer that does not need them (abort) works without the key.
+	st, err := readState(j.snapshotPath(), j.logPath())
 	if err != nil {
 		return err
 	}

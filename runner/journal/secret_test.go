@@ -226,3 +226,19 @@ func TestMissingKeyIsNamed(t *testing.T) {
 	assert.Contains(t, err.Error(), filepath.Join(dir, keyName))
 	assert.Contains(t, err.Error(), "step.copy")
 }
+
+// A run whose key is lost can still be given up: abort needs no result.
+func TestAbortWithoutKey(t *testing.T) {
+	dir := t.TempDir()
+	j := mustOpen(t, dir)
+	require.NoError(t, j.Begin(&Run{ID: "r1"}))
+	require.NoError(t, j.Update(Step{Address: "step.copy", Status: Done, ResultWire: json.RawMessage(`{"dsn":"x"}`)}))
+	require.NoError(t, j.Close())
+	require.NoError(t, os.Remove(filepath.Join(dir, keyName)))
+	j = mustOpen(t, dir)
+	require.NoError(t, j.Finish(Aborted))
+	run, err := (&Journal{dir: dir}).Load()
+	require.NoError(t, err)
+	assert.Equal(t, Aborted, run.Status)
+	require.NoError(t, j.Begin(&Run{ID: "r2"}), "and a new run begins")
+}
