@@ -156,18 +156,18 @@ func (k *Kit[N]) preflight(ctx context.Context, r *sdk.Request) (cty.Value, erro
 	}
 	names := a.Nodes
 	want, target := r.String("version"), r.String("target")
+	k.mu.RLock()
+	configured := k.nodes != nil
+	k.mu.RUnlock()
+	if !configured {
+		return cty.NilVal, fmt.Errorf("the %s plugin was not configured", k.plugin)
+	}
 	var problems []string
 	versions := map[string]cty.Value{}
 	seen := map[string][]string{} // version -> nodes
 	for _, name := range names {
 		m, ok := k.Node(name)
 		if !ok {
-			k.mu.RLock()
-			configured := k.nodes != nil
-			k.mu.RUnlock()
-			if !configured {
-				return cty.NilVal, fmt.Errorf("the %s plugin was not configured", k.plugin)
-			}
 			problems = append(problems, fmt.Sprintf("node %s: not in this pool", name))
 			continue
 		}
@@ -234,6 +234,8 @@ func (k *Kit[N]) preflightNode(ctx context.Context, n N, want, target string) (s
 		add("health check %s answers HTTP %d: %s", b.HealthURL, h.Code, LastLines(h.Body, 1))
 	}
 	switch {
+	case h.Version == "" && want != "":
+		add("its health check reports no version, so it cannot be shown to run version %s", want)
 	case h.Version == "":
 	case want != "" && h.Version != want:
 		add("runs version %s, not %s", h.Version, want)
