@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/upshift-dev/upshift/plugins/process/localnode"
 	"github.com/upshift-dev/upshift/plugins/sdk"
 	"github.com/upshift-dev/upshift/plugins/sdk/nodekit"
+	"github.com/upshift-dev/upshift/plugins/sdk/procfs"
 	"github.com/upshift-dev/upshift/schema"
 )
 
@@ -95,7 +97,13 @@ func (driver) Stop(ctx context.Context, n *localnode.Node, timeout time.Duration
 func (driver) Running(_ context.Context, n *localnode.Node) (bool, error) { return n.Running(), nil }
 
 func (driver) Exec(ctx context.Context, n *localnode.Node, cmd nodekit.Command, timeout time.Duration) (nodekit.ExecResult, error) {
-	return n.Exec(ctx, cmd.Argv, cmd.Shell, cmd.Env, timeout)
+	res, err := n.Exec(ctx, cmd.Argv, cmd.Shell, cmd.Env, timeout)
+	if err != nil {
+		if msg := procfs.HideValues(err.Error(), cmd.Env); msg != err.Error() {
+			err = errors.New(msg)
+		}
+	}
+	return res, err
 }
 
 func (driver) SetConfig(_ context.Context, n *localnode.Node, key, value string) (bool, error) {

@@ -127,3 +127,16 @@ func sdktestProviderWith(t *testing.T, nodes cty.Value, backupRoot string) plugi
 	require.False(t, d.HasErrors(), d.Err())
 	return p
 }
+
+// A failing command that prints its environment does not put a password
+// from it in the step's error (terminal, journal).
+func TestExecErrorHidesEnvValues(t *testing.T) {
+	nodes, _, _ := pool(t, "1")
+	p := provider(t, nodes)
+	r := call(p, "exec", map[string]cty.Value{"node": node("node-1"),
+		"shell": cty.StringVal(`echo "login failed with $PW" >&2; exit 1`),
+		"env":   cty.MapVal(map[string]cty.Value{"PW": cty.StringVal("hunter2-secret")})})
+	require.True(t, r.Diagnostics.HasErrors())
+	assert.NotContains(t, r.Diagnostics.Err().Error(), "hunter2-secret")
+	assert.Contains(t, r.Diagnostics.Err().Error(), "login failed with (hidden)")
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/upshift-dev/upshift/plugins/sdk"
 	"github.com/upshift-dev/upshift/plugins/sdk/fsutil"
 	"github.com/upshift-dev/upshift/plugins/sdk/nodekit"
+	"github.com/upshift-dev/upshift/plugins/sdk/procfs"
 	"github.com/upshift-dev/upshift/schema"
 )
 
@@ -284,7 +285,7 @@ func (driver) Exec(ctx context.Context, n *node, cmd nodekit.Command, timeout ti
 	var exit *ssh.ExitError
 	if errors.As(err, &exit) {
 		res.ExitCode = exit.ExitStatus()
-		return res, fmt.Errorf("command exited with status %d: %s", exit.ExitStatus(), nodekit.LastLines(stderr+stdout, 5))
+		return res, fmt.Errorf("command exited with status %d: %s", exit.ExitStatus(), procfs.HideValues(nodekit.LastLines(stderr+stdout, 5), cmd.Env))
 	}
 	if err != nil {
 		return res, err

@@ -174,3 +174,15 @@ func TestSetConfigTempFolderIsPrivate(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, left, "no temporary folder left")
 }
+
+func TestExecErrorHidesEnvValuesOverSSH(t *testing.T) {
+	srv := sshd.Start(t)
+	ns, _, _ := nodes(t, srv)
+	p := sshProvider(t, srv, ns, "")
+	r := call(p, "exec", map[string]cty.Value{"node": cty.StringVal("node-1"),
+		"shell": cty.StringVal(`echo "login failed with $PW" >&2; exit 1`),
+		"env":   cty.MapVal(map[string]cty.Value{"PW": cty.StringVal("hunter2-secret")})})
+	require.True(t, r.Diagnostics.HasErrors())
+	assert.NotContains(t, r.Diagnostics.Err().Error(), "hunter2-secret")
+	assert.Contains(t, r.Diagnostics.Err().Error(), "login failed with (hidden)")
+}

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 )
 
 // childEnvNames are the variables of this process's environment a child
@@ -40,4 +41,27 @@ func ChildEnv(extra map[string]string) []string {
 		env = append(env, k+"="+extra[k])
 	}
 	return env
+}
+
+// minHidden is the shortest environment value HideValues hides: shorter
+// ones (1, on, yes) would blank ordinary words out of a message.
+const minHidden = 6
+
+// HideValues replaces in s, a message about a command (its last lines of
+// output in an error), every value of env at least 6 bytes long by
+// "(hidden)": a step's environment often carries a password, which the
+// plugin cannot tell from an ordinary value, and the message reaches the
+// terminal and the journal.
+func HideValues(s string, env map[string]string) string {
+	vals := make([]string, 0, len(env))
+	for _, v := range env {
+		if len(v) >= minHidden {
+			vals = append(vals, v)
+		}
+	}
+	slices.SortFunc(vals, func(a, b string) int { return len(b) - len(a) }) // longest first
+	for _, v := range vals {
+		s = strings.ReplaceAll(s, v, "(hidden)")
+	}
+	return s
 }

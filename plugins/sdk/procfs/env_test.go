@@ -32,3 +32,8 @@ func TestRunGroupChildEnv(t *testing.T) {
 	assert.NotContains(t, env, "LANG=C.UTF-8")
 	assert.NotContains(t, strings.Join(env, "\n"), "hunter2")
 }
+
+func TestHideValues(t *testing.T) {
+	env := map[string]string{"PW": "hunter2!", "LONGER": "hunter2!-and-more", "ON": "yes"}
+	assert.Equal(t, "auth failed for (hidden) and (hidden); yes", HideValues("auth failed for hunter2!-and-more and hunter2!; yes", env))
+}
