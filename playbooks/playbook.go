@@ -206,7 +206,9 @@ type Rollout struct {
 	// References are the steps that `over` reads from.
 	References []Reference
 	Steps      []*Step
-	DeclRange  hcl.Range
+	// Guard is the rollout's traffic guard, nil without a guard block.
+	Guard     *Guard
+	DeclRange hcl.Range
 }
 
 // Preflight returns the preflight block called name, or nil.

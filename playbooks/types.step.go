@@ -334,7 +334,7 @@ var rolloutSchema = &hcl.BodySchema{
 		{Name: "on_failure"},
 		{Name: "depends_on"},
 	},
-	Blocks: []hcl.BlockHeaderSchema{{Type: "step", LabelNames: []string{"name"}}},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "step", LabelNames: []string{"name"}}, {Type: "guard"}},
 }
 
 func (pb *Playbook) decodeRollout(b *hcl.Block) (*Rollout, hcl.Diagnostics) {
@@ -401,14 +401,28 @@ func (pb *Playbook) decodeRollout(b *hcl.Block) (*Rollout, hcl.Diagnostics) {
 	if len(r.Batches) == 0 {
 		r.Batches = []BatchSize{{Count: 1, Range: b.DefRange}}
 	}
-	for i, sb := range content.Blocks {
+	var stepBlocks []*hcl.Block
+	for _, blk := range content.Blocks {
+		if blk.Type != "guard" {
+			stepBlocks = append(stepBlocks, blk)
+			continue
+		}
+		if r.Guard != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate guard block", Detail: fmt.Sprintf("A rollout has at most one guard block; the first is at %s.", At(r.Guard.DeclRange)), Subject: blk.DefRange.Ptr()})
+			continue
+		}
+		g, ds := pb.decodeGuard(blk)
+		diags = append(diags, ds...)
+		r.Guard = g
+	}
+	for i, sb := range stepBlocks {
 		s, ds := pb.decodeStep(sb, r, i)
 		diags = append(diags, ds...)
 		if s != nil {
 			r.Steps = append(r.Steps, s)
 		}
 	}
-	if len(content.Blocks) == 0 {
+	if len(stepBlocks) == 0 {
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Empty rollout", Detail: fmt.Sprintf("Rollout %q has no steps; add step blocks to run for each item.", r.Name), Subject: b.DefRange.Ptr()})
 	}
 	return r, diags
