@@ -9,6 +9,8 @@ package lab
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -67,6 +69,11 @@ type NodeState struct {
 	DataDir    string `json:"data_dir"`
 	PidFile    string `json:"pid_file"`
 	LogFile    string `json:"log_file"`
+	// AdminAddress is the node's admin API (loopback, a port of its own:
+	// HAProxy forwards only Address); AdminTokenFile holds its token
+	// (0600), read by platformd and by the node plugin.
+	AdminAddress   string `json:"admin_address,omitempty"`
+	AdminTokenFile string `json:"admin_token_file,omitempty"`
 	// Pid is the pid the lab started; the playbook restarts nodes, so the
 	// pid file is authoritative.
 	Pid int `json:"pid,omitempty"`
@@ -74,12 +81,25 @@ type NodeState struct {
 
 // Node returns the localnode view of n, which starts and stops it.
 func (s *State) Node(n NodeState) *localnode.Node {
-	return &localnode.Node{Node: nodekit.Node{
+	nn := nodekit.Node{
 		Name: n.Name, Address: n.Address, ConfigFile: n.ConfigFile, DataDir: n.DataDir,
 		Command: []string{filepath.Join(s.Bin, "platformd"), "serve", "--config", n.ConfigFile},
 		PidFile: n.PidFile, LogFile: n.LogFile,
-		HealthURL: "http://" + n.Address + "/healthz", ReadOnlyURL: "http://" + n.Address + "/admin/read-only",
-	}}
+		HealthURL: "http://" + n.Address + "/healthz", ReadOnlyURL: n.ReadOnlyURL(),
+		AdminTokenFile: n.AdminTokenFile,
+	}
+	if n.AdminAddress == "" { // a lab from before the admin listener
+		nn.AdminSocket = filepath.Join(n.DataDir, nodekit.AdminSocketFile)
+	}
+	return &localnode.Node{Node: nn}
+}
+
+// ReadOnlyURL is the node's read-only endpoint, on its admin listener.
+func (n NodeState) ReadOnlyURL() string {
+	if n.AdminAddress == "" {
+		return "http://" + n.Address + "/admin/read-only"
+	}
+	return "http://" + n.AdminAddress + "/admin/read-only"
 }
 
 // VarsFile is the path of the playbook variables the lab writes.
@@ -111,6 +131,13 @@ func Load(dir string) (*State, error) {
 func (s *State) save() error {
 	b, _ := json.MarshalIndent(s, "", "  ")
 	return writePrivate(filepath.Join(s.Dir, "lab.json"), append(b, '\n'))
+}
+
+// newToken is a random admin token: 32 bytes, hex.
+func newToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // writePrivate replaces path with a file only its owner may read (made
@@ -236,9 +263,12 @@ func (s *State) start(ctx context.Context, o Options, log io.Writer) error {
 	if s.DB.Server != "" {
 		fmt.Fprintf(log, "  %-10s %s  (the lab's own server, in %s)\n", s.DB.Engine, RedactDSN(s.DB.Admin), s.DB.Server)
 	}
-	addrs := make([]string, NodeCount)
+	addrs, adminAddrs := make([]string, NodeCount), make([]string, NodeCount)
 	for i := range addrs {
 		if addrs[i], err = freeAddr(); err != nil {
+			return err
+		}
+		if adminAddrs[i], err = freeAddr(); err != nil {
 			return err
 		}
 	}
@@ -246,7 +276,8 @@ func (s *State) start(ctx context.Context, o Options, log io.Writer) error {
 		name := fmt.Sprintf("node-%d", i+1)
 		nd := filepath.Join(s.Dir, name)
 		n := NodeState{Name: name, Address: addrs[i], Processing: i == 0, ConfigFile: filepath.Join(nd, "config.json"),
-			DataDir: filepath.Join(nd, "data"), PidFile: filepath.Join(nd, "platformd.pid"), LogFile: filepath.Join(nd, "platformd.log")}
+			DataDir: filepath.Join(nd, "data"), PidFile: filepath.Join(nd, "platformd.pid"), LogFile: filepath.Join(nd, "platformd.log"),
+			AdminAddress: adminAddrs[i], AdminTokenFile: filepath.Join(nd, "admin.token")}
 		var peers []string
 		for j, a := range addrs {
 			if j != i {
@@ -254,8 +285,12 @@ func (s *State) start(ctx context.Context, o Options, log io.Writer) error {
 			}
 		}
 		cfg := map[string]any{"name": name, "listen": n.Address, "version": "1", "processing": n.Processing,
-			"data_dir": n.DataDir, "db.driver": s.DB.Driver(), "db.dsn": s.DB.DSN, "peers": peers}
+			"data_dir": n.DataDir, "db.driver": s.DB.Driver(), "db.dsn": s.DB.DSN, "peers": peers,
+			"admin_listen": n.AdminAddress, "admin_token_file": n.AdminTokenFile}
 		if err := os.MkdirAll(n.DataDir, 0o755); err != nil {
+			return err
+		}
+		if err := writePrivate(n.AdminTokenFile, []byte(newToken()+"\n")); err != nil {
 			return err
 		}
 		b, _ := json.MarshalIndent(cfg, "", "  ")
@@ -371,9 +406,10 @@ func (s *State) writeVars() error {
 			"config_file": str(n.ConfigFile), "data_dir": str(n.DataDir),
 			"command":  list(platformd, "serve", "--config", n.ConfigFile),
 			"pid_file": str(n.PidFile), "log_file": str(n.LogFile),
-			"health_url":      str("http://" + n.Address + "/healthz"),
-			"read_only_url":   str("http://" + n.Address + "/admin/read-only"),
-			"migrate_command": list(platformd, "migrate", "--config", n.ConfigFile),
+			"health_url":       str("http://" + n.Address + "/healthz"),
+			"read_only_url":    str(n.ReadOnlyURL()),
+			"admin_token_file": str(n.AdminTokenFile),
+			"migrate_command":  list(platformd, "migrate", "--config", n.ConfigFile),
 		}))
 	}
 	body.AppendUnstructuredTokens(hclwrite.TokensForIdentifier("# Written by `upshift lab up`: the shipped playbook's variables for this lab.\n"))

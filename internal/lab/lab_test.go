@@ -138,6 +138,50 @@ func TestUpStatusDown(t *testing.T) {
 	}
 	assert.Len(t, seen, 3, "HAProxy balances over all nodes")
 
+	// The admin API is on a loopback listener of each node's own, behind
+	// the token in a private file: the front door and the nodes' public
+	// addresses answer 404 on it, and nothing there switches a node.
+	for _, n := range s.Nodes {
+		require.NotEmpty(t, n.AdminAddress, n.Name)
+		assert.True(t, strings.HasPrefix(n.AdminAddress, "127.0.0.1:"), n.AdminAddress)
+		assert.NotEqual(t, n.Address, n.AdminAddress)
+		st, err := os.Stat(n.AdminTokenFile)
+		require.NoError(t, err)
+		assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), n.AdminTokenFile)
+		tok, err := os.ReadFile(n.AdminTokenFile)
+		require.NoError(t, err)
+		token := strings.TrimSpace(string(tok))
+		require.Len(t, token, 64)
+		for _, f := range []string{filepath.Join(dir, "lab.json"), s.VarsFile(), n.ConfigFile} {
+			b, err := os.ReadFile(f)
+			require.NoError(t, err)
+			assert.NotContains(t, string(b), token, "%s holds %s's token, not its file", f, n.Name)
+		}
+		post := func(url, auth string) int {
+			req, err := http.NewRequest("POST", url, strings.NewReader(`{"enabled":true}`))
+			require.NoError(t, err)
+			req.Header.Set("Content-Type", "application/json")
+			if auth != "" {
+				req.Header.Set("Authorization", "Bearer "+auth)
+			}
+			resp, err := client.Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		assert.Equal(t, http.StatusNotFound, post("http://"+n.Address+"/admin/read-only", token), n.Name)
+		assert.Equal(t, http.StatusNotFound, post(s.URL()+"/admin/read-only", token), "front door")
+		assert.Equal(t, http.StatusUnauthorized, post(n.ReadOnlyURL(), ""), n.Name)
+		assert.Equal(t, http.StatusUnauthorized, post(n.ReadOnlyURL(), "x"+token[1:]), n.Name)
+	}
+	// The node plugin's view of a node reaches it with the token.
+	require.NoError(t, s.Node(s.Nodes[1]).SetReadOnly(ctx, true))
+	require.True(t, s.Inspect(ctx).Nodes[1].ReadOnly)
+	require.NoError(t, s.Node(s.Nodes[1]).SetReadOnly(ctx, false))
+	for _, n := range s.Inspect(ctx).Nodes {
+		assert.False(t, n.ReadOnly, "%s writable", n.Name)
+	}
+
 	// The variables file is valid input for the shipped playbook.
 	p := playbooks.NewParser()
 	pb, diags := p.Load("../../playbooks/rolling-upgrade", playbooks.LoadOptions{VarFiles: []string{s.VarsFile()}, Env: []string{}})
@@ -151,8 +195,9 @@ func TestUpStatusDown(t *testing.T) {
 		`database_b     = "` + filepath.Join(dir, "db", "b.sqlite") + `"`,
 		`path = "` + filepath.Join(dir, "db", "a.sqlite") + `"`,
 		`socket     = "` + filepath.Join(dir, "haproxy", "admin.sock") + `"`,
-		`migrate_command = ["` + filepath.Join(bin, "platformd") + `", "migrate", "--config", "` + s.Nodes[1].ConfigFile + `"]`,
-		`read_only_url   = "http://` + s.Nodes[2].Address + `/admin/read-only"`,
+		`migrate_command  = ["` + filepath.Join(bin, "platformd") + `", "migrate", "--config", "` + s.Nodes[1].ConfigFile + `"]`,
+		`read_only_url    = "http://` + s.Nodes[2].AdminAddress + `/admin/read-only"`,
+		`admin_token_file = "` + s.Nodes[2].AdminTokenFile + `"`,
 	} {
 		assert.Contains(t, string(vars), want)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,6 +30,13 @@ const (
 // version-2 node start next to version-1 peers.
 const MarkerFile = "rolling-upgrade"
 
+// AdminSocketFile is the name, inside the data folder, of the admin API's
+// unix socket when the config gives no admin_listen.
+const AdminSocketFile = "admin.sock"
+
+// MinAdminTokenLen is the shortest admin token accepted.
+const MinAdminTokenLen = 16
+
 // Config is one node's config file. The file is a flat JSON object; keys this
 // package does not know are kept in Extra and otherwise ignored.
 type Config struct {
@@ -40,6 +48,18 @@ type Config struct {
 	DBDriver   string   // "db.driver": sqlite | postgres | mysql (normalised)
 	DBDSN      string   // "db.dsn"
 	Peers      []string // "peers": base URLs of the other nodes
+
+	// AdminListen is where the admin API listens ("admin_listen"): a
+	// host:port, or a unix socket path (any value with a "/"). Default
+	// <data_dir>/admin.sock. The public listener never serves /admin/.
+	AdminListen string
+	// AdminToken ("admin_token") or AdminTokenFile ("admin_token_file", a
+	// file holding it) is the bearer token the admin API requires; one of
+	// them is required when AdminListen is a TCP address. On a unix socket
+	// without a token, the socket's mode (0600) is the only guard.
+	// Never logged, never in an error.
+	AdminToken     string
+	AdminTokenFile string
 
 	// Extra holds the keys that are not listed above, as found in the file.
 	Extra map[string]json.RawMessage
@@ -96,6 +116,15 @@ func ParseConfig(data []byte) (*Config, error) {
 			cfg.DBDSN, err = rawString(key, val)
 		case "peers":
 			cfg.Peers, err = rawPeers(val)
+		case "admin_listen":
+			cfg.AdminListen, err = rawString(key, val)
+		case "admin_token":
+			// Not rawString: its error would quote the value.
+			if json.Unmarshal(val, &cfg.AdminToken) != nil {
+				err = newKindError(ErrConfig, "admin_token: want a string")
+			}
+		case "admin_token_file":
+			cfg.AdminTokenFile, err = rawString(key, val)
 		default:
 			cfg.Extra[key] = val
 		}
@@ -151,7 +180,55 @@ func (c *Config) Validate() error {
 		peers = append(peers, p)
 	}
 	c.Peers = peers
+	return c.validateAdmin()
+}
+
+// validateAdmin defaults admin_listen and checks the admin keys.
+func (c *Config) validateAdmin() error {
+	c.AdminListen = strings.TrimSpace(c.AdminListen)
+	if c.AdminListen == "" {
+		c.AdminListen = filepath.Join(c.DataDir, AdminSocketFile)
+	}
+	if c.AdminToken != "" && c.AdminTokenFile != "" {
+		return newKindError(ErrConfig, "give admin_token or admin_token_file, not both")
+	}
+	if c.AdminToken != "" && len(strings.TrimSpace(c.AdminToken)) < MinAdminTokenLen {
+		return newKindError(ErrConfig, "admin_token: want at least %d characters", MinAdminTokenLen)
+	}
+	if c.AdminUnix() {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
+		return newKindError(ErrConfig, "admin_listen %q: want host:port or a unix socket path", c.AdminListen)
+	}
+	if _, port, _ := net.SplitHostPort(c.AdminListen); c.AdminListen == c.Listen && port != "0" {
+		return newKindError(ErrConfig, "admin_listen %s is the public listen address: the admin API needs a listener of its own", c.AdminListen)
+	}
+	if c.AdminToken == "" && c.AdminTokenFile == "" {
+		return newKindError(ErrConfig, "admin_listen %s is a TCP address: set admin_token or admin_token_file", c.AdminListen)
+	}
 	return nil
+}
+
+// AdminUnix reports whether the admin API listens on a unix socket.
+func (c *Config) AdminUnix() bool { return strings.Contains(c.AdminListen, "/") }
+
+// LoadAdminToken returns the admin token: admin_token, or the content of
+// admin_token_file (surrounding white space removed); "" when neither is
+// set. Errors wrap ErrConfig and never hold the token.
+func (c *Config) LoadAdminToken() (string, error) {
+	if c.AdminTokenFile == "" {
+		return strings.TrimSpace(c.AdminToken), nil
+	}
+	b, err := os.ReadFile(c.AdminTokenFile)
+	if err != nil {
+		return "", wrapKindError(ErrConfig, err, "admin_token_file")
+	}
+	tok := strings.TrimSpace(string(b))
+	if len(tok) < MinAdminTokenLen {
+		return "", newKindError(ErrConfig, "admin_token_file %s: want a token of at least %d characters", c.AdminTokenFile, MinAdminTokenLen)
+	}
+	return tok, nil
 }
 
 // MarkerPath is the path of the rolling-upgrade marker of this node.

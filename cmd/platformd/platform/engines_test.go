@@ -87,10 +87,10 @@ func testNodeLife(t *testing.T, db testDB) {
 
 	// Read-only: clean refusals, reads still served, processing paused.
 	var ro map[string]bool
-	resp = do(t, "POST", base+"/admin/read-only", map[string]bool{"enabled": true}, &ro)
+	resp = admin(t, n, "POST", "/admin/read-only", map[string]bool{"enabled": true}, &ro)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, map[string]bool{"read_only": true}, ro)
-	do(t, "GET", base+"/admin/read-only", nil, &ro)
+	admin(t, n, "GET", "/admin/read-only", nil, &ro)
 	assert.True(t, ro["read_only"])
 	resp = do(t, "POST", base+"/items", map[string]string{"value": "refused"}, &eb)
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)

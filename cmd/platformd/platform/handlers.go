@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -41,7 +42,7 @@ type Item struct {
 
 // Health is the body of GET /healthz.
 type Health struct {
-	Status     string `json:"status"` // ok | starting | stopping
+	Status     string `json:"status"` // ok | starting | stopping | unavailable
 	Name       string `json:"name"`
 	Version    string `json:"version"`
 	ReadOnly   bool   `json:"read_only"`
@@ -53,6 +54,9 @@ type Health struct {
 	// read it as strings.
 	Pid      int    `json:"pid"`
 	Instance string `json:"instance"`
+	// Reason says why a ready node is "unavailable" ("database
+	// unreachable"); the details are in the node's log only.
+	Reason string `json:"reason,omitempty"`
 }
 
 // ErrorBody is the JSON body of every error response: a short, stable
@@ -71,8 +75,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /items/{id}", s.handleGetItem)
 	mux.HandleFunc("POST /items", s.handlePostItem)
 	mux.HandleFunc("GET /slow", s.handleSlow)
-	mux.HandleFunc("GET /admin/read-only", s.handleGetReadOnly)
-	mux.HandleFunc("POST /admin/read-only", s.handleSetReadOnly)
+	// The admin API has a listener of its own (adminRoutes).
+	mux.HandleFunc("/admin/", handleNoAdmin)
+	mux.HandleFunc("/admin", handleNoAdmin)
 	return s.middleware(mux)
 }
 
@@ -90,15 +95,20 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 	})
 }
 
-func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
-	status, code := "ok", http.StatusOK
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	status, code, reason := "ok", http.StatusOK, ""
 	switch s.state.Load() {
 	case stateStarting:
 		status, code = "starting", http.StatusServiceUnavailable
 	case stateStopping:
 		status, code = "stopping", http.StatusServiceUnavailable
+	default:
+		if err := s.databaseUp(r.Context()); err != nil {
+			status, code, reason = "unavailable", http.StatusServiceUnavailable, "database unreachable"
+		}
 	}
 	writeJSON(w, code, Health{
+		Reason:     reason,
 		Status:     status,
 		Name:       s.cfg.Name,
 		Version:    s.cfg.VersionString(),
@@ -295,9 +305,44 @@ func (s *Server) handleSetReadOnly(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]bool{"read_only": s.readOnly.Load()})
 }
 
+// dbError logs a database error on the node's log and answers 500 with a
+// generic detail: the error itself may name the database's user, name and
+// address, which are no client's business.
 func (s *Server) dbError(w http.ResponseWriter, what string, err error) {
 	s.log.Error(what, "err", err)
-	writeJSON(w, http.StatusInternalServerError, ErrorBody{Error: "database", Detail: what + ": " + err.Error()})
+	writeJSON(w, http.StatusInternalServerError, ErrorBody{Error: "database", Detail: what + " failed: database error"})
+}
+
+// dbHealth is the last outcome of /healthz's database ping.
+type dbHealth struct {
+	mu  sync.Mutex
+	at  time.Time // zero: never asked
+	err error
+}
+
+// databaseUp pings the database, at most once per HealthDBCache and for at
+// most HealthDBTimeout; concurrent checks share one ping. A change of
+// outcome is logged with the error.
+func (s *Server) databaseUp(ctx context.Context) error {
+	h := &s.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.at.IsZero() && time.Since(h.at) < s.HealthDBCache {
+		return h.err
+	}
+	// Not the request's own cancellation: a client that hangs up must not
+	// leave "down" in the cache.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.HealthDBTimeout)
+	err := s.ping(pctx)
+	cancel()
+	switch {
+	case err != nil && (h.at.IsZero() || h.err == nil):
+		s.log.Error("health: database unreachable", "err", err)
+	case err == nil && h.err != nil:
+		s.log.Info("health: database reachable again")
+	}
+	h.at, h.err = time.Now(), err
+	return err
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

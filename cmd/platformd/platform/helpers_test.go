@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -156,6 +157,9 @@ func newConfig(t *testing.T, db testDB, version int, processing bool, peers ...s
 		DBDriver:   db.driver,
 		DBDSN:      db.dsn,
 		Peers:      peers,
+		// The admin API on a loopback port of its own, with a token.
+		AdminListen: "127.0.0.1:0",
+		AdminToken:  testAdminToken,
 	}
 	require.NoError(t, cfg.Validate())
 	return cfg
@@ -187,6 +191,12 @@ func launch(t *testing.T, cfg *Config, tune func(*Server)) *node {
 	t.Helper()
 	srv, err := NewServer(cfg, nil)
 	require.NoError(t, err)
+	return launchServer(t, srv, tune)
+}
+
+// launchServer is launch for a Server already made (with a logger).
+func launchServer(t *testing.T, srv *Server, tune func(*Server)) *node {
+	t.Helper()
 	srv.ProcessInterval = 50 * time.Millisecond
 	srv.PeerTimeout = time.Second
 	if tune != nil {
@@ -204,7 +214,12 @@ func launch(t *testing.T, cfg *Config, tune func(*Server)) *node {
 // startNode starts cfg and waits until it is ready.
 func startNode(t *testing.T, cfg *Config) *node {
 	t.Helper()
-	n := launch(t, cfg, nil)
+	return waitReady(t, launch(t, cfg, nil))
+}
+
+// waitReady waits until a launched node is ready.
+func waitReady(t *testing.T, n *node) *node {
+	t.Helper()
 	select {
 	case <-n.Ready():
 		return n
@@ -236,8 +251,28 @@ func startNodeErr(t *testing.T, cfg *Config) error {
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}
 
+// testAdminToken is the admin token of newConfig's nodes.
+const testAdminToken = "test-admin-token-0123456789abcdef"
+
+// adminURL is the base URL of a node's admin API on TCP.
+func (n *node) adminURL() string { return "http://" + n.AdminAddr().String() }
+
+// admin sends a JSON request to the node's admin API with its token.
+func admin(t *testing.T, n *node, method, path string, body any, out any) *http.Response {
+	t.Helper()
+	return doWith(t, method, n.adminURL()+path, body, out, map[string]string{
+		"Authorization": "Bearer " + testAdminToken, "Content-Type": "application/json",
+	})
+}
+
 // do sends a request and decodes a JSON answer into out (if non-nil).
 func do(t *testing.T, method, u string, body any, out any) *http.Response {
+	t.Helper()
+	return doWith(t, method, u, body, out, nil)
+}
+
+// doWith is do with request headers.
+func doWith(t *testing.T, method, u string, body any, out any, header map[string]string) *http.Response {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -247,6 +282,9 @@ func do(t *testing.T, method, u string, body any, out any) *http.Response {
 	}
 	req, err := http.NewRequest(method, u, rd)
 	require.NoError(t, err)
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
 	resp, err := httpClient.Do(req)
 	require.NoError(t, err)
 	defer func() { _ = resp.Body.Close() }()
@@ -268,3 +306,24 @@ func stat(t *testing.T, cfg *Config, name string) int64 {
 	require.NoError(t, db.QueryRow(dialect(cfg.DBDriver).q("SELECT value FROM stats WHERE name = ?"), name).Scan(&v))
 	return v
 }
+
+// syncBuffer is a bytes.Buffer a node's logger and a test share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// slogTo is a text logger writing to w.
+func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }

@@ -2,6 +2,7 @@ package platform
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -26,6 +27,11 @@ const (
 	DefaultProcessInterval = 500 * time.Millisecond
 	DefaultShutdownTimeout = 10 * time.Second
 	DefaultPeerTimeout     = 2 * time.Second
+	// DefaultHealthDBTimeout bounds /healthz's ping of the database, and
+	// DefaultHealthDBCache is how long its answer is reused, so that a
+	// load balancer's checks do not hammer the database.
+	DefaultHealthDBTimeout = time.Second
+	DefaultHealthDBCache   = time.Second
 	requestDBTimeout       = 10 * time.Second
 )
 
@@ -43,6 +49,9 @@ type Server struct {
 	ShutdownTimeout time.Duration
 	// PeerTimeout bounds the /version question to each peer at start.
 	PeerTimeout time.Duration
+	// HealthDBTimeout bounds /healthz's database ping; HealthDBCache is how
+	// long its outcome is reused.
+	HealthDBTimeout, HealthDBCache time.Duration
 
 	db       *sql.DB
 	state    atomic.Int32
@@ -51,6 +60,15 @@ type Server struct {
 	// read-only mode is switched on, so that once SetReadOnly(true) returns
 	// no write is in flight and none will commit.
 	writeMu sync.RWMutex
+
+	// adminTokenSum is the SHA-256 of the admin token, nil when the admin
+	// API takes none (a unix socket without admin_token).
+	adminTokenSum []byte
+	adminAddr     atomic.Value // net.Addr
+	// health caches /healthz's database ping; ping is the ping itself
+	// (tests replace it).
+	health dbHealth
+	ping   func(context.Context) error
 
 	instance string // random, per Server: /healthz and /version report it
 	ready    chan struct{}
@@ -70,16 +88,28 @@ func NewServer(cfg *Config, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{
+	tok, err := cfg.LoadAdminToken()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
 		cfg:             cfg,
 		log:             logger.With("node", cfg.Name, "version", cfg.Version),
 		d:               dialect(cfg.DBDriver),
 		ProcessInterval: DefaultProcessInterval,
 		ShutdownTimeout: DefaultShutdownTimeout,
 		PeerTimeout:     DefaultPeerTimeout,
+		HealthDBTimeout: DefaultHealthDBTimeout,
+		HealthDBCache:   DefaultHealthDBCache,
 		ready:           make(chan struct{}),
 		instance:        newID(),
-	}, nil
+	}
+	if tok != "" {
+		sum := sha256.Sum256([]byte(tok))
+		s.adminTokenSum = sum[:]
+	}
+	s.ping = func(ctx context.Context) error { return s.db.PingContext(ctx) }
+	return s, nil
 }
 
 // Config returns the node's config.
@@ -95,6 +125,13 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 // Addr is the address the node listens on, nil before Serve.
 func (s *Server) Addr() net.Addr {
 	a, _ := s.addr.Load().(net.Addr)
+	return a
+}
+
+// AdminAddr is the address the admin API listens on (a unix socket's path
+// for a unix address), nil until the node is ready.
+func (s *Server) AdminAddr() net.Addr {
+	a, _ := s.adminAddr.Load().(net.Addr)
 	return a
 }
 
@@ -161,6 +198,27 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 
+	// The admin API opens once the checks have passed (its default socket
+	// is in the data folder, which they create).
+	adminLn, err := s.listenAdmin()
+	if err != nil {
+		s.state.Store(stateStopping)
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = hs.Shutdown(sctx)
+		cancel()
+		_ = s.db.Close()
+		return err
+	}
+	s.adminAddr.Store(adminLn.Addr())
+	as := &http.Server{
+		Handler:           s.adminRoutes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	adminErr := make(chan error, 1)
+	go func() { adminErr <- as.Serve(adminLn) }()
+	s.log.Info("admin API listening", "addr", adminLn.Addr().String(), "token", s.adminTokenSum != nil)
+
 	procCtx, stopProc := context.WithCancel(context.Background())
 	procDone := make(chan struct{})
 	if s.cfg.Processing {
@@ -177,6 +235,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	case err := <-serveErr:
 		runErr = fmt.Errorf("http server: %w", err)
+	case err := <-adminErr:
+		runErr = fmt.Errorf("admin http server: %w", err)
 	}
 
 	s.state.Store(stateStopping)
@@ -187,6 +247,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		_ = hs.Close()
 	}
 	cancel()
+	actx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	if err := as.Shutdown(actx); err != nil {
+		_ = as.Close()
+	}
+	cancel()
+	s.removeAdminSocket()
 	stopProc()
 	<-procDone
 	if err := s.db.Close(); err != nil {

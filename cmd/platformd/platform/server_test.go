@@ -264,13 +264,13 @@ func TestProcessingRole(t *testing.T) {
 func TestReadOnlyIsRuntimeOnly(t *testing.T) {
 	cfg := newConfig(t, sqliteDB(t), Version1, false)
 	n := startNode(t, cfg)
-	resp := do(t, "POST", n.URL()+"/admin/read-only", map[string]any{}, nil)
+	resp := admin(t, n, "POST", "/admin/read-only", map[string]any{}, nil)
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "enabled is required")
 	n.SetReadOnly(true)
 	require.NoError(t, n.stop(t))
 	n2 := startNode(t, cfg)
 	var ro map[string]bool
-	do(t, "GET", n2.URL()+"/admin/read-only", nil, &ro)
+	admin(t, n2, "GET", "/admin/read-only", nil, &ro)
 	assert.False(t, ro["read_only"], "a restart starts writable")
 }
 

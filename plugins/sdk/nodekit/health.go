@@ -81,11 +81,7 @@ func (n *Node) Health(ctx context.Context) (Health, error) {
 // readOnly asks the read-only endpoint, for a platform whose health answer
 // does not say.
 func (n *Node) readOnly(ctx context.Context) (bool, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.ReadOnlyURL, nil)
-	if err != nil {
-		return false, err
-	}
-	resp, err := httpClient.Do(req)
+	resp, err := n.adminRequest(ctx, http.MethodGet, nil)
 	if err != nil {
 		return false, err
 	}
@@ -94,7 +90,7 @@ func (n *Node) readOnly(ctx context.Context) (bool, error) {
 		ReadOnly *bool `json:"read_only"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&got); err != nil || got.ReadOnly == nil {
-		return false, fmt.Errorf("%s answers %s without read_only", n.ReadOnlyURL, resp.Status)
+		return false, fmt.Errorf("%s answers %s without read_only%s", n.adminEndpoint(), resp.Status, n.adminRefused(resp))
 	}
 	return *got.ReadOnly, nil
 }

@@ -30,6 +30,15 @@ type Node struct {
 	HealthURL      string
 	ReadOnlyURL    string
 	MigrateCommand []string
+	// AdminSocket is the unix socket of the node's admin API (the
+	// admin_socket attribute; <data_dir>/admin.sock when the node gives
+	// neither it nor read_only_url). Admin requests go there when set.
+	AdminSocket string
+	// AdminTokenFile is a file on the plugin's host holding the node's
+	// admin token (the admin_token_file attribute), sent as a bearer
+	// token with every admin request. The token itself is never held in
+	// a Node, a playbook value or a message.
+	AdminTokenFile string
 }
 
 // Base returns n itself: a vendor's node type that embeds Node satisfies
@@ -76,14 +85,15 @@ func FromValue(v cty.Value, readOnlyPath string, extra ...string) (*Node, error)
 	n := &Node{
 		Name: Attr(v, "name"), Address: Attr(v, "address"), ConfigFile: Attr(v, "config_file"), DataDir: Attr(v, "data_dir"),
 		PidFile: Attr(v, "pid_file"), LogFile: Attr(v, "log_file"), HealthURL: Attr(v, "health_url"), ReadOnlyURL: Attr(v, "read_only_url"),
-		Command: Strings(v, "command"),
+		Command: Strings(v, "command"), AdminSocket: Attr(v, "admin_socket"), AdminTokenFile: Attr(v, "admin_token_file"),
 	}
 	if n.HealthURL == "" && n.Address != "" {
 		n.HealthURL = "http://" + n.Address + "/healthz"
 	}
-	if n.ReadOnlyURL == "" && n.Address != "" {
-		n.ReadOnlyURL = "http://" + n.Address + readOnlyPath
+	if n.ReadOnlyURL != "" && n.AdminSocket != "" {
+		return nil, fmt.Errorf("node %q: give read_only_url (a TCP admin listener) or admin_socket (a unix socket), not both", n.Name)
 	}
+	n.adminDefaults(readOnlyPath)
 	required := append([]string{"address", "config_file", "data_dir", "pid_file", "log_file"}, extra...)
 	var missing []string
 	for _, a := range required {
@@ -118,28 +128,25 @@ func (n *Node) InDataDir(rel string) (string, error) {
 var httpClient = &http.Client{Timeout: 5 * time.Second}
 
 // SetReadOnly asks the node's admin endpoint for read-only mode on or off,
-// and verifies the answer.
+// and verifies the answer. The request is JSON, with the node's admin
+// token when it has one (see admin.go).
 func (n *Node) SetReadOnly(ctx context.Context, enabled bool) error {
 	body, _ := json.Marshal(map[string]bool{"enabled": enabled})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.ReadOnlyURL, bytes.NewReader(body))
+	at := n.adminEndpoint()
+	resp, err := n.adminRequest(ctx, http.MethodPost, bytes.NewReader(body))
 	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("read-only request to %s: %w", n.ReadOnlyURL, err)
+		return fmt.Errorf("read-only request to %s: %w", at, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("read-only request to %s: %s: %s", n.ReadOnlyURL, resp.Status, strings.TrimSpace(string(b)))
+		return fmt.Errorf("read-only request to %s: %s: %s%s", at, resp.Status, strings.TrimSpace(string(b)), n.adminRefused(resp))
 	}
 	var got struct {
 		ReadOnly *bool `json:"read_only"`
 	}
 	if err := json.Unmarshal(b, &got); err != nil || got.ReadOnly == nil || *got.ReadOnly != enabled {
-		return fmt.Errorf("read-only request to %s: the node answered %s, not read_only=%t", n.ReadOnlyURL, strings.TrimSpace(string(b)), enabled)
+		return fmt.Errorf("read-only request to %s: the node answered %s, not read_only=%t", at, strings.TrimSpace(string(b)), enabled)
 	}
 	return nil
 }
