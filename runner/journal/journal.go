@@ -19,6 +19,7 @@
 package journal
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -273,6 +274,9 @@ func (j *Journal) Begin(run *Run) error {
 		if err := j.archive(prev); err != nil {
 			return err
 		}
+	}
+	if err := j.scrubHistory(); err != nil {
+		return err
 	}
 
 	hdr := *run
@@ -629,6 +633,37 @@ func (j *Journal) archive(st *state) error {
 		return err
 	}
 	return writeSnapshot(filepath.Join(hist, name), st.run, steps, st.seq, !j.opts.NoSync)
+}
+
+// scrubHistory rewrites the archived runs an older upshift left with
+// results in clear (result_wire): a finished run needs none. Caller holds
+// ioMu and mu.
+func (j *Journal) scrubHistory() error {
+	paths, err := j.History()
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(b, []byte(`"result_wire":`)) {
+			continue
+		}
+		run, seq, _, err := decodeSnapshot(p, b)
+		if err != nil {
+			continue // left for the operator, as status shows it
+		}
+		for _, st := range run.Steps {
+			st.ResultWire = nil
+		}
+		steps, err := encodeSteps(nil, run.Steps)
+		if err != nil {
+			return err
+		}
+		if err := writeSnapshot(p, run, steps, seq, !j.opts.NoSync); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func encodeSteps(key []byte, in map[string]*Step) (map[string]json.RawMessage, error) {

@@ -242,3 +242,26 @@ func TestAbortWithoutKey(t *testing.T) {
 	assert.Equal(t, Aborted, run.Status)
 	require.NoError(t, j.Begin(&Run{ID: "r2"}), "and a new run begins")
 }
+
+// Runs archived by an older upshift kept their results in clear: the next
+// run's Begin rewrites them without.
+func TestOldHistoryIsScrubbed(t *testing.T) {
+	dir := t.TempDir()
+	hist := filepath.Join(dir, historyName)
+	require.NoError(t, os.MkdirAll(hist, 0o700))
+	old := `{"version":1,"seq":1,"run":{"id":"r0","playbook":"p","digest":"d","started_at":"2026-03-14T12:00:00Z","updated_at":"2026-03-14T12:00:00Z","status":"done","steps":{
+"step.copy":{"address":"step.copy","status":"done","idempotent":false,"result":{"dsn":"(sensitive)"},"result_wire":{"dsn":"postgres://u:` + testSecret + `@db/b"}}
+}}}
+`
+	path := filepath.Join(hist, "20260314T120000Z-r0.json")
+	require.NoError(t, os.WriteFile(path, []byte(old), 0o600))
+	j := mustOpen(t, dir)
+	require.NoError(t, j.Begin(&Run{ID: "r1"}))
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), testSecret)
+	run, err := LoadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, Done, run.Steps["step.copy"].Status)
+	assert.JSONEq(t, `{"dsn":"(sensitive)"}`, string(run.Steps["step.copy"].Result))
+}
