@@ -100,6 +100,9 @@ var contracts = map[Kind][]*Action{
 				req("state", cty.String, "The server's state afterwards (ready)."),
 			),
 			Idempotent: true,
+			// A rollback (a traffic guard's, say) takes a server it
+			// enabled back out of rotation, in-flight requests first.
+			Undo: "drain",
 		},
 		{
 			Name:        "status",
