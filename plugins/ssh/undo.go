@@ -18,10 +18,17 @@ import (
 // What rollback needs over SFTP: set_config's value read back and put
 // back, touch's marker removed (only the one it made).
 var (
-	_ nodekit.ConfigReader[*node] = driver{}
-	_ nodekit.Remover[*node]      = driver{}
-	_ nodekit.Exister[*node]      = driver{}
+	_ nodekit.ConfigReader[*node]   = driver{}
+	_ nodekit.Remover[*node]        = driver{}
+	_ nodekit.Exister[*node]        = driver{}
+	_ nodekit.RunningChecker[*node] = driver{}
 )
+
+// Running tells whether the node runs as the plugin knows it: its
+// status_command exits 0, or its pid file names a live process of its
+// command. preflight reports a node that does not (one started by hand
+// cannot be stopped by stop), and start and stop answer Check with it.
+func (driver) Running(ctx context.Context, n *node) (bool, error) { return n.running(ctx) }
 
 func readRemote(fs *sftp.Client, file string) ([]byte, os.FileInfo, error) {
 	f, err := fs.Open(file)
@@ -85,7 +92,7 @@ func lstatInside(fs *sftp.Client, dataDir, p string) (os.FileInfo, error) {
 			return nil, err
 		}
 		if i < len(parts)-1 && !fi.IsDir() {
-			return nil, fmt.Errorf("%s is not a folder (%s): refusing to go through it", cur, fi.Mode().Type())
+			return nil, fmt.Errorf("%s is %s, not a folder: refusing to go through it", cur, nodekit.Kind(fi.Mode()))
 		}
 	}
 	return fs.Lstat(p)

@@ -43,24 +43,31 @@ type Exister[N Member] interface {
 	Exists(ctx context.Context, n N, p string) (bool, error)
 }
 
+// Kind names what a file of mode m is, for messages: "a regular file",
+// "a folder", "a symbolic link", ...
+func Kind(m fs.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "a regular file"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case m.IsDir():
+		return "a folder"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "not a regular file (" + m.Type().String() + ")"
+}
+
 // NotAFile is Remove's refusal of what is at p, which is not a regular
 // file: it names what it is (a folder, a symbolic link, ...), and says it
 // was left.
 func NotAFile(p string, m fs.FileMode) error {
-	what := "not a regular file (" + m.Type().String() + ")"
-	switch {
-	case m&fs.ModeSymlink != 0:
-		what = "a symbolic link"
-	case m.IsDir():
-		what = "a folder"
-	case m&fs.ModeNamedPipe != 0:
-		what = "a named pipe"
-	case m&fs.ModeSocket != 0:
-		what = "a socket"
-	case m&fs.ModeDevice != 0:
-		what = "a device"
-	}
-	return fmt.Errorf("%s is %s, not a file touch made: left as it is", p, what)
+	return fmt.Errorf("%s is %s, not a file touch made: left as it is", p, Kind(m))
 }
 
 // setConfig serves set_config: the value it replaces is read first (when
