@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"regexp"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -109,4 +110,14 @@ func TestPreflightHAProxyDoesNotAnswer(t *testing.T) {
 			assert.Equal(t, tc.want, resp.Diagnostics[0].Detail)
 		})
 	}
+
+	// HAProxy stopped: the socket it served does not answer.
+	p := l.provider(t, false)
+	resp, _ := call(t, p, "preflight", preflightArgs(-1, -1, "s1"))
+	require.NoError(t, resp.Diagnostics.Err())
+	require.NoError(t, l.inst.Stop())
+	resp, _ = call(t, p, "preflight", preflightArgs(-1, -1, "s1"))
+	require.True(t, resp.Diagnostics.HasErrors())
+	require.Len(t, resp.Diagnostics, 1)
+	assert.Regexp(t, `^the load balancer does not answer: HAProxy admin socket `+regexp.QuoteMeta(l.inst.Socket)+`: (no such file or directory|connection refused)$`, resp.Diagnostics[0].Detail)
 }
