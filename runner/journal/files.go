@@ -18,8 +18,10 @@ import (
 // formatVersion is written in every snapshot; a reader refuses newer ones
 // rather than misreading them. Version 2 ends the snapshot and each log
 // record with a checksum and seals results; version 1 (no checksums) is
-// still read, and rewritten as 2 by the next writer.
-const formatVersion = 2
+// still read, and rewritten as 2 by the next writer. Version 3 adds the
+// guards' samples (samples.go); a run without any is still written as 2,
+// so an older upshift reads it.
+const formatVersion = 3
 
 // state is what the files say: the run (nil if none), the last sequence
 // number applied, and the log's size (non-zero means there is something to
@@ -53,10 +55,11 @@ type snapshotIn struct {
 // a previous run (crash during Begin) are ignored; Seq orders lines and lets
 // load skip those already folded into the snapshot (crash during compaction).
 type record struct {
-	Seq  uint64    `json:"seq"`
-	Run  string    `json:"run"`
-	At   time.Time `json:"at"`
-	Step *Step     `json:"step"`
+	Seq    uint64    `json:"seq"`
+	Run    string    `json:"run"`
+	At     time.Time `json:"at"`
+	Step   *Step     `json:"step"`
+	Sample *Sample   `json:"sample"` // a guard's sample instead of a step (format 3)
 }
 
 // marshalStep encodes s, its ResultWire sealed under key.
@@ -172,7 +175,7 @@ func readState(snapPath, logPath string) (*state, error) {
 		}
 		var rec record
 		err := json.Unmarshal(text, &rec)
-		if err == nil && (rec.Seq == 0 || rec.Step == nil || rec.Step.Address == "") {
+		if err == nil && (rec.Seq == 0 || (rec.Sample == nil) == (rec.Step == nil) || (rec.Step != nil && rec.Step.Address == "")) {
 			err = errors.New("not a step record")
 		}
 		if err != nil && !whole && last {
@@ -193,7 +196,11 @@ func readState(snapPath, logPath string) (*state, error) {
 		if rec.Seq != st.seq+1 {
 			return nil, &CorruptError{Path: logPath, Line: line, Err: fmt.Errorf("sequence %d follows %d", rec.Seq, st.seq)}
 		}
-		run.Steps[rec.Step.Address] = rec.Step
+		if rec.Sample != nil {
+			run.Samples = append(run.Samples, *rec.Sample)
+		} else {
+			run.Steps[rec.Step.Address] = rec.Step
+		}
 		run.UpdatedAt = rec.At
 		st.seq = rec.Seq
 	}
@@ -215,8 +222,12 @@ func writeSnapshot(path string, hdr *Run, steps map[string]json.RawMessage, seq 
 		size += len(addr) + len(s) + 8
 	}
 	b := make([]byte, 0, size)
+	version := formatVersion
+	if len(hdr.Samples) == 0 {
+		version = formatWithoutSamples
+	}
 	b = append(b, `{"version":`...)
-	b = strconv.AppendInt(b, formatVersion, 10)
+	b = strconv.AppendInt(b, int64(version), 10)
 	b = append(b, `,"seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
 	b = append(b, `,"run":`...)
@@ -232,7 +243,12 @@ func writeSnapshot(path string, hdr *Run, steps map[string]json.RawMessage, seq 
 		b = append(b, ':')
 		b = append(b, steps[addr]...)
 	}
-	b = append(b, "\n}}"...)
+	b = append(b, "\n}"...)
+	b, err = appendSamples(b, hdr.Samples)
+	if err != nil {
+		return fmt.Errorf("journal: encode %s: %w", path, err)
+	}
+	b = append(b, '}')
 	b = appendSum(b, 0)
 	b = append(b, '\n')
 	return writeFileAtomic(path, b, sync)

@@ -100,6 +100,9 @@ type Run struct {
 	UpdatedAt time.Time        `json:"updated_at"`
 	Status    Status           `json:"status"`
 	Steps     map[string]*Step `json:"steps"`
+	// Samples are the traffic guards' readings of the load balancer's
+	// counters, oldest first (see samples.go).
+	Samples []Sample `json:"samples,omitempty"`
 }
 
 // Options tune a Journal. The zero value is what production uses.

@@ -240,9 +240,9 @@ func TestCorruptFilesAreReportedNotDiscarded(t *testing.T) {
 	t.Run("newer format", func(t *testing.T) {
 		dir := setup(t)
 		snap := filepath.Join(dir, snapshotName)
-		require.NoError(t, os.WriteFile(snap, []byte(`{"version":3,"run":{"id":"r1"}}`), 0o600))
+		require.NoError(t, os.WriteFile(snap, []byte(`{"version":4,"run":{"id":"r1"}}`), 0o600))
 		_, err := mustOpen(t, dir).Load()
-		assert.ErrorContains(t, err, "format 3, newer than this upshift understands")
+		assert.ErrorContains(t, err, "format 4, newer than this upshift understands")
 	})
 
 	t.Run("log without snapshot", func(t *testing.T) {
