@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"regexp"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/upshift-dev/upshift/plugins/sdk/dbkit"
 )
@@ -43,10 +46,22 @@ func (d *pg) MissingPrivileges(ctx context.Context) ([]string, error) {
 	}
 	var missing []string
 	if !createdb {
-		missing = append(missing, fmt.Sprintf("role %q may not create databases, which copy does: ALTER ROLE %s CREATEDB", role, role))
+		missing = append(missing, fmt.Sprintf("role %q may not create databases, which copy does: ALTER ROLE %s CREATEDB", role, sqlName(role)))
 	}
 	if owner != role {
-		missing = append(missing, fmt.Sprintf("role %q does not own %s (%q does), so copy cannot use it as a template nor dump every table: ALTER DATABASE %s OWNER TO %s", role, d.where(d.cfg.Database), owner, d.cfg.Database, role))
+		missing = append(missing, fmt.Sprintf("role %q does not own %s (%q does), so copy cannot use it as a template nor dump every table: ALTER DATABASE %s OWNER TO %s", role, d.where(d.cfg.Database), owner, sqlName(d.cfg.Database), sqlName(role)))
 	}
 	return missing, nil
+}
+
+var plainName = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+
+// sqlName is name as a statement the operator runs must spell it: as it is
+// when PostgreSQL would read it back unchanged, else double-quoted (a
+// role "App-Owner" written bare would be app-owner, or a syntax error).
+func sqlName(name string) string {
+	if plainName.MatchString(name) {
+		return name
+	}
+	return pgx.Identifier{name}.Sanitize()
 }

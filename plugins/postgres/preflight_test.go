@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -14,7 +15,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/zclconf/go-cty/cty"
 
-	"github.com/upshift-dev/upshift/plugins"
 	"github.com/upshift-dev/upshift/plugins/sdk/dbkit/dbkittest"
 )
 
@@ -116,49 +116,53 @@ func TestPreflightAgainstPostgres(t *testing.T) {
 }
 
 // TestPreflightPostgresPrivileges: a role that may not create databases
-// and does not own A is told both, with the statements that fix them; the
-// role docs/plugins/postgres.md asks for (CREATEDB, owner of A) passes.
+// and does not own A is told both, with the statements that fix them; run
+// as they are given, they do (for a role whose name needs quoting too).
 func TestPreflightPostgresPrivileges(t *testing.T) {
-	a, _, admin := newA(t)
-	ctx := context.Background()
-	_, _, super := serverAt(t)
-	weak, owner := a+"_weak", a+"_owner"
-	for _, q := range []string{
-		"CREATE ROLE " + weak + " LOGIN PASSWORD 'pw-" + weak + "'",
-		"CREATE ROLE " + owner + " LOGIN CREATEDB PASSWORD 'pw-" + owner + "'",
-	} {
-		_, err := admin.Exec(ctx, q)
-		require.NoError(t, err, q)
-	}
-	t.Cleanup(func() {
-		_, _ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+a+" WITH (FORCE)")
-		for _, r := range []string{weak, owner} {
-			_, _ = admin.Exec(context.Background(), "DROP OWNED BY "+r)
-			_, _ = admin.Exec(context.Background(), "DROP ROLE IF EXISTS "+r)
-		}
-	})
-	as := func(role string) plugins.Provider {
-		u, err := url.Parse(dsnFor(t, a))
-		if err != nil || u.Scheme == "" {
-			t.Skip("needs a URL DSN")
-		}
-		u.User = url.UserPassword(role, "pw-"+role)
-		return provider(t, u.String())
-	}
-	host, port, _ := serverAt(t)
+	for _, role := range []string{"weak", "Weak-Role"} {
+		t.Run(role, func(t *testing.T) {
+			a, _, admin := newA(t)
+			ctx := context.Background()
+			_, _, super := serverAt(t)
+			role := role + strings.TrimPrefix(a, "upshift_test")
+			_, err := admin.Exec(ctx, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN PASSWORD 'pw'")
+			require.NoError(t, err)
+			t.Cleanup(func() {
+				_, _ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+a+" WITH (FORCE)")
+				_, _ = admin.Exec(context.Background(), "DROP OWNED BY "+pgx.Identifier{role}.Sanitize())
+				_, _ = admin.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize())
+			})
+			u, err := url.Parse(dsnFor(t, a))
+			if err != nil || u.Scheme == "" {
+				t.Skip("needs a URL DSN")
+			}
+			u.User = url.UserPassword(role, "pw")
+			p := provider(t, u.String())
+			host, port, _ := serverAt(t)
 
-	r := invoke(as(weak), "preflight", preflightArgs(a+"_b", "r1", t.TempDir()))
-	require.True(t, r.Diagnostics.HasErrors())
-	assert.Equal(t, fmt.Sprintf("2 problem(s):\n"+
-		"  - role %q may not create databases, which copy does: ALTER ROLE %s CREATEDB\n"+
-		"  - role %q does not own database %q on %s:%d (%q does), so copy cannot use it as a template nor dump every table: ALTER DATABASE %s OWNER TO %s",
-		weak, weak, weak, a, host, port, super, a, weak), r.Diagnostics[0].Detail)
+			quoted := role
+			if role != strings.ToLower(role) || strings.Contains(role, "-") {
+				quoted = `"` + role + `"`
+			}
+			r := invoke(p, "preflight", preflightArgs(a+"_b", "r1", t.TempDir()))
+			require.True(t, r.Diagnostics.HasErrors())
+			detail := r.Diagnostics[0].Detail
+			assert.Equal(t, fmt.Sprintf("2 problem(s):\n"+
+				"  - role %q may not create databases, which copy does: ALTER ROLE %s CREATEDB\n"+
+				"  - role %q does not own database %q on %s:%d (%q does), so copy cannot use it as a template nor dump every table: ALTER DATABASE %s OWNER TO %s",
+				role, quoted, role, a, host, port, super, a, quoted), detail)
 
-	_, err := admin.Exec(ctx, "ALTER DATABASE "+a+" OWNER TO "+owner)
-	require.NoError(t, err)
-	r = invoke(as(owner), "preflight", preflightArgs(a+"_b", "r1", t.TempDir()))
-	require.NoError(t, r.Diagnostics.Err())
-	assert.Equal(t, a, r.Result.GetAttr("name").AsString())
-	size, _ := r.Result.GetAttr("size_bytes").AsBigFloat().Int64()
-	assert.Greater(t, size, int64(0))
+			// Each problem's statement, run as given, fixes it.
+			for _, line := range strings.Split(detail, "\n")[1:] {
+				stmt := line[strings.LastIndex(line, ": ")+2:]
+				_, err := admin.Exec(ctx, stmt)
+				require.NoError(t, err, stmt)
+			}
+			r = invoke(p, "preflight", preflightArgs(a+"_b", "r1", t.TempDir()))
+			require.NoError(t, r.Diagnostics.Err())
+			assert.Equal(t, a, r.Result.GetAttr("name").AsString())
+			size, _ := r.Result.GetAttr("size_bytes").AsBigFloat().Int64()
+			assert.Greater(t, size, int64(0))
+		})
+	}
 }
