@@ -23,6 +23,11 @@
 //   - Anything else (the inside of a block, such as a `with { ... }`) is
 //     parsed as HCL syntax only.
 //
+// Besides: every relative link and #anchor of those pages must lead to an
+// existing file and heading (TestDocsLinks), and the hand-written lists of
+// each kind's standard actions must name all of them
+// (TestDocsListStandardActions).
+//
 // A block that is deliberately not a playbook is marked, on the line just
 // before its fence, with an HTML comment the rendered page does not show:
 //
