@@ -339,7 +339,7 @@ func adoptLegacy(cmd *cobra.Command, store *journal.Store, cluster *journal.Clus
 		return nil
 	}
 	how := rf.legacy
-	if how == "" && legacy.Digest == digest(l.pb) {
+	if how == "" && store.LegacySameDigest(legacy, digest(l.pb)) {
 		how = legacyAdopt
 	}
 	if how == "" {

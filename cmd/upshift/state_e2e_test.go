@@ -204,7 +204,8 @@ func TestLegacyStateIsMigratedOrRefused(t *testing.T) {
 	dir, kit, state := finishedKitRun(t)
 	makeLegacy := func() {
 		cd := clusterDir(t, state)
-		for _, name := range []string{"run.json", "run.log", "history"} {
+		// The folder's key goes along: the journal keeps its digest keyed.
+		for _, name := range []string{"run.json", "run.log", "history", "key"} {
 			if _, err := os.Stat(filepath.Join(cd, name)); err == nil {
 				require.NoError(t, os.Rename(filepath.Join(cd, name), filepath.Join(state, name)))
 			}
