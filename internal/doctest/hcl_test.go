@@ -113,8 +113,12 @@ func checkLockFile(t *testing.T, f Fence) {
 	if err := os.WriteFile(path, []byte(f.Code), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := host.ReadLockFile(path); err != nil {
+	lf, err := host.ReadLockFile(path)
+	if err != nil {
 		t.Fatalf("%s: as a lock file: %v", f.Pos(0), err)
+	}
+	if len(lf.IgnoredPaths) > 0 {
+		t.Fatalf("%s: as a lock file: plugin(s) %v have a path, which upshift init no longer writes (it is ignored, with a warning)", f.Pos(0), lf.IgnoredPaths)
 	}
 }
 
