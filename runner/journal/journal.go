@@ -12,6 +12,12 @@
 // snapshot is only ever replaced by rename, and a torn last log line (the one
 // update whose Update call never returned) is ignored on load.
 //
+// Every snapshot and log record ends with its SHA-256, so any other damage
+// (a bit flipped, a file cut short or edited) is refused as a CorruptError
+// naming the file, never half-read. The unredacted results a resume needs
+// are sealed (AES-256-GCM) under a key kept beside them (key, 0600), and the
+// run's digest is kept as an HMAC under it (secret.go).
+//
 // A Journal is safe for concurrent use by the goroutines of one process, but
 // only one process may write a state directory at a time: hold the Lock
 // (Acquire) before writing. Reading (Load) needs no lock and never modifies
