@@ -29,7 +29,14 @@ func (x *execution) runVertex(ctx context.Context, v dag.Vertex) error {
 	if !ok {
 		return nil
 	}
-	return x.runInstance(ctx, inst)
+	if g := x.guardOf(inst); g != nil {
+		return x.guardedVertex(ctx, g, inst)
+	}
+	err := x.runInstance(ctx, inst)
+	if err != nil {
+		x.settled(inst, err) // what the walk skips for it will not run
+	}
+	return err
 }
 
 // runInstance runs one instance: its when, its arguments, a check when it

@@ -37,6 +37,7 @@ func (x *execution) rollback(ctx context.Context, outcomes map[string]*dag.Outco
 			}
 		}
 		sort.Strings(failedKeys)
+		failedKeys = x.guardedKeys(r, failedKeys, outcomes)
 		for _, key := range failedKeys {
 			x.emit(Event{Type: RollbackStart, Key: key, Message: fmt.Sprintf("rolling back item %q of rollout %q", key, r.Name)})
 			reapplied := false
@@ -173,4 +174,30 @@ func fitArgs(args, result cty.Value, a *schema.Action) (cty.Value, error) {
 		}
 	}
 	return convert.Convert(cty.ObjectVal(attrs), want)
+}
+
+// guardedKeys adjusts the items to roll back when r's traffic guard
+// tripped: the item it blames comes first, even if all its steps finished;
+// the items it refused before they did anything have nothing to undo.
+func (x *execution) guardedKeys(r *playbooks.Rollout, keys []string, outcomes map[string]*dag.Outcome) []string {
+	g := x.guards[r.Name]
+	if g == nil {
+		return keys
+	}
+	trip := x.trips()[r.Name]
+	var out []string
+	if trip != nil && trip.Blamed != "" {
+		out = append(out, trip.Blamed)
+	}
+	seen := map[string]bool{}
+	for _, k := range out {
+		seen[k] = true
+	}
+	for _, k := range keys {
+		if !seen[k] && !g.untouched(k, outcomes) {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
 }

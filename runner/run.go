@@ -92,6 +92,9 @@ type Result struct {
 	// Standing says where each rollout item stands, when the run failed or
 	// stopped after its point of no return.
 	Standing []string
+	// Guards holds the traffic guards that halted their rollout, by
+	// rollout name; the run then failed (or paused).
+	Guards map[string]*GuardTrip
 }
 
 // PreflightError: a preflight found problems; nothing was begun.
@@ -123,6 +126,8 @@ type execution struct {
 	// ponrAt is the first instance of the point_of_no_return step this run
 	// started; "" before.
 	ponrAt string
+	// guards are the rollouts' traffic guards, by rollout name (guard.go).
+	guards map[string]*guard
 }
 
 // Run executes g: it walks the graph with bounded parallelism, runs each
@@ -171,6 +176,7 @@ func Run(ctx context.Context, g *Graph, opts Options) (*Result, error) {
 	}
 	x.emit(Event{Type: RunStarted, Message: msg})
 
+	x.newGuards()
 	outcomes, werr := g.DAG.Walk(ctx, dag.WalkOptions{
 		Parallelism: opts.Parallelism,
 		Stop:        opts.Stop,
@@ -185,16 +191,22 @@ func Run(ctx context.Context, g *Graph, opts Options) (*Result, error) {
 			}
 			if _, done := x.restored(inst); done {
 				x.emit(Event{Type: StepRestored, Address: inst.Addr, Action: inst.Step.Run.String(), Key: inst.Key})
+				x.settled(inst, nil)
 				return true
 			}
 			return false
 		},
 	}, x.runVertex)
+	x.stopGuards()
 	if werr != nil && !errors.Is(werr, dag.ErrStopped) {
 		return nil, werr
 	}
 
 	res := &Result{Outcomes: outcomes, Resumed: resumed, RunID: run.ID, Preflight: preflight}
+	if trips := x.trips(); len(trips) > 0 {
+		res.Guards = trips
+	}
+	tripped := len(res.Guards) > 0
 	if opts.Journal != nil {
 		res.Run = run
 	}
@@ -213,21 +225,21 @@ func Run(ctx context.Context, g *Graph, opts Options) (*Result, error) {
 
 	stopped := errors.Is(werr, dag.ErrStopped)
 	switch {
-	case (len(res.Failed) > 0 || stopped) && x.beforePointOfNoReturn():
+	case (len(res.Failed) > 0 || stopped || tripped) && x.beforePointOfNoReturn():
 		res.Returned = x.returnToStart(ctx, outcomes)
-	case len(res.Failed) > 0:
+	case len(res.Failed) > 0 || tripped:
 		x.rollback(ctx, outcomes)
 	}
 	if at, passed := x.pointOfNoReturnPassed(); passed {
 		res.PointOfNoReturn = at
-		if len(res.Failed) > 0 || stopped {
-			res.Standing = x.standing(outcomes)
+		if len(res.Failed) > 0 || stopped || tripped {
+			res.Standing = append(x.standing(outcomes), x.guardStanding()...)
 		}
 	}
 	switch {
-	case len(res.Failed) > 0 && x.pauseRequested(res.Failed):
+	case (len(res.Failed) > 0 || tripped) && x.pauseRequested(res.Failed):
 		res.Status = journal.Paused
-	case len(res.Failed) > 0:
+	case len(res.Failed) > 0 || tripped:
 		res.Status = journal.Failed
 	case errors.Is(werr, dag.ErrStopped):
 		res.Status = journal.Stopped
@@ -248,6 +260,9 @@ func Run(ctx context.Context, g *Graph, opts Options) (*Result, error) {
 	}
 	if n := countState(outcomes, dag.NotStarted); n > 0 {
 		summary += fmt.Sprintf(", %d not started", n)
+	}
+	if tripped {
+		summary += "; " + guardSummary(res.Guards)
 	}
 	if res.Returned != nil {
 		summary += "; " + res.Returned.Summary()
@@ -430,6 +445,11 @@ func (x *execution) record(inst *StepInstance, s journal.Step) error {
 func (x *execution) pauseRequested(failed []string) bool {
 	for _, addr := range failed {
 		if inst, ok := x.g.DAG.Vertex(addr).(*StepInstance); ok && inst.Step.Rollout != nil && inst.Step.Rollout.OnFailure == playbooks.OnFailurePause {
+			return true
+		}
+	}
+	for name := range x.trips() {
+		if r := x.g.Playbook.Rollout(name); r != nil && r.OnFailure == playbooks.OnFailurePause {
 			return true
 		}
 	}
