@@ -57,6 +57,13 @@ func TestRestoreConfigValue(t *testing.T) {
 	assert.True(t, changed)
 	assert.JSONEq(t, `{"workers": "8", "name": "node-1", "limits": {"rps": 2.5, "tags": ["a"]}}`, string(out))
 
+	// The value as set_config read it from an operator's file (tabs), and
+	// the file since indented anew: already as it was.
+	again, changed, err = nodekit.RestoreConfigValue(out, "limits", "{\n\t\"rps\": 2.5,\n\t\"tags\": [\"a\"]\n}", true)
+	require.NoError(t, err)
+	assert.False(t, changed, "the same value, laid out differently, is not a change")
+	assert.Equal(t, string(out), string(again))
+
 	out, changed, err = nodekit.RestoreConfigValue(file, "workers", "", false)
 	require.NoError(t, err)
 	assert.True(t, changed)

@@ -1,6 +1,7 @@
 package nodekit
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -281,7 +282,9 @@ func RestoreConfigValue(b []byte, key, raw string, ok bool) ([]byte, bool, error
 		if !json.Valid([]byte(raw)) {
 			return nil, false, fmt.Errorf("the value to put back for %q is not JSON", key)
 		}
-		if had && string(cur) == raw {
+		// The same value however it is laid out: the file may have been
+		// indented anew since set_config read it.
+		if had && sameJSON(cur, []byte(raw)) {
 			return b, false, nil
 		}
 		cfg[key] = json.RawMessage(raw)
@@ -291,4 +294,14 @@ func RestoreConfigValue(b []byte, key, raw string, ok bool) ([]byte, bool, error
 		return nil, false, err
 	}
 	return append(out, '\n'), true, nil
+}
+
+// sameJSON reports whether a and b are the same JSON text but for the
+// spaces between tokens.
+func sameJSON(a, b []byte) bool {
+	var ca, cb bytes.Buffer
+	if json.Compact(&ca, a) != nil || json.Compact(&cb, b) != nil {
+		return string(a) == string(b)
+	}
+	return ca.String() == cb.String()
 }
