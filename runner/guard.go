@@ -57,6 +57,7 @@ type guard struct {
 	last           map[string]int64
 	total, failed  int
 	trip           *GuardTrip
+	undone         []string // instances the guard undid at once (drainBlamed)
 	sampleTimeout  time.Duration
 	lastSampleFail string
 }
@@ -362,7 +363,53 @@ func (g *guard) sample(ctx context.Context) {
 	g.journal(s)
 	if trip != nil {
 		g.x.emit(Event{Type: StepFailed, Address: g.rollout.Address(), Error: trip.Error(), Time: trip.At})
+		g.drainBlamed(context.WithoutCancel(ctx), trip)
 	}
+}
+
+// drainBlamed, under on_failure = "rollback", takes the blamed item's
+// server out of rotation at once (the undo of its enable, when that has
+// finished), rather than when the walk is over: clients stop meeting its
+// errors while the rollout's running steps finish. The rest of the item
+// is rolled back after the walk, as any.
+func (g *guard) drainBlamed(ctx context.Context, trip *GuardTrip) {
+	if g.rollout.OnFailure != playbooks.OnFailureRollback || trip.Blamed == "" {
+		return
+	}
+	for _, inst := range g.x.g.itemInsts[g.rollout.Name][trip.Blamed] {
+		if inst.Step.Run.Resource != g.cfg.Metrics || inst.Step.Run.Action.Name != "enable" {
+			continue
+		}
+		g.x.mu.Lock()
+		_, done := g.x.results[inst.Addr]
+		whenSkipped := g.x.whenSkipped[inst.Addr]
+		g.x.mu.Unlock()
+		if !done || whenSkipped {
+			continue // still running, or never ran: the rollback after the walk sees to it
+		}
+		g.x.emit(Event{Type: RollbackStart, Address: inst.Addr, Key: trip.Blamed, Message: fmt.Sprintf("traffic guard: taking item %q out of rotation now (%s undone)", trip.Blamed, inst.Addr)})
+		if err := g.x.undo(ctx, inst); err == nil {
+			g.mu.Lock()
+			g.undone = append(g.undone, inst.Addr)
+			g.mu.Unlock()
+		}
+	}
+}
+
+// undoneEarly reports whether inst was undone by the guard already.
+func (x *execution) undoneEarly(inst *StepInstance) bool {
+	g := x.guardOf(inst)
+	if g == nil {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, a := range g.undone {
+		if a == inst.Addr {
+			return true
+		}
+	}
+	return false
 }
 
 func (g *guard) journal(s journal.Sample) {

@@ -149,6 +149,12 @@ func (l *lbCounters) waitCalls(t *testing.T, n int) {
 	}
 }
 
+func (l *lbCounters) isBad(server string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.bad[server]
+}
+
 func (l *lbCounters) Calls() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -383,5 +389,48 @@ func TestGuardStopsWhenTheRunFails(t *testing.T) {
 	require.ErrorIs(t, err, runner.ErrRunFailed)
 	assert.Empty(t, res.Guards)
 	assert.Equal(t, []string{`step.start["n2"]`}, res.Failed)
+	noGuardLoops(t)
+}
+
+// TestGuardDrainsTheBlamedServerAtOnce: the guard trips while n3's drain
+// runs, n2's enable having finished: with on_failure = "rollback", n2 is
+// taken out of rotation then and there (n3's drain is still running), and
+// the rest of n2, and n3, are rolled back after the walk, n2's enable not
+// undone twice.
+func TestGuardDrainsTheBlamedServerAtOnce(t *testing.T) {
+	f := newFixture(t, fmt.Sprintf(guarded, "rollback", "max_server_errors = 2"))
+	lb := newLBCounters()
+	drained := make(chan struct{})
+	var once sync.Once
+	var drainedDuring bool
+	f.lb.InvokeFn = func(_ context.Context, action string, args cty.Value) (cty.Value, error) {
+		server := ""
+		if args.Type().IsObjectType() && args.Type().HasAttribute("server") {
+			server = args.GetAttr("server").AsString()
+		}
+		switch {
+		case action == "metrics":
+			return lb.metrics()
+		case action == "enable" && server == "n2":
+			lb.goBad("n2")
+		case action == "drain" && server == "n2" && lb.isBad("n2"):
+			once.Do(func() { close(drained) })
+		case action == "drain" && server == "n3":
+			select {
+			case <-drained:
+				drainedDuring = true
+			case <-time.After(10 * time.Second):
+			}
+		}
+		return cty.NilVal, nil
+	}
+	res, err, _ := f.run(runner.Options{})
+	require.ErrorIs(t, err, runner.ErrRunFailed)
+	require.NotNil(t, res.Guards["up"])
+	assert.True(t, drainedDuring, "n2 was drained while n3's drain still ran")
+	assert.Equal(t, []string{`step.point["n3"]`}, res.Failed, "the next instance was refused")
+	assert.Equal(t, []string{"drain:n2", "enable:n2", "drain:n2", "enable:n2"}, only(f.lb.Calls(), "n2"), "n2's enable undone once, at once")
+	assert.Equal(t, []string{"drain:n3", "enable:n3"}, only(f.lb.Calls(), "n3"), "n3's drain undone after the walk")
+	assert.Equal(t, []string{"set_config:n2", "start:n2", "stop:n2", "restore_config:n2"}, only(f.nodes.Calls(), "n2"))
 	noGuardLoops(t)
 }

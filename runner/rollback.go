@@ -50,8 +50,8 @@ func (x *execution) rollback(ctx context.Context, outcomes map[string]*dag.Outco
 			for i := len(r.Steps) - 1; i >= 0; i-- {
 				s := r.Steps[i]
 				inst := x.g.DAG.Vertex(InstanceAddr(s.Name, key, true)).(*StepInstance)
-				if outcomes[inst.Addr].State != dag.Done || x.skippedByWhen(inst) {
-					continue // not run: nothing to undo
+				if outcomes[inst.Addr].State != dag.Done || x.skippedByWhen(inst) || x.undoneEarly(inst) {
+					continue // not run, or undone already: nothing to undo
 				}
 				if i == 0 {
 					// Before the item's first step is undone (traffic
