@@ -50,6 +50,9 @@ type guard struct {
 	// order.
 	servers map[string]string
 	enabled []string
+	// enabledAt holds when the enable of each server the rollout put back
+	// in rotation began: max_server_errors counts a server from then on.
+	enabledAt map[string]time.Time
 	// window holds the successful samples of the last window.
 	window []reading
 	// last holds each server's errors in the previous successful sample,
@@ -118,7 +121,7 @@ func (x *execution) newGuards() {
 			continue
 		}
 		g := &guard{x: x, rollout: r, cfg: r.Guard, provider: x.opts.Providers[r.Guard.Metrics.Address()],
-			pending: map[string]bool{}, began: map[string]bool{}, refused: map[string]bool{}, servers: map[string]string{},
+			pending: map[string]bool{}, began: map[string]bool{}, enabledAt: map[string]time.Time{}, refused: map[string]bool{}, servers: map[string]string{},
 			last: map[string]int64{}, done: make(chan struct{}), sampleTimeout: max(r.Guard.Interval, 2*time.Second)}
 		for _, s := range r.Steps {
 			for _, inst := range x.g.ByStep[s.Name] {
@@ -152,9 +155,11 @@ func (x *execution) guardedVertex(ctx context.Context, g *guard, inst *StepInsta
 		x.settled(inst, err)
 		return err
 	}
+	started := time.Now()
+	g.enabling(inst, started)
 	err := x.runInstance(ctx, inst)
 	if err == nil {
-		g.ran(inst)
+		g.ran(inst, started)
 	}
 	x.settled(inst, err)
 	return err
@@ -182,7 +187,7 @@ func (g *guard) admit(ctx context.Context, inst *StepInstance) *GuardTrip {
 
 // ran notes what a finished instance tells about servers: which item a
 // server belongs to, and which item was enabled last.
-func (g *guard) ran(inst *StepInstance) {
+func (g *guard) ran(inst *StepInstance, started time.Time) {
 	if inst.Step.Run.Resource != g.cfg.Metrics {
 		return
 	}
@@ -200,6 +205,26 @@ func (g *guard) ran(inst *StepInstance) {
 	g.servers[srv.AsString()] = inst.Key
 	if inst.Step.Run.Action.Name == "enable" {
 		g.enabled = append(g.enabled, inst.Key)
+		if _, ok := g.enabledAt[srv.AsString()]; !ok {
+			g.enabledAt[srv.AsString()] = started
+		}
+	}
+}
+
+// enabling notes, as an item's enable on the guarded load balancer
+// begins, that its servers (known from the item's earlier steps there,
+// such as its drain) count against max_server_errors from now: the load
+// balancer may send them requests before the enable returns.
+func (g *guard) enabling(inst *StepInstance, at time.Time) {
+	if inst.Step.Run.Resource != g.cfg.Metrics || inst.Step.Run.Action.Name != "enable" {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for srv, key := range g.servers {
+		if key == inst.Key {
+			g.enabledAt[srv] = at
+		}
 	}
 }
 
@@ -461,16 +486,22 @@ func (g *guard) check() *GuardTrip {
 		return t
 	}
 	if cfg.MaxServerErrors >= 0 {
-		latest := g.window[len(g.window)-1]
-		names := make([]string, 0, len(latest.servers))
-		for name := range latest.servers {
+		// Only the servers this rollout enabled, from their enable on:
+		// the others run the old version, and may refuse writes (503)
+		// under a read-only mode the run put them in, on purpose.
+		names := make([]string, 0, len(g.enabledAt))
+		for name := range g.enabledAt {
 			names = append(names, name)
 		}
 		sort.Strings(names)
 		var worst string
 		var worstC journal.Counters
 		for _, name := range names {
-			c := errorsOf(g.window, func(r reading) (journal.Counters, bool) { c, ok := r.servers[name]; return c, ok })
+			from := 0 // the last reading before the enable began is the base
+			for from+1 < len(g.window) && g.window[from+1].at.Before(g.enabledAt[name]) {
+				from++
+			}
+			c := errorsOf(g.window[from:], func(r reading) (journal.Counters, bool) { c, ok := r.servers[name]; return c, ok })
 			if c.Errors() > int64(cfg.MaxServerErrors) && c.Errors() > worstC.Errors() {
 				worst, worstC = name, c
 			}

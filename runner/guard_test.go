@@ -434,3 +434,44 @@ func TestGuardDrainsTheBlamedServerAtOnce(t *testing.T) {
 	assert.Equal(t, []string{"set_config:n2", "start:n2", "stop:n2", "restore_config:n2"}, only(f.nodes.Calls(), "n2"))
 	noGuardLoops(t)
 }
+
+// TestServerBudgetCountsEnabledServersOnly: n3, on the old version, refuses
+// requests (a read-only mode answering 503, say) until the rollout drains
+// it; max_server_errors counts only the servers the rollout enabled, from
+// their enable on, so it does not trip; max_errors, the backend's, would.
+func TestServerBudgetCountsEnabledServersOnly(t *testing.T) {
+	for _, tc := range []struct {
+		budget string
+		trips  bool
+	}{{"max_server_errors = 2", false}, {"max_errors = 2", true}} {
+		t.Run(tc.budget, func(t *testing.T) {
+			f := newFixture(t, fmt.Sprintf(guarded, "halt", tc.budget))
+			lb := newLBCounters()
+			lb.goBad("n3")
+			f.lb.InvokeFn = func(_ context.Context, action string, args cty.Value) (cty.Value, error) {
+				switch {
+				case action == "metrics":
+					return lb.metrics()
+				case action == "drain" && args.GetAttr("server").AsString() == "n1":
+					lb.waitCalls(t, 4) // n3's errors over several samples
+				case action == "drain" && args.GetAttr("server").AsString() == "n3":
+					lb.mu.Lock()
+					delete(lb.bad, "n3")
+					lb.mu.Unlock()
+				}
+				return cty.NilVal, nil
+			}
+			res, err, _ := f.run(runner.Options{})
+			if !tc.trips {
+				require.NoError(t, err)
+				assert.Empty(t, res.Guards)
+			} else {
+				require.ErrorIs(t, err, runner.ErrRunFailed)
+				require.NotNil(t, res.Guards["up"])
+				assert.Empty(t, res.Guards["up"].Server, "the backend's budget")
+				assert.Contains(t, res.Guards["up"].Error(), "the backend counted")
+			}
+			noGuardLoops(t)
+		})
+	}
+}
