@@ -185,8 +185,9 @@ func sealStep(key []byte, s *Step) (*Step, error) {
 	return &c, nil
 }
 
-// openSteps opens the sealed results of run in place. With no key (a
-// reader that is not to see them) they are dropped. A result that does not
+// openSteps opens the sealed results of run in place. A reader that is
+// not to see them (open false) gets none, sealed or, from an older upshift,
+// in clear. A result that does not
 // open is an error naming the file: resuming without it would hand later
 // steps a null.
 func openSteps(run *Run, key []byte, open bool, keyPath string) error {
@@ -194,11 +195,11 @@ func openSteps(run *Run, key []byte, open bool, keyPath string) error {
 		return nil
 	}
 	for addr, s := range run.Steps {
-		if !isSealed(s.ResultWire) {
+		if !open {
+			s.ResultWire = nil // sealed, or in clear from an older upshift
 			continue
 		}
-		if !open {
-			s.ResultWire = nil
+		if !isSealed(s.ResultWire) {
 			continue
 		}
 		if key == nil {

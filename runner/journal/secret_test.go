@@ -265,3 +265,21 @@ func TestOldHistoryIsScrubbed(t *testing.T) {
 	assert.Equal(t, Done, run.Steps["step.copy"].Status)
 	assert.JSONEq(t, `{"dsn":"(sensitive)"}`, string(run.Steps["step.copy"].Result))
 }
+
+// A reader (status) of a journal an older upshift wrote gets none of the
+// results it kept in clear.
+func TestReaderGetsNoClearResultOfAnOlderJournal(t *testing.T) {
+	store, err := OpenStore(t.TempDir())
+	require.NoError(t, err)
+	c := testCluster("c1", "/run/haproxy.sock")
+	dir, err := store.Register(c)
+	require.NoError(t, err)
+	snap := `{"version":1,"seq":1,"run":{"id":"r1","playbook":"p","digest":"d1","started_at":"2026-03-14T12:00:00Z","updated_at":"2026-03-14T12:00:00Z","status":"running","steps":{
+"step.copy":{"address":"step.copy","status":"done","idempotent":false,"result_wire":{"dsn":"` + testSecret + `"}}
+}}}
+`
+	require.NoError(t, os.WriteFile(filepath.Join(dir, snapshotName), []byte(snap), 0o600))
+	cur, err := store.Current(c)
+	require.NoError(t, err)
+	assert.Empty(t, cur.Steps["step.copy"].ResultWire)
+}
