@@ -187,9 +187,8 @@ func sealStep(key []byte, s *Step) (*Step, error) {
 
 // openSteps opens the sealed results of run in place. A reader that is
 // not to see them (open false) gets none, sealed or, from an older upshift,
-// in clear. A result that does not
-// open is an error naming the file: resuming without it would hand later
-// steps a null.
+// in clear. A result that does not open is an error naming the file:
+// resuming without it would hand later steps a null.
 func openSteps(run *Run, key []byte, open bool, keyPath string) error {
 	if run == nil {
 		return nil
