@@ -149,6 +149,9 @@ func TestFailureBeforeThePointOfNoReturnReturnsToTheStart(t *testing.T) {
 		assert.Equal(t, want, run.Steps[addr].Status, addr)
 	}
 	assert.Equal(t, "undone by node_pool.cluster.restore_config", run.Steps[`step.point["n1"]`].Note)
+	require.NotNil(t, run.Ending, "the journal says where the run left the cluster")
+	assert.Contains(t, run.Ending.Returned, "the cluster was returned to where it began")
+	assert.Empty(t, run.Ending.PointOfNoReturn)
 
 	// Fixed: the run begins again from the read-only mode, copies A again
 	// (it took writes since), and finishes.
@@ -193,6 +196,11 @@ func TestFailureAfterThePointOfNoReturnHaltsAndSaysWhereItemsStand(t *testing.T)
 		`n1: done (every step of rollout "up")`,
 		`n3: not started in rollout "up"; still in effect on them: read_only`,
 	}, res.Standing)
+	run, err := f.j.Load()
+	require.NoError(t, err)
+	require.NotNil(t, run.Ending)
+	assert.Equal(t, res.Standing, run.Ending.Standing, "status reads it from the journal")
+	assert.Equal(t, `step.start["n1"]`, run.Ending.PointOfNoReturn)
 }
 
 // A stop (the operator's first Ctrl-C) before the point of no return

@@ -247,7 +247,14 @@ func Run(ctx context.Context, g *Graph, opts Options) (*Result, error) {
 		res.Status = journal.Done
 	}
 	if opts.Journal != nil {
-		if err := opts.Journal.Finish(res.Status); err != nil {
+		var ending *journal.Ending
+		if res.Status != journal.Done {
+			ending = &journal.Ending{PointOfNoReturn: res.PointOfNoReturn, Standing: res.Standing}
+			if res.Returned != nil {
+				ending.Returned = res.Returned.Summary()
+			}
+		}
+		if err := opts.Journal.FinishWith(res.Status, ending); err != nil {
 			return res, fmt.Errorf("recording the end of the run: %w", err)
 		}
 	}

@@ -15,6 +15,18 @@ import (
 	"github.com/upshift-dev/upshift/runner/termtext"
 )
 
+// writeEnding says where a run that did not finish left the cluster, as
+// the run said when it ended.
+func writeEnding(out io.Writer, e *journal.Ending) {
+	switch {
+	case e == nil:
+	case e.Returned != "":
+		fmt.Fprintf(out, "\nIt ended before its point of no return: %s.\n", termtext.Block(e.Returned))
+	case len(e.Standing) > 0:
+		fmt.Fprintf(out, "\nIt is past its point of no return (%s ran). Where each item stands:\n  %s\n", termtext.Line(e.PointOfNoReturn), termtext.Block(strings.Join(e.Standing, "\n  ")))
+	}
+}
+
 // stateDir is where a playbook's state lives unless --state-dir says
 // otherwise: beside the playbook. It holds one folder per cluster the
 // playbook was run against (journal.Store).
@@ -63,6 +75,9 @@ func newStatusCommand() *cobra.Command {
 					fmt.Fprintln(out, "no run has begun")
 				} else if err := journal.Format(out, shownRun(c.Current)); err != nil {
 					return err
+				}
+				if c.Current != nil && c.Unfinished() {
+					writeEnding(out, c.Current.Ending)
 				}
 				if len(c.History) > 0 {
 					fmt.Fprintln(out, "\nPast runs:")

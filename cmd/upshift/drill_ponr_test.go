@@ -124,6 +124,7 @@ func TestDrillMigrateFailsOnProcessingNode(t *testing.T) {
 	}
 	status := runOK(t, "status", playbook)
 	assert.Contains(t, status, "rolled_back")
+	assert.Contains(t, status, "It ended before its point of no return: the cluster was returned to where it began")
 
 	require.NoError(t, os.WriteFile(d.s.VarsFile(), good, 0o644))
 	out = runOK(t, "run", playbook, "-var-file", d.s.VarsFile())
@@ -159,6 +160,10 @@ func TestDrillRollbackOnLastNode(t *testing.T) {
 	assert.Contains(t, out, "past its point of no return")
 	assert.Contains(t, out, last.Name+`: stopped in rollout "upgrade"`)
 	assert.Contains(t, out, `node-1, node-2: done (every step of rollout "upgrade")`)
+
+	status := runOK(t, "status", playbook)
+	assert.Contains(t, status, "It is past its point of no return (step.start[\"node-1\"] ran). Where each item stands:")
+	assert.Contains(t, status, `node-1, node-2: done (every step of rollout "upgrade")`)
 
 	h := health(t, last.Address)
 	assert.Equal(t, "1", h.Version, "%s is back on version 1", last.Name)

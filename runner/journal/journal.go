@@ -109,6 +109,22 @@ type Run struct {
 	// Samples are the traffic guards' readings of the load balancer's
 	// counters, oldest first (see samples.go).
 	Samples []Sample `json:"samples,omitempty"`
+	// Ending says, for a run that did not finish, where it left the
+	// cluster (FinishWith); nil otherwise.
+	Ending *Ending `json:"ending,omitempty"`
+}
+
+// Ending is where a run that did not finish left the cluster.
+type Ending struct {
+	// PointOfNoReturn is the instance past which the run had gone; ""
+	// when it had not (or the playbook marks none).
+	PointOfNoReturn string `json:"point_of_no_return,omitempty"`
+	// Returned summarises the return to the start of a run that ended
+	// before its point of no return.
+	Returned string `json:"returned,omitempty"`
+	// Standing says where each rollout item stands, past the point of no
+	// return.
+	Standing []string `json:"standing,omitempty"`
 }
 
 // Options tune a Journal. The zero value is what production uses.
@@ -417,7 +433,10 @@ func (j *Journal) addSeq(step Step) (uint64, bool, error) {
 
 // Finish sets the run's final status (Done, Failed, Aborted, or Paused or
 // Stopped for a run that will be resumed) and folds the log into the snapshot.
-func (j *Journal) Finish(status Status) error {
+func (j *Journal) Finish(status Status) error { return j.FinishWith(status, nil) }
+
+// FinishWith is Finish, recording where the run left the cluster.
+func (j *Journal) FinishWith(status Status, ending *Ending) error {
 	switch status {
 	case Done, Failed, Aborted, Paused, Stopped:
 	default:
@@ -431,6 +450,7 @@ func (j *Journal) Finish(status Status) error {
 		return err
 	}
 	j.run.Status = status
+	j.run.Ending = ending
 	j.run.UpdatedAt = j.now()
 	return j.compact()
 }
