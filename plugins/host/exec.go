@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // ErrChecksumMismatch is wrapped by the error of a launch whose binary does
@@ -151,8 +149,7 @@ func usableExecDir(d string) error {
 	if err := CheckTrusted(d); err != nil {
 		return err
 	}
-	var fs unix.Statfs_t
-	if err := unix.Statfs(d, &fs); err == nil && fs.Flags&unix.ST_NOEXEC != 0 {
+	if mountedNoexec(d) {
 		return errors.New("mounted noexec")
 	}
 	return nil
