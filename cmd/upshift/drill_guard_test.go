@@ -199,6 +199,11 @@ func TestDrillGuardHaltsOnNode2Errors(t *testing.T) {
 	time.Sleep(time.Second)
 	sent, failed, byNode := bad.Stop()
 	require.Equal(t, exitFailed, code, runOut)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(runOut)
+		}
+	})
 
 	var enabledAt, trippedAt, drainedAt time.Time
 	var trip string
@@ -235,7 +240,18 @@ func TestDrillGuardHaltsOnNode2Errors(t *testing.T) {
 	}
 	assert.True(t, found, "HAProxy knows node-2:\n%s", stat)
 	assert.Equal(t, "2", health(t, d.s.Nodes[0].Address).Version, "node-1 stays upgraded")
-	assert.Equal(t, "1", health(t, d.s.Nodes[2].Address).Version, "node-3 back on version 1")
+	// node-3 was being upgraded when the guard halted: it is rolled back,
+	// back on version 1 and in rotation, unless its migration had run
+	// (no undo): then it is left drained and stopped, and said so.
+	if resp, err := http.Get("http://" + d.s.Nodes[2].Address + "/version"); err == nil {
+		_ = resp.Body.Close()
+		assert.Equal(t, "1", resp.Header.Get(drillVersionHeader), "node-3 back on version 1")
+		t.Logf("node-3 rolled back to version 1")
+	} else {
+		assert.Regexp(t, `node-3: stopped in rollout "upgrade" after \d+ of 9 steps`, runOut, "node-3 left out of rotation, and said so")
+		assert.Contains(t, runOut, `step.migrate[\"node-3\"].undo`, "its migration has no undo")
+		t.Logf("node-3 left drained and stopped: its migration had run")
+	}
 
 	var afterDrain int
 	for _, f := range failed {
