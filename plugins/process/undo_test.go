@@ -262,10 +262,28 @@ func TestReadWriteUndoesReadOnly(t *testing.T) {
 	res = ok(t, call(p, "read_write", map[string]cty.Value{"node": node("node-1")}))
 	assert.False(t, res.GetAttr("enabled").True(), "idempotent")
 
-	// A node that does not answer: an error naming the endpoint.
+	// A stopped node serves nothing: there is no mode to set, and a run
+	// that left it stopped (cut short between its stop and its start) can
+	// carry on, in either direction.
 	ok(t, call(p, "stop", map[string]cty.Value{"node": node("node-1")}))
-	r := call(p, "read_write", map[string]cty.Value{"node": node("node-1")})
+	ok(t, call(p, "read_write", map[string]cty.Value{"node": node("node-1")}))
+	res = ok(t, call(p, "read_only", map[string]cty.Value{"node": node("node-1"), "enabled": cty.True}))
+	assert.True(t, res.GetAttr("enabled").True())
+}
+
+// A node that runs but whose admin endpoint does not answer is an error
+// naming the endpoint: its mode cannot be set, and it takes traffic.
+func TestReadOnlyOfARunningNodeThatDoesNotAnswer(t *testing.T) {
+	nodes, _, _ := pool(t, "1")
+	dead := freeAddr(t)
+	n := nodes.Index(cty.NumberIntVal(0)).AsValueMap()
+	n["read_only_url"] = cty.StringVal("http://" + dead + "/admin/read-only")
+	nodes = cty.TupleVal([]cty.Value{cty.ObjectVal(n)})
+	p := provider(t, nodes)
+	ok(t, call(p, "start", map[string]cty.Value{"node": node("node-1")}))
+	r := call(p, "read_only", map[string]cty.Value{"node": node("node-1"), "enabled": cty.True})
 	require.True(t, r.Diagnostics.HasErrors())
 	assert.True(t, strings.HasPrefix(r.Diagnostics[0].Detail, "node node-1: read-only request to "), r.Diagnostics[0].Detail)
-	assert.Contains(t, r.Diagnostics[0].Detail, "/admin/read-only")
+	assert.Contains(t, r.Diagnostics[0].Detail, dead)
+	ok(t, call(p, "stop", map[string]cty.Value{"node": node("node-1")}))
 }

@@ -246,10 +246,10 @@ func (k *Kit[N]) Actions() []*sdk.Action {
 		k.action("remove", true, k.remove),
 		k.action("read_only", true, func(ctx context.Context, n N, r *sdk.Request) (map[string]cty.Value, error) {
 			enabled := r.Bool("enabled", true)
-			return map[string]cty.Value{"node": cty.StringVal(n.Base().Name), "enabled": cty.BoolVal(enabled)}, n.Base().SetReadOnly(ctx, enabled)
+			return map[string]cty.Value{"node": cty.StringVal(n.Base().Name), "enabled": cty.BoolVal(enabled)}, k.setReadOnly(ctx, n, enabled, r)
 		}),
 		k.action("read_write", true, func(ctx context.Context, n N, r *sdk.Request) (map[string]cty.Value, error) {
-			return map[string]cty.Value{"node": cty.StringVal(n.Base().Name), "enabled": cty.False}, n.Base().SetReadOnly(ctx, false)
+			return map[string]cty.Value{"node": cty.StringVal(n.Base().Name), "enabled": cty.False}, k.setReadOnly(ctx, n, false, r)
 		}),
 		{Schema: schema.ContractAction(schema.KindNodePool, "preflight"), Run: k.preflight},
 		// wait_healthy only reads: it does not wait for the node's lock.
@@ -275,6 +275,28 @@ func (k *Kit[N]) Actions() []*sdk.Action {
 			return map[string]cty.Value{"path": cty.StringVal(to), "bytes": cty.NumberIntVal(nb)}, err
 		}),
 	}
+}
+
+// setReadOnly sets the node's read-only mode. A node that does not answer
+// and is stopped, as its driver tells, has nothing to set: it serves
+// nothing, and a rolling upgrade that left it stopped (a run cut short
+// between its stop and its start) must be able to carry on; what starts
+// it later decides its mode. A node that does not answer but runs, or
+// whose driver cannot tell, is an error.
+func (k *Kit[N]) setReadOnly(ctx context.Context, n N, enabled bool, r *sdk.Request) error {
+	err := n.Base().SetReadOnly(ctx, enabled)
+	if err == nil {
+		return nil
+	}
+	rc, ok := k.driver.(RunningChecker[N])
+	if !ok {
+		return err
+	}
+	if running, rerr := rc.Running(ctx, n); rerr != nil || running {
+		return err
+	}
+	r.Progress("the node is stopped: it serves nothing, so there is no read-only mode to set (%v)", err)
+	return nil
 }
 
 // execArgs decodes exec's arguments.
