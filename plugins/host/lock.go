@@ -166,8 +166,12 @@ func (l *LockFile) LaunchSpec(r Requirement, logger hclog.Logger) (LaunchSpec, e
 		return LaunchSpec{}, fmt.Errorf("plugin %s is not in %s; run `upshift init`", r.Name, LockFileName)
 	}
 	path, err := Resolve(r)
-	if err != nil {
+	var nf *NotFoundError
+	if errors.As(err, &nf) {
 		return LaunchSpec{}, fmt.Errorf("%w\n(%s pins plugin %s; upshift looks for its binary only in the trusted plugin folders)", err, LockFileName, r.Name)
+	}
+	if err != nil {
+		return LaunchSpec{}, err
 	}
 	return LaunchSpec{Name: r.Name, Path: path, SHA256: p.SHA256, Logger: logger}, nil
 }
