@@ -570,7 +570,7 @@ func decodePlugin(b *hcl.Block) (*PluginBlock, hcl.Diagnostics) {
 		}
 	}
 	if a, ok := content.Attributes["source"]; ok && pl.Source == "" {
-		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid source", Detail: "source is the plugin binary's file name, or a path to it or to the folder holding it; it cannot be empty.", Subject: a.Expr.Range().Ptr()})
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid source", Detail: "source is the plugin binary's file name, found in the trusted plugin folders (never a path: a playbook does not choose which binary runs); it cannot be empty.", Subject: a.Expr.Range().Ptr()})
 	}
 	if pl.Source == "" {
 		pl.Source = "upshift-plugin-" + name

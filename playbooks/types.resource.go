@@ -1,6 +1,7 @@
 package playbooks
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/hashicorp/hcl/v2"
@@ -67,12 +68,20 @@ func (pb *Playbook) decodeResourceBody(h *resourceHeader, schemas SchemaSource) 
 	pl := pb.Plugins[r.PluginName]
 	sch, err := schemas(pl, kind)
 	if err != nil {
-		return nil, append(diags, &hcl.Diagnostic{
+		d := &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "Cannot load plugin schema",
 			Detail:   fmt.Sprintf("The schema of plugin %q for %s %q could not be read: %s.", r.PluginName, kind, r.Name, err),
 			Subject:  content.Attributes["plugin"].Expr.Range().Ptr(),
-		})
+		}
+		// An error that knows what it is (an unknown plugin) titles the
+		// diagnostic itself.
+		var titled interface{ Summary() string }
+		if errors.As(err, &titled) {
+			d.Summary = titled.Summary()
+			d.Detail = fmt.Sprintf("%s %q: %s.", kind, r.Name, err)
+		}
+		return nil, append(diags, d)
 	}
 	if sch.Kind != kind {
 		return nil, append(diags, &hcl.Diagnostic{

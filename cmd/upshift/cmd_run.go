@@ -31,11 +31,12 @@ func newInitCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "init DIR",
 		Short: "Find the plugins a playbook uses and pin their checksums in DIR/upshift.lock.hcl",
-		Long: `init finds each plugin the playbook names (its plugin block's source, then
-DIR/.upshift/plugins, the folder of the upshift binary, ./bin, then PATH),
-starts it once to check it is a valid upshift plugin, and writes its path,
-version and SHA-256 to DIR/upshift.lock.hcl. upshift run starts only binaries
-whose checksum matches that file.`,
+		Long: `init finds each plugin the playbook names in the trusted plugin folders only
+(each folder of $UPSHIFT_PLUGIN_PATH, the folder of the upshift binary,
+$XDG_DATA_HOME/upshift/plugins, ~/.upshift/plugins; never the playbook
+folder, ./bin or PATH), starts it once to check it is a valid upshift plugin,
+and writes its name, version and SHA-256 (no path) to DIR/upshift.lock.hcl.
+upshift run starts only binaries whose checksum matches that file.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := args[0]

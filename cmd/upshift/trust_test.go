@@ -84,7 +84,7 @@ func TestMisspeltPluginIsADiagnostic(t *testing.T) {
 	require.NoError(t, os.WriteFile(main, []byte(strings.Replace(string(src), `plugin = "testkit"`, `plugin = "testkti"`, 1)), 0o644))
 	code, _, stderr := runCLI("validate", dir)
 	assert.Equal(t, exitInvalid, code)
-	assert.Contains(t, stderr, "main.hcl:3:12: error: ")
+	assert.Contains(t, stderr, "main.hcl:3:12: error: Unknown plugin")
 	assert.Contains(t, stderr, `plugin = "testkti"`, "the source line is shown")
 	assert.Contains(t, stderr, `unknown plugin "testkti"`)
 	assert.Contains(t, stderr, `did you mean "testkit"?`)

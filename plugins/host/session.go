@@ -223,8 +223,18 @@ func (s *Session) checkKnown(r Requirement, lf *LockFile, known *[]string) error
 	if sug := Suggest(r.Name, *known); sug != "" {
 		msg += fmt.Sprintf(" (did you mean %q?)", sug)
 	}
-	return fmt.Errorf("%s; the plugin folders are %s, and $%s adds more", msg, strings.Join(TrustedDirs(), ", "), PluginPathEnv)
+	return &UnknownPluginError{msg: fmt.Sprintf("%s; the plugin folders are %s, and $%s adds more", msg, strings.Join(TrustedDirs(), ", "), PluginPathEnv)}
 }
+
+// UnknownPluginError: a playbook names a plugin that no trusted folder
+// has, the lock file does not name and upshift does not ship (a typo,
+// most often). Summary gives the diagnostic its title.
+type UnknownPluginError struct{ msg string }
+
+func (e *UnknownPluginError) Error() string { return e.msg }
+
+// Summary is the title of the diagnostic that reports it.
+func (e *UnknownPluginError) Summary() string { return "Unknown plugin" }
 
 // Pinned reports whether the session found a lock file; false means it
 // started nothing and answers with the kinds' contracts.
