@@ -290,7 +290,8 @@ func (p *PluginSchema) Validate() error {
 		if a.Result != nil && len(a.Result.Blocks) > 0 {
 			return fmt.Errorf("action %s result: a result is a value and has no blocks; use an attribute of object type", name)
 		}
-		if a.Undo != "" && p.Actions[a.Undo] == nil {
+		if a.Undo != "" && p.Actions[a.Undo] == nil && ContractAction(p.Kind, a.Undo) == nil {
+			// (A missing standard action is CheckContract's to report.)
 			return fmt.Errorf("action %s names undo action %q, which does not exist", name, a.Undo)
 		}
 		if a.Probe && a.Undo != "" {
