@@ -225,7 +225,22 @@ func (l *LB) probeAll(ctx context.Context, u *nginxctl.Upstream) []ServerStatus 
 	return out
 }
 
-var _ lbkit.Backend = (*LB)(nil)
+var (
+	_ lbkit.Backend = (*LB)(nil)
+	_ lbkit.Pinger  = (*LB)(nil)
+)
+
+// Ping says whether nginx's master process runs: Servers answers from the
+// upstream file and the servers' health URLs without asking nginx, so a
+// stopped nginx would pass preflight and fail the run's first drain.
+func (l *LB) Ping(context.Context) error {
+	ctl, err := l.ctlFor()
+	if err != nil {
+		return err
+	}
+	_, err = ctl.Master()
+	return err
+}
 
 // Servers is Status as the contract's status action reports it; nginx
 // (open source) does not count sessions per server.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -94,4 +95,14 @@ func TestPreflightNginxDoesNotAnswer(t *testing.T) {
 	resp, _ = call(t, p, "preflight", preflightArgs(-1, -1, "node-1"))
 	require.True(t, resp.Diagnostics.HasErrors())
 	assert.Equal(t, "the load balancer does not answer: upstream file "+l.inst.Upstream+" has no upstream nope (it has: app)", resp.Diagnostics[0].Detail)
+
+	// nginx not running (its pid file names no process): the upstream file
+	// and the servers answer, nginx does not, and the first drain would
+	// fail, so preflight says so now.
+	gone := t.TempDir() + "/nginx.pid"
+	p = l.provider(t, map[string]cty.Value{"pid_file": cty.StringVal(gone)})
+	resp, _ = call(t, p, "preflight", preflightArgs(-1, -1, "node-1"))
+	require.True(t, resp.Diagnostics.HasErrors())
+	assert.True(t, strings.HasPrefix(resp.Diagnostics[0].Detail, "the load balancer does not answer: "), resp.Diagnostics[0].Detail)
+	assert.Contains(t, resp.Diagnostics[0].Detail, gone)
 }
