@@ -86,6 +86,7 @@ func (x *execution) runInstance(ctx context.Context, inst *StepInstance) error {
 	}
 	wireArgs, _ := args.UnmarkDeep()
 	shownArgs := redactedJSON(args, action.Args)
+	sc := x.scrubberFor(inst, args)
 	provider := x.opts.Providers[s.Run.Resource.Address()]
 	if provider == nil {
 		return fail(fmt.Errorf("no plugin instance for %s", s.Run.Resource.Address()), 0, shownArgs)
@@ -106,7 +107,7 @@ func (x *execution) runInstance(ctx context.Context, inst *StepInstance) error {
 		case chk.State == plugins.CheckNotApplied:
 			// Safe to run.
 		default:
-			return fail(fmt.Errorf("%s was in flight when the previous run stopped, its action %s is not idempotent, and its plugin cannot tell whether it took effect (%s). Check the system, then run again with --rerun '%s' to run it again", inst.Addr, s.Run, orUnknown(chk.Detail), inst.Addr), p.Attempts, shownArgs)
+			return fail(fmt.Errorf("%s was in flight when the previous run stopped, its action %s is not idempotent, and its plugin cannot tell whether it took effect (%s). Check the system, then run again with --rerun '%s' to run it again", inst.Addr, s.Run, orUnknown(sc.scrub(chk.Detail)), inst.Addr), p.Attempts, shownArgs)
 		}
 	}
 	// A non-idempotent step that failed may still have taken effect: its
@@ -153,7 +154,7 @@ func (x *execution) runInstance(ctx context.Context, inst *StepInstance) error {
 			e.Type = StepStarted
 			x.emit(e)
 		}
-		res, err := x.invoke(ctx, inst, provider, wireArgs, attempt)
+		res, err := x.invoke(ctx, inst, provider, wireArgs, attempt, sc)
 		if err == nil {
 			return x.finish(inst, res, started, attempt, shownArgs, "")
 		}
@@ -194,7 +195,7 @@ func nextDelay(d time.Duration, r playbooks.Retry) time.Duration {
 }
 
 // invoke calls the action once, under the step's timeout.
-func (x *execution) invoke(ctx context.Context, inst *StepInstance, p plugins.Provider, args cty.Value, attempt int) (cty.Value, error) {
+func (x *execution) invoke(ctx context.Context, inst *StepInstance, p plugins.Provider, args cty.Value, attempt int, sc scrubber) (cty.Value, error) {
 	s := inst.Step
 	if s.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -205,12 +206,15 @@ func (x *execution) invoke(ctx context.Context, inst *StepInstance, p plugins.Pr
 		Action: s.Run.Action.Name,
 		Args:   args,
 		Progress: func(line string) {
-			x.emit(Event{Type: StepProgress, Address: inst.Addr, Action: s.Run.String(), Key: inst.Key, Attempt: attempt, Message: line})
+			x.emit(Event{Type: StepProgress, Address: inst.Addr, Action: s.Run.String(), Key: inst.Key, Attempt: attempt, Message: sc.scrub(line)})
 		},
 	})
 	if resp.Diagnostics.HasErrors() {
 		// An argument the plugin blames is named with its line in the playbook.
 		err := diagsError(resp.Diagnostics.HCL(s.With))
+		if scrubbed := sc.scrub(err.Error()); scrubbed != err.Error() {
+			err = errors.New(scrubbed)
+		}
 		if s.Timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("timed out after %s: %w", s.Timeout, err)
 		}

@@ -128,6 +128,8 @@ type execution struct {
 	ponrAt string
 	// guards are the rollouts' traffic guards, by rollout name (guard.go).
 	guards map[string]*guard
+	// varSecrets are the sensitive variables' string values (scrub.go).
+	varSecrets map[string]bool
 }
 
 // Run executes g: it walks the graph with bounded parallelism, runs each
