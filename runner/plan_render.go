@@ -59,7 +59,7 @@ func (p *Plan) WriteText(out io.Writer) error {
 			if b != lastBatch {
 				fmt.Fprintf(w, "\nrollout %q batch %d of %d: %s (on_failure = %s)\n", r.Name, inst.Batch, len(p.Graph.Items[r.Name]), strings.Join(p.Graph.Items[r.Name][inst.Batch-1], ", "), r.OnFailure)
 				if g := r.Guard; g != nil && inst.Batch == 1 {
-					fmt.Fprintf(w, "      guard: %s.metrics every %s, %s; broken -> on_failure\n", g.Metrics.Address(), g.Interval, g.Budgets())
+					fmt.Fprintf(w, "      guard: %s every %s, %s; broken -> on_failure\n", g.Source(), g.Interval, g.Budgets())
 				}
 				lastBatch = b
 			}
