@@ -2,6 +2,7 @@ package playbooks
 
 import (
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -18,10 +19,11 @@ import (
 // instance ends, and when the errors the load balancer counted over the
 // last Window break a budget it applies the rollout's on_failure at once.
 //
-// Errors are http_5xx + connection_errors + response_errors. A budget is
-// unset when negative.
+// Errors are http_5xx + connection_errors + response_errors, plus the
+// failed requests of its probes. A budget is unset when negative.
 type Guard struct {
-	// Metrics is the load_balancer resource whose metrics action is sampled.
+	// Metrics is the load_balancer resource whose metrics action is
+	// sampled; nil when the guard has only probes.
 	Metrics *Resource
 	// Action is Metrics' metrics action.
 	Action *schema.Action
@@ -38,7 +40,52 @@ type Guard struct {
 	// once the window holds at least MinRequests requests.
 	MaxErrorRate float64
 	MinRequests  int
-	DeclRange    hcl.Range
+	// Probes are URLs the guard requests itself, through the load
+	// balancer, from the rollout's first instance start until its end;
+	// their failures count as errors and their requests as requests.
+	Probes    []*GuardProbe
+	DeclRange hcl.Range
+}
+
+// GuardProbe is a guard's `probe` block: a URL requested every Every.
+type GuardProbe struct {
+	URL     string
+	Every   time.Duration
+	Timeout time.Duration
+	// Expect are the status codes that count as success; nil for any 2xx
+	// or 3xx (redirects are not followed).
+	Expect    []int
+	DeclRange hcl.Range
+}
+
+// Succeeded reports whether a probe answered with code succeeded.
+func (p *GuardProbe) Succeeded(code int) bool {
+	if p.Expect == nil {
+		return code >= 200 && code < 400
+	}
+	for _, c := range p.Expect {
+		if c == code {
+			return true
+		}
+	}
+	return false
+}
+
+// Source says what the guard watches, for plans: "load_balancer.front.metrics",
+// "2 probes" or both.
+func (g *Guard) Source() string {
+	var parts []string
+	if g.Metrics != nil {
+		parts = append(parts, g.Metrics.Address()+".metrics")
+	}
+	switch len(g.Probes) {
+	case 0:
+	case 1:
+		parts = append(parts, "probe "+g.Probes[0].URL)
+	default:
+		parts = append(parts, fmt.Sprintf("%d probes", len(g.Probes)))
+	}
+	return strings.Join(parts, " and ")
 }
 
 // Guard defaults.
@@ -49,11 +96,16 @@ const (
 	// MinGuardInterval is the shortest sampling period a guard takes: a
 	// load balancer asked more often spends its time answering.
 	MinGuardInterval = 100 * time.Millisecond
+	// Probe defaults; MinProbeEvery is the shortest period between a
+	// probe's requests.
+	DefaultProbeEvery   = time.Second
+	DefaultProbeTimeout = 2 * time.Second
+	MinProbeEvery       = 10 * time.Millisecond
 )
 
 var guardSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
-		{Name: "metrics", Required: true},
+		{Name: "metrics"},
 		{Name: "interval"},
 		{Name: "window"},
 		{Name: "max_errors"},
@@ -61,6 +113,89 @@ var guardSchema = &hcl.BodySchema{
 		{Name: "max_error_rate"},
 		{Name: "min_requests"},
 	},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "probe"}},
+}
+
+var probeSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "url", Required: true},
+		{Name: "every"},
+		{Name: "expect"},
+		{Name: "timeout"},
+	},
+}
+
+func (pb *Playbook) decodeProbe(b *hcl.Block) (*GuardProbe, hcl.Diagnostics) {
+	p := &GuardProbe{Every: DefaultProbeEvery, Timeout: DefaultProbeTimeout, DeclRange: b.DefRange}
+	content, diags := b.Body.Content(probeSchema)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	bad := func(rng hcl.Range, summary, detail string) {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: rng.Ptr()})
+	}
+	a := content.Attributes["url"]
+	var s string
+	if ds := decodeStaticString(a, &s); ds.HasErrors() {
+		diags = append(diags, ds...)
+	} else if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad(a.Expr.Range(), "Invalid probe url", fmt.Sprintf("url is the http:// or https:// address the probe requests through the load balancer, such as \"http://lb.example:8080/healthz\"; %q is not.", s))
+	} else {
+		p.URL = s
+	}
+	if a, ok := content.Attributes["every"]; ok {
+		d, ds := decodeDuration(a)
+		diags = append(diags, ds...)
+		if !ds.HasErrors() {
+			if d < MinProbeEvery {
+				bad(a.Expr.Range(), "Invalid probe every", fmt.Sprintf("every is how often the probe requests its url: at least %s, not %s.", MinProbeEvery, d))
+			} else {
+				p.Every = d
+			}
+		}
+	}
+	if a, ok := content.Attributes["timeout"]; ok {
+		d, ds := decodeDuration(a)
+		diags = append(diags, ds...)
+		if !ds.HasErrors() {
+			if d <= 0 {
+				bad(a.Expr.Range(), "Invalid probe timeout", "timeout is how long a probe's request may take before it counts as failed: more than 0s.")
+			} else {
+				p.Timeout = d
+			}
+		}
+	}
+	if a, ok := content.Attributes["expect"]; ok {
+		v, ds := a.Expr.Value(pb.EvalContext(nil))
+		diags = append(diags, ds...)
+		if !ds.HasErrors() {
+			v, _ = v.Unmark()
+			codes, ok := statusCodes(v)
+			if !ok {
+				bad(a.Expr.Range(), "Invalid probe expect", "expect lists the HTTP status codes that count as success, each a whole number from 100 to 599, such as [200, 204].")
+			} else {
+				p.Expect = codes
+			}
+		}
+	}
+	return p, diags
+}
+
+// statusCodes reads a non-empty list of HTTP status codes.
+func statusCodes(v cty.Value) ([]int, bool) {
+	if v.IsNull() || !v.IsKnown() || !(v.Type().IsListType() || v.Type().IsTupleType() || v.Type().IsSetType()) || v.LengthInt() == 0 {
+		return nil, false
+	}
+	codes := []int{}
+	for it := v.ElementIterator(); it.Next(); {
+		_, e := it.Element()
+		n, ok := wholeNumber(e)
+		if !ok || n < 100 || n > 599 {
+			return nil, false
+		}
+		codes = append(codes, n)
+	}
+	return codes, true
 }
 
 func (pb *Playbook) decodeGuard(b *hcl.Block) (*Guard, hcl.Diagnostics) {
@@ -73,7 +208,30 @@ func (pb *Playbook) decodeGuard(b *hcl.Block) (*Guard, hcl.Diagnostics) {
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: rng.Ptr()})
 	}
 
-	m := content.Attributes["metrics"]
+	for _, blk := range content.Blocks {
+		p, ds := pb.decodeProbe(blk)
+		diags = append(diags, ds...)
+		if p != nil {
+			g.Probes = append(g.Probes, p)
+		}
+	}
+	m, ok := content.Attributes["metrics"]
+	if !ok {
+		if len(content.Blocks) == 0 {
+			bad(b.DefRange, "Guard without a source", "A guard needs metrics (the load_balancer whose metrics action it samples, such as load_balancer.front), at least one probe block, or both.")
+		}
+		if a, ok := content.Attributes["max_server_errors"]; ok {
+			bad(a.NameRange, "max_server_errors without metrics", "max_server_errors counts the errors of each server, which only the load balancer's metrics tell; set metrics too, or use max_errors.")
+		}
+	}
+	g.decodeMetrics(pb, m, bad)
+	return g.decodeBudgets(pb, b, content, diags)
+}
+
+func (g *Guard) decodeMetrics(pb *Playbook, m *hcl.Attribute, bad func(hcl.Range, string, string)) {
+	if m == nil {
+		return
+	}
 	tr, ds := hcl.AbsTraversalForExpr(m.Expr)
 	var parts []string
 	if !ds.HasErrors() {
@@ -108,7 +266,12 @@ func (pb *Playbook) decodeGuard(b *hcl.Block) (*Guard, hcl.Diagnostics) {
 		}
 		g.Metrics, g.Action = r, a
 	}
+}
 
+func (g *Guard) decodeBudgets(pb *Playbook, b *hcl.Block, content *hcl.BodyContent, diags hcl.Diagnostics) (*Guard, hcl.Diagnostics) {
+	bad := func(rng hcl.Range, summary, detail string) {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: rng.Ptr()})
+	}
 	if a, ok := content.Attributes["interval"]; ok {
 		d, ds := decodeDuration(a)
 		diags = append(diags, ds...)
