@@ -11,6 +11,11 @@
 // written as format 3; before the first sample is appended the snapshot is
 // rewritten as 3, so a log holding samples never follows a snapshot an
 // older upshift would take for one it understands.
+//
+// A guard's probes add `"probes":[...]` to its samples: an optional field
+// of format 3 that an older upshift reading the run ignores (it then sees
+// a probe-only guard's samples as samples without counters, and leaves
+// them out of Rates as it does failed ones), so the format stays 3.
 
 package journal
 
@@ -65,6 +70,18 @@ type Sample struct {
 	// cumulative counters; the others are left out to keep the journal
 	// small.
 	Servers []ServerCounters `json:"servers,omitempty"`
+	// Probes are the guard's probes' cumulative counts since the rollout's
+	// first instance start, one per probe.
+	Probes []ProbeCounts `json:"probes,omitempty"`
+}
+
+// ProbeCounts are a guard's probe's cumulative counts: its requests, and
+// those that failed (an unexpected status, a connection error or a
+// timeout).
+type ProbeCounts struct {
+	URL      string `json:"url"`
+	Requests int64  `json:"requests"`
+	Failed   int64  `json:"failed"`
 }
 
 // RecordSample appends a guard's sample to the run. Like Record it does not

@@ -105,3 +105,32 @@ func TestRatesCountAResetFromZero(t *testing.T) {
 	assert.InDelta(t, 20, rates[0].Requests, 0.01)
 	assert.InDelta(t, 1, rates[0].Errors, 0.01)
 }
+
+// TestProbeCountsAreKept: a probe-only guard's samples (no backend
+// counters) keep their probes' counts through the log and compaction, in
+// format 3, and Rates leaves them out.
+func TestProbeCountsAreKept(t *testing.T) {
+	dir := t.TempDir()
+	j := mustOpen(t, dir)
+	require.NoError(t, j.Begin(&Run{ID: "r1"}))
+	probe := func(at time.Time, req, failed int64) Sample {
+		return Sample{Rollout: "upgrade", At: at, Probes: []ProbeCounts{{URL: "http://lb.example/healthz", Requests: req, Failed: failed}}}
+	}
+	require.NoError(t, j.RecordSample(probe(t0, 5, 0)))
+	require.NoError(t, j.RecordSample(probe(t0.Add(time.Second), 10, 3)))
+	require.NoError(t, j.Sync())
+	snap := filepath.Join(dir, snapshotName)
+	assert.Contains(t, readFile(t, snap), `{"version":3,`)
+	run, err := mustOpen(t, dir).Load()
+	require.NoError(t, err)
+	require.Len(t, run.Samples, 2)
+	assert.Equal(t, []ProbeCounts{{URL: "http://lb.example/healthz", Requests: 10, Failed: 3}}, run.Samples[1].Probes)
+	assert.Nil(t, run.Samples[1].Backend)
+	assert.Empty(t, run.Rates())
+
+	require.NoError(t, j.Finish(Done))
+	run, err = mustOpen(t, dir).Load()
+	require.NoError(t, err)
+	require.Len(t, run.Samples, 2)
+	assert.Equal(t, int64(3), run.Samples[1].Probes[0].Failed)
+}
