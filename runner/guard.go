@@ -5,6 +5,8 @@
 // on_failure at once: no further instance of the rollout starts (each fails
 // with the guard's message), and with on_failure = "rollback" the item it
 // blames is rolled back after the walk, even if all its steps finished.
+// A guard's probes (guard_probe.go) run alongside the sampler: their
+// failed requests count as errors, their requests as requests.
 
 package runner
 
@@ -63,6 +65,8 @@ type guard struct {
 	undone         []string // instances the guard undid at once (drainBlamed)
 	sampleTimeout  time.Duration
 	lastSampleFail string
+	// probes are the guard's probes' states, one per probe block.
+	probes []*probeState
 }
 
 // reading is one successful sample, as the guard computes with it.
@@ -88,7 +92,12 @@ type GuardTrip struct {
 	Breakdown     journal.Counters
 	Samples       int
 	FailedSamples int
-	At            time.Time
+	// Probes are the guard's probes' requests over the window (their
+	// failures are in Value, their requests in Requests); ProbesOnly is
+	// set when the guard has no metrics source.
+	Probes     []ProbeWindow
+	ProbesOnly bool
+	At         time.Time
 	// Blamed is the rollout item the guard blames: the server's item, or
 	// the item most recently enabled; "" when none.
 	Blamed string
@@ -98,8 +107,19 @@ func (t *GuardTrip) Error() string {
 	who := "the backend"
 	if t.Server != "" {
 		who = "server " + t.Server
+	} else if t.ProbesOnly {
+		who = "the probes"
 	}
-	parts := fmt.Sprintf("http_5xx %d, connection_errors %d, response_errors %d", t.Breakdown.HTTP5xx, t.Breakdown.ConnectionErrors, t.Breakdown.ResponseErrors)
+	var parts string
+	if !t.ProbesOnly {
+		parts = fmt.Sprintf("http_5xx %d, connection_errors %d, response_errors %d", t.Breakdown.HTTP5xx, t.Breakdown.ConnectionErrors, t.Breakdown.ResponseErrors)
+	}
+	if t.Server == "" && len(t.Probes) > 0 {
+		if parts != "" {
+			parts += "; "
+		}
+		parts += probesText(t.Probes, t.Window)
+	}
 	var what string
 	if t.Counter == "error rate" {
 		what = fmt.Sprintf("errors on %s were %s%% of its %d requests over the last %s (%d errors: %s), over its budget of %s",
@@ -117,12 +137,18 @@ func (t *GuardTrip) Error() string {
 // newGuards makes a guard for each rollout that has one.
 func (x *execution) newGuards() {
 	for _, r := range x.g.Playbook.Rollouts {
-		if r.Guard == nil || r.Guard.Metrics == nil {
+		if r.Guard == nil || (r.Guard.Metrics == nil && len(r.Guard.Probes) == 0) {
 			continue
 		}
-		g := &guard{x: x, rollout: r, cfg: r.Guard, provider: x.opts.Providers[r.Guard.Metrics.Address()],
+		g := &guard{x: x, rollout: r, cfg: r.Guard,
 			pending: map[string]bool{}, began: map[string]bool{}, enabledAt: map[string]time.Time{}, refused: map[string]bool{}, servers: map[string]string{},
 			last: map[string]int64{}, done: make(chan struct{}), sampleTimeout: max(r.Guard.Interval, 2*time.Second)}
+		if r.Guard.Metrics != nil {
+			g.provider = x.opts.Providers[r.Guard.Metrics.Address()]
+		}
+		for _, p := range r.Guard.Probes {
+			g.probes = append(g.probes, &probeState{cfg: p})
+		}
 		for _, s := range r.Steps {
 			for _, inst := range x.g.ByStep[s.Name] {
 				g.pending[inst.Addr] = true
@@ -321,6 +347,14 @@ func (g *guard) untouched(key string, outcomes map[string]*dag.Outcome) bool {
 
 func (g *guard) loop(ctx context.Context) {
 	defer close(g.done)
+	if len(g.probes) > 0 {
+		probing := make(chan struct{})
+		go func() {
+			defer close(probing)
+			g.runProbes(ctx)
+		}()
+		defer func() { <-probing }() // the probes end with the sampler, before done
+	}
 	t := time.NewTicker(g.cfg.Interval)
 	defer t.Stop()
 	for {
@@ -335,6 +369,10 @@ func (g *guard) loop(ctx context.Context) {
 
 // sample takes one reading, journals it and checks the budgets.
 func (g *guard) sample(ctx context.Context) {
+	if g.cfg.Metrics == nil {
+		g.sampleProbes(ctx)
+		return
+	}
 	sctx, cancel := context.WithTimeout(ctx, g.sampleTimeout)
 	resp := g.provider.Invoke(sctx, plugins.InvokeRequest{Action: g.cfg.Action.Name, Args: cty.EmptyObjectVal})
 	cancel()
@@ -353,10 +391,19 @@ func (g *guard) sample(ctx context.Context) {
 	s := journal.Sample{Rollout: g.rollout.Name, At: now}
 	g.mu.Lock()
 	g.total++
+	s.Probes = g.probeCounts()
 	if err != nil {
 		g.failed++
 		s.Error = err.Error()
+		var trip *GuardTrip
+		if g.trip == nil && len(g.probes) > 0 {
+			trip = g.check() // the probes still count
+			g.trip = trip
+		}
 		g.mu.Unlock()
+		if trip != nil {
+			defer g.tripped(ctx, trip)
+		}
 		g.x.emit(Event{Type: StepProgress, Address: g.rollout.Address(), Message: fmt.Sprintf("traffic guard: sample failed (%s); it does not count against the budget", err)})
 		g.journal(s)
 		return
@@ -387,9 +434,36 @@ func (g *guard) sample(ctx context.Context) {
 	g.mu.Unlock()
 	g.journal(s)
 	if trip != nil {
-		g.x.emit(Event{Type: StepFailed, Address: g.rollout.Address(), Error: trip.Error(), Time: trip.At})
-		g.drainBlamed(context.WithoutCancel(ctx), trip)
+		g.tripped(ctx, trip)
 	}
+}
+
+// sampleProbes is a probe-only guard's sample: the probes' counts,
+// journaled, and the budgets checked.
+func (g *guard) sampleProbes(ctx context.Context) {
+	if ctx.Err() != nil {
+		return
+	}
+	now := time.Now()
+	g.mu.Lock()
+	g.total++
+	s := journal.Sample{Rollout: g.rollout.Name, At: now, Probes: g.probeCounts()}
+	var trip *GuardTrip
+	if g.trip == nil {
+		trip = g.check()
+		g.trip = trip
+	}
+	g.mu.Unlock()
+	g.journal(s)
+	if trip != nil {
+		g.tripped(ctx, trip)
+	}
+}
+
+// tripped says the trip and, under rollback, drains the blamed item.
+func (g *guard) tripped(ctx context.Context, trip *GuardTrip) {
+	g.x.emit(Event{Type: StepFailed, Address: g.rollout.Address(), Error: trip.Error(), Time: trip.At})
+	g.drainBlamed(context.WithoutCancel(ctx), trip)
 }
 
 // drainBlamed, under on_failure = "rollback", takes the blamed item's
@@ -471,13 +545,18 @@ func grew(a, b int64) int64 {
 // check compares the window with the budgets: a server's first (it names
 // the culprit), then the backend's. Caller holds mu.
 func (g *guard) check() *GuardTrip {
-	if len(g.window) < 2 {
+	probes, probeRequests, probeFailed := g.probeWindow(time.Now())
+	if len(g.window) < 2 && probeRequests == 0 {
 		return nil
 	}
 	cfg := g.cfg
 	newTrip := func(counter, server string, value int64, c journal.Counters, budget string) *GuardTrip {
 		t := &GuardTrip{Rollout: g.rollout.Name, Counter: counter, Server: server, Value: value, Requests: c.Requests, Budget: budget,
-			Window: cfg.Window, Breakdown: c, Samples: g.total, FailedSamples: g.failed, At: time.Now()}
+			Window: cfg.Window, Breakdown: c, Samples: g.total, FailedSamples: g.failed, At: time.Now(), ProbesOnly: cfg.Metrics == nil}
+		if server == "" {
+			t.Probes = probes
+			t.Requests += probeRequests
+		}
 		if item, ok := g.servers[server]; ok && server != "" && g.began[item] {
 			t.Blamed = item
 		} else if len(g.enabled) > 0 {
@@ -485,7 +564,7 @@ func (g *guard) check() *GuardTrip {
 		}
 		return t
 	}
-	if cfg.MaxServerErrors >= 0 {
+	if cfg.MaxServerErrors >= 0 && len(g.window) >= 2 {
 		// Only the servers this rollout enabled, from their enable on:
 		// the others run the old version, and may refuse writes (503)
 		// under a read-only mode the run put them in, on purpose.
@@ -510,13 +589,16 @@ func (g *guard) check() *GuardTrip {
 			return newTrip("errors", worst, worstC.Errors(), worstC, fmt.Sprintf("max_server_errors = %d", cfg.MaxServerErrors))
 		}
 	}
+	// The backend's counters, and the probes' requests: a failed probe
+	// request is an error of the window.
 	backend := errorsOf(g.window, func(r reading) (journal.Counters, bool) { return r.backend, true })
-	if cfg.MaxErrors >= 0 && backend.Errors() > int64(cfg.MaxErrors) {
-		return newTrip("errors", "", backend.Errors(), backend, fmt.Sprintf("max_errors = %d", cfg.MaxErrors))
+	errs, requests := backend.Errors()+probeFailed, backend.Requests+probeRequests
+	if cfg.MaxErrors >= 0 && errs > int64(cfg.MaxErrors) {
+		return newTrip("errors", "", errs, backend, fmt.Sprintf("max_errors = %d", cfg.MaxErrors))
 	}
-	if cfg.MaxErrorRate >= 0 && backend.Requests >= int64(cfg.MinRequests) && backend.Requests > 0 &&
-		float64(backend.Errors())*100 > cfg.MaxErrorRate*float64(backend.Requests) {
-		return newTrip("error rate", "", backend.Errors(), backend, fmt.Sprintf("max_error_rate = %s%%", strconv.FormatFloat(cfg.MaxErrorRate, 'f', -1, 64)))
+	if cfg.MaxErrorRate >= 0 && requests >= int64(cfg.MinRequests) && requests > 0 &&
+		float64(errs)*100 > cfg.MaxErrorRate*float64(requests) {
+		return newTrip("error rate", "", errs, backend, fmt.Sprintf("max_error_rate = %s%%", strconv.FormatFloat(cfg.MaxErrorRate, 'f', -1, 64)))
 	}
 	return nil
 }

@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/upshift-dev/upshift/plugins"
 	"github.com/upshift-dev/upshift/runner"
 	"github.com/upshift-dev/upshift/runner/journal"
 	"github.com/upshift-dev/upshift/schema"
@@ -161,11 +166,11 @@ func (l *lbCounters) Calls() int {
 	return l.calls
 }
 
-// guardLoops counts the goroutines sampling for a guard.
+// guardLoops counts the goroutines sampling or probing for a guard.
 func guardLoops() int {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
-	return strings.Count(string(buf), "runner.(*guard).loop")
+	return strings.Count(string(buf), "runner.(*guard).loop") + strings.Count(string(buf), "runner.(*guard).probe")
 }
 
 // noGuardLoops asserts, within a bounded wait, that no guard samples any
@@ -474,4 +479,221 @@ func TestServerBudgetCountsEnabledServersOnly(t *testing.T) {
 			noGuardLoops(t)
 		})
 	}
+}
+
+// probeServer is a loopback HTTP server a guard's probes request: it
+// answers status (200 until set), counts the requests, and signals each.
+type probeServer struct {
+	*httptest.Server
+	status   atomic.Int32
+	requests atomic.Int64
+	hit      chan struct{}
+}
+
+func newProbeServer(t *testing.T) *probeServer {
+	p := &probeServer{hit: make(chan struct{}, 1)}
+	p.status.Store(http.StatusOK)
+	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		p.requests.Add(1)
+		select {
+		case p.hit <- struct{}{}:
+		default:
+		}
+		w.WriteHeader(int(p.status.Load()))
+	}))
+	t.Cleanup(p.Close)
+	return p
+}
+
+// waitRequests waits, bounded, until the server has answered n requests.
+func (p *probeServer) waitRequests(t *testing.T, n int64) {
+	deadline := time.After(10 * time.Second)
+	for p.requests.Load() < n {
+		select {
+		case <-p.hit:
+		case <-deadline:
+			t.Errorf("only %d probe requests", p.requests.Load())
+			return
+		}
+	}
+}
+
+// tripWatch records the events and closes tripped when a guard trips.
+type tripWatch struct {
+	rec     *recorder
+	once    sync.Once
+	tripped chan struct{}
+}
+
+func (w *tripWatch) Emit(e runner.Event) {
+	w.rec.Emit(e)
+	if e.Type == runner.StepFailed && e.Address == "rollout.up" {
+		w.once.Do(func() { close(w.tripped) })
+	}
+}
+
+func (w *tripWatch) wait(t *testing.T) {
+	select {
+	case <-w.tripped:
+	case <-time.After(10 * time.Second):
+		t.Error("the guard did not trip")
+	}
+}
+
+// runWatched runs f as f.run does, its events through w.
+func runWatched(f *fixture, w *tripWatch) (*runner.Result, error) {
+	opts := runner.Options{Journal: f.j, Events: w,
+		Providers: map[string]plugins.Provider{"load_balancer.front": f.lb, "database.main": f.db, "node_pool.cluster": f.nodes}}
+	return runner.Run(context.Background(), f.graph, opts)
+}
+
+// probeOnly is the guarded rollout without a metrics source: %s is
+// on_failure, the second %s the budgets and probes.
+var probeOnly = strings.Replace(guarded, "    metrics  = load_balancer.front\n", "", 1)
+
+func probeBlock(url, extra string) string {
+	return fmt.Sprintf("probe {\n      url   = %q\n      every = \"10ms\"\n      %s\n    }", url, extra)
+}
+
+// TestProbeFailuresTripTheGuard: a guard with only a probe; the server
+// behind it answers 503 from n1's enable on; the failed probe requests
+// break max_errors, the message names the probe, and n2 is refused.
+func TestProbeFailuresTripTheGuard(t *testing.T) {
+	srv := newProbeServer(t)
+	url := srv.URL + "/healthz"
+	f := newFixture(t, fmt.Sprintf(probeOnly, "halt", "max_errors = 3\n    "+probeBlock(url, "")))
+	w := &tripWatch{rec: &recorder{}, tripped: make(chan struct{})}
+	f.lb.InvokeFn = func(_ context.Context, action string, args cty.Value) (cty.Value, error) {
+		if action == "enable" && args.GetAttr("server").AsString() == "n1" {
+			srv.status.Store(http.StatusServiceUnavailable)
+			w.wait(t)
+		}
+		return cty.NilVal, nil
+	}
+	res, err := runWatched(f, w)
+	require.ErrorIs(t, err, runner.ErrRunFailed)
+	trip := res.Guards["up"]
+	require.NotNil(t, trip)
+	assert.True(t, trip.ProbesOnly)
+	assert.Equal(t, "errors", trip.Counter)
+	assert.Greater(t, trip.Value, int64(3))
+	require.Len(t, trip.Probes, 1)
+	assert.Equal(t, trip.Value, trip.Probes[0].Failed)
+	require.Equal(t, []string{`step.drain["n2"]`}, res.Failed)
+	msg := res.Outcomes[`step.drain["n2"]`].Err.Error()
+	assert.Regexp(t, `^not started: the traffic guard of rollout "up" halted it: the probes counted \d+ errors \(probe `+regexp.QuoteMeta(url)+`: \d+ failed of \d+ over 10s \(last: status 503 Service Unavailable\)\) over the last 10s, over its budget of max_errors = 3; no item to blame; 0 of \d+ samples failed$`, msg)
+
+	// The probe's counts are in the journal's samples.
+	run, err := f.j.Load()
+	require.NoError(t, err)
+	require.NotEmpty(t, run.Samples)
+	last := run.Samples[len(run.Samples)-1]
+	require.Len(t, last.Probes, 1)
+	assert.Equal(t, url, last.Probes[0].URL)
+	assert.Greater(t, last.Probes[0].Failed, int64(3))
+	assert.GreaterOrEqual(t, last.Probes[0].Requests, last.Probes[0].Failed)
+	assert.Nil(t, last.Backend)
+	noGuardLoops(t)
+}
+
+// TestProbeConnectionErrorsTripTheGuard: a probe whose URL answers
+// nothing (a closed loopback port) fails each request; with the load
+// balancer's counters clean, the guard still trips, on the probe.
+func TestProbeConnectionErrorsTripTheGuard(t *testing.T) {
+	srv := newProbeServer(t)
+	url := srv.URL + "/healthz"
+	srv.Close() // nothing listens there any more
+	f := newFixture(t, fmt.Sprintf(guarded, "halt", "max_errors = 2\n    "+probeBlock(url, `timeout = "1s"`)))
+	lb := newLBCounters()
+	w := &tripWatch{rec: &recorder{}, tripped: make(chan struct{})}
+	f.lb.InvokeFn = func(_ context.Context, action string, args cty.Value) (cty.Value, error) {
+		switch {
+		case action == "metrics":
+			return lb.metrics()
+		case action == "enable" && args.GetAttr("server").AsString() == "n1":
+			w.wait(t)
+		}
+		return cty.NilVal, nil
+	}
+	res, err := runWatched(f, w)
+	require.ErrorIs(t, err, runner.ErrRunFailed)
+	trip := res.Guards["up"]
+	require.NotNil(t, trip)
+	assert.False(t, trip.ProbesOnly)
+	assert.Zero(t, trip.Breakdown.Errors(), "the load balancer counted no error")
+	assert.Contains(t, trip.Error(), "the backend counted ")
+	assert.Contains(t, trip.Error(), "(http_5xx 0, connection_errors 0, response_errors 0; probe "+url+": ")
+	assert.Contains(t, trip.Error(), "connection refused")
+	noGuardLoops(t)
+}
+
+// TestProbeSuccessesDoNotTrip: the probe's requests succeed; with a
+// budget of no error at all, the guard, sampling the load balancer too,
+// does not trip, and the journal's samples count the probe's requests.
+func TestProbeSuccessesDoNotTrip(t *testing.T) {
+	srv := newProbeServer(t)
+	url := srv.URL + "/healthz"
+	f := newFixture(t, fmt.Sprintf(guarded, "halt", "max_errors = 0\n    max_error_rate = \"0%\"\n    min_requests = 1\n    "+probeBlock(url, "expect = [200]")))
+	lb := newLBCounters()
+	f.lb.InvokeFn = func(_ context.Context, action string, args cty.Value) (cty.Value, error) {
+		switch {
+		case action == "metrics":
+			return lb.metrics()
+		case action == "enable" && args.GetAttr("server").AsString() == "n1":
+			srv.waitRequests(t, 5)
+			lb.goBad("none") // only counts the calls
+			lb.waitCalls(t, 3)
+		}
+		return cty.NilVal, nil
+	}
+	res, err, _ := f.run(runner.Options{})
+	require.NoError(t, err)
+	assert.Equal(t, journal.Done, res.Status)
+	assert.Empty(t, res.Guards)
+	run, err := f.j.Load()
+	require.NoError(t, err)
+	var most int64
+	for _, s := range run.Samples {
+		require.Len(t, s.Probes, 1)
+		assert.Zero(t, s.Probes[0].Failed)
+		most = max(most, s.Probes[0].Requests)
+	}
+	assert.GreaterOrEqual(t, most, int64(5), "the samples after the probe's requests count them")
+	noGuardLoops(t)
+}
+
+// TestProbesStopWhenTheRolloutEnds: a probe-only guard; a step after the
+// rollout sees no probe or sampler goroutine left.
+func TestProbesStopWhenTheRolloutEnds(t *testing.T) {
+	srv := newProbeServer(t)
+	f := newFixture(t, fmt.Sprintf(probeOnly, "halt", "max_errors = 5\n    "+probeBlock(srv.URL+"/healthz", ""))+`
+step "after" {
+  run        = node_pool.cluster.exec
+  depends_on = [rollout.up]
+  with {
+    node    = "n1"
+    command = ["true"]
+  }
+}
+`)
+	f.lb.InvokeFn = func(_ context.Context, action string, args cty.Value) (cty.Value, error) {
+		if action == "enable" && args.GetAttr("server").AsString() == "n1" {
+			srv.waitRequests(t, 3) // the probe ran while the rollout did
+		}
+		return cty.NilVal, nil
+	}
+	loopsDuring := -1
+	f.nodes.InvokeFn = func(_ context.Context, action string, _ cty.Value) (cty.Value, error) {
+		if action == "exec" {
+			loopsDuring = guardLoops()
+		}
+		return cty.NilVal, nil
+	}
+	assert.Zero(t, guardLoops())
+	res, err, _ := f.run(runner.Options{})
+	require.NoError(t, err)
+	assert.Equal(t, journal.Done, res.Status)
+	assert.Zero(t, loopsDuring, "the probes stopped when the rollout's last instance ended")
+	assert.GreaterOrEqual(t, srv.requests.Load(), int64(3))
+	noGuardLoops(t)
 }
