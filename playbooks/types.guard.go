@@ -71,6 +71,15 @@ func (p *GuardProbe) Succeeded(code int) bool {
 	return false
 }
 
+// Redacted is the probe's URL with its password, if any, replaced by
+// xxxxx, for plans and messages.
+func (p *GuardProbe) Redacted() string {
+	if u, err := url.Parse(p.URL); err == nil {
+		return u.Redacted()
+	}
+	return p.URL
+}
+
 // Source says what the guard watches, for plans: "load_balancer.front.metrics",
 // "2 probes" or both.
 func (g *Guard) Source() string {
@@ -81,7 +90,7 @@ func (g *Guard) Source() string {
 	switch len(g.Probes) {
 	case 0:
 	case 1:
-		parts = append(parts, "probe "+g.Probes[0].URL)
+		parts = append(parts, "probe "+g.Probes[0].Redacted())
 	default:
 		parts = append(parts, fmt.Sprintf("%d probes", len(g.Probes)))
 	}

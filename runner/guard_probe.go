@@ -24,6 +24,9 @@ import (
 // probeState is what a probe has seen. Guarded by the guard's mu.
 type probeState struct {
 	cfg *playbooks.GuardProbe
+	// name is the URL as messages and the journal show it, its password
+	// (if any) replaced by xxxxx.
+	name string
 	// results are the requests of the last window, oldest first.
 	results []probeResult
 	// requests and failed count every request since the probe began.
@@ -125,7 +128,7 @@ type ProbeWindow struct {
 func (g *guard) probeWindow(now time.Time) (out []ProbeWindow, requests, failed int64) {
 	for _, st := range g.probes {
 		st.prune(now, g.cfg.Window)
-		w := ProbeWindow{URL: st.cfg.URL, LastError: st.lastError}
+		w := ProbeWindow{URL: st.name, LastError: st.lastError}
 		for _, r := range st.results {
 			w.Requests++
 			if r.failed {
@@ -144,7 +147,7 @@ func (g *guard) probeWindow(now time.Time) (out []ProbeWindow, requests, failed 
 func (g *guard) probeCounts() []journal.ProbeCounts {
 	var out []journal.ProbeCounts
 	for _, st := range g.probes {
-		out = append(out, journal.ProbeCounts{URL: st.cfg.URL, Requests: st.requests, Failed: st.failed})
+		out = append(out, journal.ProbeCounts{URL: st.name, Requests: st.requests, Failed: st.failed})
 	}
 	return out
 }
@@ -161,4 +164,8 @@ func probesText(probes []ProbeWindow, window time.Duration) string {
 		parts = append(parts, s)
 	}
 	return strings.Join(parts, "; ")
+}
+
+func newProbeState(p *playbooks.GuardProbe) *probeState {
+	return &probeState{cfg: p, name: p.Redacted()}
 }

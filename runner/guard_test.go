@@ -697,3 +697,46 @@ step "after" {
 	assert.GreaterOrEqual(t, srv.requests.Load(), int64(3))
 	noGuardLoops(t)
 }
+
+// TestProbeRequestsCountInTheErrorRate: a probe-only guard with a rate
+// budget; the probe's requests are the window's requests, its failures
+// the errors; the message says the rate; the password in the probe's URL
+// is not shown. A plan shows the probe as the guard's source.
+func TestProbeRequestsCountInTheErrorRate(t *testing.T) {
+	srv := newProbeServer(t)
+	url := strings.Replace(srv.URL, "http://", "http://probe:s3cret@", 1) + "/healthz"
+	f := newFixture(t, fmt.Sprintf(probeOnly, "halt", "max_error_rate = \"50%\"\n    min_requests = 4\n    "+probeBlock(url, "expect = [204]")))
+	p, diags := runner.MakePlan(f.graph)
+	require.False(t, diags.HasErrors(), diags.Error())
+	var b strings.Builder
+	require.NoError(t, p.WriteText(&b))
+	assert.NotContains(t, b.String(), "s3cret")
+	assert.Contains(t, b.String(), "      guard: probe "+strings.Replace(url, "s3cret", "xxxxx", 1)+" every 100ms, max_error_rate 50% (from 4 requests) over 10s; broken -> on_failure\n")
+
+	w := &tripWatch{rec: &recorder{}, tripped: make(chan struct{})}
+	f.lb.InvokeFn = func(_ context.Context, action string, args cty.Value) (cty.Value, error) {
+		if action == "enable" && args.GetAttr("server").AsString() == "n1" {
+			w.wait(t) // 200 is not the 204 expected: every request fails
+		}
+		return cty.NilVal, nil
+	}
+	res, err := runWatched(f, w)
+	require.ErrorIs(t, err, runner.ErrRunFailed)
+	trip := res.Guards["up"]
+	require.NotNil(t, trip)
+	assert.Equal(t, "error rate", trip.Counter)
+	assert.GreaterOrEqual(t, trip.Requests, int64(4))
+	assert.Equal(t, trip.Requests, trip.Value, "every probe request failed")
+	msg := trip.Error()
+	assert.Contains(t, msg, "errors on the probes were 100.0% of its ")
+	assert.Contains(t, msg, "(last: status 200 OK)")
+	assert.NotContains(t, msg, "s3cret")
+	run, err := f.j.Load()
+	require.NoError(t, err)
+	for _, s := range run.Samples {
+		for _, pc := range s.Probes {
+			assert.NotContains(t, pc.URL, "s3cret")
+		}
+	}
+	noGuardLoops(t)
+}
