@@ -147,7 +147,7 @@ func (x *execution) newGuards() {
 			g.provider = x.opts.Providers[r.Guard.Metrics.Address()]
 		}
 		for _, p := range r.Guard.Probes {
-			g.probes = append(g.probes, &probeState{cfg: p})
+			g.probes = append(g.probes, newProbeState(p))
 		}
 		for _, s := range r.Steps {
 			for _, inst := range x.g.ByStep[s.Name] {
