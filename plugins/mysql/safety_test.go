@@ -20,7 +20,11 @@ import (
 func TestOptionFileTakesAnyPassword(t *testing.T) {
 	a, admin := newA(t)
 	user := strings.Replace(a, "upshift_test_", "q", 1)
-	pw := "p#w;'\"\\x\nhost=203.0.113.1\n[mysqldump]\nresult-file=/tmp/owned "
+	// The file an injected option would make: the test's own, so that a
+	// run of an older (injectable) upshift leaves nothing that fails this
+	// one.
+	owned := filepath.Join(t.TempDir(), "owned")
+	pw := "p#w;'\"\\x\nhost=203.0.113.1\n[mysqldump]\nresult-file=" + owned + " "
 	lit := strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(pw)
 	_, err := admin.Exec("CREATE USER '" + user + "'@'%' IDENTIFIED BY '" + lit + "'")
 	require.NoError(t, err)
@@ -52,7 +56,7 @@ func TestOptionFileTakesAnyPassword(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, want, fi.Mode().Perm(), p)
 	}
-	assert.NoFileExists(t, "/tmp/owned")
+	assert.NoFileExists(t, owned)
 }
 
 // The DSN's tls reaches the dump and restore tools' option file.
