@@ -143,14 +143,14 @@ func (x *execution) returnToStart(ctx context.Context, outcomes map[string]*dag.
 			rep.Kept = append(rep.Kept, fmt.Sprintf("%s (%s: its effect stays)", inst.Addr, why))
 			x.keep(inst, why)
 			if item != "" {
-				broken[item] = "left as it is: " + inst.Addr + " after it could not be undone"
+				broken[item] = "not undone: " + inst.Addr + ", later in its item, could not be"
 			}
 			continue
 		}
 		if err := x.undo(ctx, inst); err != nil {
 			rep.Failed = append(rep.Failed, fmt.Sprintf("%s: %s", inst.Addr, err))
 			if item != "" {
-				broken[item] = "left as it is: the undo of " + inst.Addr + " failed"
+				broken[item] = "not undone: the undo of " + inst.Addr + ", later in its item, failed"
 			}
 			continue
 		}
