@@ -87,9 +87,9 @@ func checkPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 		fmt.Fprintf(out, "  ok    %s (%s)\n", inst.Addr, inst.Step.Run)
 	}
 	if !rep.OK() {
-		fmt.Fprintf(out, "\n%d of %d checks found problems (%s). Nothing was changed.\n", len(rep.Failures), rep.Checked, rep.Duration.Round(1e6))
+		fmt.Fprintf(out, "\n%d of %d checks found problems (%s). Nothing was changed.\n", len(rep.Failures), rep.Checked, rep.Duration.Round(time.Millisecond))
 		return exitError{exitPreflight}
 	}
-	fmt.Fprintf(out, "\nAll %d checks passed (%s).\n", rep.Checked, rep.Duration.Round(1e6))
+	fmt.Fprintf(out, "\nAll %d checks passed (%s).\n", rep.Checked, rep.Duration.Round(time.Millisecond))
 	return nil
 }
