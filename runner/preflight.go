@@ -98,6 +98,7 @@ func Preflight(ctx context.Context, g *Graph, providers map[string]plugins.Provi
 		if inst.Step.When != nil {
 			v, diags := g.EvalWhen(inst, none)
 			if diags.HasErrors() {
+				rep.Checked++
 				fail(inst, diagsError(diags).Error())
 				continue
 			}
@@ -105,6 +106,7 @@ func Preflight(ctx context.Context, g *Graph, providers map[string]plugins.Provi
 				continue
 			}
 		}
+		rep.Checked++
 		args, diags := g.DecodeArgs(inst, none)
 		if diags.HasErrors() {
 			fail(inst, diagsError(diags).Error())
@@ -116,7 +118,6 @@ func Preflight(ctx context.Context, g *Graph, providers map[string]plugins.Provi
 			fail(inst, "no plugin for "+inst.Step.Run.Resource.Address())
 			continue
 		}
-		rep.Checked++
 		wg.Add(1)
 		sem <- struct{}{}
 		go func(inst *StepInstance, args cty.Value) {
