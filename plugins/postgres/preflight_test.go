@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,45 +12,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/zclconf/go-cty/cty"
 
 	"github.com/upshift-dev/upshift/plugins/sdk/dbkit/dbkittest"
 )
-
-// preflightArgs are preflight's arguments ("" is null).
-func preflightArgs(to, runID, backupDir string) map[string]cty.Value {
-	s := func(v string) cty.Value {
-		if v == "" {
-			return cty.NullVal(cty.String)
-		}
-		return cty.StringVal(v)
-	}
-	return map[string]cty.Value{"to": s(to), "run_id": s(runID), "backup_dir": s(backupDir)}
-}
-
-// unwritableDir is a folder the test process cannot create files in, even
-// as root: mode 0555, and immutable (chattr +i) when running as root.
-func unwritableDir(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "locked")
-	require.NoError(t, os.Mkdir(dir, 0o555))
-	if os.Geteuid() == 0 {
-		if out, err := exec.Command("chattr", "+i", dir).CombinedOutput(); err != nil {
-			t.Skipf("cannot make a folder unwritable for root here (chattr +i: %v: %s)", err, out)
-		}
-		t.Cleanup(func() { _ = exec.Command("chattr", "-i", dir).Run() })
-	}
-	return dir
-}
-
-// deniedBecause is why writing in unwritableDir fails: EPERM (immutable)
-// for root, EACCES (mode) for anyone else.
-func deniedBecause() string {
-	if os.Geteuid() == 0 {
-		return "operation not permitted"
-	}
-	return "permission denied"
-}
 
 // databases lists the databases named after a, to show preflight made none.
 func databases(t *testing.T, admin *pgx.Conn, a string) []string {
@@ -71,7 +34,7 @@ func TestPreflightAgainstPostgres(t *testing.T) {
 
 	// Nothing in the way: A's name and its size, and nothing made.
 	backups := t.TempDir()
-	r := invoke(p, "preflight", preflightArgs(b, "r1", filepath.Join(backups, "new", "today")))
+	r := invoke(p, "preflight", dbkittest.PreflightArgs(b, "r1", filepath.Join(backups, "new", "today")))
 	require.NoError(t, r.Diagnostics.Err())
 	assert.Equal(t, a, r.Result.GetAttr("name").AsString())
 	size, _ := r.Result.GetAttr("size_bytes").AsBigFloat().Int64()
@@ -83,9 +46,9 @@ func TestPreflightAgainstPostgres(t *testing.T) {
 	// names it and the run.
 	r = invoke(p, "copy", dbkittest.CopyArgs(b, "r1", false))
 	require.NoError(t, r.Diagnostics.Err())
-	r = invoke(p, "preflight", preflightArgs(b, "r1", ""))
+	r = invoke(p, "preflight", dbkittest.PreflightArgs(b, "r1", ""))
 	require.NoError(t, r.Diagnostics.Err(), "this run's copy is fine")
-	r = invoke(p, "preflight", preflightArgs(b, "r2", ""))
+	r = invoke(p, "preflight", dbkittest.PreflightArgs(b, "r2", ""))
 	require.True(t, r.Diagnostics.HasErrors())
 	assert.Equal(t, fmt.Sprintf("1 problem(s):\n  - copy target: database %q on %s:%d exists and is a finished copy made by run r1, not a finished copy of this run; drop it, or give copy replace = true if it may go", b, host, port), r.Diagnostics[0].Detail)
 
@@ -96,22 +59,22 @@ func TestPreflightAgainstPostgres(t *testing.T) {
 	require.NoError(t, err)
 	file := filepath.Join(t.TempDir(), "backups")
 	require.NoError(t, os.WriteFile(file, []byte("x"), 0o644))
-	r = invoke(p, "preflight", preflightArgs(other, "r2", filepath.Join(file, "today")))
+	r = invoke(p, "preflight", dbkittest.PreflightArgs(other, "r2", filepath.Join(file, "today")))
 	require.True(t, r.Diagnostics.HasErrors())
 	assert.Equal(t, fmt.Sprintf("2 problem(s):\n"+
 		"  - copy target: database %q on %s:%d exists and is not a copy made by upshift, not a finished copy of this run; drop it, or give copy replace = true if it may go\n"+
 		"  - backup folder %s: %s is not a folder", other, host, port, filepath.Join(file, "today"), file), r.Diagnostics[0].Detail)
-	r = invoke(p, "preflight", preflightArgs("", "", file))
+	r = invoke(p, "preflight", dbkittest.PreflightArgs("", "", file))
 	require.True(t, r.Diagnostics.HasErrors())
 	assert.Equal(t, fmt.Sprintf("1 problem(s):\n  - backup folder %s: %s is not a folder", file, file), r.Diagnostics[0].Detail)
 
-	locked := unwritableDir(t)
-	r = invoke(p, "preflight", preflightArgs("", "", filepath.Join(locked, "sub", "dir")))
+	locked := dbkittest.UnwritableDir(t)
+	r = invoke(p, "preflight", dbkittest.PreflightArgs("", "", filepath.Join(locked, "sub", "dir")))
 	require.True(t, r.Diagnostics.HasErrors())
-	assert.Equal(t, fmt.Sprintf("1 problem(s):\n  - backup folder %s: %s cannot be written to: %s", filepath.Join(locked, "sub", "dir"), locked, deniedBecause()), r.Diagnostics[0].Detail)
+	assert.Equal(t, fmt.Sprintf("1 problem(s):\n  - backup folder %s: %s cannot be written to: %s", filepath.Join(locked, "sub", "dir"), locked, dbkittest.DeniedBecause()), r.Diagnostics[0].Detail)
 
 	assert.Equal(t, []string{a, b, other}, databases(t, admin, a), "preflight made and dropped nothing")
-	r = invoke(p, "preflight", preflightArgs("", "", ""))
+	r = invoke(p, "preflight", dbkittest.PreflightArgs("", "", ""))
 	require.NoError(t, r.Diagnostics.Err(), "no to, no backup_dir: only A is checked")
 }
 
@@ -144,7 +107,7 @@ func TestPreflightPostgresPrivileges(t *testing.T) {
 			if role != strings.ToLower(role) || strings.Contains(role, "-") {
 				quoted = `"` + role + `"`
 			}
-			r := invoke(p, "preflight", preflightArgs(a+"_b", "r1", t.TempDir()))
+			r := invoke(p, "preflight", dbkittest.PreflightArgs(a+"_b", "r1", t.TempDir()))
 			require.True(t, r.Diagnostics.HasErrors())
 			detail := r.Diagnostics[0].Detail
 			assert.Equal(t, fmt.Sprintf("2 problem(s):\n"+
@@ -158,7 +121,7 @@ func TestPreflightPostgresPrivileges(t *testing.T) {
 				_, err := admin.Exec(ctx, stmt)
 				require.NoError(t, err, stmt)
 			}
-			r = invoke(p, "preflight", preflightArgs(a+"_b", "r1", t.TempDir()))
+			r = invoke(p, "preflight", dbkittest.PreflightArgs(a+"_b", "r1", t.TempDir()))
 			require.NoError(t, r.Diagnostics.Err())
 			assert.Equal(t, a, r.Result.GetAttr("name").AsString())
 			size, _ := r.Result.GetAttr("size_bytes").AsBigFloat().Int64()

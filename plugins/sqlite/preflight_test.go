@@ -4,7 +4,6 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,41 +14,6 @@ import (
 
 	"github.com/upshift-dev/upshift/plugins/sdk/dbkit/dbkittest"
 )
-
-// preflightArgs are preflight's arguments ("" is null).
-func preflightArgs(to, runID, backupDir string) map[string]cty.Value {
-	s := func(v string) cty.Value {
-		if v == "" {
-			return cty.NullVal(cty.String)
-		}
-		return cty.StringVal(v)
-	}
-	return map[string]cty.Value{"to": s(to), "run_id": s(runID), "backup_dir": s(backupDir)}
-}
-
-// unwritableDir is a folder the test process cannot create files in, even
-// as root: mode 0555, and immutable (chattr +i) when running as root.
-func unwritableDir(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "locked")
-	require.NoError(t, os.Mkdir(dir, 0o555))
-	if os.Geteuid() == 0 {
-		if out, err := exec.Command("chattr", "+i", dir).CombinedOutput(); err != nil {
-			t.Skipf("cannot make a folder unwritable for root here (chattr +i: %v: %s)", err, out)
-		}
-		t.Cleanup(func() { _ = exec.Command("chattr", "-i", dir).Run() })
-	}
-	return dir
-}
-
-// deniedBecause is why writing in unwritableDir fails: EPERM (immutable)
-// for root, EACCES (mode) for anyone else.
-func deniedBecause() string {
-	if os.Geteuid() == 0 {
-		return "operation not permitted"
-	}
-	return "permission denied"
-}
 
 // files lists the folder's entries, to show preflight made none.
 func files(t *testing.T, dir string) []string {
@@ -98,7 +62,7 @@ func TestPreflightAgainstSQLite(t *testing.T) {
 	// included.
 	backups := t.TempDir()
 	before := files(t, dir)
-	r := invoke(p, "preflight", preflightArgs(b, "r1", filepath.Join(backups, "new", "today")))
+	r := invoke(p, "preflight", dbkittest.PreflightArgs(b, "r1", filepath.Join(backups, "new", "today")))
 	require.NoError(t, r.Diagnostics.Err())
 	assert.Equal(t, a, r.Result.GetAttr("name").AsString())
 	size, _ := r.Result.GetAttr("size_bytes").AsBigFloat().Int64()
@@ -115,9 +79,9 @@ func TestPreflightAgainstSQLite(t *testing.T) {
 	// names it and the run.
 	r = invoke(p, "copy", dbkittest.CopyArgs(b, "r1", false))
 	require.NoError(t, r.Diagnostics.Err())
-	r = invoke(p, "preflight", preflightArgs(b, "r1", ""))
+	r = invoke(p, "preflight", dbkittest.PreflightArgs(b, "r1", ""))
 	require.NoError(t, r.Diagnostics.Err(), "this run's copy is fine")
-	r = invoke(p, "preflight", preflightArgs(b, "r2", ""))
+	r = invoke(p, "preflight", dbkittest.PreflightArgs(b, "r2", ""))
 	require.True(t, r.Diagnostics.HasErrors())
 	assert.Equal(t, fmt.Sprintf("1 problem(s):\n  - copy target: %s exists and is a finished copy made by run r1, not a finished copy of this run; drop it, or give copy replace = true if it may go", b), r.Diagnostics[0].Detail)
 
@@ -127,15 +91,15 @@ func TestPreflightAgainstSQLite(t *testing.T) {
 	require.NoError(t, os.WriteFile(other, []byte("precious"), 0o644))
 	file := filepath.Join(t.TempDir(), "backups")
 	require.NoError(t, os.WriteFile(file, []byte("x"), 0o644))
-	r = invoke(p, "preflight", preflightArgs(other, "r2", filepath.Join(file, "today")))
+	r = invoke(p, "preflight", dbkittest.PreflightArgs(other, "r2", filepath.Join(file, "today")))
 	require.True(t, r.Diagnostics.HasErrors())
 	assert.Equal(t, fmt.Sprintf("2 problem(s):\n"+
 		"  - copy target: %s exists and is not a copy made by upshift, not a finished copy of this run; drop it, or give copy replace = true if it may go\n"+
 		"  - backup folder %s: %s is not a folder", other, filepath.Join(file, "today"), file), r.Diagnostics[0].Detail)
-	locked := unwritableDir(t)
-	r = invoke(p, "preflight", preflightArgs("", "", filepath.Join(locked, "today")))
+	locked := dbkittest.UnwritableDir(t)
+	r = invoke(p, "preflight", dbkittest.PreflightArgs("", "", filepath.Join(locked, "today")))
 	require.True(t, r.Diagnostics.HasErrors())
-	assert.Equal(t, fmt.Sprintf("1 problem(s):\n  - backup folder %s: %s cannot be written to: %s", filepath.Join(locked, "today"), locked, deniedBecause()), r.Diagnostics[0].Detail)
+	assert.Equal(t, fmt.Sprintf("1 problem(s):\n  - backup folder %s: %s cannot be written to: %s", filepath.Join(locked, "today"), locked, dbkittest.DeniedBecause()), r.Diagnostics[0].Detail)
 
 	got, err := os.ReadFile(other)
 	require.NoError(t, err)
@@ -145,7 +109,7 @@ func TestPreflightAgainstSQLite(t *testing.T) {
 func TestPreflightSQLiteWithoutA(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "nope.sqlite")
 	p := configured(t, missing)
-	r := invoke(p, "preflight", preflightArgs("", "", t.TempDir()))
+	r := invoke(p, "preflight", dbkittest.PreflightArgs("", "", t.TempDir()))
 	require.True(t, r.Diagnostics.HasErrors())
 	assert.True(t, strings.HasPrefix(r.Diagnostics[0].Detail, "the database does not answer: "), r.Diagnostics[0].Detail)
 	assert.Contains(t, r.Diagnostics[0].Detail, missing)
