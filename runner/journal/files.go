@@ -43,6 +43,7 @@ type runHeader struct {
 	UpdatedAt time.Time `json:"updated_at"`
 	Status    Status    `json:"status"`
 	Ending    *Ending   `json:"ending,omitempty"`
+	Audit     *Audit    `json:"audit,omitempty"`
 }
 
 type snapshotIn struct {
@@ -213,7 +214,7 @@ func readState(snapPath, logPath string) (*state, error) {
 func writeSnapshot(path string, hdr *Run, steps map[string]json.RawMessage, seq uint64, sync bool) error {
 	head, err := json.Marshal(runHeader{
 		ID: hdr.ID, Playbook: hdr.Playbook, Cluster: hdr.Cluster, Digest: hdr.Digest,
-		StartedAt: hdr.StartedAt, UpdatedAt: hdr.UpdatedAt, Status: hdr.Status, Ending: hdr.Ending,
+		StartedAt: hdr.StartedAt, UpdatedAt: hdr.UpdatedAt, Status: hdr.Status, Ending: hdr.Ending, Audit: hdr.Audit,
 	})
 	if err != nil {
 		return fmt.Errorf("journal: encode %s: %w", path, err)

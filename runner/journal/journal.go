@@ -112,6 +112,9 @@ type Run struct {
 	// Ending says, for a run that did not finish, where it left the
 	// cluster (FinishWith); nil otherwise.
 	Ending *Ending `json:"ending,omitempty"`
+	// Audit says who began the run, where, with which upshift (audit.go);
+	// nil in runs of older versions.
+	Audit *Audit `json:"audit,omitempty"`
 }
 
 // Ending is where a run that did not finish left the cluster.
@@ -211,6 +214,11 @@ type Journal struct {
 	pending []byte // records not yet written
 	broken  error  // set when a failed write or sync leaves the log unknown
 	key     []byte // the folder's key, once read or made (see secret.go)
+	audit   *Audit // stamped on the run by Begin (SetAudit)
+
+	// db, when set, keeps the records in PostgreSQL instead of the files
+	// (pg_journal.go); every exported method then goes to it.
+	db *pgJournal
 }
 
 // Open returns the journal kept in dir (e.g. <playbook>/.upshift/state),
@@ -235,7 +243,12 @@ func OpenWithOptions(dir string, opts Options) (*Journal, error) {
 
 // Path returns the state directory. The run is in run.json and run.log
 // inside it, finished runs under history/.
-func (j *Journal) Path() string { return j.dir }
+func (j *Journal) Path() string {
+	if j.db != nil {
+		return j.db.path()
+	}
+	return j.dir
+}
 
 func (j *Journal) snapshotPath() string { return filepath.Join(j.dir, snapshotName) }
 func (j *Journal) logPath() string      { return filepath.Join(j.dir, logName) }
@@ -249,6 +262,9 @@ func (j *Journal) historyDir() string   { return filepath.Join(j.dir, historyNam
 // Results kept sealed (see secret.go) are opened for a Journal made by Open;
 // a Store's read-only view (Clusters, Current, Legacy) drops them.
 func (j *Journal) Load() (*Run, error) {
+	if j.db != nil {
+		return j.db.load(j.open)
+	}
 	st, err := readState(j.snapshotPath(), j.logPath())
 	if err != nil {
 		return nil, err
@@ -273,6 +289,12 @@ func (j *Journal) Load() (*Run, error) {
 func (j *Journal) Begin(run *Run) error {
 	if run == nil || run.ID == "" {
 		return errors.New("journal: Begin needs a run with an ID")
+	}
+	if j.db != nil {
+		j.mu.Lock()
+		audit := j.audit
+		j.mu.Unlock()
+		return j.db.begin(j.key, run, audit)
 	}
 	j.ioMu.Lock()
 	defer j.ioMu.Unlock()
@@ -316,6 +338,9 @@ func (j *Journal) Begin(run *Run) error {
 	if hdr.Status == "" {
 		hdr.Status = Running
 	}
+	if hdr.Audit == nil {
+		hdr.Audit = j.audit
+	}
 	if hdr.Digest != "" && !strings.HasPrefix(hdr.Digest, digestPrefix) {
 		hdr.Digest = keyedDigest(key, hdr.Digest)
 	}
@@ -346,6 +371,9 @@ func (j *Journal) Begin(run *Run) error {
 // same address as a whole. It is durable (written and fdatasync'd) when it
 // returns.
 func (j *Journal) Update(step Step) error {
+	if j.db != nil {
+		return j.db.update(j.key, step)
+	}
 	seq, compact, err := j.addSeq(step)
 	if err != nil {
 		return err
@@ -373,6 +401,9 @@ func (j *Journal) Update(step Step) error {
 // idempotent step running (resume re-runs it whether it reads running or
 // pending); it saves one fdatasync per step.
 func (j *Journal) Record(step Step) error {
+	if j.db != nil {
+		return j.db.record(j.key, step)
+	}
 	if _, _, err := j.addSeq(step); err != nil {
 		return err
 	}
@@ -385,6 +416,9 @@ func (j *Journal) Record(step Step) error {
 
 // Sync makes every record so far durable.
 func (j *Journal) Sync() error {
+	if j.db != nil {
+		return j.db.sync()
+	}
 	j.mu.Lock()
 	seq := j.seq
 	j.mu.Unlock()
@@ -442,6 +476,9 @@ func (j *Journal) FinishWith(status Status, ending *Ending) error {
 	default:
 		return fmt.Errorf("journal: Finish: invalid run status %q", status)
 	}
+	if j.db != nil {
+		return j.db.finish(status, ending)
+	}
 	j.ioMu.Lock()
 	defer j.ioMu.Unlock()
 	j.mu.Lock()
@@ -459,6 +496,9 @@ func (j *Journal) FinishWith(status Status, ending *Ending) error {
 // later write reads the files again and repairs a torn log, which is also
 // how to recover from a failed write.
 func (j *Journal) Close() error {
+	if j.db != nil {
+		return j.db.close()
+	}
 	j.ioMu.Lock()
 	defer j.ioMu.Unlock()
 	j.mu.Lock()
@@ -473,6 +513,9 @@ func (j *Journal) Close() error {
 
 // History returns the paths of archived runs, oldest first.
 func (j *Journal) History() ([]string, error) {
+	if j.db != nil {
+		return nil, nil // PostgreSQL keeps past runs in its tables (ClusterState.Past)
+	}
 	// Glob sorts, and names start with the UTC start time.
 	return filepath.Glob(filepath.Join(j.historyDir(), "*.json"))
 }

@@ -97,6 +97,9 @@ func (j *Journal) RecordSample(s Sample) error {
 	if err != nil {
 		return fmt.Errorf("journal: sample: %w", err)
 	}
+	if j.db != nil {
+		return j.db.recordSample(s, b)
+	}
 	j.mu.Lock()
 	first := j.run == nil || len(j.run.Samples) == 0
 	j.mu.Unlock()

@@ -264,6 +264,9 @@ type ClusterState struct {
 	Current *Run
 	// History lists the archived runs' files, oldest first.
 	History []string
+	// Past are the finished runs before Current, oldest first, for a
+	// backend that keeps no files (PostgreSQL); nil for a state folder.
+	Past []*Run
 }
 
 // Unfinished reports whether the cluster has a run to resume.
