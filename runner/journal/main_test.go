@@ -22,7 +22,12 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv(helperEnv); mode != "" {
 		os.Exit(runHelper(mode, os.Getenv(helperDirEnv)))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if err := stopPG(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping the throwaway PostgreSQL:", err)
+		code = max(code, 1)
+	}
+	os.Exit(code)
 }
 
 func runHelper(mode, dir string) int {
@@ -32,6 +37,10 @@ func runHelper(mode, dir string) int {
 		err = helperUpdate(dir)
 	case "lock":
 		err = helperLock(dir)
+	case "pgupdate":
+		err = helperPGUpdate()
+	case "pglock":
+		err = helperPGLock()
 	default:
 		err = fmt.Errorf("unknown helper mode %q", mode)
 	}
