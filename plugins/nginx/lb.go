@@ -29,7 +29,7 @@ type LB struct {
 	health   map[string]string // server name -> health URL
 	ctl      nginxctl.Ctl      // Binary empty until first needed
 	binGiven string
-	log      *accessLog // nil: no access_log configured
+	log      *nginxctl.AccessLog // nil: no access_log configured
 
 	client *http.Client
 	// mu serialises edits of the upstream file and reloads: two drains of
@@ -75,11 +75,11 @@ func NewLB(o Options) *LB {
 	}
 }
 
-func newAccessLog(path string) *accessLog {
+func newAccessLog(path string) *nginxctl.AccessLog {
 	if path == "" {
 		return nil
 	}
-	return &accessLog{path: path}
+	return nginxctl.NewAccessLog(path)
 }
 
 // ServerStatus is one server as the plugin reports it.

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/upshift-dev/upshift/plugins/nginx/nginxctl"
 	"github.com/upshift-dev/upshift/plugins/sdk/lbkit"
 )
 
@@ -106,8 +107,8 @@ func TestMetricsSurviveRotation(t *testing.T) {
 		return `127.0.0.1 [05/Dec/2026:03:00:00 +0000] "GET /a\x22 upstream=x HTTP/1.1" ` + status + " upstream=" + upstream + " upstream_status=" + codes + " 0.001\n"
 	}
 	require.NoError(t, os.WriteFile(path, []byte(line("200", "10.0.0.1:80", "200")), 0o600))
-	a := &accessLog{path: path}
-	b, _, err := a.read()
+	a := nginxctl.NewAccessLog(path)
+	b, _, err := a.Read()
 	require.NoError(t, err)
 	assert.Zero(t, b.Requests)
 
@@ -116,7 +117,7 @@ func TestMetricsSurviveRotation(t *testing.T) {
 	_, err = f.WriteString(line("200", "127.0.0.1:1, 127.0.0.1:2", "502, 200") + line("502", "-", "-") + `127.0.0.1 [x] "GET /half" 200 upst`)
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
-	b, servers, err := a.read()
+	b, servers, err := a.Read()
 	require.NoError(t, err)
 	assert.Equal(t, int64(2), b.Requests, "a line nginx has not finished is not counted yet")
 	assert.Equal(t, int64(1), b.Redispatches)
@@ -126,7 +127,7 @@ func TestMetricsSurviveRotation(t *testing.T) {
 
 	require.NoError(t, os.Rename(path, path+".1"))
 	require.NoError(t, os.WriteFile(path, []byte(line("404", "127.0.0.1:2", "404")), 0o600))
-	b, servers, err = a.read()
+	b, servers, err = a.Read()
 	require.NoError(t, err)
 	assert.Equal(t, int64(3), b.Requests)
 	assert.Equal(t, int64(1), servers["127.0.0.1:2"].HTTP[3])
