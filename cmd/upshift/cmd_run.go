@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -76,6 +77,7 @@ type runFlags struct {
 	noPreflight bool
 	again       bool // gone: says to use --new-run
 	legacy      string
+	backend     stateFlags // --state, --state-dsn, ...: where the journal and lock live
 }
 
 func newRunCommand() *cobra.Command {
@@ -117,6 +119,7 @@ Exit codes: 0 done (or nothing to do), 1 invalid playbook, 2 usage,
 		},
 	}
 	rf.vars.register(cmd)
+	rf.backend.register(cmd)
 	cmd.Flags().StringVar(&rf.state, "state-dir", "", "state folder: one journal, lock and history per cluster (default DIR/.upshift/state)")
 	cmd.Flags().IntVar(&rf.parallelism, "parallelism", defaultParallelism, "most steps running at once")
 	cmd.Flags().BoolVar(&rf.asJSON, "json", false, "print one JSON event per line instead of the console view")
@@ -139,9 +142,23 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 	stderr := cmd.ErrOrStderr()
 	out := cmd.OutOrStdout()
 	state := stateDir(dir, rf.state)
+	backend, err := rf.backend.resolve()
+	if err != nil {
+		fmt.Fprintf(stderr, "Error: %s\n", err)
+		return exitError{exitUsage}
+	}
+	// The state folder keeps the plugins' log whatever the backend.
 	store, err := journal.OpenStore(state)
 	if err != nil {
 		return runError(cmd, err)
+	}
+	var pg *journal.PGStore
+	if backend.postgres {
+		if pg, err = openState(cmd.Context(), backend); err != nil {
+			return runError(cmd, err)
+		}
+		defer pg.Close()
+		store = nil // the state folder's journals are not this run's
 	}
 
 	// Plugins' logs, of every cluster of this state folder (appended).
@@ -171,44 +188,67 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 	defer l.Close()
 
 	cluster := runner.Identify(l.pb)
-	if err := adoptLegacy(cmd, store, cluster, l, rf); err != nil {
-		return err
-	}
-	// Another cluster's unfinished run is checked before anything is
-	// written, so that a refusal leaves the state folder as it was.
-	peek, err := store.Current(cluster)
-	if err != nil {
-		return failed(cmd, err)
-	}
-	if peek == nil || !peek.Resumable() && !(peek.Status == journal.Done && !rf.newRun) {
-		if err := otherClusters(cmd, store, cluster, true, rf.newRun); err != nil {
+	// A backend that goes away for longer than its retry bound stops the
+	// run as a signal would: no new step starts.
+	backendGone := make(chan error, 1)
+	var clusterDir string
+	var j *journal.Journal
+	if pg != nil {
+		// One database holds many clusters and playbooks: another
+		// cluster's unfinished run there is none of this one's business.
+		if err := pg.Register(ctx, cluster); err != nil {
+			return runError(cmd, err)
+		}
+		lock, err := pg.Acquire(ctx, cluster, journal.CurrentOwner(""))
+		if err != nil {
+			return lockError(cmd, err)
+		}
+		defer lock.Release()
+		defer l.Close()
+		if prev, stale := lock.TakenOver(); stale {
+			fmt.Fprintf(stderr, "Warning: took over the lock of a run that ended without releasing it: %s.\n", prev)
+		}
+		j = pg.Journal(cluster)
+		j.WithLock(lock, func(err error) { backendGone <- err })
+		clusterDir = j.Path()
+	} else {
+		if err := adoptLegacy(cmd, store, cluster, l, rf); err != nil {
 			return err
 		}
-	}
-	clusterDir, err := store.Register(cluster)
-	if err != nil {
-		return refused(cmd, err)
-	}
-	// The lock comes before anything is read to decide, and before any
-	// plugin is configured: nothing touches the cluster while another run
-	// of it holds the lock.
-	lock, err := journal.Acquire(clusterDir, journal.CurrentOwner(""))
-	if err != nil {
-		return lockError(cmd, err)
-	}
-	defer lock.Release()
-	// The plugins end before the lock is released (defers run last
-	// first), so that the next run never meets this one's plugins.
-	defer l.Close()
-	if prev, stale := lock.TakenOver(); stale {
-		fmt.Fprintf(stderr, "Warning: took over a stale lock left by %s.\n", prev)
-	}
-
-	j, err := journal.Open(clusterDir)
-	if err != nil {
-		return runError(cmd, err)
+		// Another cluster's unfinished run is checked before anything is
+		// written, so that a refusal leaves the state folder as it was.
+		peek, err := store.Current(cluster)
+		if err != nil {
+			return failed(cmd, err)
+		}
+		if peek == nil || !peek.Resumable() && !(peek.Status == journal.Done && !rf.newRun) {
+			if err := otherClusters(cmd, store, cluster, true, rf.newRun); err != nil {
+				return err
+			}
+		}
+		if clusterDir, err = store.Register(cluster); err != nil {
+			return refused(cmd, err)
+		}
+		// The lock comes before anything is read to decide, and before any
+		// plugin is configured: nothing touches the cluster while another run
+		// of it holds the lock.
+		lock, err := journal.Acquire(clusterDir, journal.CurrentOwner(""))
+		if err != nil {
+			return lockError(cmd, err)
+		}
+		defer lock.Release()
+		// The plugins end before the lock is released (defers run last
+		// first), so that the next run never meets this one's plugins.
+		defer l.Close()
+		if prev, stale := lock.TakenOver(); stale {
+			fmt.Fprintf(stderr, "Warning: took over a stale lock left by %s.\n", prev)
+		}
+		if j, err = journal.Open(clusterDir); err != nil {
+			return runError(cmd, err)
+		}
 	}
 	defer j.Close()
+	j.SetAudit(journal.CurrentAudit(version))
 	prev, err := j.Load()
 	if err != nil {
 		return failed(cmd, err)
@@ -268,6 +308,7 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 	}
 	defer unlock()
 
+	var goneErr atomic.Pointer[error] // set when the state backend stays unreachable
 	console := NewConsoleSink(out)
 	console.Live = isTerminal(out)
 	var sink runner.Sink = console
@@ -281,7 +322,7 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 		Journal:     j,
 		Events:      sink,
 		Parallelism: rf.parallelism,
-		Stop:        stopper.Stop(),
+		Stop:        stopOrGone(stopper.Stop(), backendGone, &goneErr),
 		Digest:      digest(l.pb),
 		Rerun:       rf.rerun,
 		Cluster:     cluster,
@@ -290,6 +331,15 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 	})
 	var mismatch *runner.ClusterMismatchError
 	var preflight *runner.PreflightError
+	var unreachable *journal.UnreachableError
+	if goneErr.Load() != nil || errors.As(err, &unreachable) {
+		gone := error(unreachable)
+		if e := goneErr.Load(); e != nil {
+			gone = *e
+		}
+		fmt.Fprintf(stderr, "\nError: %s\n", termtext.Block(backendUnreachable(gone, resumeCommand(dir, rf, l.pb))))
+		return exitError{exitFailed}
+	}
 	switch {
 	case errors.As(err, &preflight):
 		fmt.Fprintf(stderr, "\nError: %s\nFix them and run again (`upshift check %s` runs the checks alone); no run was begun.\n", termtext.Block(preflight.Error()), shellQuote(dir))
@@ -378,6 +428,9 @@ func adoptLegacy(cmd *cobra.Command, store *journal.Store, cluster *journal.Clus
 // may point at the same cluster described differently (a fixed socket
 // path), whose run should be resumed rather than begun again.
 func otherClusters(cmd *cobra.Command, store *journal.Store, cluster *journal.Cluster, beginning, newRun bool) error {
+	if store == nil {
+		return nil // a shared backend (PostgreSQL) holds many clusters by design
+	}
 	all, err := store.Clusters()
 	if err != nil {
 		return failed(cmd, err)
@@ -427,6 +480,7 @@ func resumeCommand(dir string, rf runFlags, pb *playbooks.Playbook) string {
 	if rf.state != "" {
 		args = append(args, "--state-dir", shellQuote(rf.state))
 	}
+	args = append(args, rf.backend.args()...)
 	if rf.parallelism != defaultParallelism {
 		args = append(args, "--parallelism", strconv.Itoa(rf.parallelism))
 	}
@@ -447,6 +501,9 @@ func statusArgs(dir string, rf runFlags) string {
 	s := "upshift status " + shellQuote(dir)
 	if rf.state != "" {
 		s += " --state-dir " + shellQuote(rf.state)
+	}
+	if a := rf.backend.args(); len(a) > 0 {
+		s += " " + strings.Join(a, " ")
 	}
 	return s
 }
