@@ -63,6 +63,9 @@ type Variable struct {
 	Value       cty.Value
 
 	typeDefaults *typeexpr.Defaults
+	// valueExpr is where Value was written when a variables file or flag
+	// gave it, so a problem found in it later can point there.
+	valueExpr hcl.Expression
 }
 
 // Validation is a `validation` block inside a variable.
@@ -207,8 +210,15 @@ type Rollout struct {
 	References []Reference
 	Steps      []*Step
 	// Guard is the rollout's traffic guard, nil without a guard block.
-	Guard     *Guard
-	DeclRange hcl.Range
+	Guard *Guard
+	// Gates are its gate blocks; PauseAfter and Bake its pause_after_batch
+	// and bake shorthands (GatesFor lists them all, types.gate.go).
+	Gates      []*Gate
+	PauseAfter []int
+	Bake       time.Duration
+	PauseRange hcl.Range
+	BakeRange  hcl.Range
+	DeclRange  hcl.Range
 }
 
 // Preflight returns the preflight block called name, or nil.

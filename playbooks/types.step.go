@@ -333,8 +333,10 @@ var rolloutSchema = &hcl.BodySchema{
 		{Name: "batches"},
 		{Name: "on_failure"},
 		{Name: "depends_on"},
+		{Name: "pause_after_batch"},
+		{Name: "bake"},
 	},
-	Blocks: []hcl.BlockHeaderSchema{{Type: "step", LabelNames: []string{"name"}}, {Type: "guard"}},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "step", LabelNames: []string{"name"}}, {Type: "guard"}, {Type: "gate", LabelNames: []string{"name"}}},
 }
 
 func (pb *Playbook) decodeRollout(b *hcl.Block) (*Rollout, hcl.Diagnostics) {
@@ -401,8 +403,23 @@ func (pb *Playbook) decodeRollout(b *hcl.Block) (*Rollout, hcl.Diagnostics) {
 	if len(r.Batches) == 0 {
 		r.Batches = []BatchSize{{Count: 1, Range: b.DefRange}}
 	}
+	diags = append(diags, decodeGateShorthands(content, r)...)
 	var stepBlocks []*hcl.Block
 	for _, blk := range content.Blocks {
+		if blk.Type == "gate" {
+			g, ds := decodeGate(blk)
+			diags = append(diags, ds...)
+			if g == nil {
+				continue
+			}
+			for _, other := range r.Gates {
+				if other.Name == g.Name {
+					diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate gate", Detail: fmt.Sprintf("Rollout %q already has a gate %q, at %s.", r.Name, g.Name, At(other.DeclRange)), Subject: blk.DefRange.Ptr()})
+				}
+			}
+			r.Gates = append(r.Gates, g)
+			continue
+		}
 		if blk.Type != "guard" {
 			stepBlocks = append(stepBlocks, blk)
 			continue

@@ -25,6 +25,12 @@ import (
 
 // runVertex runs one vertex of the walk: a join is a no-op.
 func (x *execution) runVertex(ctx context.Context, v dag.Vertex) error {
+	if x.heldVertex(v) {
+		return nil
+	}
+	if gv, ok := v.(*GateVertex); ok {
+		return x.runGate(ctx, gv)
+	}
 	inst, ok := v.(*StepInstance)
 	if !ok {
 		return nil

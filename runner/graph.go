@@ -47,6 +47,8 @@ type Graph struct {
 	Preflights []*StepInstance
 	// Items lists each rollout's items (keys) by batch.
 	Items map[string][][]string
+	// Gates are the rollouts' gates, in the order they were added (gate.go).
+	Gates []*GateVertex
 	// itemInsts holds each rollout item's instances in step order
 	// (rollout name -> item key), so chains and sibling references need no
 	// address lookups.

@@ -28,6 +28,7 @@ var playbookGraph = graphBuilder{
 	dependsOnTransform{},
 	itemChainTransform{},
 	batchChainTransform{},
+	gateTransform{},
 	cycleTransform{},
 	preflightTransform{},
 }

@@ -63,6 +63,12 @@ type Options struct {
 	// what they check); a problem returns a *PreflightError and nothing is
 	// begun or changed.
 	Preflight bool
+	// Target, when set, runs one rollout item (by key) and what it waits
+	// for, then holds: the run ends paused (gate.go).
+	Target string
+	// Approver names who continues a run waiting at a gate, for the gate's
+	// journal record ("user@host").
+	Approver string
 }
 
 // Result is how a run ended.
@@ -95,6 +101,9 @@ type Result struct {
 	// Guards holds the traffic guards that halted their rollout, by
 	// rollout name; the run then failed (or paused).
 	Guards map[string]*GuardTrip
+	// Hold says where a paused run waits (a gate, or after --target's
+	// item); nil otherwise.
+	Hold *Hold
 }
 
 // PreflightError: a preflight found problems; nothing was begun.
@@ -130,6 +139,8 @@ type execution struct {
 	guards map[string]*guard
 	// varSecrets are the sensitive variables' string values (scrub.go).
 	varSecrets map[string]bool
+	// holds are the gates' and --target's holds (gate.go).
+	holds *holding
 }
 
 // Run executes g: it walks the graph with bounded parallelism, runs each
@@ -145,6 +156,9 @@ func Run(ctx context.Context, g *Graph, opts Options) (*Result, error) {
 	x := &execution{g: g, opts: opts, start: time.Now(), results: map[string]cty.Value{}, prior: map[string]*journal.Step{}, rerun: map[string]bool{}, whenSkipped: map[string]bool{}, ended: map[string]time.Time{}}
 	for _, a := range opts.Rerun {
 		x.rerun[a] = true
+	}
+	if err := x.startHolding(); err != nil {
+		return nil, err
 	}
 	resumed, run, err := x.openJournal()
 	var done *AlreadyDoneError
@@ -182,6 +196,7 @@ func Run(ctx context.Context, g *Graph, opts Options) (*Result, error) {
 	outcomes, werr := g.DAG.Walk(ctx, dag.WalkOptions{
 		Parallelism: opts.Parallelism,
 		Stop:        opts.Stop,
+		Hold:        x.holds.stop,
 		RunAnyway: func(v dag.Vertex) bool {
 			inst, ok := v.(*StepInstance)
 			return ok && inst.Step.Always
@@ -204,7 +219,8 @@ func Run(ctx context.Context, g *Graph, opts Options) (*Result, error) {
 		return nil, werr
 	}
 
-	res := &Result{Outcomes: outcomes, Resumed: resumed, RunID: run.ID, Preflight: preflight}
+	hold := x.heldOutcomes(outcomes)
+	res := &Result{Outcomes: outcomes, Resumed: resumed, RunID: run.ID, Preflight: preflight, Hold: hold}
 	if trips := x.trips(); len(trips) > 0 {
 		res.Guards = trips
 	}
@@ -225,7 +241,9 @@ func Run(ctx context.Context, g *Graph, opts Options) (*Result, error) {
 		}
 	}
 
-	stopped := errors.Is(werr, dag.ErrStopped)
+	// A hold is a pause the playbook or the operator asked for: nothing is
+	// undone, as after a stop there would be before the point of no return.
+	stopped := errors.Is(werr, dag.ErrStopped) && hold == nil
 	switch {
 	case (len(res.Failed) > 0 || stopped || tripped) && x.beforePointOfNoReturn():
 		res.Returned = x.returnToStart(ctx, outcomes)
@@ -243,6 +261,8 @@ func Run(ctx context.Context, g *Graph, opts Options) (*Result, error) {
 		res.Status = journal.Paused
 	case len(res.Failed) > 0 || tripped:
 		res.Status = journal.Failed
+	case hold != nil:
+		res.Status = journal.Paused
 	case errors.Is(werr, dag.ErrStopped):
 		res.Status = journal.Stopped
 	default:
@@ -276,6 +296,9 @@ func Run(ctx context.Context, g *Graph, opts Options) (*Result, error) {
 	if res.Returned != nil {
 		summary += "; " + res.Returned.Summary()
 	}
+	if hold != nil && res.Status == journal.Paused {
+		summary += "; paused " + hold.String()
+	}
 	x.emit(Event{Type: RunFinished, Status: string(res.Status), Message: summary, Duration: time.Since(x.start)})
 	if res.Status != journal.Done {
 		return res, ErrRunFailed
@@ -286,7 +309,7 @@ func Run(ctx context.Context, g *Graph, opts Options) (*Result, error) {
 func countState(out map[string]*dag.Outcome, s dag.State) int {
 	n := 0
 	for name, o := range out {
-		if o.State == s && !strings.HasSuffix(name, "[*]") && !strings.HasPrefix(name, "rollout.") {
+		if o.State == s && !strings.HasSuffix(name, "[*]") && !strings.HasPrefix(name, "rollout.") && !strings.HasPrefix(name, "gate.") {
 			n++
 		}
 	}

@@ -47,6 +47,9 @@ type WalkOptions struct {
 	// running ones finish. ctx cancellation does the same and is also passed
 	// to the running callbacks.
 	Stop <-chan struct{}
+	// Hold, when closed, stops the walk as Stop does; the caller tells
+	// them apart (a planned pause rather than the operator's stop).
+	Hold <-chan struct{}
 	// RunAnyway reports whether v runs even though something it depends on
 	// failed (a step with always = true).
 	RunAnyway func(v Vertex) bool
@@ -111,6 +114,8 @@ func (g *Graph) Walk(ctx context.Context, opts WalkOptions, fn WalkFunc) (map[st
 		case <-ctx.Done():
 			stopped = true
 		case <-opts.Stop:
+			stopped = true
+		case <-opts.Hold:
 			stopped = true
 		default:
 		}
