@@ -167,3 +167,23 @@ func diagLine(diags hcl.Diagnostics) string {
 	}
 	return b.String()
 }
+
+func TestPlanShowsGates(t *testing.T) {
+	f := newFixture(t, gated(`  pause_after_batch = [1]
+  bake              = "30s"`))
+	p, diags := runner.MakePlan(f.graph)
+	require.False(t, diags.HasErrors(), diags.Error())
+	var text, summary strings.Builder
+	require.NoError(t, p.WriteText(&text))
+	assert.Contains(t, text.String(), "\n   ||  gate.up[\"bake after batch 1\"]  after batch 1: bakes 30s before going on\n\n   ||  gate.up[\"after batch 1\"]  after batch 1: waits for an operator (upshift run again, or upshift approve)\n\nrollout \"up\" batch 2 of 3: n2")
+	require.NoError(t, p.WriteSummary(&summary))
+	assert.Equal(t, `Plan: 13 steps.
+  rollout "up": 3 items in 3 batches (on_failure = halt)
+    batch 1: n1
+    || after batch 1: bakes 30s before going on
+    || after batch 1: waits for an operator (upshift run again, or upshift approve)
+    batch 2: n2
+    || after batch 2: bakes 30s before going on
+    batch 3: n3
+`, summary.String())
+}

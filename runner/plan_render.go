@@ -57,6 +57,9 @@ func (p *Plan) WriteText(out io.Writer) error {
 		if r := inst.Step.Rollout; r != nil {
 			b := fmt.Sprintf("%s/%d", r.Name, inst.Batch)
 			if b != lastBatch {
+				for _, gv := range p.Graph.gatesBefore(r, inst.Batch) {
+					fmt.Fprintf(w, "\n   ||  %s  %s\n", gv.Addr, gv.Describe())
+				}
 				fmt.Fprintf(w, "\nrollout %q batch %d of %d: %s (on_failure = %s)\n", r.Name, inst.Batch, len(p.Graph.Items[r.Name]), strings.Join(p.Graph.Items[r.Name][inst.Batch-1], ", "), r.OnFailure)
 				if g := r.Guard; g != nil && inst.Batch == 1 {
 					fmt.Fprintf(w, "      guard: %s every %s, %s; broken -> on_failure\n", g.Source(), g.Interval, g.Budgets())
@@ -235,6 +238,17 @@ type jsonRollout struct {
 	Name      string     `json:"name"`
 	OnFailure string     `json:"on_failure"`
 	Batches   [][]string `json:"batches"`
+	Gates     []jsonGate `json:"gates,omitempty"`
+}
+
+// jsonGate is a gate in plan --json: before_batch is the batch it
+// precedes; bake_seconds is 0 for a gate that waits for an operator.
+type jsonGate struct {
+	Address     string  `json:"address"`
+	BeforeBatch int     `json:"before_batch"`
+	BeforeItem  string  `json:"before_item,omitempty"`
+	Approval    bool    `json:"approval"`
+	BakeSeconds float64 `json:"bake_seconds,omitempty"`
 }
 
 type jsonStep struct {
@@ -254,7 +268,13 @@ type jsonStep struct {
 func (p *Plan) WriteJSON(w io.Writer) error {
 	out := jsonPlan{Playbook: p.Graph.Playbook.Dir, PointOfNoReturn: p.PointOfNoReturn, Steps: []jsonStep{}}
 	for _, r := range p.Graph.Playbook.Rollouts {
-		out.Rollouts = append(out.Rollouts, jsonRollout{Name: r.Name, OnFailure: r.OnFailure, Batches: p.Graph.Items[r.Name]})
+		jr := jsonRollout{Name: r.Name, OnFailure: r.OnFailure, Batches: p.Graph.Items[r.Name]}
+		for _, gv := range p.Graph.Gates {
+			if gv.Rollout == r {
+				jr.Gates = append(jr.Gates, jsonGate{Address: gv.Addr, BeforeBatch: gv.Batch, BeforeItem: gv.Gate.Before, Approval: gv.Gate.Approval(), BakeSeconds: gv.Gate.Bake.Seconds()})
+			}
+		}
+		out.Rollouts = append(out.Rollouts, jr)
 	}
 	for i, ps := range p.Preflights {
 		js, err := jsonStepOf(p.Graph, i, ps, []string{})
@@ -323,4 +343,35 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// WriteSummary renders what an operator approves before a run changes
+// anything: the steps, each rollout's batches with their items and the
+// gates between them, and the point of no return.
+func (p *Plan) WriteSummary(out io.Writer) error {
+	w := bufio.NewWriter(out)
+	pb := p.Graph.Playbook
+	fmt.Fprintf(w, "Plan: %d %s", len(p.Steps), plural(len(p.Steps), "step", "steps"))
+	if len(p.Preflights) > 0 {
+		fmt.Fprintf(w, " after %d preflight %s", len(p.Preflights), plural(len(p.Preflights), "check", "checks"))
+	}
+	fmt.Fprintln(w, ".")
+	for _, r := range pb.Rollouts {
+		batches := p.Graph.Items[r.Name]
+		fmt.Fprintf(w, "  rollout %q: %d items in %d %s (on_failure = %s)\n", r.Name, countItems(batches), len(batches), plural(len(batches), "batch", "batches"), r.OnFailure)
+		for bi, keys := range batches {
+			for _, gv := range p.Graph.gatesBefore(r, bi+1) {
+				fmt.Fprintf(w, "    || %s\n", gv.Describe())
+			}
+			shown := keys
+			if len(shown) > 8 {
+				shown = append(append([]string(nil), keys[:8]...), fmt.Sprintf("and %d more", len(keys)-8))
+			}
+			fmt.Fprintf(w, "    batch %d: %s\n", bi+1, strings.Join(shown, ", "))
+		}
+	}
+	if p.PointOfNoReturn != "" {
+		fmt.Fprintf(w, "  point of no return: %s (a failure before it returns the cluster to where it began; after it, the run halts with the cluster serving)\n", p.PointOfNoReturn)
+	}
+	return w.Flush()
 }
