@@ -3,7 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
-	"strings"
+	"sort"
 	"sync"
 	"time"
 
@@ -14,39 +14,192 @@ import (
 )
 
 // ConsoleSink writes one line per step outcome for a person, with elapsed
-// times; progress lines are indented under their step. On a terminal
-// (Live) it also keeps a live footer with one line per node: the step it
-// is on and for how long, or how it ended.
+// times; progress lines are indented under their step, and a wait's
+// repeated lines are thinned (a line on change, at most one a second, and
+// a "still" heartbeat after 10 s of silence). On a terminal (Live) it also
+// keeps a footer that redraws on a timer (liveview.go): the run's batch,
+// step and estimate, and per node the step, for how long and what it waits
+// for. When the run ends it prints a table of the nodes.
 type ConsoleSink struct {
-	mu    sync.Mutex
-	w     io.Writer
-	start time.Time
-	// Live redraws the per-node footer after every event, with ANSI
-	// escapes; set it only when w is a terminal.
+	// mu orders the lines; stateMu guards state alone, because mpb draws
+	// the footer (footerLine) while a line written through it waits for
+	// its turn with mu held.
+	mu      sync.Mutex
+	stateMu sync.Mutex
+	w       io.Writer // lines go here: out, or the footer's container
+	out     io.Writer
+	start   time.Time
+	// Live keeps the footer; set it only when out is a terminal, before
+	// the first event.
 	Live bool
+	// Color colours the footer's state words (not with NO_COLOR).
+	Color bool
 
-	nodes   []string // in order of first appearance
-	current map[string]string
-	footer  int // lines of footer on screen
+	layout  *runLayout
+	state   *liveState
+	waits   map[string]*waitLines // per address, of running steps
+	lastMsg map[string]runner.Event
+	footer  *footerBars
+	ticker  *time.Ticker
+	done    chan struct{}
+	closed  bool
+	now     func() time.Time
 }
 
-// NewConsoleSink returns a console sink writing to w.
+// NewConsoleSink returns a console sink writing to w, knowing nothing of
+// the run's shape (nodes appear as their events come).
 func NewConsoleSink(w io.Writer) *ConsoleSink {
-	return &ConsoleSink{w: w, start: time.Now(), current: map[string]string{}}
+	return newConsole(w, nil)
+}
+
+// newRunConsole is the console of `upshift run`: live on a terminal, with
+// the plan's layout so that queued nodes and batches show from the start.
+func newRunConsole(w io.Writer, g *runner.Graph) *ConsoleSink {
+	s := newConsole(w, g)
+	s.Live = isTerminal(w)
+	s.Color = s.Live && colorWanted()
+	return s
+}
+
+func newConsole(w io.Writer, g *runner.Graph) *ConsoleSink {
+	l := layoutOf(g)
+	return &ConsoleSink{w: w, out: w, start: time.Now(), layout: l, state: newLiveState(l), waits: map[string]*waitLines{}, lastMsg: map[string]runner.Event{}, now: time.Now}
+}
+
+// begin starts the timer (heartbeats, held lines) and, when live, the
+// footer; at the first event, so that a sink never used starts nothing.
+func (s *ConsoleSink) begin() {
+	if s.done != nil || s.closed {
+		return
+	}
+	s.done = make(chan struct{})
+	s.ticker = time.NewTicker(refreshEvery)
+	go s.tick(s.ticker, s.done)
+	if s.Live {
+		lines := 1 + min(len(s.state.order), footerNodes)
+		if len(s.state.order) > footerNodes {
+			lines++
+		}
+		if len(s.state.order) == 0 {
+			lines = 1 + footerNodes // nodes unknown: room for them as they come
+		}
+		s.footer = newFooter(s.out, lines, true, s.footerLine)
+		s.w = s.footer.p
+	}
+}
+
+// footerLine is line i of the footer, drawn by mpb on its timer.
+func (s *ConsoleSink) footerLine(i, _ int) string {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	lines := s.state.footer(s.now(), footerNodes, palette{on: s.Color})
+	if i < len(lines) {
+		return lines[i]
+	}
+	return ""
+}
+
+func (s *ConsoleSink) tick(t *time.Ticker, done chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			s.mu.Lock()
+			s.dueLines(s.now())
+			s.mu.Unlock()
+		}
+	}
+}
+
+// dueLines prints held progress lines whose time has come and heartbeats.
+func (s *ConsoleSink) dueLines(now time.Time) {
+	addrs := make([]string, 0, len(s.waits))
+	for a := range s.waits {
+		addrs = append(addrs, a)
+	}
+	sort.Strings(addrs)
+	for _, a := range addrs {
+		e, heartbeat := s.waits[a].due(now)
+		switch {
+		case e != nil:
+			s.line(*e)
+		case heartbeat:
+			last := s.lastMsg[a]
+			at := fmt.Sprintf("[%6.1fs]", now.Sub(s.start).Seconds())
+			if last.Message != "" {
+				fmt.Fprintf(s.w, "%s %s:   still waiting (%s): %s\n", at, a, shortDur(now.Sub(s.stepStart(a))), last.Message)
+			} else {
+				fmt.Fprintf(s.w, "%s %s:   still running (%s)\n", at, a, shortDur(now.Sub(s.stepStart(a))))
+			}
+		}
+	}
+}
+
+func (s *ConsoleSink) stepStart(addr string) time.Time {
+	if e, ok := s.lastMsg[addr+"\x00start"]; ok {
+		return e.Time
+	}
+	return s.start
 }
 
 // Emit prints e.
 func (s *ConsoleSink) Emit(e runner.Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.Live && s.footer > 0 {
-		fmt.Fprintf(s.w, "\033[%dA\033[J", s.footer) // up over the footer, clear to the end
-		s.footer = 0
+	if s.closed {
+		return
+	}
+	s.begin()
+	e = escaped(e)
+	s.stateMu.Lock()
+	s.state.track(e)
+	s.stateMu.Unlock()
+	switch e.Type {
+	case runner.StepStarted:
+		s.waits[e.Address] = &waitLines{quietSince: e.Time}
+		s.lastMsg[e.Address+"\x00start"] = e
+	case runner.StepProgress:
+		s.lastMsg[e.Address] = e
+		if w := s.waits[e.Address]; w != nil && !w.admit(e) {
+			return
+		}
+	case runner.StepFinished, runner.StepFailed, runner.StepSkipped, runner.StepRestored:
+		delete(s.waits, e.Address)
+		delete(s.lastMsg, e.Address)
+		delete(s.lastMsg, e.Address+"\x00start")
 	}
 	s.line(e)
-	if s.Live {
-		s.track(e)
-		s.drawFooter(e.Time)
+	if e.Type == runner.RunFinished {
+		s.finish()
+	}
+}
+
+// Close ends the footer and the timer, and prints the nodes' table if the
+// run did not end with a run_finished event. Safe to call more than once.
+func (s *ConsoleSink) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.finish()
+}
+
+func (s *ConsoleSink) finish() {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	if s.done != nil {
+		s.ticker.Stop()
+		close(s.done)
+	}
+	if s.footer != nil {
+		s.footer.stop()
+		s.w = s.out
+	}
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	if s.state.started() {
+		s.state.summary(s.out)
 	}
 }
 
@@ -59,8 +212,8 @@ func safe(e runner.Event) runner.Event {
 	return e
 }
 
+// line prints e (already escaped).
 func (s *ConsoleSink) line(e runner.Event) {
-	e = safe(e)
 	at := fmt.Sprintf("[%6.1fs]", e.Time.Sub(s.start).Seconds())
 	switch e.Type {
 	case runner.RunStarted:
@@ -85,52 +238,6 @@ func (s *ConsoleSink) line(e runner.Event) {
 	case runner.RunFinished:
 		fmt.Fprintf(s.w, "%s run %s: %s\n", at, e.Status, e.Message)
 	}
-}
-
-// track keeps, per node (instance key), what the footer shows.
-func (s *ConsoleSink) track(e runner.Event) {
-	e = safe(e)
-	if e.Key == "" {
-		return
-	}
-	if _, ok := s.current[e.Key]; !ok {
-		s.nodes = append(s.nodes, e.Key)
-	}
-	step := e.Address
-	if i := strings.IndexByte(step, '['); i > 0 {
-		step = strings.TrimPrefix(step[:i], "step.")
-	}
-	switch e.Type {
-	case runner.StepStarted:
-		s.current[e.Key] = "running " + step + "@" + e.Time.Format(time.RFC3339Nano)
-	case runner.StepFinished, runner.StepRestored:
-		s.current[e.Key] = "done " + step
-	case runner.StepFailed:
-		s.current[e.Key] = "FAILED " + step
-	case runner.StepSkipped:
-		s.current[e.Key] = "skipped " + step
-	default:
-		if _, ok := s.current[e.Key]; !ok {
-			s.current[e.Key] = ""
-		}
-	}
-}
-
-func (s *ConsoleSink) drawFooter(now time.Time) {
-	if len(s.nodes) == 0 {
-		return
-	}
-	fmt.Fprintln(s.w, "  ---")
-	for _, n := range s.nodes {
-		state := s.current[n]
-		if rest, ok := strings.CutPrefix(state, "running "); ok {
-			step, since, _ := strings.Cut(rest, "@")
-			t, _ := time.Parse(time.RFC3339Nano, since)
-			state = fmt.Sprintf("%s ... %s", step, roundDur(now.Sub(t)))
-		}
-		fmt.Fprintf(s.w, "  %-16s %s\n", n, state)
-	}
-	s.footer = len(s.nodes) + 1
 }
 
 func suffix(m string) string {
