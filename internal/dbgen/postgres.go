@@ -17,7 +17,7 @@ var pgSchema = []string{
 // pgFill inserts rows lo..hi of a table; $1 and $2 are lo and hi, $3 the
 // number of customers.
 var pgFill = map[string]string{
-	"customers": `INSERT INTO customers SELECT g, 'customer ' || g, 'c' || g || '@example.com', chr(65 + g % 26) || chr(65 + (g / 26) % 26), timestamptz '2020-01-01' + g * interval '1 minute' FROM generate_series($1::bigint, $2::bigint) g`,
+	"customers": `INSERT INTO customers SELECT g, 'customer ' || g, 'c' || g || '@example.com', chr((65 + g % 26)::int) || chr((65 + (g / 26) % 26)::int), timestamptz '2020-01-01' + g * interval '1 minute' FROM generate_series($1::bigint, $2::bigint) g WHERE $3::bigint > 0`,
 	"orders":    `INSERT INTO orders SELECT g, 1 + g % $3::bigint, (g % 100000) / 100.0, (ARRAY['new','paid','shipped','done','refunded'])[1 + g % 5], timestamptz '2020-01-01' + g * interval '10 seconds', CASE WHEN g % 3 = 0 THEN NULL ELSE md5(g::text) END FROM generate_series($1::bigint, $2::bigint) g`,
 	"events":    `INSERT INTO events SELECT g, 1 + g % greatest($3::bigint * 8, 1), (ARRAY['created','paid','packed','sent','delivered','viewed'])[1 + g % 6], md5(g::text) || md5((g * 7)::text), timestamptz '2020-01-01' + g * interval '5 seconds' FROM generate_series($1::bigint, $2::bigint) g`,
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -390,9 +391,15 @@ func (d *pg) Copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 		if err != nil {
 			why = "TEMPLATE failed: " + err.Error()
 		}
-		r.Progress("copying by pg_dump | pg_restore: %s", why)
-		if err := d.dumpRestore(ctx, c, b, runID); err != nil {
-			_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{b}.Sanitize()+" WITH (FORCE)")
+		r.Progress("copying by parallel pg_dump and pg_restore (%d jobs): %s", jobs(), why)
+		if err := d.dumpRestore(ctx, r, c, b, runID); err != nil {
+			// The half B goes; the step's context may be over, so the drop
+			// gets a deadline of its own.
+			dctx, cancel := context.WithTimeout(context.Background(), d.timeout)
+			defer cancel()
+			if _, derr := c.Exec(dctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{b}.Sanitize()+" WITH (FORCE)"); derr != nil {
+				return cty.NilVal, fmt.Errorf("%w; and the unfinished %s could not be dropped (drop it yourself): %v", err, d.where(b), derr)
+			}
 			return cty.NilVal, err
 		}
 	}
@@ -404,7 +411,16 @@ func (d *pg) Copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 
 func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-func (d *pg) dumpRestore(ctx context.Context, c *pgx.Conn, b, runID string) error {
+// jobs is how many tables pg_dump and pg_restore work on at once: one a
+// core, as pg_restore's documentation advises, at least two so that one
+// big table does not hold up the small ones.
+func jobs() int { return min(max(runtime.NumCPU(), 2), 8) }
+
+// dumpRestore copies A into a new B when TEMPLATE cannot: a parallel dump
+// (directory format, one synchronized snapshot across its jobs,
+// uncompressed since it lives for seconds) then a parallel restore, which
+// loads tables and builds indexes several at a time.
+func (d *pg) dumpRestore(ctx context.Context, r *sdk.Request, c *pgx.Conn, b, runID string) error {
 	if _, err := c.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{b}.Sanitize()); err != nil {
 		return fmt.Errorf("creating %s: %w", d.where(b), err)
 	}
@@ -413,16 +429,68 @@ func (d *pg) dumpRestore(ctx context.Context, c *pgx.Conn, b, runID string) erro
 			return fmt.Errorf("marking %s: %w", d.where(b), err)
 		}
 	}
+	var tables, total int64
+	if err := c.QueryRow(ctx, `SELECT coalesce(sum(pg_table_size(oid)), 0) FROM pg_class WHERE relkind IN ('r', 'm') AND relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)`).Scan(&tables); err != nil {
+		return err
+	}
+	if err := c.QueryRow(ctx, `SELECT pg_database_size(current_database())`).Scan(&total); err != nil {
+		return err
+	}
 	dir, err := os.MkdirTemp("", "upshift-pg-copy-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	dump := filepath.Join(dir, "a.dump")
-	if err := d.run(ctx, d.cfg.Database, "pg_dump", "--format=custom", "--file="+dump); err != nil {
+	dump := filepath.Join(dir, "a")
+	n := strconv.Itoa(jobs())
+	m := dbkit.StartMeter(r, "dump of "+d.cfg.Database, dbkit.Bytes, tables, func() int64 { return dirSize(dump) })
+	err = d.run(ctx, d.cfg.Database, "pg_dump", "--format=directory", "--compress=0", "--jobs="+n, "--file="+dump)
+	m.Stop()
+	if err != nil {
 		return err
 	}
-	return d.run(ctx, b, "pg_restore", "--no-owner", "--exit-on-error", "--dbname="+b, dump)
+	sizeOfB, closeB := d.sizeOf(ctx, b)
+	defer closeB()
+	m = dbkit.StartMeter(r, "restore into "+b, dbkit.Bytes, total, sizeOfB)
+	defer m.Stop()
+	return d.run(ctx, b, "pg_restore", "--no-owner", "--exit-on-error", "--jobs="+n, "--dbname="+b, dump)
+}
+
+// sizeOf returns a reader of db's size on disk over a connection of its
+// own (a Meter reads it from its goroutine), and the connection's close.
+func (d *pg) sizeOf(ctx context.Context, db string) (func() int64, func()) {
+	c, err := d.connect(ctx, d.cfg.Database)
+	if err != nil {
+		return func() int64 { return 0 }, func() {}
+	}
+	var mu sync.Mutex
+	return func() int64 {
+			mu.Lock()
+			defer mu.Unlock()
+			var n int64
+			qctx, cancel := context.WithTimeout(ctx, d.timeout)
+			defer cancel()
+			_ = c.QueryRow(qctx, `SELECT pg_database_size($1)`, db).Scan(&n)
+			return n
+		}, func() {
+			mu.Lock()
+			defer mu.Unlock()
+			c.Close(context.Background())
+		}
+}
+
+// dirSize is the bytes in the files of dir (pg_dump's output so far).
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, e os.DirEntry, err error) error {
+		if err == nil && !e.IsDir() {
+			if st, err := e.Info(); err == nil {
+				n += st.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 func (d *pg) CheckCopy(ctx context.Context, r *sdk.Request) (plugins.CheckResponse, error) {
