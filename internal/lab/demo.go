@@ -76,6 +76,12 @@ func Demo(ctx context.Context, f DemoOptions, out io.Writer) (bool, error) {
 
 	fmt.Fprintf(out, "Traffic through %s (%s): %d clients (slow reads, fast reads, writes).\n", s.URL(), s.LB, f.Workers)
 	start := time.Now()
+	// The load balancer's own counts over the same load, set beside the
+	// checker's at the end: they must agree.
+	lbCount, err := s.StartLBCount(ctx)
+	if err != nil {
+		return false, fmt.Errorf("reading the load balancer's counters: %w", err)
+	}
 	// The load's own bound: the run's cap and the warm-ups around it.
 	load := traffic.Start(ctx, traffic.Options{URL: s.URL(), Workers: f.Workers, Duration: f.DurationCap + 2*f.Warmup + 10*time.Second})
 	time.Sleep(f.Warmup)
@@ -87,7 +93,7 @@ func Demo(ctx context.Context, f DemoOptions, out io.Writer) (bool, error) {
 		argv = strings.Fields(f.RunCmd)
 	}
 	runCtx, cancelRun := context.WithTimeout(ctx, f.DurationCap)
-	runErr := runAndWatch(runCtx, out, eventsPath, argv[0], append(argv[1:], "run", playbook, "-var-file", s.VarsFile(), "--json")...)
+	runErr := runAndWatch(runCtx, out, eventsPath, argv[0], append(argv[1:], "run", playbook, "-var-file", s.VarsFile(), "--json", "--auto-approve")...)
 	if runCtx.Err() == context.DeadlineExceeded {
 		runErr = fmt.Errorf("stopped after --duration-cap %s: %v", f.DurationCap, runErr)
 	}
@@ -96,6 +102,7 @@ func Demo(ctx context.Context, f DemoOptions, out io.Writer) (bool, error) {
 	time.Sleep(f.Warmup)
 	samples := load.Stop()
 	end := time.Now()
+	lbSeen, lbErr := lbCount.Since(ctx)
 
 	lost, err := traffic.Missing(ctx, s.URL(), samples)
 	if err != nil {
@@ -107,7 +114,8 @@ func Demo(ctx context.Context, f DemoOptions, out io.Writer) (bool, error) {
 	for _, n := range s.Inspect(ctx).Nodes {
 		nodes = append(nodes, report.Node{Name: n.Name, Version: n.Version, InLB: n.InRotation(), Healthy: n.Healthy})
 	}
-	allOK := runErr == nil && sum.Clean()
+	agreement := Agree(lbCount.Source, lbSeen, sum)
+	allOK := runErr == nil && sum.Clean() && lbErr == nil && agreement.OK()
 	for _, c := range checks {
 		allOK = allOK && c.OK
 	}
@@ -134,6 +142,11 @@ func Demo(ctx context.Context, f DemoOptions, out io.Writer) (bool, error) {
 
 	fmt.Fprintf(out, "\nUpgrade %s in %s.\n", map[bool]string{true: "finished", false: "DID NOT FINISH"}[runErr == nil], upgradeEnd.Sub(upgradeStart).Round(100*time.Millisecond))
 	fmt.Fprint(out, sum.String())
+	if lbErr != nil {
+		fmt.Fprintf(out, "load balancer: its counters could not be read: %v\n", lbErr)
+	} else {
+		fmt.Fprint(out, agreement.String())
+	}
 	fmt.Fprintln(out, "final state:")
 	for _, c := range checks {
 		fmt.Fprintf(out, "  %-44s %-6s %s\n", c.What, map[bool]string{true: "ok", false: "FAILED"}[c.OK], c.Got)

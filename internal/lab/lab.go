@@ -151,7 +151,8 @@ func writePrivate(path string, data []byte) error {
 // NginxCtl returns the lab's nginx files and controls.
 func (s *State) NginxCtl() *nginxd.Nginx {
 	return &nginxd.Nginx{Dir: s.Nginx, Conf: filepath.Join(s.Nginx, "nginx.conf"), Upstream: filepath.Join(s.Nginx, "upstream.conf"),
-		PidFile: filepath.Join(s.Nginx, "nginx.pid"), Addr: s.Frontend, Name: Backend}
+		PidFile: filepath.Join(s.Nginx, "nginx.pid"), Addr: s.Frontend, Name: Backend,
+		ErrorLog: filepath.Join(s.Nginx, "error.log"), AccessLog: filepath.Join(s.Nginx, "access.log")}
 }
 
 // lbRunning reports whether the lab's load balancer runs.

@@ -143,11 +143,19 @@ func (l *Load) learn(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	// It is a request through the load balancer like the others: it is
+	// recorded, so that the load balancer's count and the checker's agree.
+	s := Sample{At: time.Now(), Kind: Read}
 	resp, err := l.client.Do(req)
 	if err != nil {
+		s.Latency, s.Err = time.Since(s.At), err.Error()
+		l.record(s)
 		return
 	}
 	defer resp.Body.Close()
+	s.Latency, s.Status = time.Since(s.At), resp.StatusCode
+	s.Node, s.Version = resp.Header.Get("X-Platform-Node"), resp.Header.Get("X-Platform-Version")
+	l.record(s)
 	var body struct {
 		Items []struct {
 			ID string `json:"id"`

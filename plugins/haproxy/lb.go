@@ -105,33 +105,11 @@ func (l *LB) Metrics(ctx context.Context) (lbkit.Metrics, error) {
 	if total == nil {
 		return lbkit.Metrics{}, l.noBackend(ctx)
 	}
-	m := lbkit.Metrics{Backend: counters(total)}
+	m := lbkit.Metrics{Backend: total.Counters()}
 	for _, r := range rows {
-		m.Servers = append(m.Servers, lbkit.ServerCounters{Name: r["svname"], Counters: counters(r)})
+		m.Servers = append(m.Servers, lbkit.ServerCounters{Name: r["svname"], Counters: r.Counters()})
 	}
 	return m, nil
-}
-
-// counters reads one `show stat` row. HAProxy counts HTTP requests per
-// backend (req_tot) but not per server, where the responses are summed.
-func counters(r runtimeapi.Stat) lbkit.Counters {
-	c := lbkit.Counters{
-		ConnectionErrors: int64(r.Int("econ")),
-		ResponseErrors:   int64(r.Int("eresp")),
-		Retries:          int64(r.Int("wretr")),
-		Redispatches:     int64(r.Int("wredis")),
-		Sessions:         int64(r.Int("scur")),
-	}
-	var answered int64
-	for i := range c.HTTP {
-		c.HTTP[i] = int64(r.Int(fmt.Sprintf("hrsp_%dxx", i+1)))
-		answered += c.HTTP[i]
-	}
-	c.Requests = int64(r.Int("req_tot"))
-	if c.Requests < answered+int64(r.Int("hrsp_other")) {
-		c.Requests = answered + int64(r.Int("hrsp_other"))
-	}
-	return c
 }
 
 // Status returns every server of the backend, in config order.

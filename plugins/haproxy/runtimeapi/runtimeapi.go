@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/upshift-dev/upshift/plugins/sdk/fsutil"
+	"github.com/upshift-dev/upshift/plugins/sdk/lbkit"
 )
 
 // Client speaks HAProxy's runtime API over the admin socket, one command per
@@ -125,6 +126,31 @@ func (s Stat) Int(field string) int {
 // aggregate of its proxy).
 func (s Stat) IsServer() bool {
 	return s["svname"] != "FRONTEND" && s["svname"] != "BACKEND"
+}
+
+// Counters reads the row's traffic counters: responses by class
+// (hrsp_*), connection and response errors (econ, eresp), retries (wretr),
+// redispatches (wredis) and current sessions (scur). HAProxy counts HTTP
+// requests per backend (req_tot) but not per server, where the responses
+// are summed.
+func (s Stat) Counters() lbkit.Counters {
+	c := lbkit.Counters{
+		ConnectionErrors: int64(s.Int("econ")),
+		ResponseErrors:   int64(s.Int("eresp")),
+		Retries:          int64(s.Int("wretr")),
+		Redispatches:     int64(s.Int("wredis")),
+		Sessions:         int64(s.Int("scur")),
+	}
+	var answered int64
+	for i := range c.HTTP {
+		c.HTTP[i] = int64(s.Int(fmt.Sprintf("hrsp_%dxx", i+1)))
+		answered += c.HTTP[i]
+	}
+	c.Requests = int64(s.Int("req_tot"))
+	if other := answered + int64(s.Int("hrsp_other")); c.Requests < other {
+		c.Requests = other
+	}
+	return c
 }
 
 // ShowStat runs `show stat` and parses its CSV by header name.
