@@ -78,6 +78,9 @@ type runFlags struct {
 	again       bool // gone: says to use --new-run
 	legacy      string
 	backend     stateFlags // --state, --state-dsn, ...: where the journal and lock live
+	autoApprove bool       // no confirmation: CI
+	target      string     // one rollout item, then hold
+	approve     bool       // upshift approve: the run must wait at a gate
 }
 
 func newRunCommand() *cobra.Command {
@@ -129,6 +132,7 @@ Exit codes: 0 done (or nothing to do), 1 invalid playbook, 2 usage,
 	cmd.Flags().BoolVar(&rf.again, "again", false, "replaced by --new-run")
 	_ = cmd.Flags().MarkHidden("again")
 	cmd.Flags().StringVar(&rf.legacy, "legacy-state", "", "a journal left by an older upshift at the top of the state folder: \"adopt\" files it under this cluster, \"set-aside\" moves it to legacy-<time>/")
+	rf.registerApproval(cmd)
 	return cmd
 }
 
@@ -292,6 +296,9 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 		}
 		fmt.Fprintln(w)
 	}
+	if err := confirm(cmd, dir, rf, l, who, prev, beginning); err != nil {
+		return err
+	}
 	if stopper.Stopped() {
 		fmt.Fprintf(stderr, "Stopped (%s) before the run began: nothing was changed.\n", stopper.Reason())
 		return exitError{exitStopped}
@@ -328,6 +335,8 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 		Cluster:     cluster,
 		NewRun:      rf.newRun,
 		Preflight:   !rf.noPreflight,
+		Target:      rf.target,
+		Approver:    approver(rf),
 	})
 	var mismatch *runner.ClusterMismatchError
 	var preflight *runner.PreflightError
@@ -362,6 +371,10 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 		case len(res.Standing) > 0:
 			fmt.Fprintf(stderr, "\nThe run is past its point of no return (%s ran), so it halted with the cluster serving and nothing cluster-wide undone. Where each item stands:\n  %s\n",
 				res.PointOfNoReturn, termtext.Block(strings.Join(res.Standing, "\n  ")))
+		}
+		if res.Hold != nil && res.Status == journal.Paused {
+			pausedMessage(stderr, dir, rf, l, res, cluster.Label())
+			return exitError{code}
 		}
 		// On stderr, with --json too: automation reads the command there.
 		fmt.Fprintf(stderr, "\nRun %s of cluster %s did not finish (%s). `%s` shows where it stands; fix the cause and\n  %s\nresumes it. Plugin logs: %s\n",
@@ -489,6 +502,9 @@ func resumeCommand(dir string, rf runFlags, pb *playbooks.Playbook) string {
 	}
 	if rf.noPreflight {
 		args = append(args, "--skip-preflight")
+	}
+	if rf.autoApprove {
+		args = append(args, "--auto-approve")
 	}
 	s := strings.Join(args, " ")
 	if elided {

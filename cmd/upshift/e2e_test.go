@@ -114,6 +114,10 @@ rollout "items" {
 
 func upshift(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
+	if len(args) > 0 && (args[0] == "run" || args[0] == "resume") {
+		// No terminal here: tests approve as CI does.
+		args = append(append([]string{}, args...), "--auto-approve")
+	}
 	cmd := exec.Command(filepath.Join(binDir, "upshift"), args...)
 	cmd.Env = append(os.Environ(), "NO_COLOR=1")
 	// Its own process group, so that a kill takes its plugins with it, as a

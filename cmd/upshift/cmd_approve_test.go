@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestRunWithoutTerminalRefuses: with stdin not a terminal and neither
+// --auto-approve nor a saved plan, run changes nothing and says what to do.
+func TestRunWithoutTerminalRefuses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries")
+	}
+	dir, state := kitPlaybook(t, 2, "")
+	initPlaybook(t, dir)
+	cmd := exec.Command(filepath.Join(binDir, "upshift"), "run", dir) // not upshift(): it approves
+	cmd.Env = append(cmd.Environ(), "NO_COLOR=1")
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	assert.Equal(t, exitUsage, cmd.ProcessState.ExitCode(), "%s", out)
+	assert.Contains(t, string(out), "there is no terminal to ask on. Pass --auto-approve (CI), or save a plan and apply it:")
+	assert.Contains(t, string(out), "upshift run upgrade.plan")
+	assert.Empty(t, recordCounts(t, state), "nothing ran")
+}
+
+// inProcess runs upshift in this process with stdin as given, answering
+// as if on a terminal.
+func inProcess(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	t.Setenv("UPSHIFT_PLUGIN_PATH", binDir)
+	t.Setenv("NO_COLOR", "1")
+	was := stdinIsTerminal
+	stdinIsTerminal = func(io.Reader) bool { return true }
+	t.Cleanup(func() { stdinIsTerminal = was })
+	var out, errb bytes.Buffer
+	root := newRootCommand(&out, &errb)
+	root.SetIn(strings.NewReader(stdin))
+	root.SetArgs(normalizeArgs(args))
+	code := exitOK
+	if err := root.Execute(); err != nil {
+		ee, ok := err.(exitError)
+		require.True(t, ok, "%v", err)
+		code = ee.code
+	}
+	return code, out.String(), errb.String()
+}
+
+// TestRunAsksForYes: on a terminal, run shows the batches, gates and items
+// and goes on only on "yes"; anything else changes nothing.
+func TestRunAsksForYes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries")
+	}
+	dir, state := kitPlaybook(t, 3, "")
+	initPlaybook(t, dir)
+	code, out, stderr := inProcess(t, "y\n", "run", dir)
+	assert.Equal(t, exitStopped, code, stderr)
+	assert.Contains(t, out, "upshift run will change cluster ")
+	assert.Contains(t, out, "Plan: 9 steps.\n  rollout \"items\": 3 items in 2 batches (on_failure = halt)\n    batch 1: n1, n2\n    batch 2: n3\n")
+	assert.Contains(t, out, "Only 'yes' goes on. Run it? ")
+	assert.Contains(t, stderr, "Cancelled: nothing was changed.")
+	assert.Empty(t, recordCounts(t, state), "nothing ran on an answer other than yes")
+
+	code, out, stderr = inProcess(t, "yes\n", "run", dir)
+	require.Equal(t, exitOK, code, "%s\n%s", out, stderr)
+	assert.Equal(t, 1, recordCounts(t, state)["second-n3"])
+}
