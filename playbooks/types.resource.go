@@ -181,7 +181,11 @@ func (pb *Playbook) decodeResourceBody(h *resourceHeader, schemas SchemaSource) 
 		v, ds := nodesAttr.Expr.Value(ctx)
 		diags = append(diags, ds...)
 		if !ds.HasErrors() {
-			diags = append(diags, checkNodes(v, nodesAttr.Expr.Range())...)
+			nd := checkNodes(v, nodesAttr.Expr.Range())
+			if !nd.HasErrors() && sch.Node != nil {
+				nd = pb.checkNodeMembers(r, pl, sch.Node, v, nodesAttr.Expr)
+			}
+			diags = append(diags, nd...)
 			r.Nodes = v
 		}
 	}

@@ -198,6 +198,7 @@ func (pb *Playbook) assignVariables(p *Parser, opts LoadOptions) hcl.Diagnostics
 				continue
 			}
 			v.Value = val
+			v.valueExpr = raw.expr
 		case v.Default != cty.NilVal:
 			v.Value = v.Default
 			if !v.Default.IsKnown() {

@@ -15,6 +15,10 @@ func Markdown(name, version string, p *PluginSchema) string {
 	fmt.Fprintf(&b, "Generated from the plugin's schema by `upshift plugins docs`; do not edit.\n\n")
 	b.WriteString("## Config\n\n")
 	writeObject(&b, p.Config, "argument")
+	if p.Node != nil {
+		b.WriteString("\n## Node attributes\n\nWhat the plugin reads from each object of the node_pool's `nodes` list (`upshift validate` checks them). Other attributes are the playbook's own and pass through.\n\n")
+		writeObject(&b, p.Node, "attribute")
+	}
 	names := p.ActionNames()
 	sort.SliceStable(names, func(i, j int) bool {
 		si, sj := ContractAction(p.Kind, names[i]) != nil, ContractAction(p.Kind, names[j]) != nil

@@ -9,6 +9,7 @@
 package schema
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 
@@ -247,6 +248,10 @@ type PluginSchema struct {
 	Kind    Kind
 	Config  *Object
 	Actions map[string]*Action
+	// Node is, for a node_pool plugin, what it reads from each object of
+	// the pool's nodes list (CheckMembers), so validate can say what run
+	// would refuse. nil for other kinds and for plugins that declare none.
+	Node *Object
 }
 
 // Action returns the named action, or nil.
@@ -276,6 +281,17 @@ func (p *PluginSchema) Validate() error {
 	}
 	if err := p.Config.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
+	}
+	if p.Node != nil {
+		if p.Kind != KindNodePool {
+			return fmt.Errorf("only a node_pool plugin describes its nodes; this is a %s plugin", p.Kind)
+		}
+		if err := p.Node.Validate(); err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+		if len(p.Node.Blocks) > 0 {
+			return errors.New("node: a node is an object value and has no blocks; use an attribute of object type")
+		}
 	}
 	for name, a := range p.Actions {
 		if a.Name != name {

@@ -39,6 +39,7 @@ func newPlugin() *sdk.Plugin {
 	kit := nodekit.New[*localnode.Node]("process", driver{})
 	return &sdk.Plugin{
 		Name: "process", Version: Version, Kind: schema.KindNodePool, Config: configSchema,
+		Node:      nodekit.NodeSchema(),
 		Configure: func(_ context.Context, req plugins.ConfigureRequest) error { return configure(kit, req) },
 		Actions:   kit.Actions(),
 	}

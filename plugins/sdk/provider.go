@@ -35,7 +35,7 @@ func (p *Plugin) schema() (*schema.PluginSchema, error) {
 	if cfg == nil {
 		cfg = &schema.Object{}
 	}
-	sp := &schema.PluginSchema{Kind: p.Kind, Config: cfg, Actions: map[string]*schema.Action{}}
+	sp := &schema.PluginSchema{Kind: p.Kind, Config: cfg, Node: p.Node, Actions: map[string]*schema.Action{}}
 	for i, a := range p.Actions {
 		switch {
 		case a == nil || a.Schema == nil:

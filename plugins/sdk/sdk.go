@@ -33,6 +33,10 @@ type Plugin struct {
 	Version string      // "0.1.0"
 	Kind    schema.Kind // schema.KindLoadBalancer | KindDatabase | KindNodePool
 	Config  *schema.Object
+	// Node is, for a node_pool, what the plugin reads from each node object
+	// (nodekit.NodeSchema), so that validate reports a node that Configure
+	// would refuse. Optional.
+	Node *schema.Object
 	// Configure receives the config (conforming to Config) and, for a
 	// node_pool, the node list. Optional.
 	Configure func(ctx context.Context, req plugins.ConfigureRequest) error

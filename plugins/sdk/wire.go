@@ -67,6 +67,11 @@ func schemaToProto(name, version string, p *schema.PluginSchema) (*pb.GetSchemaR
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	resp := &pb.GetSchemaResponse{Name: name, Version: version, Kind: string(p.Kind), Config: cfg}
+	if p.Node != nil {
+		if resp.Node, err = objectToProto(p.Node); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+	}
 	for _, n := range p.ActionNames() {
 		a := p.Actions[n]
 		args, err := objectToProto(a.Args)
@@ -90,6 +95,11 @@ func schemaFromProto(resp *pb.GetSchemaResponse) (*schema.PluginSchema, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	p := &schema.PluginSchema{Kind: schema.Kind(resp.GetKind()), Config: cfg, Actions: map[string]*schema.Action{}}
+	if resp.GetNode() != nil {
+		if p.Node, err = objectFromProto(resp.GetNode()); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+	}
 	for _, a := range resp.GetActions() {
 		args, err := objectFromProto(a.GetArgs())
 		if err != nil {

@@ -54,10 +54,21 @@ func newPlugin() *sdk.Plugin {
 	kit := nodekit.New[*node]("ssh", driver{})
 	return &sdk.Plugin{
 		Name: "ssh", Version: Version, Kind: schema.KindNodePool, Config: configSchema,
+		Node:      nodeSchema,
 		Configure: func(_ context.Context, req plugins.ConfigureRequest) error { return configure(kit, req) },
 		Actions:   kit.Actions(),
 	}
 }
+
+// nodeSchema is what configure reads from a node object: nodekit's, plus
+// where the node's host is and, optionally, its service commands.
+var nodeSchema = nodekit.NodeSchema(
+	&schema.Attribute{Name: "host", Type: cty.String, Required: true, Description: "host:port of the node's sshd."},
+	&schema.Attribute{Name: "user", Type: cty.String, Description: "SSH user on this host; default the plugin's user."},
+	&schema.Attribute{Name: "start_command", Type: cty.List(cty.String), Description: "Starts the node's service (systemd, an init script); needs stop_command and status_command too."},
+	&schema.Attribute{Name: "stop_command", Type: cty.List(cty.String), Description: "Stops the node's service."},
+	&schema.Attribute{Name: "status_command", Type: cty.List(cty.String), Description: "Exits 0 while the node's service runs."},
+)
 
 // node is a node on a remote host: the process contract plus host and user.
 type node struct {

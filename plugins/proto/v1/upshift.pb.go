@@ -545,12 +545,17 @@ func (*GetSchemaRequest) Descriptor() ([]byte, []int) {
 type GetSchemaResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The plugin's own name and version, as the vendor declared them.
-	Name          string        `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Version       string        `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
-	Kind          string        `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
-	Config        *Object       `protobuf:"bytes,4,opt,name=config,proto3" json:"config,omitempty"`
-	Actions       []*Action     `protobuf:"bytes,5,rep,name=actions,proto3" json:"actions,omitempty"`
-	Diagnostics   []*Diagnostic `protobuf:"bytes,6,rep,name=diagnostics,proto3" json:"diagnostics,omitempty"`
+	Name        string        `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version     string        `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Kind        string        `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	Config      *Object       `protobuf:"bytes,4,opt,name=config,proto3" json:"config,omitempty"`
+	Actions     []*Action     `protobuf:"bytes,5,rep,name=actions,proto3" json:"actions,omitempty"`
+	Diagnostics []*Diagnostic `protobuf:"bytes,6,rep,name=diagnostics,proto3" json:"diagnostics,omitempty"`
+	// node_pool plugins: the attributes the plugin reads from each object of
+	// the pool's nodes list. Attributes it does not name are the platform's
+	// own (a migrate command, a processing flag) and pass through unchecked.
+	// Absent for other kinds, and from plugins built before it existed.
+	Node          *Object `protobuf:"bytes,7,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -623,6 +628,13 @@ func (x *GetSchemaResponse) GetActions() []*Action {
 func (x *GetSchemaResponse) GetDiagnostics() []*Diagnostic {
 	if x != nil {
 		return x.Diagnostics
+	}
+	return nil
+}
+
+func (x *GetSchemaResponse) GetNode() *Object {
+	if x != nil {
+		return x.Node
 	}
 	return nil
 }
@@ -1125,14 +1137,15 @@ const file_upshift_proto_rawDesc = "" +
 	"idempotent\x18\x05 \x01(\bR\n" +
 	"idempotent\x12\x12\n" +
 	"\x04undo\x18\x06 \x01(\tR\x04undo\"\x12\n" +
-	"\x10GetSchemaRequest\"\xfe\x01\n" +
+	"\x10GetSchemaRequest\"\xad\x02\n" +
 	"\x11GetSchemaResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x12\n" +
 	"\x04kind\x18\x03 \x01(\tR\x04kind\x121\n" +
 	"\x06config\x18\x04 \x01(\v2\x19.upshift.plugin.v1.ObjectR\x06config\x123\n" +
 	"\aactions\x18\x05 \x03(\v2\x19.upshift.plugin.v1.ActionR\aactions\x12?\n" +
-	"\vdiagnostics\x18\x06 \x03(\v2\x1d.upshift.plugin.v1.DiagnosticR\vdiagnostics\"@\n" +
+	"\vdiagnostics\x18\x06 \x03(\v2\x1d.upshift.plugin.v1.DiagnosticR\vdiagnostics\x12-\n" +
+	"\x04node\x18\a \x01(\v2\x19.upshift.plugin.v1.ObjectR\x04node\"@\n" +
 	"\x10ConfigureRequest\x12\x16\n" +
 	"\x06config\x18\x01 \x01(\fR\x06config\x12\x14\n" +
 	"\x05nodes\x18\x02 \x01(\fR\x05nodes\"T\n" +
@@ -1211,25 +1224,26 @@ var file_upshift_proto_depIdxs = []int32{
 	4,  // 6: upshift.plugin.v1.GetSchemaResponse.config:type_name -> upshift.plugin.v1.Object
 	6,  // 7: upshift.plugin.v1.GetSchemaResponse.actions:type_name -> upshift.plugin.v1.Action
 	2,  // 8: upshift.plugin.v1.GetSchemaResponse.diagnostics:type_name -> upshift.plugin.v1.Diagnostic
-	2,  // 9: upshift.plugin.v1.ConfigureResponse.diagnostics:type_name -> upshift.plugin.v1.Diagnostic
-	13, // 10: upshift.plugin.v1.InvokeEvent.progress:type_name -> upshift.plugin.v1.Progress
-	14, // 11: upshift.plugin.v1.InvokeEvent.result:type_name -> upshift.plugin.v1.InvokeResult
-	2,  // 12: upshift.plugin.v1.InvokeResult.diagnostics:type_name -> upshift.plugin.v1.Diagnostic
-	1,  // 13: upshift.plugin.v1.CheckResponse.state:type_name -> upshift.plugin.v1.CheckResponse.State
-	2,  // 14: upshift.plugin.v1.CheckResponse.diagnostics:type_name -> upshift.plugin.v1.Diagnostic
-	7,  // 15: upshift.plugin.v1.Provider.GetSchema:input_type -> upshift.plugin.v1.GetSchemaRequest
-	9,  // 16: upshift.plugin.v1.Provider.Configure:input_type -> upshift.plugin.v1.ConfigureRequest
-	11, // 17: upshift.plugin.v1.Provider.Invoke:input_type -> upshift.plugin.v1.InvokeRequest
-	15, // 18: upshift.plugin.v1.Provider.Check:input_type -> upshift.plugin.v1.CheckRequest
-	8,  // 19: upshift.plugin.v1.Provider.GetSchema:output_type -> upshift.plugin.v1.GetSchemaResponse
-	10, // 20: upshift.plugin.v1.Provider.Configure:output_type -> upshift.plugin.v1.ConfigureResponse
-	12, // 21: upshift.plugin.v1.Provider.Invoke:output_type -> upshift.plugin.v1.InvokeEvent
-	16, // 22: upshift.plugin.v1.Provider.Check:output_type -> upshift.plugin.v1.CheckResponse
-	19, // [19:23] is the sub-list for method output_type
-	15, // [15:19] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	4,  // 9: upshift.plugin.v1.GetSchemaResponse.node:type_name -> upshift.plugin.v1.Object
+	2,  // 10: upshift.plugin.v1.ConfigureResponse.diagnostics:type_name -> upshift.plugin.v1.Diagnostic
+	13, // 11: upshift.plugin.v1.InvokeEvent.progress:type_name -> upshift.plugin.v1.Progress
+	14, // 12: upshift.plugin.v1.InvokeEvent.result:type_name -> upshift.plugin.v1.InvokeResult
+	2,  // 13: upshift.plugin.v1.InvokeResult.diagnostics:type_name -> upshift.plugin.v1.Diagnostic
+	1,  // 14: upshift.plugin.v1.CheckResponse.state:type_name -> upshift.plugin.v1.CheckResponse.State
+	2,  // 15: upshift.plugin.v1.CheckResponse.diagnostics:type_name -> upshift.plugin.v1.Diagnostic
+	7,  // 16: upshift.plugin.v1.Provider.GetSchema:input_type -> upshift.plugin.v1.GetSchemaRequest
+	9,  // 17: upshift.plugin.v1.Provider.Configure:input_type -> upshift.plugin.v1.ConfigureRequest
+	11, // 18: upshift.plugin.v1.Provider.Invoke:input_type -> upshift.plugin.v1.InvokeRequest
+	15, // 19: upshift.plugin.v1.Provider.Check:input_type -> upshift.plugin.v1.CheckRequest
+	8,  // 20: upshift.plugin.v1.Provider.GetSchema:output_type -> upshift.plugin.v1.GetSchemaResponse
+	10, // 21: upshift.plugin.v1.Provider.Configure:output_type -> upshift.plugin.v1.ConfigureResponse
+	12, // 22: upshift.plugin.v1.Provider.Invoke:output_type -> upshift.plugin.v1.InvokeEvent
+	16, // 23: upshift.plugin.v1.Provider.Check:output_type -> upshift.plugin.v1.CheckResponse
+	20, // [20:24] is the sub-list for method output_type
+	16, // [16:20] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_upshift_proto_init() }

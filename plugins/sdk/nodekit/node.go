@@ -94,7 +94,7 @@ func FromValue(v cty.Value, readOnlyPath string, extra ...string) (*Node, error)
 		return nil, fmt.Errorf("node %q: give read_only_url (a TCP admin listener) or admin_socket (a unix socket), not both", n.Name)
 	}
 	n.adminDefaults(readOnlyPath)
-	required := append([]string{"address", "config_file", "data_dir", "pid_file", "log_file"}, extra...)
+	required := requiredStrings(extra)
 	var missing []string
 	for _, a := range required {
 		if Attr(v, a) == "" {
