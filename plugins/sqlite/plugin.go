@@ -10,10 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/zclconf/go-cty/cty"
-	_ "modernc.org/sqlite" // driver "sqlite"
+	"modernc.org/sqlite" // driver "sqlite", and its online backup
 
 	"github.com/upshift-dev/upshift/plugins"
 	"github.com/upshift-dev/upshift/plugins/sdk"
@@ -77,44 +78,55 @@ func open(path string) (*sql.DB, error) {
 	return db, nil
 }
 
-// vacuumInto writes a consistent copy of src to dst: VACUUM INTO reads one
-// snapshot, so readers and writers of src carry on. The copy is written to
-// a temporary name, checked, then renamed.
+// stepPages is how many pages one backup step copies (16 MiB of 4 KiB
+// pages): progress between steps, a cancelled step noticed soon. A
+// variable so that tests can make many steps of a small database.
+var stepPages int32 = 4096
+
+// pageCopy writes a consistent copy of src to dst with SQLite's online
+// backup API, which copies pages as they are, as fast as a file copy
+// allows (VACUUM INTO, which this plugin used before, rebuilds every table
+// and index: 5-10 times slower on a database of real size). The source is
+// held in one read transaction for the whole copy, so every step sees the
+// same snapshot while writers carry on in WAL mode. The copy is written to
+// a temporary name, read back, synced, then renamed; what is the copy's
+// name in progress lines.
 //
 // A backup is private (0600, folders made 0700); a copy (B, which the
 // nodes open as A) gets A's mode and, when the plugin runs as root, A's
 // owner, so it is never more open than A.
-func vacuumInto(ctx context.Context, src, dst string, likeSrc bool) (int64, error) {
+func pageCopy(ctx context.Context, r *sdk.Request, what, src, dst string, likeSrc bool) (int64, error) {
 	if err := os.MkdirAll(filepath.Dir(dst), dbkit.FolderMode); err != nil {
 		return 0, err
 	}
 	tmp := dst + ".upshift-tmp"
-	// VACUUM INTO writes into an empty file and keeps its mode.
 	if err := dbkit.CreatePrivate(tmp); err != nil {
 		return 0, err
 	}
+	ok := false
+	defer func() {
+		if !ok {
+			removeDB(tmp)
+		}
+	}()
 	if likeSrc {
 		if err := sameAccess(src, tmp); err != nil {
-			_ = os.Remove(tmp)
 			return 0, err
 		}
 	}
-	s, err := open(src)
-	if err != nil {
+	if err := backupTo(ctx, r, what, src, tmp); err != nil {
+		return 0, fmt.Errorf("database %s: copying to %s: %w", src, dst, err)
+	}
+	if err := readable(ctx, tmp); err != nil {
 		return 0, err
 	}
-	defer s.Close()
-	if _, err := s.ExecContext(ctx, "VACUUM INTO ?", tmp); err != nil {
-		_ = os.Remove(tmp)
-		return 0, fmt.Errorf("database %s: VACUUM INTO %s: %w", src, dst, err)
-	}
-	if err := integrity(ctx, tmp); err != nil {
-		_ = os.Remove(tmp)
+	if err := syncFile(tmp); err != nil {
 		return 0, err
 	}
 	if err := os.Rename(tmp, dst); err != nil {
 		return 0, err
 	}
+	ok = true
 	st, err := os.Stat(dst)
 	if err != nil {
 		return 0, err
@@ -122,20 +134,96 @@ func vacuumInto(ctx context.Context, src, dst string, likeSrc bool) (int64, erro
 	return st.Size(), nil
 }
 
-func integrity(ctx context.Context, path string) error {
+// backuper is the part of modernc.org/sqlite's connection that starts an
+// online backup.
+type backuper interface {
+	NewBackup(dstURI string) (*sqlite.Backup, error)
+}
+
+func backupTo(ctx context.Context, r *sdk.Request, what, src, dst string) error {
+	s, err := open(src)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	c, err := s.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	// One read transaction over every step: one snapshot of A.
+	if _, err := c.ExecContext(ctx, "BEGIN"); err != nil {
+		return err
+	}
+	defer c.ExecContext(context.Background(), "ROLLBACK") //nolint:errcheck // a read transaction; nothing to undo
+	var pageSize, pages int64
+	if err := c.QueryRowContext(ctx, "SELECT page_size, page_count FROM pragma_page_size, pragma_page_count").Scan(&pageSize, &pages); err != nil {
+		return err
+	}
+	var done atomic.Int64
+	m := dbkit.StartMeter(r, what, dbkit.Bytes, pageSize*pages, done.Load)
+	defer m.Stop()
+	// The copy is a temporary file until it is read back and renamed: no
+	// journal or sync of its own is needed while it is written.
+	dstURI := "file:" + dst + "?_pragma=journal_mode(OFF)&_pragma=synchronous(OFF)"
+	return c.Raw(func(dc any) error {
+		bc, ok := dc.(backuper)
+		if !ok {
+			return fmt.Errorf("the SQLite driver %T has no online backup", dc)
+		}
+		bk, err := bc.NewBackup(dstURI)
+		if err != nil {
+			return err
+		}
+		for more := true; more; {
+			if err := ctx.Err(); err != nil {
+				_ = bk.Finish()
+				return err
+			}
+			if more, err = bk.Step(stepPages); err != nil {
+				_ = bk.Finish()
+				return err
+			}
+			done.Store(int64(bk.PageCount()-bk.Remaining()) * pageSize)
+		}
+		return bk.Finish()
+	})
+}
+
+// readable checks that the copy opens and its schema reads. The pages are
+// SQLite's own, copied from one snapshot: a full integrity check would
+// read the whole file again for nothing the copy can have changed.
+func readable(ctx context.Context, path string) error {
 	c, err := open(path)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	var res string
-	if err := c.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&res); err != nil {
-		return fmt.Errorf("checking %s: %w", path, err)
-	}
-	if res != "ok" {
-		return fmt.Errorf("the copy %s fails its integrity check: %s", path, res)
+	var n int
+	if err := c.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
+		return fmt.Errorf("the copy %s does not read back: %w", path, err)
 	}
 	return nil
+}
+
+// syncFile makes path durable before it is renamed into place.
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// removeDB removes a database file and what SQLite may have left beside it.
+func removeDB(path string) {
+	for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+		_ = os.Remove(path + suffix)
+	}
 }
 
 func (d *db) Backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
@@ -143,15 +231,15 @@ func (d *db) Backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	if !filepath.IsAbs(to) {
 		return cty.NilVal, sdk.ArgError("to", "%q must be an absolute path", to)
 	}
-	r.Progress("backing up %s", d.path)
-	n, err := vacuumInto(ctx, d.path, to, false)
+	r.Progress("backing up %s with the online backup API", d.path)
+	n, err := pageCopy(ctx, r, "backup to "+to, d.path, to, false)
 	if err != nil {
 		return cty.NilVal, err
 	}
 	return result(r, map[string]cty.Value{"path": cty.StringVal(to), "bytes": cty.NumberIntVal(n)})
 }
 
-// copyResult is copy's result; method is vacuum-into, or kept for a
+// copyResult is copy's result; method is backup-api, or kept for a
 // finished copy adopted.
 func (d *db) copyResult(r *sdk.Request, to, method string) (cty.Value, error) {
 	return result(r, map[string]cty.Value{"name": cty.StringVal(to), "dsn": cty.StringVal(to), "method": cty.StringVal(method)})
@@ -244,14 +332,20 @@ func (d *db) Copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	if err := d.mark(to, runID, false); err != nil {
 		return cty.NilVal, err
 	}
-	r.Progress("copying %s to %s with VACUUM INTO", d.path, to)
-	if _, err := vacuumInto(ctx, d.path, to, true); err != nil {
+	r.Progress("copying %s to %s with the online backup API", d.path, to)
+	if _, err := pageCopy(ctx, r, "copy to "+to, d.path, to, true); err != nil {
+		// No B was made: its marker goes too, so nothing is left claimed
+		// by this run. (A B being replaced stays, marked unfinished, for
+		// this run, resumed, to make again.)
+		if _, serr := os.Stat(to); errors.Is(serr, os.ErrNotExist) {
+			_ = os.Remove(to + copyMarker)
+		}
 		return cty.NilVal, err
 	}
 	if err := d.mark(to, runID, true); err != nil {
 		return cty.NilVal, err
 	}
-	return d.copyResult(r, to, "vacuum-into")
+	return d.copyResult(r, to, "backup-api")
 }
 
 func (d *db) CheckCopy(_ context.Context, r *sdk.Request) (plugins.CheckResponse, error) {
