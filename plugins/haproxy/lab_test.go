@@ -27,6 +27,13 @@ type lab struct {
 
 func startLab(t *testing.T) *lab {
 	t.Helper()
+	return startLabWith(t, haproxyd.Config{})
+}
+
+// startLabWith is startLab with cfg's settings (Servers and Dir are the
+// lab's).
+func startLabWith(t *testing.T, cfg haproxyd.Config) *lab {
+	t.Helper()
 	if !haproxyd.Available() {
 		t.Skip("haproxy is not installed")
 	}
@@ -37,7 +44,8 @@ func startLab(t *testing.T) *lab {
 		l.backends[b.Name] = b
 		servers = append(servers, haproxyd.Server{Name: b.Name, Addr: b.Addr})
 	}
-	inst, err := haproxyd.Start(context.Background(), haproxyd.Config{Servers: servers, Dir: t.TempDir()})
+	cfg.Servers, cfg.Dir = servers, t.TempDir()
+	inst, err := haproxyd.Start(context.Background(), cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, inst.Stop()) })
 	l.inst = inst

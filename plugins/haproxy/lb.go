@@ -23,6 +23,10 @@ type LB struct {
 	poll time.Duration
 	// progressEvery spaces progress lines while nothing changes.
 	progressEvery time.Duration
+	// sessionIdle: with cookie persistence on, a draining server's
+	// persistent sessions have ended once it took no new session for this
+	// long.
+	sessionIdle time.Duration
 }
 
 // NewLB returns the logic for backend behind the admin socket at socket.
@@ -35,7 +39,46 @@ func NewLB(socket, backend, stateFile string, cmdTimeout time.Duration) *LB {
 		stateFile:     stateFile,
 		poll:          100 * time.Millisecond,
 		progressEvery: time.Second,
+		sessionIdle:   DefaultSessionIdle,
 	}
+}
+
+// DefaultSessionIdle is the plugin's session_idle when not set.
+const DefaultSessionIdle = 5 * time.Second
+
+// Affinity reports HAProxy's cookie persistence: `show stat` gives the
+// backend's cookie name on its BACKEND row and each server's cookie value
+// on its own; persistence holds for a server only when it has a value.
+func (l *LB) Affinity(ctx context.Context) (lbkit.Affinity, error) {
+	rows, total, err := l.client.Backend(ctx, l.backend)
+	if err != nil {
+		return lbkit.Affinity{}, err
+	}
+	if total == nil {
+		return lbkit.Affinity{}, l.noBackend(ctx)
+	}
+	enable := fmt.Sprintf("in backend %s, add `cookie SRV insert indirect nocache` and `cookie <name>` to each server line (with `option redispatch`), then reload HAProxy", l.backend)
+	name := total["cookie"]
+	if name == "" {
+		return lbkit.Affinity{How: fmt.Sprintf("backend %s has no cookie persistence: each request is balanced (%s)", l.backend, orDash(total["algo"])), Enable: enable}, nil
+	}
+	var without []string
+	for _, r := range rows {
+		if r["cookie"] == "" {
+			without = append(without, r["svname"])
+		}
+	}
+	if len(without) > 0 {
+		return lbkit.Affinity{How: fmt.Sprintf("backend %s sets cookie %s but server(s) %s have no cookie value", l.backend, name, list(without)), Enable: enable}, nil
+	}
+	return lbkit.Affinity{On: true, How: fmt.Sprintf("cookie %s names each client's server (backend %s)", name, l.backend)}, nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // ServerStatus is one server as the plugin reports it.
@@ -45,6 +88,7 @@ type ServerStatus struct {
 	Health   string // up | down | unknown (from show stat status)
 	Sessions int    // current sessions (scur)
 	Queued   int    // requests waiting for this server (qcur)
+	Total    int    // sessions it ever took (stot): drain sees new ones by it
 	Status   string // HAProxy's own status text: "UP", "UP 1/2", "DOWN", "MAINT", "DRAIN", ...
 	Check    string // last check status, e.g. L7OK, L4CON
 }
@@ -137,6 +181,7 @@ func (l *LB) Status(ctx context.Context) ([]ServerStatus, error) {
 			Check:    r["check_status"],
 			Sessions: r.Int("scur"),
 			Queued:   r.Int("qcur"),
+			Total:    r.Int("stot"),
 			Health:   healthOf(r["status"]),
 			State:    lbkit.StateReady,
 		}
@@ -222,35 +267,81 @@ func (l *LB) Drain(ctx context.Context, a lbkit.DrainArgs, progress lbkit.Progre
 		progress.Printf("%s is already draining (%d sessions)", srv.Name, srv.Sessions)
 	}
 
-	deadline := time.Now().Add(a.Timeout)
-	start, lastLine, lastN := time.Now(), time.Now(), -1
-	for {
-		cur, _, err := l.server(ctx, srv.Name)
-		if err != nil {
-			return lbkit.ServerResult{}, err
-		}
-		n := cur.Sessions + cur.Queued
-		if n == 0 {
-			break
-		}
-		if n != lastN || time.Since(lastLine) >= l.progressEvery {
-			progress.Printf("%s: waiting for %d in-flight session(s) (%s of %s)", srv.Name, n, time.Since(start).Round(100*time.Millisecond), a.Timeout)
-			lastLine, lastN = time.Now(), n
-		}
-		if time.Now().After(deadline) {
-			return lbkit.ServerResult{}, fmt.Errorf("server %s still has %d sessions after %s (left in drain: it takes no new requests)", srv.Name, n, a.Timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return lbkit.ServerResult{}, fmt.Errorf("draining %s: %w (left in drain with %d sessions)", srv.Name, ctx.Err(), n)
-		case <-time.After(l.poll):
-		}
+	// With cookie persistence, DRAIN still sends a server the clients
+	// whose cookie names it: their sessions end when they stop coming,
+	// or are redispatched at the timeout by MAINT (HAProxy then answers
+	// them from another server, with a new cookie), not failed.
+	aff, err := l.Affinity(ctx)
+	if err != nil {
+		return lbkit.ServerResult{}, err
+	}
+	if aff.On {
+		progress.Printf("%s: session affinity is on (%s): its persistent sessions stay until they end (no new session for %s) or the timeout (%s), then they are redispatched", srv.Name, aff.How, l.sessionIdle, a.Timeout)
+	}
+	start := time.Now()
+	ended, n, err := l.waitSessions(ctx, srv.Name, start, start.Add(a.Timeout), a.Timeout, aff.On, progress)
+	if err != nil {
+		return lbkit.ServerResult{}, err
+	}
+	if !ended && !aff.On {
+		return lbkit.ServerResult{}, fmt.Errorf("server %s still has %d sessions after %s (left in drain: it takes no new requests)", srv.Name, n, a.Timeout)
 	}
 	if err := l.set(ctx, srv.Name, runtimeapi.StateMaint); err != nil {
 		return lbkit.ServerResult{}, err
 	}
-	progress.Printf("%s: no sessions left after %s; now in maintenance", srv.Name, time.Since(start).Round(10*time.Millisecond))
+	if ended {
+		progress.Printf("%s: no sessions left after %s; now in maintenance", srv.Name, time.Since(start).Round(10*time.Millisecond))
+		return res, nil
+	}
+	// MAINT takes no new request but lets those in flight finish: wait
+	// for them as long again before the node may stop.
+	progress.Printf("%s: drain timeout %s reached with persistent sessions still coming: in maintenance now, they are redispatched to other servers", srv.Name, a.Timeout)
+	redispatched := time.Now()
+	if ended, n, err = l.waitSessions(ctx, srv.Name, redispatched, redispatched.Add(a.Timeout), a.Timeout, false, progress); err != nil {
+		return lbkit.ServerResult{}, err
+	}
+	if !ended {
+		return lbkit.ServerResult{}, fmt.Errorf("server %s still has %d in-flight sessions %s after its persistent sessions were redispatched (left in maintenance)", srv.Name, n, a.Timeout)
+	}
+	progress.Printf("%s: no sessions left %s after the redispatch; in maintenance", srv.Name, time.Since(redispatched).Round(10*time.Millisecond))
 	return res, nil
+}
+
+// waitSessions waits, until deadline, for server's current and queued
+// sessions to reach 0 and, when idle is set, for it to take no new
+// session for l.sessionIdle as well. It reports whether they ended and how
+// many were left.
+func (l *LB) waitSessions(ctx context.Context, server string, start, deadline time.Time, timeout time.Duration, idle bool, progress lbkit.Progress) (bool, int, error) {
+	lastLine, lastN, lastTotal, quietSince := time.Now(), -1, -1, time.Now()
+	for {
+		cur, _, err := l.server(ctx, server)
+		if err != nil {
+			return false, 0, err
+		}
+		if cur.Total != lastTotal {
+			lastTotal, quietSince = cur.Total, time.Now()
+		}
+		n := cur.Sessions + cur.Queued
+		if n == 0 && (!idle || time.Since(quietSince) >= l.sessionIdle) {
+			return true, 0, nil
+		}
+		if n != lastN || time.Since(lastLine) >= l.progressEvery {
+			what := fmt.Sprintf("%d in-flight session(s)", n)
+			if idle {
+				what += fmt.Sprintf(", last new session %s ago", time.Since(quietSince).Round(100*time.Millisecond))
+			}
+			progress.Printf("%s: waiting for %s (%s of %s)", server, what, time.Since(start).Round(100*time.Millisecond), timeout)
+			lastLine, lastN = time.Now(), n
+		}
+		if time.Now().After(deadline) {
+			return false, n, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, n, fmt.Errorf("draining %s: %w (%d sessions left)", server, ctx.Err(), n)
+		case <-time.After(l.poll):
+		}
+	}
 }
 
 // guard refuses a drain that would leave fewer than min other servers up

@@ -23,6 +23,7 @@ var configSchema = &schema.Object{Attributes: []*schema.Attribute{
 	{Name: "backend", Type: cty.String, Required: true, Description: "Name of the backend whose servers the playbook drains and enables."},
 	{Name: "state_file", Type: cty.String, Description: "Path of HAProxy's server-state file (`server-state-file`). When set, the plugin writes `show servers state` to it after every change, so a reload keeps drained servers in maintenance."},
 	{Name: "timeout", Type: cty.String, Description: "Deadline of each admin-socket command, as a duration. Default 5s."},
+	{Name: "session_idle", Type: cty.String, Description: "With cookie persistence on, drain keeps a server's persistent sessions until it has taken no new session for this long (or the drain's timeout passes, when they are redispatched), as a duration. Default 5s."},
 }}
 
 // config is configSchema decoded.
@@ -31,6 +32,8 @@ type config struct {
 	Backend   string        `cty:"backend"`
 	StateFile string        `cty:"state_file"`
 	Timeout   time.Duration `cty:"timeout,positive" default:"5s"`
+	// SessionIdle: see LB.sessionIdle.
+	SessionIdle time.Duration `cty:"session_idle,positive" default:"5s"`
 }
 
 // newPlugin declares the plugin. Each call returns a fresh instance: one
@@ -55,5 +58,7 @@ func configure(_ context.Context, req plugins.ConfigureRequest) (lbkit.Backend, 
 	}
 	// The socket is not dialled here: validate and plan configure plugins
 	// while HAProxy may not be running; the first action reports it.
-	return NewLB(c.Socket, c.Backend, c.StateFile, c.Timeout), nil
+	lb := NewLB(c.Socket, c.Backend, c.StateFile, c.Timeout)
+	lb.sessionIdle = c.SessionIdle
+	return lb, nil
 }

@@ -43,6 +43,12 @@ type Config struct {
 	// Fall and Rise are the consecutive failed/successful checks that mark a
 	// server down/up. Default 2 each.
 	Fall, Rise int
+	// Cookie, when set, turns session affinity on: HAProxy inserts a
+	// cookie of this name naming the server that answered (`cookie NAME
+	// insert indirect nocache`, and `cookie SERVER` on each server line),
+	// and sends the client's next requests to that server while it is
+	// ready or draining.
+	Cookie string
 	// HardStopAfter bounds how long an old worker keeps serving its
 	// in-flight connections after a reload or soft stop. Default 30s.
 	HardStopAfter time.Duration
@@ -90,6 +96,9 @@ func (c *Config) validate() error {
 		if _, _, err := net.SplitHostPort(s.Addr); err != nil {
 			return fmt.Errorf("haproxyd: server %s address %q: %v", s.Name, s.Addr, err)
 		}
+	}
+	if c.Cookie != "" && !runtimeapi.ValidName(c.Cookie) {
+		return fmt.Errorf("haproxyd: cookie name %q: only letters, digits and _.:- are allowed", c.Cookie)
 	}
 	if strings.ContainsAny(c.HealthPath, " \t\n") || !strings.HasPrefix(c.HealthPath, "/") {
 		return fmt.Errorf("haproxyd: health path %q must start with / and hold no spaces", c.HealthPath)
@@ -164,8 +173,16 @@ func Render(c Config, dir, bind string) (string, error) {
 	w("    option httpchk GET %s", c.HealthPath)
 	w("    http-check expect status 200")
 	w("    default-server inter %s fall %d rise %d", ms(c.CheckInter), c.Fall, c.Rise)
+	cookie := func(string) string { return "" }
+	if c.Cookie != "" {
+		// indirect: the cookie is HAProxy's, not passed to the server;
+		// nocache: a shared cache must not hand one client's cookie to
+		// another.
+		w("    cookie %s insert indirect nocache", c.Cookie)
+		cookie = func(name string) string { return " cookie " + name }
+	}
 	for _, s := range c.Servers {
-		w("    server %s %s check", s.Name, s.Addr)
+		w("    server %s %s check%s", s.Name, s.Addr, cookie(s.Name))
 	}
 	return b.String(), nil
 }

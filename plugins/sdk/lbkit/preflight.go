@@ -93,6 +93,19 @@ func (k *kit) preflight(ctx context.Context, req *sdk.Request) (cty.Value, error
 		return cty.NilVal, fmt.Errorf("the load balancer does not answer: %w", err)
 	}
 	in, problems := Preflight(servers, a)
+	if r, ok := b.(AffinityReporter); ok {
+		aff, err := r.Affinity(ctx)
+		switch {
+		case err != nil:
+			problems = append(problems, fmt.Sprintf("cannot tell whether session affinity is on: %v", err))
+		case !aff.On:
+			// A warning, not a problem: a cluster whose clients hold no
+			// session state of their own may run without it.
+			req.Progress("%s", AffinityWarning(aff))
+		default:
+			req.Progress("session affinity is on: %s", aff.How)
+		}
+	}
 	if len(problems) > 0 {
 		return cty.NilVal, fmt.Errorf("%d problem(s):\n  - %s", len(problems), strings.Join(problems, "\n  - "))
 	}
