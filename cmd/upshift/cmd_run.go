@@ -268,7 +268,7 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 		msg := fmt.Sprintf("Nothing to do: run %s of %s finished at %s, and a finished run stays finished whatever changed in the playbook or its variables. `%s` shows it; `upshift run %s --new-run` begins a new upgrade of this cluster.",
 			prev.ID, who, prev.UpdatedAt.UTC().Format("2006-01-02 15:04:05 UTC"), statusArgs(dir, rf), shellQuote(dir))
 		if rf.asJSON {
-			runner.NewJSONSink(out).Emit(runner.Event{Time: time.Now(), Type: runner.RunFinished, Status: string(journal.Done), Message: msg})
+			runner.NewJSONSink(out).Emit(runner.Event{Time: time.Now(), RunID: prev.ID, Type: runner.RunFinished, Status: string(journal.Done), Message: msg})
 		} else {
 			fmt.Fprintln(out, msg)
 		}
@@ -316,12 +316,7 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 	defer unlock()
 
 	var goneErr atomic.Pointer[error] // set when the state backend stays unreachable
-	console := NewConsoleSink(out)
-	console.Live = isTerminal(out)
-	var sink runner.Sink = console
-	if rf.asJSON {
-		sink = runner.NewJSONSink(out)
-	}
+	sink := newRunSink(out, rf.asJSON, l.graph, runIDOf(l.pb, prev))
 	fmt.Fprintf(stderr, "Cluster %s: %s (journal %s).\n", cluster.Label(), cluster.Describe(), clusterDir)
 	res, err := runner.Run(ctx, l.graph, runner.Options{
 		Providers:   l.plugins.Providers(),
@@ -338,6 +333,7 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 		Target:      rf.target,
 		Approver:    approver(rf),
 	})
+	sink.Close() // the live view ends before anything else is printed
 	var mismatch *runner.ClusterMismatchError
 	var preflight *runner.PreflightError
 	var unreachable *journal.UnreachableError
