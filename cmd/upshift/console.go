@@ -56,7 +56,7 @@ func NewConsoleSink(w io.Writer) *ConsoleSink {
 // the plan's layout so that queued nodes and batches show from the start.
 func newRunConsole(w io.Writer, g *runner.Graph) *ConsoleSink {
 	s := newConsole(w, g)
-	s.Live = isTerminal(w)
+	s.Live = liveTerminal(w)
 	s.Color = s.Live && colorWanted()
 	return s
 }

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 
@@ -395,6 +396,13 @@ func (p palette) good(s string) string { return p.wrap("32", s) }
 func (p palette) bad(s string) string  { return p.wrap("31", s) }
 func (p palette) run(s string) string  { return p.wrap("1", s) }
 func (p palette) dim(s string) string  { return p.wrap("2", s) }
+
+// liveTerminal reports whether w can keep a footer: a terminal that moves
+// its cursor (not TERM=dumb). NO_COLOR has no say here (colorWanted).
+func liveTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && isatty.IsTerminal(f.Fd()) && os.Getenv("TERM") != "dumb"
+}
 
 // colorWanted follows https://no-color.org: NO_COLOR set and not empty
 // turns colour off (the footer stays).
