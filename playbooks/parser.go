@@ -51,6 +51,7 @@ var fileSchema = &hcl.BodySchema{
 		{Type: "step", LabelNames: []string{"name"}},
 		{Type: "rollout", LabelNames: []string{"name"}},
 		{Type: "preflight", LabelNames: []string{"name"}},
+		{Type: "verify", LabelNames: []string{"name"}},
 	},
 }
 
@@ -276,6 +277,7 @@ type Parsed struct {
 	steps      []*hcl.Block
 	rollouts   []*hcl.Block
 	preflights []*hcl.Block
+	verifies   []*hcl.Block
 	// start is the beginning of the first playbook file, where a problem
 	// with the playbook as a whole is reported.
 	start hcl.Range
@@ -379,6 +381,8 @@ func (p *Parser) parse(dir string, files []*hcl.File, opts LoadOptions) (*Parsed
 				c.rollouts = append(c.rollouts, b)
 			case "preflight":
 				c.preflights = append(c.preflights, b)
+			case "verify":
+				c.verifies = append(c.verifies, b)
 			default:
 				resourceBlocks = append(resourceBlocks, b)
 			}
@@ -508,7 +512,7 @@ func (c *Parsed) decode(schemas SchemaSource) (*Playbook, hcl.Diagnostics) {
 	}
 	sort.SliceStable(pb.Steps, func(i, j int) bool { return rangeLess(pb.Steps[i].DeclRange, pb.Steps[j].DeclRange) })
 	for _, b := range c.preflights {
-		s, ds := pb.decodePreflight(b)
+		s, ds := pb.decodeProbeBlock(b, probePreflight)
 		diags = append(diags, ds...)
 		if s == nil {
 			continue
@@ -518,6 +522,18 @@ func (c *Parsed) decode(schemas SchemaSource) (*Playbook, hcl.Diagnostics) {
 			continue
 		}
 		pb.Preflights = append(pb.Preflights, s)
+	}
+	for _, b := range c.verifies {
+		s, ds := pb.decodeProbeBlock(b, probeVerify)
+		diags = append(diags, ds...)
+		if s == nil {
+			continue
+		}
+		if prev := pb.VerifyBlock(s.Name); prev != nil {
+			diags = append(diags, duplicate("verify", s.Name, prev.DeclRange, s.DeclRange))
+			continue
+		}
+		pb.Verifies = append(pb.Verifies, s)
 	}
 	diags = append(diags, pb.checkPointOfNoReturn()...)
 	if diags.HasErrors() {

@@ -37,6 +37,9 @@ type Playbook struct {
 	// before a new run changes anything (and alone in upshift check).
 	// They are not steps of the graph.
 	Preflights []*Step
+	// Verifies are the verify blocks: probes of the end state, run after a
+	// run finishes (and alone in upshift verify). Not steps of the graph.
+	Verifies []*Step
 	// ClusterName is the top-level `cluster` attribute: a name for the
 	// cluster shown beside its identity, "" when unset. It names the
 	// cluster; what identifies it is what its resources point at.
@@ -170,6 +173,8 @@ type Step struct {
 	// Preflight is set on a preflight block (which is not a step of the
 	// graph); its address is preflight.NAME.
 	Preflight bool
+	// Verify is set on a verify block; its address is verify.NAME.
+	Verify    bool
 	ponrRange hcl.Range
 
 	DependsOn []Reference
@@ -183,6 +188,9 @@ type Step struct {
 func (s *Step) Address() string {
 	if s.Preflight {
 		return "preflight." + s.Name
+	}
+	if s.Verify {
+		return "verify." + s.Name
 	}
 	return "step." + s.Name
 }
@@ -222,8 +230,13 @@ type Rollout struct {
 }
 
 // Preflight returns the preflight block called name, or nil.
-func (p *Playbook) Preflight(name string) *Step {
-	for _, s := range p.Preflights {
+func (p *Playbook) Preflight(name string) *Step { return probeNamed(p.Preflights, name) }
+
+// VerifyBlock returns the verify block called name, or nil.
+func (p *Playbook) VerifyBlock(name string) *Step { return probeNamed(p.Verifies, name) }
+
+func probeNamed(probes []*Step, name string) *Step {
+	for _, s := range probes {
 		if s.Name == name {
 			return s
 		}

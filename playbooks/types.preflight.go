@@ -10,16 +10,32 @@ import (
 	"github.com/upshift-dev/upshift/schema"
 )
 
-// decodePreflight decodes a `preflight` block: a probe run before a new
-// run changes anything. It reads like a step (run, with, for_each, when,
-// description, timeout) but may only call probe actions, which change
-// nothing, and cannot depend on or read steps: it runs before all of them.
-func (pb *Playbook) decodePreflight(b *hcl.Block) (*Step, hcl.Diagnostics) {
+// probeBlock says which of the two probe blocks is decoded: both read
+// like a step (run, with, for_each, when, description, timeout) but may
+// only call probe actions, which change nothing, and cannot depend on or
+// read steps.
+type probeBlock struct {
+	kind  string // block type: "preflight" or "verify"
+	title string // as a sentence begins: "Preflight", "Verify"
+	when  string // when it runs, for messages
+}
+
+var (
+	// A preflight runs before a new run changes anything.
+	probePreflight = probeBlock{kind: "preflight", title: "Preflight", when: "before any step"}
+	// A verify block checks the end state: after a run that finished, and
+	// alone in upshift verify, on any cluster.
+	probeVerify = probeBlock{kind: "verify", title: "Verify", when: "after the run, or alone in upshift verify"}
+)
+
+// decodeProbeBlock decodes a `preflight` or `verify` block.
+func (pb *Playbook) decodeProbeBlock(b *hcl.Block, kind probeBlock) (*Step, hcl.Diagnostics) {
 	s, diags := pb.decodeStep(b, nil, 0)
 	if s == nil {
 		return nil, diags
 	}
-	s.Preflight = true
+	s.Preflight = kind == probePreflight
+	s.Verify = kind == probeVerify
 	refuse := func(summary, detail string, rng hcl.Range) {
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: rng.Ptr()})
 	}
@@ -31,8 +47,8 @@ func (pb *Playbook) decodePreflight(b *hcl.Block) (*Step, hcl.Diagnostics) {
 			}
 		}
 		sort.Strings(probes)
-		refuse("Preflight runs an action that changes things",
-			fmt.Sprintf("%s changes the cluster; a preflight only looks, before anything changes. The %s %q can be asked %s.", s.Run.String(), s.Run.Resource.Kind, s.Run.Resource.Name, joinQuoted(probes)),
+		refuse(kind.title+" runs an action that changes things",
+			fmt.Sprintf("%s changes the cluster; a %s block only looks. The %s %q can be asked %s.", s.Run.String(), kind.kind, s.Run.Resource.Kind, s.Run.Resource.Name, joinQuoted(probes)),
 			s.Run.Range)
 	}
 	if len(s.DependsOn) > 0 || len(s.References) > 0 {
@@ -42,10 +58,10 @@ func (pb *Playbook) decodePreflight(b *hcl.Block) (*Step, hcl.Diagnostics) {
 		} else {
 			rng = s.References[0].Range
 		}
-		refuse("Preflight reads a step", "A preflight runs before any step: it cannot depend on a step or read its result.", rng)
+		refuse(kind.title+" reads a step", fmt.Sprintf("A %s block runs %s: it cannot depend on a step or read its result.", kind.kind, kind.when), rng)
 	}
 	if s.Always || s.PointOfNoReturn || s.Retry.Attempts > 1 {
-		refuse("Invalid preflight attribute", "A preflight takes run, with, for_each, when, description and timeout; always, retry and point_of_no_return belong to steps.", s.DeclRange)
+		refuse("Invalid "+kind.kind+" attribute", fmt.Sprintf("A %s block takes run, with, for_each, when, description and timeout; always, retry and point_of_no_return belong to steps.", kind.kind), s.DeclRange)
 	}
 	return s, diags
 }

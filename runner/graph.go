@@ -45,6 +45,9 @@ type Graph struct {
 	// Preflights are the preflight blocks' instances: run before the walk,
 	// not part of the DAG.
 	Preflights []*StepInstance
+	// Verifies are the verify blocks' instances: run after a run finishes
+	// (and alone in upshift verify), not in the graph either.
+	Verifies []*StepInstance
 	// Items lists each rollout's items (keys) by batch.
 	Items map[string][][]string
 	// Gates are the rollouts' gates, in the order they were added (gate.go).

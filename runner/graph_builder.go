@@ -31,6 +31,7 @@ var playbookGraph = graphBuilder{
 	gateTransform{},
 	cycleTransform{},
 	preflightTransform{},
+	verifyTransform{},
 }
 
 // graphTransform is one named step of building a graph.

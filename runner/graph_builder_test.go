@@ -15,7 +15,7 @@ func TestGraphBuilderSteps(t *testing.T) {
 	for _, s := range playbookGraph {
 		names = append(names, s.Name())
 	}
-	assert.Equal(t, []string{"expand instances", "joins", "reference edges", "depends_on edges", "rollout item chains", "batch chaining", "gates", "cycle check", "expand preflights"}, names)
+	assert.Equal(t, []string{"expand instances", "joins", "reference edges", "depends_on edges", "rollout item chains", "batch chaining", "gates", "cycle check", "expand preflights", "expand verify blocks"}, names)
 }
 
 type fakeTransform struct {

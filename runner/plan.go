@@ -25,6 +25,9 @@ type Plan struct {
 	// Preflights are the preflight instances with their arguments, run
 	// before a new run begins.
 	Preflights []*PlannedStep
+	// Verifies are the verify instances with their arguments, run after
+	// the run finishes.
+	Verifies []*PlannedStep
 	// PointOfNoReturn is the first instance, in plan order, of the step
 	// marked point_of_no_return; "" when none is.
 	PointOfNoReturn string
@@ -89,20 +92,25 @@ func MakePlan(g *Graph) (*Plan, hcl.Diagnostics) {
 		args := out[i].args
 		p.Steps = append(p.Steps, &PlannedStep{Instance: inst, Args: args, KnownAfter: knownAfter(inst.Step, args, refs)})
 	}
-	for _, inst := range g.Preflights {
-		args, ds := g.DecodeArgs(inst, none)
-		if !ds.HasErrors() {
-			_, ds = g.EvalWhen(inst, none)
+	for _, probes := range []struct {
+		insts []*StepInstance
+		into  *[]*PlannedStep
+	}{{g.Preflights, &p.Preflights}, {g.Verifies, &p.Verifies}} {
+		for _, inst := range probes.insts {
+			args, ds := g.DecodeArgs(inst, none)
+			if !ds.HasErrors() {
+				_, ds = g.EvalWhen(inst, none)
+			}
+			if ds.HasErrors() {
+				failed.add(inst, ds)
+				continue
+			}
+			*probes.into = append(*probes.into, &PlannedStep{Instance: inst, Args: args})
 		}
-		if ds.HasErrors() {
-			failed.add(inst, ds)
-			continue
-		}
-		p.Preflights = append(p.Preflights, &PlannedStep{Instance: inst, Args: args})
 	}
 	if failed.list != nil {
 		perStep := map[*playbooks.Step]int{}
-		for _, inst := range append(insts, g.Preflights...) {
+		for _, inst := range append(append(insts, g.Preflights...), g.Verifies...) {
 			perStep[inst.Step]++
 		}
 		return nil, failed.diagnostics(perStep)

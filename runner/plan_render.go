@@ -82,6 +82,15 @@ func (p *Plan) WriteText(out io.Writer) error {
 			fmt.Fprintf(w, "        ^ point of no return: from here the new state is the truth\n")
 		}
 	}
+	if len(p.Verifies) > 0 {
+		fmt.Fprintf(w, "\nVerify, once the run has finished (%d %s of the end state; upshift verify runs them alone):\n", len(p.Verifies), plural(len(p.Verifies), "check", "checks"))
+		for _, ps := range p.Verifies {
+			fmt.Fprintf(w, "   -  %s  %s\n", ps.Instance.Addr, ps.Instance.Step.Run)
+			for _, line := range argLines(ps.Instance, ps) {
+				fmt.Fprintf(w, "        %s\n", line)
+			}
+		}
+	}
 	return w.Flush()
 }
 
@@ -230,6 +239,7 @@ type jsonPlan struct {
 	Playbook        string        `json:"playbook"`
 	PointOfNoReturn string        `json:"point_of_no_return,omitempty"`
 	Preflight       []jsonStep    `json:"preflight,omitempty"`
+	Verify          []jsonStep    `json:"verify,omitempty"`
 	Steps           []jsonStep    `json:"steps"`
 	Rollouts        []jsonRollout `json:"rollouts,omitempty"`
 }
@@ -282,6 +292,13 @@ func (p *Plan) WriteJSON(w io.Writer) error {
 			return err
 		}
 		out.Preflight = append(out.Preflight, js)
+	}
+	for i, ps := range p.Verifies {
+		js, err := jsonStepOf(p.Graph, i, ps, []string{})
+		if err != nil {
+			return err
+		}
+		out.Verify = append(out.Verify, js)
 	}
 	for i, ps := range p.Steps {
 		js, err := jsonStepOf(p.Graph, i, ps, p.Graph.dependencies(ps.Instance.Addr))

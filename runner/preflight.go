@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/upshift-dev/upshift/playbooks"
 	"github.com/upshift-dev/upshift/plugins"
 )
 
@@ -28,44 +29,62 @@ func (preflightTransform) Name() string { return "expand preflights" }
 
 func (preflightTransform) Transform(b *graphBuild) hcl.Diagnostics {
 	var diags hcl.Diagnostics
-	for _, s := range b.Playbook.Preflights {
+	b.Preflights, diags = expandProbes(b, b.Playbook.Preflights)
+	return diags
+}
+
+// expandProbes makes the instances of probe blocks: one each, or one per
+// for_each key.
+func expandProbes(b *graphBuild, steps []*playbooks.Step) ([]*StepInstance, hcl.Diagnostics) {
+	var out []*StepInstance
+	var diags hcl.Diagnostics
+	for _, s := range steps {
 		if s.ForEach == nil {
-			b.Preflights = append(b.Preflights, &StepInstance{Addr: s.Address(), Step: s, Each: cty.NilVal})
+			out = append(out, &StepInstance{Addr: s.Address(), Step: s, Each: cty.NilVal})
 			continue
 		}
 		items, ds := expandForEach(b.Playbook, s)
 		diags = append(diags, ds...)
 		for _, it := range items {
-			b.Preflights = append(b.Preflights, &StepInstance{Addr: s.Address() + "[" + fmt.Sprintf("%q", it.key) + "]", Step: s, Key: it.key, Keyed: true, Each: it.each()})
+			out = append(out, &StepInstance{Addr: s.Address() + "[" + fmt.Sprintf("%q", it.key) + "]", Step: s, Key: it.key, Keyed: true, Each: it.each()})
 		}
 	}
-	return diags
+	return out, diags
 }
 
-// PreflightFailure is one preflight that found problems (or could not
-// ask).
+// PreflightFailure is one probe (a preflight or verify instance) that
+// found problems (or could not ask).
 type PreflightFailure struct {
 	Address string
 	Action  string
 	Error   string
 }
 
-// PreflightReport is what the preflights found.
-type PreflightReport struct {
-	// Checked counts the preflight instances asked (skipped by when: not
-	// counted).
+// ProbeReport is what the preflights, or the verify blocks, found.
+type ProbeReport struct {
+	// Checked counts the instances asked (skipped by when: not counted).
 	Checked  int
 	Failures []PreflightFailure
 	Duration time.Duration
+	// Verify: the probes were verify blocks, checking the end state; else
+	// preflights, before anything changed.
+	Verify bool
 }
 
-// OK reports whether every preflight passed.
-func (r *PreflightReport) OK() bool { return len(r.Failures) == 0 }
+// PreflightReport is what the preflights found.
+type PreflightReport = ProbeReport
+
+// OK reports whether every probe passed.
+func (r *ProbeReport) OK() bool { return len(r.Failures) == 0 }
 
 // Error lists every failure, one per paragraph.
-func (r *PreflightReport) Error() string {
+func (r *ProbeReport) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "preflight found problems in %d of %d checks; nothing was changed:", len(r.Failures), r.Checked)
+	if r.Verify {
+		fmt.Fprintf(&b, "verify found problems in %d of %d checks of the end state:", len(r.Failures), r.Checked)
+	} else {
+		fmt.Fprintf(&b, "preflight found problems in %d of %d checks; nothing was changed:", len(r.Failures), r.Checked)
+	}
 	for _, f := range r.Failures {
 		fmt.Fprintf(&b, "\n  %s (%s): %s", f.Address, f.Action, strings.ReplaceAll(f.Error, "\n", "\n    "))
 	}
@@ -77,6 +96,12 @@ func (r *PreflightReport) Error() string {
 // instance's timeout, and reports them all. Events get a step_started and
 // a step_finished or step_failed per instance.
 func Preflight(ctx context.Context, g *Graph, providers map[string]plugins.Provider, events Sink, parallelism int) *PreflightReport {
+	return runProbes(ctx, g, g.Preflights, providers, events, parallelism)
+}
+
+// runProbes runs insts, probes that change nothing and read no step, all
+// at once.
+func runProbes(ctx context.Context, g *Graph, insts []*StepInstance, providers map[string]plugins.Provider, events Sink, parallelism int) *ProbeReport {
 	if events == nil {
 		events = Sinks(nil)
 	}
@@ -84,7 +109,7 @@ func Preflight(ctx context.Context, g *Graph, providers map[string]plugins.Provi
 		parallelism = 10
 	}
 	start := time.Now()
-	rep := &PreflightReport{}
+	rep := &ProbeReport{}
 	none := func(*StepInstance) (cty.Value, bool) { return cty.NilVal, false }
 	var mu sync.Mutex
 	fail := func(inst *StepInstance, err string) {
@@ -94,7 +119,7 @@ func Preflight(ctx context.Context, g *Graph, providers map[string]plugins.Provi
 	}
 	sem := make(chan struct{}, parallelism)
 	var wg sync.WaitGroup
-	for _, inst := range g.Preflights {
+	for _, inst := range insts {
 		if inst.Step.When != nil {
 			v, diags := g.EvalWhen(inst, none)
 			if diags.HasErrors() {
