@@ -235,7 +235,11 @@ func containsSensitive(v cty.Value) bool {
 }
 
 // jsonPlan is the machine-readable form of a plan.
+// PlanFormatVersion is plan --json's format version (docs/json.md).
+const PlanFormatVersion = 1
+
 type jsonPlan struct {
+	FormatVersion   int           `json:"format_version"`
 	Playbook        string        `json:"playbook"`
 	PointOfNoReturn string        `json:"point_of_no_return,omitempty"`
 	Preflight       []jsonStep    `json:"preflight,omitempty"`
@@ -276,7 +280,7 @@ type jsonStep struct {
 
 // WriteJSON renders the plan as one JSON document.
 func (p *Plan) WriteJSON(w io.Writer) error {
-	out := jsonPlan{Playbook: p.Graph.Playbook.Dir, PointOfNoReturn: p.PointOfNoReturn, Steps: []jsonStep{}}
+	out := jsonPlan{FormatVersion: PlanFormatVersion, Playbook: p.Graph.Playbook.Dir, PointOfNoReturn: p.PointOfNoReturn, Steps: []jsonStep{}}
 	for _, r := range p.Graph.Playbook.Rollouts {
 		jr := jsonRollout{Name: r.Name, OnFailure: r.OnFailure, Batches: p.Graph.Items[r.Name]}
 		for _, gv := range p.Graph.Gates {
