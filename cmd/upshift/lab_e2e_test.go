@@ -46,7 +46,22 @@ var (
 	readsRE  = regexp.MustCompile(`reads:  (\d+) sent, (\d+) failed`)
 	writesRE = regexp.MustCompile(`writes: (\d+) acknowledged, (\d+) refused cleanly while read-only \(503\), (\d+) failed otherwise`)
 	lostRE   = regexp.MustCompile(`acknowledged writes missing from the final database: (\d+)`)
+	// The load balancer's own count beside the checker's (lab.LBAgreement).
+	lbAgreeRE = regexp.MustCompile(`failed requests: (\d+) by the load balancer's count .*, (\d+) by the traffic checker's, of (\d+) and (\d+) requests: (they agree|THEY DISAGREE)`)
 )
+
+// assertLBAgrees checks that the demo's load balancer counted the same
+// requests and the same failed requests as its traffic checker, and
+// returns the failed count.
+func assertLBAgrees(t *testing.T, text string) int {
+	t.Helper()
+	m := lbAgreeRE.FindStringSubmatch(text)
+	require.NotNil(t, m, "the demo prints the load balancer's count:\n%s", text)
+	assert.Equal(t, m[1], m[2], "failed requests: load balancer vs traffic checker")
+	assert.Equal(t, m[3], m[4], "requests: load balancer vs traffic checker")
+	assert.Greater(t, atoi(t, m[3]), 100, "the load balancer counted the traffic")
+	return atoi(t, m[2])
+}
 
 func atoi(t *testing.T, s string) int {
 	n, err := strconv.Atoi(s)
@@ -75,6 +90,7 @@ func TestDemoUpgradesWithZeroFailures(t *testing.T) {
 	assert.Greater(t, atoi(t, w[2]), 0, "writes were refused cleanly while read-only")
 	assert.Equal(t, "0", w[3], "writes failed otherwise")
 	assert.Equal(t, "0", lostRE.FindStringSubmatch(text)[1], "lost acknowledged writes")
+	assert.Equal(t, 0, assertLBAgrees(t, text), "failed requests by both counts")
 	assert.NotContains(t, text, "FAILED")
 	for _, n := range []string{"node-1", "node-2", "node-3"} {
 		assert.Regexp(t, n+`: healthy, writable, version 2 +ok`, text)
@@ -120,6 +136,7 @@ func TestDemoMatrix(t *testing.T) {
 			assert.Equal(t, "0", readsRE.FindStringSubmatch(text)[2], "failed reads")
 			assert.Equal(t, "0", writesRE.FindStringSubmatch(text)[3], "failed writes")
 			assert.Equal(t, "0", lostRE.FindStringSubmatch(text)[1], "lost writes")
+			assert.Equal(t, 0, assertLBAgrees(t, text), "failed requests by both counts")
 			assert.Regexp(t, `node-3: uses database B +ok +\S*(upshift_lab_\w+_b|b\.sqlite)`, text)
 			assert.Regexp(t, lb+`: node-3 (UP and )?in rotation +ok`, text)
 			assert.NotContains(t, text, "FAILED")
@@ -155,7 +172,9 @@ func TestNegativeControlSeesFailures(t *testing.T) {
 		require.NotNil(t, r, last)
 		require.NotNil(t, w, last)
 		if atoi(t, r[2])+atoi(t, w[3]) > 0 {
-			t.Logf("attempt %d: %s failed reads, %s failed writes", attempt, r[2], w[3])
+			// The load balancer saw the same failures as the checker.
+			assert.Equal(t, atoi(t, r[2])+atoi(t, w[3]), assertLBAgrees(t, last))
+			t.Logf("attempt %d: %s failed reads, %s failed writes; %s", attempt, r[2], w[3], lbAgreeRE.FindString(last))
 			return
 		}
 	}
