@@ -373,6 +373,7 @@ var contracts = map[Kind][]*Action{
 				opt("successes", cty.Number, "Consecutive successes required. Default 3."),
 				opt("version", cty.String, "The version the node must report; a healthy node on another version does not count. Default: any."),
 				opt("writable", cty.Bool, "true: the node must also accept writes (not be in read-only mode). Default false: either."),
+				opt("healthy_for", cty.String, "How long the node must stay healthy, every answer counting, before it counts, such as \"5s\"; a failed answer starts the time again. Default 0: the successes alone."),
 			),
 			Result: obj(
 				req("node", cty.String, "Node name."),

@@ -99,6 +99,10 @@ func (n *Node) readOnly(ctx context.Context) (bool, error) {
 type Want struct {
 	Version  string // the version the node must report; "" any
 	Writable bool   // the node must not be read-only
+	// HealthyFor is how long the answers must stay good, from the first of
+	// the streak, before the node counts: a node that passes three checks
+	// and then falls over in its warm-up is not done.
+	HealthyFor time.Duration
 }
 
 // WaitHealthy polls the health URL until it answers 200 `successes` times
@@ -112,6 +116,8 @@ func (n *Node) WaitHealthy(ctx context.Context, timeout time.Duration, successes
 func (n *Node) WaitHealthyFor(ctx context.Context, timeout time.Duration, successes int, want Want, progress Progress) (string, error) {
 	deadline := time.Now().Add(timeout)
 	streak, version, last := 0, "", "no answer yet"
+	var since time.Time // the first good answer of the streak
+	saidStaying := false
 	for {
 		h, err := n.Health(ctx)
 		switch {
@@ -136,18 +142,26 @@ func (n *Node) WaitHealthyFor(ctx context.Context, timeout time.Duration, succes
 			case ro:
 				streak, last = 0, "healthy but read-only"
 			default:
+				if streak == 0 {
+					since = time.Now()
+				}
 				streak++
 				version = h.Version
 			}
 		}
-		if streak >= successes {
+		if streak >= successes && time.Since(since) >= want.HealthyFor {
 			return version, nil
+		}
+		if streak >= successes && !saidStaying {
+			progress("healthy; it must stay so for %s", want.HealthyFor)
+			saidStaying = true
 		}
 		if time.Now().After(deadline) {
 			return "", fmt.Errorf("not healthy after %s (last answer: %s)", timeout, last)
 		}
 		if streak == 0 {
 			progress("waiting: %s", last)
+			saidStaying = false
 		}
 		select {
 		case <-ctx.Done():

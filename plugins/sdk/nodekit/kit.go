@@ -262,7 +262,11 @@ func (k *Kit[N]) Actions() []*sdk.Action {
 			if successes < 1 {
 				return nil, sdk.ArgError("successes", "must be at least 1")
 			}
-			want := Want{Version: r.String("version"), Writable: r.Bool("writable", false)}
+			healthyFor, err := r.Duration("healthy_for", 0)
+			if err != nil {
+				return nil, err
+			}
+			want := Want{Version: r.String("version"), Writable: r.Bool("writable", false), HealthyFor: healthyFor}
 			version, err := n.Base().WaitHealthyFor(ctx, timeout, successes, want, r.Progress)
 			return map[string]cty.Value{"node": cty.StringVal(n.Base().Name), "version": cty.StringVal(version)}, err
 		}),
