@@ -251,7 +251,13 @@ func migrateOneToLocal(ctx context.Context, pg *PGStore, store *Store, c *Cluste
 	m.Past = len(past)
 	// The files are durable: PostgreSQL's copy goes, so that no run
 	// resumes it there.
-	_, err = pg.pool.Exec(ctx, `DELETE FROM upshift_runs WHERE cluster_id = $1`, c.ID)
+	err = pgx.BeginFunc(ctx, pg.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM upshift_runs WHERE cluster_id = $1`, c.ID); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM upshift_clusters WHERE id = $1`, c.ID)
+		return err
+	})
 	if err != nil {
 		return m, pg.scrub(fmt.Errorf("the state is in %s now, but deleting it from PostgreSQL failed (delete cluster %s's runs there by hand so that no run resumes them): %w", dir, c.Short(), err))
 	}

@@ -105,9 +105,7 @@ func TestMigrateBothWaysLosesNothing(t *testing.T) {
 	// PostgreSQL no longer holds it.
 	all, err = pg.Clusters(ctx)
 	require.NoError(t, err)
-	require.Len(t, all, 1)
-	require.Nil(t, all[0].Current)
-	require.Empty(t, all[0].Past)
+	require.Empty(t, all)
 	// A resumed run goes on in its new home.
 	require.NoError(t, j2.Update(Step{Address: "step.b", Status: Done}))
 }
