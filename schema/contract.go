@@ -140,6 +140,18 @@ var contracts = map[Kind][]*Action{
 			Idempotent: true,
 			Probe:      true,
 		},
+		{
+			Name:        "verify",
+			Description: "Checks, changing nothing, the end state of a rollout: the load balancer answers and every one of these servers is in its backend, in rotation and up. Every problem is reported at once.",
+			Args: obj(
+				req("servers", cty.List(cty.String), "The servers that must all be serving, as the load balancer knows them."),
+			),
+			Result: obj(
+				req("in_service", cty.Number, "Servers up and in rotation now."),
+			),
+			Idempotent: true,
+			Probe:      true,
+		},
 	},
 	KindDatabase: {
 		{
@@ -401,6 +413,22 @@ var contracts = map[Kind][]*Action{
 				req("nodes", cty.List(cty.String), "Names of the nodes to check."),
 				opt("version", cty.String, "The version every node must report. Default: any, but the same on every node."),
 				opt("target", cty.String, "The version the run upgrades to: a node already on it is a problem (another run got there first)."),
+			),
+			Result: obj(
+				req("versions", cty.Map(cty.String), "The version each node reports, by node name."),
+			),
+			Idempotent: true,
+			Probe:      true,
+		},
+		{
+			Name:        "verify",
+			Description: "Checks, changing nothing, the end state of an upgrade on every node: it runs as the plugin knows it, answers its health check on the expected version, takes writes (not read-only), has the given files in its data folder, and holds the same value as every other node for the given configuration keys. Every problem is reported at once.",
+			Args: obj(
+				req("nodes", cty.List(cty.String), "Names of the nodes to check."),
+				req("version", cty.String, "The version every node must report."),
+				opt("writable", cty.Bool, "Every node must take writes (not be in read-only mode). Default true."),
+				opt("files", cty.List(cty.String), "Paths, relative to each node's data folder, that must exist (the rolling-upgrade marker)."),
+				opt("same_config", cty.List(cty.String), "Configuration keys every node must hold the same value for, such as the database key: all nodes on one database. Values are compared, never shown."),
 			),
 			Result: obj(
 				req("versions", cty.Map(cty.String), "The version each node reports, by node name."),

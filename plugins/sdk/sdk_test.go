@@ -173,6 +173,7 @@ func (f *fakeLB) plugin() *sdk.Plugin {
 			}},
 			{Schema: lb("metrics"), Run: func(context.Context, *sdk.Request) (cty.Value, error) { return cty.NilVal, nil }},
 			{Schema: lb("preflight"), Run: func(context.Context, *sdk.Request) (cty.Value, error) { return cty.NilVal, nil }},
+			{Schema: lb("verify"), Run: func(context.Context, *sdk.Request) (cty.Value, error) { return cty.NilVal, nil }},
 		},
 	}
 }
@@ -201,7 +202,7 @@ func TestSchema(t *testing.T) {
 		s, err := p.Schema(context.Background())
 		require.NoError(t, err)
 		assert.Equal(t, schema.KindLoadBalancer, s.Kind)
-		assert.Equal(t, []string{"boom", "drain", "echo", "enable", "metrics", "preflight", "probe", "status", "wait"}, s.ActionNames())
+		assert.Equal(t, []string{"boom", "drain", "echo", "enable", "metrics", "preflight", "probe", "status", "verify", "wait"}, s.ActionNames())
 		require.NoError(t, schema.CheckContract(s))
 		drain := s.Action("drain")
 		assert.True(t, drain.Idempotent)
@@ -502,6 +503,7 @@ func TestArgErrorMessage(t *testing.T) {
 			{Schema: schema.ContractAction(schema.KindLoadBalancer, "status"), Run: func(context.Context, *sdk.Request) (cty.Value, error) { return cty.NilVal, nil }},
 			{Schema: schema.ContractAction(schema.KindLoadBalancer, "metrics"), Run: func(context.Context, *sdk.Request) (cty.Value, error) { return cty.NilVal, nil }},
 			{Schema: schema.ContractAction(schema.KindLoadBalancer, "preflight"), Run: func(context.Context, *sdk.Request) (cty.Value, error) { return cty.NilVal, nil }},
+			{Schema: schema.ContractAction(schema.KindLoadBalancer, "verify"), Run: func(context.Context, *sdk.Request) (cty.Value, error) { return cty.NilVal, nil }},
 		},
 	})
 	resp := p.Invoke(context.Background(), plugins.InvokeRequest{Action: "drain", Args: cty.ObjectVal(map[string]cty.Value{"server": cty.StringVal("s")})})

@@ -117,6 +117,7 @@ func (k *kit) plugin() *sdk.Plugin {
 			{Schema: std("read_only"), Run: k.readOnly},
 			{Schema: std("read_write"), Run: k.readWrite},
 			{Schema: std("preflight"), Run: k.preflight},
+			{Schema: std("verify"), Run: k.verify},
 			{Schema: std("wait_healthy"), Run: k.waitHealthy},
 			{Schema: std("backup_data"), Run: k.backupData},
 			{Schema: noopAction, Run: k.noop},

@@ -149,6 +149,7 @@ func Plugin(name, version string, config *schema.Object, configure Configure) *s
 			{Schema: std("status"), Run: k.status},
 			{Schema: std("metrics"), Run: k.metrics},
 			{Schema: std("preflight"), Run: k.preflight},
+			{Schema: std("verify"), Run: k.verify},
 		},
 	}
 }
