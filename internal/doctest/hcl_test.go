@@ -29,7 +29,7 @@ const (
 var topLevel = map[string]bool{
 	"variable": true, "locals": true, "plugin": true, "load_balancer": true,
 	"database": true, "node_pool": true, "step": true, "rollout": true,
-	"preflight": true,
+	"preflight": true, "verify": true,
 }
 
 // TestDocsHCL checks every ```hcl block of README.md and docs/ (see the

@@ -54,7 +54,7 @@ func TestBuiltBinary(t *testing.T) {
 	ctx := context.Background()
 	s, err := p.Schema(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"drain", "enable", "metrics", "preflight", "status"}, s.ActionNames())
+	assert.Equal(t, []string{"drain", "enable", "metrics", "preflight", "status", "verify"}, s.ActionNames())
 	require.NoError(t, p.Configure(ctx, plugins.ConfigureRequest{Config: cty.ObjectVal(map[string]cty.Value{
 		"socket": cty.StringVal(l.inst.Socket), "backend": cty.StringVal("app"),
 		"state_file": cty.StringVal(l.inst.StateFile), "timeout": cty.NullVal(cty.String),

@@ -85,7 +85,7 @@ func TestPluginSchemaIsTheContract(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, schema.KindLoadBalancer, s.Kind)
 	require.NoError(t, schema.CheckContract(s))
-	assert.Equal(t, []string{"drain", "enable", "metrics", "preflight", "status"}, s.ActionNames())
+	assert.Equal(t, []string{"drain", "enable", "metrics", "preflight", "status", "verify"}, s.ActionNames())
 	assert.Equal(t, []string{"socket", "backend", "state_file", "timeout"}, s.Config.Names())
 }
 

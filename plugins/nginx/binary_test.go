@@ -32,7 +32,7 @@ func TestBuiltBinary(t *testing.T) {
 	ctx := context.Background()
 	s, err := p.Schema(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"drain", "enable", "metrics", "preflight", "status"}, s.ActionNames())
+	assert.Equal(t, []string{"drain", "enable", "metrics", "preflight", "status", "verify"}, s.ActionNames())
 	require.NoError(t, p.Configure(ctx, plugins.ConfigureRequest{Config: fullConfig(l.config())}).Err())
 
 	server, done := l.slowRequest(t, 600)

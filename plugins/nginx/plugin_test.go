@@ -27,7 +27,7 @@ func TestPluginSchemaIsTheContract(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, schema.KindLoadBalancer, s.Kind)
 	require.NoError(t, schema.CheckContract(s))
-	assert.Equal(t, []string{"drain", "enable", "metrics", "preflight", "status"}, s.ActionNames())
+	assert.Equal(t, []string{"drain", "enable", "metrics", "preflight", "status", "verify"}, s.ActionNames())
 	assert.Equal(t, []string{"nginx_conf", "upstream_file", "upstream", "pid_file", "servers", "health_urls", "health_timeout", "nginx_binary", "access_log"}, s.Config.Names())
 }
 

@@ -154,6 +154,7 @@ func TestArgErrorAtReachesTheHost(t *testing.T) {
 			{Schema: schema.ContractAction(k, "status"), Run: run},
 			{Schema: schema.ContractAction(k, "metrics"), Run: run},
 			{Schema: schema.ContractAction(k, "preflight"), Run: run},
+			{Schema: schema.ContractAction(k, "verify"), Run: run},
 		},
 	})
 	d := p.Configure(context.Background(), plugins.ConfigureRequest{Config: cty.ObjectVal(map[string]cty.Value{
