@@ -555,6 +555,9 @@ func shortDuration(d time.Duration) string {
 }
 
 func shortDigest(s string) string {
+	if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		s = s[i+1:] // "hmac:...": the journal keeps the digest keyed
+	}
 	if len(s) > 16 {
 		return s[:16]
 	}
