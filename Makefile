@@ -7,7 +7,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 5s
 PLUGIN_FLAGS := -trimpath -ldflags "-s -w"
 
-.PHONY: all setup build test unit race fuzz docs e2e drills bench demo demo-down proto docs fmt vet clean vuln
+.PHONY: all setup build test unit race fuzz docs e2e drills bench demo demo-down proto docs fmt vet clean vuln report-check
 
 all: build
 
@@ -60,6 +60,15 @@ demo: setup build
 
 demo-down:
 	@if [ -x $(BIN)/upshift ]; then $(BIN)/upshift lab down --dir lab; fi
+
+# The report of a real 50-node run (testkit plugin), `upshift report`,
+# screenshot in headless Chromium (Debian's chromium: apt-get install -y
+# chromium): bin/report-check/report-50.png (.html beside it), and its
+# figures on one line.
+report-check: build
+	mkdir -p $(BIN)/report-check
+	UPSHIFT_REPORT_PNG=$(CURDIR)/$(BIN)/report-check/report-50.png $(GO) test -count=1 -timeout 10m -run '^TestReportOf50Nodes$$' -v ./cmd/upshift > $(BIN)/report-check/test.log 2>&1; \
+	rc=$$?; grep -E 'report-check:|^(--- |ok|FAIL)' $(BIN)/report-check/test.log; exit $$rc
 
 # Plugin reference pages, generated from the plugins' own schemas.
 docs: build
