@@ -52,6 +52,7 @@ var fileSchema = &hcl.BodySchema{
 		{Type: "rollout", LabelNames: []string{"name"}},
 		{Type: "preflight", LabelNames: []string{"name"}},
 		{Type: "verify", LabelNames: []string{"name"}},
+		{Type: "state"},
 	},
 }
 
@@ -339,6 +340,7 @@ func (p *Parser) parse(dir string, files []*hcl.File, opts LoadOptions) (*Parsed
 	var localsBlocks []*hcl.Block
 
 	var clusterAttr *hcl.Attribute
+	var stateBlocks []*hcl.Block
 	for _, f := range files {
 		content, ds := f.Body.Content(fileSchema)
 		diags = append(diags, ds...)
@@ -383,6 +385,8 @@ func (p *Parser) parse(dir string, files []*hcl.File, opts LoadOptions) (*Parsed
 				c.preflights = append(c.preflights, b)
 			case "verify":
 				c.verifies = append(c.verifies, b)
+			case "state":
+				stateBlocks = append(stateBlocks, b)
 			default:
 				resourceBlocks = append(resourceBlocks, b)
 			}
@@ -425,6 +429,7 @@ func (p *Parser) parse(dir string, files []*hcl.File, opts LoadOptions) (*Parsed
 	if clusterAttr != nil {
 		diags = append(diags, pb.decodeClusterName(clusterAttr)...)
 	}
+	diags = append(diags, pb.decodeState(stateBlocks)...)
 
 	seen := map[string]*resourceHeader{}
 	for _, b := range resourceBlocks {

@@ -44,6 +44,8 @@ type Playbook struct {
 	// cluster shown beside its identity, "" when unset. It names the
 	// cluster; what identifies it is what its resources point at.
 	ClusterName string
+	// State is the `state` block: where state lives (types.state.go).
+	State *StateBlock
 
 	// runID is run.id once a run has begun (SetRunID).
 	runID       string
