@@ -74,7 +74,11 @@ func Demo(ctx context.Context, f DemoOptions, out io.Writer) (bool, error) {
 		return false, fmt.Errorf("upshift init: %v\n%s", err, b)
 	}
 
-	fmt.Fprintf(out, "Traffic through %s (%s): %d clients (slow reads, fast reads, writes).\n", s.URL(), s.LB, f.Workers)
+	affinity := "session affinity off: every request is balanced"
+	if s.Affinity {
+		affinity = "session affinity on: " + map[bool]string{true: "hash $cookie_" + SessionCookie, false: "cookie " + HAProxyCookie}[s.LB == "nginx"]
+	}
+	fmt.Fprintf(out, "Traffic through %s (%s, %s): %d sessions, each with its own cookies (slow reads, fast reads, reads of its own writes, writes).\n", s.URL(), s.LB, affinity, f.Workers)
 	start := time.Now()
 	// The load balancer's own counts over the same load, set beside the
 	// checker's at the end: they must agree.

@@ -53,11 +53,13 @@ type State struct {
 	// (its pid file is authoritative).
 	LBPid int `json:"lb_pid,omitempty"`
 	// NodePlugin is process or ssh; SSHD and SSHAddr locate the lab's sshd.
-	NodePlugin string      `json:"node_plugin,omitempty"`
-	SSHD       string      `json:"sshd,omitempty"`
-	SSHAddr    string      `json:"ssh_addr,omitempty"`
-	DB         DB          `json:"db"`
-	Nodes      []NodeState `json:"nodes"`
+	NodePlugin string `json:"node_plugin,omitempty"`
+	// Affinity is whether the load balancer keeps a client on one node.
+	Affinity bool        `json:"affinity,omitempty"`
+	SSHD     string      `json:"sshd,omitempty"`
+	SSHAddr  string      `json:"ssh_addr,omitempty"`
+	DB       DB          `json:"db"`
+	Nodes    []NodeState `json:"nodes"`
 }
 
 // NodeState is one node of the lab.
@@ -194,7 +196,27 @@ type Options struct {
 	// NodePlugin is process (default) or ssh: with ssh the lab runs an
 	// sshd on loopback and the playbook reaches the nodes through it.
 	NodePlugin string
+	// NoAffinity runs the load balancer without session affinity (round
+	// robin): a client then moves between old and upgraded nodes while
+	// both serve, which the traffic check counts as read-your-writes
+	// misses.
+	NoAffinity bool
 }
+
+// Session affinity in the lab: HAProxy inserts its own cookie; nginx open
+// source hashes on the session cookie platformd sets.
+const (
+	HAProxyCookie = "upshift_srv"
+	// SessionCookie is platformd's session cookie (platform.SessionCookie,
+	// not imported: it would link the platform's database drivers into
+	// upshift).
+	SessionCookie = "platform_session"
+	NginxBalance  = "hash $cookie_" + SessionCookie + " consistent"
+	// DrainTimeout is the lab's drain timeout: with affinity, a drain
+	// lasts until it (the traffic's clients keep their sessions), then
+	// redispatches them.
+	DrainTimeout = "3s"
+)
 
 // UpWith is Up with the database chosen.
 func UpWith(ctx context.Context, o Options, log io.Writer) (*State, error) {
@@ -217,7 +239,7 @@ func UpWith(ctx context.Context, o Options, log io.Writer) (*State, error) {
 	if _, err := os.Stat(filepath.Join(bin, "platformd")); err != nil {
 		return nil, fmt.Errorf("%s: %w (run `make build`)", filepath.Join(bin, "platformd"), err)
 	}
-	s := &State{Dir: dir, Bin: bin, LB: o.LoadBalancer, HAProxy: filepath.Join(dir, "haproxy"), Nginx: filepath.Join(dir, "nginx"), NodePlugin: o.NodePlugin}
+	s := &State{Dir: dir, Bin: bin, LB: o.LoadBalancer, HAProxy: filepath.Join(dir, "haproxy"), Nginx: filepath.Join(dir, "nginx"), NodePlugin: o.NodePlugin, Affinity: !o.NoAffinity}
 	if err := s.start(ctx, o, log); err != nil {
 		// Whatever started before the failure is stopped, the database
 		// server too: nothing is left running that lab.json may not name.
@@ -324,7 +346,11 @@ func (s *State) start(ctx context.Context, o Options, log io.Writer) error {
 		if s.Frontend, err = freeAddr(); err != nil {
 			return err
 		}
-		ng, err := nginxd.Start(ctx, s.Nginx, s.Frontend, Backend, servers)
+		cfg := nginxd.Config{Dir: s.Nginx, Bind: s.Frontend, Upstream: Backend, Servers: servers}
+		if s.Affinity {
+			cfg.Balance = NginxBalance
+		}
+		ng, err := nginxd.StartWith(ctx, cfg)
 		if err != nil {
 			return err
 		}
@@ -338,7 +364,11 @@ func (s *State) start(ctx context.Context, o Options, log io.Writer) error {
 		for _, n := range s.Nodes {
 			servers = append(servers, haproxyd.Server{Name: n.Name, Addr: n.Address})
 		}
-		hp, err := haproxyd.StartDetached(ctx, haproxyd.Config{Servers: servers, Backend: Backend, Dir: s.HAProxy})
+		cfg := haproxyd.Config{Servers: servers, Backend: Backend, Dir: s.HAProxy}
+		if s.Affinity {
+			cfg.Cookie = HAProxyCookie
+		}
+		hp, err := haproxyd.StartDetached(ctx, cfg)
 		if err != nil {
 			return err
 		}
@@ -417,6 +447,7 @@ func (s *State) writeVars() error {
 	body.SetAttributeValue("target_version", str("2"))
 	body.SetAttributeValue("database_b", str(s.DB.B))
 	body.SetAttributeValue("backup_dir", str(filepath.Join(s.Dir, "backups")))
+	body.SetAttributeValue("drain_timeout", str(DrainTimeout))
 	lbConfig := cty.ObjectVal(map[string]cty.Value{"socket": str(s.HAProxyCtl().Socket), "backend": str(Backend), "state_file": str(s.HAProxyCtl().StateFile)})
 	if s.LB == "nginx" {
 		health := map[string]cty.Value{}

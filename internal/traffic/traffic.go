@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"sort"
 	"strings"
@@ -34,6 +35,9 @@ const (
 	Read Kind = "read"
 	// Write is POST /items with a unique id.
 	Write Kind = "write"
+	// ReadOwn is GET /items/{id} of the id the same session's last
+	// acknowledged write created: a 404 is a read-your-writes miss.
+	ReadOwn Kind = "read_own"
 )
 
 // Sample is one request and how it ended.
@@ -47,6 +51,9 @@ type Sample struct {
 	Version  string        `json:"version,omitempty"`   // X-Platform-Version
 	ReadOnly bool          `json:"read_only,omitempty"` // a clean 503 refusal of a write
 	ID       string        `json:"id,omitempty"`        // the item written or read
+	Session  int           `json:"session"`             // the client (worker) that sent it
+	// Miss marks a read-your-writes miss: a ReadOwn answered 404.
+	Miss bool `json:"miss,omitempty"`
 }
 
 // OK reports whether the request succeeded: 201 for a write, 200 for a read.
@@ -144,7 +151,9 @@ func (l *Load) learn(ctx context.Context) {
 		return
 	}
 	// It is a request through the load balancer like the others: it is
-	// recorded, so that the load balancer's count and the checker's agree.
+	// recorded (and counts in MaxRequests), so that the load balancer's
+	// count and the checker's agree.
+	l.count.Add(1)
 	s := Sample{At: time.Now(), Kind: Read}
 	resp, err := l.client.Do(req)
 	if err != nil {
@@ -153,8 +162,8 @@ func (l *Load) learn(ctx context.Context) {
 		return
 	}
 	defer resp.Body.Close()
-	s.Latency, s.Status = time.Since(s.At), resp.StatusCode
-	s.Node, s.Version = resp.Header.Get("X-Platform-Node"), resp.Header.Get("X-Platform-Version")
+	s.Latency = time.Since(s.At)
+	s.answered(resp)
 	l.record(s)
 	var body struct {
 		Items []struct {
@@ -189,24 +198,38 @@ func (l *Load) Samples() []Sample {
 	return out
 }
 
+// worker is one session: a client with a cookie jar of its own, as a
+// browser would be, so that a load balancer with session affinity keeps
+// it on one node. Once the session has a write acknowledged, its fast
+// reads read that write back, as a user reloading the page would.
 func (l *Load) worker(ctx context.Context, w int) {
 	defer l.wg.Done()
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Timeout: l.client.Timeout, Transport: l.client.Transport, Jar: jar}
+	own := ""
 	for i := 0; ctx.Err() == nil && l.count.Add(1) <= l.opts.MaxRequests; i++ {
 		var s Sample
 		switch i % 4 {
 		case 0, 1:
-			s = l.do(SlowRead, http.MethodGet, fmt.Sprintf("/slow?ms=%d", l.opts.SlowMS), nil, "")
+			s = l.do(client, SlowRead, http.MethodGet, fmt.Sprintf("/slow?ms=%d", l.opts.SlowMS), nil, "")
 		case 2:
-			if id := l.knownID(); id != "" {
-				s = l.do(Read, http.MethodGet, "/items/"+url.PathEscape(id), nil, id)
+			if id := l.knownID(); own != "" {
+				s = l.do(client, ReadOwn, http.MethodGet, "/items/"+url.PathEscape(own), nil, own)
+				s.Miss = s.Status == http.StatusNotFound
+			} else if id != "" {
+				s = l.do(client, Read, http.MethodGet, "/items/"+url.PathEscape(id), nil, id)
 			} else {
-				s = l.do(Read, http.MethodGet, "/items?limit=5", nil, "")
+				s = l.do(client, Read, http.MethodGet, "/items?limit=5", nil, "")
 			}
 		case 3:
 			id := fmt.Sprintf("%s-w%d-%d", l.run, w, i)
 			body, _ := json.Marshal(map[string]string{"id": id, "value": "written by the traffic check"})
-			s = l.do(Write, http.MethodPost, "/items", body, id)
+			s = l.do(client, Write, http.MethodPost, "/items", body, id)
+			if s.OK() {
+				own = id
+			}
 		}
+		s.Session = w
 		l.record(s)
 		select {
 		case <-ctx.Done():
@@ -242,13 +265,13 @@ func (l *Load) knownID() string {
 
 // do sends one request. It is not tied to the load's context: a request in
 // flight when the load stops is finished, not cancelled, so that it counts.
-func (l *Load) do(kind Kind, method, path string, body []byte, id string) Sample {
+func (l *Load) do(client *http.Client, kind Kind, method, path string, body []byte, id string) Sample {
 	s := Sample{At: time.Now(), Kind: kind, ID: id}
 	req, _ := http.NewRequest(method, l.opts.URL+path, bytes.NewReader(body))
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := l.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		s.Latency = time.Since(s.At)
 		s.Err = err.Error()
@@ -258,6 +281,17 @@ func (l *Load) do(kind Kind, method, path string, body []byte, id string) Sample
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	s.Latency = time.Since(s.At)
+	s.answered(resp)
+	if err != nil {
+		s.Err = "reading the body: " + err.Error()
+		s.Status = 0
+	}
+	return s
+}
+
+// answered fills in what a response says: status, node, version, and
+// whether it is a clean read-only refusal.
+func (s *Sample) answered(resp *http.Response) {
 	s.Status = resp.StatusCode
 	s.Node = resp.Header.Get("X-Platform-Node")
 	if s.Node == "" {
@@ -266,11 +300,6 @@ func (l *Load) do(kind Kind, method, path string, body []byte, id string) Sample
 	}
 	s.Version = resp.Header.Get("X-Platform-Version")
 	s.ReadOnly = resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("X-Upshift-Read-Only") == "1"
-	if err != nil {
-		s.Err = "reading the body: " + err.Error()
-		s.Status = 0
-	}
-	return s
 }
 
 // Missing reads every acknowledged write back through url and returns the
@@ -319,6 +348,11 @@ type Summary struct {
 	SlowReads, FastReads                      int
 	WritesAcked, WritesReadOnly, WritesFailed int
 	LostWrites                                int
+	// ReadOwn is the reads of a session's own acknowledged write, and
+	// Misses those answered 404 (counted in ReadsFailed too): a client
+	// that wrote through an upgraded node (database B) and read through
+	// an old one (database A).
+	ReadOwn, Misses int
 	// Latency of successful fast requests (fast reads and writes): before
 	// the upgrade (the warm-up) and during it.
 	P50Before, P99Before time.Duration
@@ -351,6 +385,12 @@ func Summarize(samples []Sample, lost []string, during time.Time) Summary {
 				s.SlowReads++
 			} else {
 				s.FastReads++
+			}
+			if x.Kind == ReadOwn {
+				s.ReadOwn++
+			}
+			if x.Miss {
+				s.Misses++
 			}
 			if !x.OK() {
 				s.ReadsFailed++
@@ -402,6 +442,7 @@ func (s Summary) String() string {
 	fmt.Fprintf(&b, "reads:  %d sent, %d failed (%d slow, %d fast)\n", s.Reads, s.ReadsFailed, s.SlowReads, s.FastReads)
 	fmt.Fprintf(&b, "writes: %d acknowledged, %d refused cleanly while read-only (503), %d failed otherwise\n", s.WritesAcked, s.WritesReadOnly, s.WritesFailed)
 	fmt.Fprintf(&b, "acknowledged writes missing from the final database: %d\n", s.LostWrites)
+	fmt.Fprintf(&b, "read-your-writes misses: %d of %d reads of a session's own acknowledged write answered 404 (counted in failed reads)\n", s.Misses, s.ReadOwn)
 	r := func(d time.Duration) time.Duration { return d.Round(100 * time.Microsecond) }
 	fmt.Fprintf(&b, "latency (fast requests): p50 %s / p99 %s before the upgrade, p50 %s / p99 %s during\n",
 		r(s.P50Before), r(s.P99Before), r(s.P50During), r(s.P99During))

@@ -116,6 +116,21 @@ func (l *LB) load() (*nginxctl.Upstream, []byte, error) {
 	return u, b, err
 }
 
+// Affinity reports whether the upstream block keeps a client on one
+// server (see nginxctl.Upstream.Sticky).
+func (l *LB) Affinity(context.Context) (lbkit.Affinity, error) {
+	u, _, err := l.load()
+	if err != nil {
+		return lbkit.Affinity{}, err
+	}
+	on, how := u.Sticky()
+	a := lbkit.Affinity{On: on, How: fmt.Sprintf("upstream %s: %s", l.upstream, how)}
+	if !on {
+		a.Enable = fmt.Sprintf("add `hash $cookie_<session cookie> consistent;` to upstream %s in %s (the platform must set that cookie), then reload nginx", l.upstream, l.file)
+	}
+	return a, nil
+}
+
 // nameOf names the server at index i of u.
 func (l *LB) nameOf(u *nginxctl.Upstream, i int) string {
 	addr := u.Servers[i].Addr
@@ -304,6 +319,11 @@ func (l *LB) apply(ctx context.Context, u *nginxctl.Upstream, old []byte) ([]int
 func (l *LB) Drain(ctx context.Context, a lbkit.DrainArgs, progress lbkit.Progress) (lbkit.ServerResult, error) {
 	start := time.Now()
 	done := lbkit.ServerResult{Server: a.Server, State: lbkit.StateMaint}
+	if aff, err := l.Affinity(ctx); err == nil && aff.On {
+		// nginx open source has no drain state: a server marked down gets
+		// no request, its clients' hash moves them to other servers at once.
+		progress.Printf("%s: session affinity is on (%s): nginx open source cannot keep a marked-down server's clients, so they are redispatched now", a.Server, aff.How)
+	}
 	old, already, err := l.markDown(ctx, a, progress)
 	if err != nil {
 		return lbkit.ServerResult{}, err

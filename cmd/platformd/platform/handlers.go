@@ -20,6 +20,11 @@ const (
 	HeaderNode     = "X-Platform-Node"
 	HeaderVersion  = "X-Platform-Version"
 	HeaderReadOnly = "X-Upshift-Read-Only"
+	// SessionCookie identifies a client's session: set on a response to a
+	// request without it, so that a load balancer can keep the session on
+	// one node by hashing on it (nginx: `hash $cookie_platform_session
+	// consistent`).
+	SessionCookie = "platform_session"
 )
 
 // Limits of the HTTP API.
@@ -87,6 +92,9 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(HeaderNode, s.cfg.Name)
 		w.Header().Set(HeaderVersion, s.cfg.VersionString())
+		if _, err := r.Cookie(SessionCookie); err != nil {
+			http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: newID(), Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		}
 		if s.state.Load() == stateStarting && r.URL.Path != "/healthz" && r.URL.Path != "/version" {
 			writeJSON(w, http.StatusServiceUnavailable, ErrorBody{Error: "starting", Detail: "node is starting"})
 			return

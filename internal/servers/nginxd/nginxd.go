@@ -36,6 +36,10 @@ type Config struct {
 	Upstream string
 	// Binary is nginx's path; default as nginxctl.Binary("").
 	Binary string
+	// Balance is the upstream's load-balancing directive, without its
+	// `;` ("hash $cookie_platform_session consistent" for session
+	// affinity); default round robin.
+	Balance string
 	// WorkerProcesses defaults to 2, so a reload has several old workers
 	// to wait for, as in production.
 	WorkerProcesses int
@@ -112,7 +116,7 @@ func StartWith(ctx context.Context, cfg Config) (*Nginx, error) {
 	if nginxctl.MasterPID(i.PidFile) != 0 {
 		return nil, fmt.Errorf("an nginx already runs from %s (pid file %s)", dir, i.PidFile)
 	}
-	if err := fsutil.WriteFile(i.Upstream, []byte(nginxctl.RenderUpstream(cfg.Upstream, cfg.Servers)), 0o644); err != nil {
+	if err := fsutil.WriteFile(i.Upstream, []byte(nginxctl.RenderUpstreamBalanced(cfg.Upstream, cfg.Servers, cfg.Balance)), 0o644); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(i.Conf, []byte(renderConf(i, cfg.WorkerProcesses)), 0o644); err != nil {

@@ -119,3 +119,29 @@ func TestTestNamesTheConfig(t *testing.T) {
 	_, err = Binary("/nonexistent/nginx")
 	assert.EqualError(t, err, "nginx binary /nonexistent/nginx: no such file or directory")
 }
+
+func TestStickyUpstreams(t *testing.T) {
+	servers := []Server{{Name: "node-1", Addr: "127.0.0.1:1"}, {Name: "node-2", Addr: "127.0.0.1:2"}}
+	for balance, want := range map[string]bool{
+		"":                             false,
+		"least_conn":                   false,
+		"hash $request_uri consistent": false,
+		"hash $cookie_platform_session consistent": true,
+		"hash $cookie_sid":                         true,
+		"ip_hash":                                  true,
+	} {
+		u, err := ParseUpstream("u.conf", []byte(RenderUpstreamBalanced("app", servers, balance)), "app")
+		require.NoError(t, err, balance)
+		assert.Equal(t, balance, u.Balance)
+		assert.Equal(t, []Server{{Name: "node-1", Addr: "127.0.0.1:1"}, {Name: "node-2", Addr: "127.0.0.1:2"}}, u.Servers)
+		on, how := u.Sticky()
+		assert.Equal(t, want, on, balance)
+		assert.NotEmpty(t, how)
+	}
+	u, err := ParseUpstream("u.conf", []byte(sample), "app")
+	require.NoError(t, err)
+	assert.Empty(t, u.Balance, "zone and keepalive are not balancing")
+	on, how := u.Sticky()
+	assert.False(t, on)
+	assert.Equal(t, "round robin", how)
+}

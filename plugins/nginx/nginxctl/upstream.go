@@ -24,6 +24,10 @@ type Server struct {
 type Upstream struct {
 	Name    string
 	Servers []Server
+	// Balance is the block's load-balancing directive without its `;`
+	// (`hash $cookie_session consistent`, `ip_hash`, `least_conn`, ...);
+	// "" for nginx's default round robin.
+	Balance string
 
 	lines  []string
 	lineOf []int     // index in lines of Servers[i]
@@ -43,6 +47,8 @@ var (
 	// optional comment.
 	serverRE   = regexp.MustCompile(`^(\s*)server\s+([^\s;#]+)((?:\s+[^\s;#]+)*)\s*;(\s*(?:#.*)?)$`)
 	serverWord = regexp.MustCompile(`^\s*server\s`)
+	balanceRE  = regexp.MustCompile(`^\s*((?:hash|ip_hash|sticky|least_conn|least_time|random)\b[^;#]*);`)
+	cookieHash = regexp.MustCompile(`^hash\s+\$cookie_(\w+)(\s+consistent)?$`)
 	nameRE     = regexp.MustCompile(`^\s*#\s*(\S+)`)
 )
 
@@ -72,6 +78,10 @@ func ParseUpstream(path string, text []byte, name string) (*Upstream, error) {
 			continue
 		}
 		m := serverRE.FindStringSubmatch(l)
+		if b := balanceRE.FindStringSubmatch(l); m == nil && b != nil {
+			u.Balance = strings.Join(strings.Fields(b[1]), " ")
+			continue
+		}
 		if m == nil {
 			if serverWord.MatchString(l) {
 				return nil, fmt.Errorf("upstream file %s line %d: cannot read this server line (upshift needs one `server ADDR [PARAMS];` per line)", path, i+1)
@@ -110,6 +120,23 @@ func ParseUpstream(path string, text []byte, name string) (*Upstream, error) {
 		return nil, fmt.Errorf("upstream file %s: upstream %s has no server lines", path, name)
 	}
 	return u, nil
+}
+
+// Sticky reports whether the block keeps a client on one server (session
+// affinity) and how: `hash $cookie_NAME` (open source: a cookie the
+// platform sets), `sticky` (NGINX Plus) or `ip_hash` (the client's
+// address).
+func (u *Upstream) Sticky() (bool, string) {
+	switch f := strings.Fields(u.Balance); {
+	case cookieHash.MatchString(u.Balance):
+		return true, u.Balance + " (the client's cookie " + cookieHash.FindStringSubmatch(u.Balance)[1] + ")"
+	case len(f) > 0 && (f[0] == "sticky" || f[0] == "ip_hash"):
+		return true, u.Balance
+	case u.Balance == "":
+		return false, "round robin"
+	default:
+		return false, u.Balance
+	}
 }
 
 // Index returns the position of the server at addr in u.Servers, or -1.
@@ -177,8 +204,18 @@ func ReadUpstream(path string) ([]Server, error) {
 // skip a server that refuses connections for a moment rather than try it
 // on every request.
 func RenderUpstream(name string, servers []Server) string {
+	return RenderUpstreamBalanced(name, servers, "")
+}
+
+// RenderUpstreamBalanced is RenderUpstream with a load-balancing
+// directive (without its `;`) first in the block: "hash
+// $cookie_session consistent" for session affinity.
+func RenderUpstreamBalanced(name string, servers []Server, balance string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Managed by upshift: one server per line; `down` takes a server out of rotation.\nupstream %s {\n", name)
+	if balance != "" {
+		fmt.Fprintf(&b, "    %s;\n", balance)
+	}
 	for _, s := range servers {
 		down := ""
 		if s.Down {
