@@ -19,6 +19,8 @@ type labFlags struct {
 	db    string
 	lb    string
 	nodes string
+	// affinity: session affinity at the load balancer (default on).
+	affinity bool
 }
 
 func (f *labFlags) register(cmd *cobra.Command) {
@@ -26,11 +28,12 @@ func (f *labFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.lb, "lb", "haproxy", "load balancer in front (up, demo): haproxy or nginx")
 	cmd.Flags().StringVar(&f.nodes, "nodes", "process", "how the playbook reaches the nodes (up, demo): process, or ssh through an sshd on loopback")
 	cmd.Flags().StringVar(&f.db, "db", "sqlite", "database under the nodes (up, demo): sqlite, or postgres or mysql (a server of the lab's own, in its folder; UPSHIFT_LAB_POSTGRES / UPSHIFT_LAB_MYSQL name another)")
+	cmd.Flags().BoolVar(&f.affinity, "affinity", true, "session affinity at the load balancer (up, demo): HAProxy cookie persistence, nginx hash on platformd's session cookie; --affinity=false balances every request")
 	cmd.Flags().StringVar(&f.bin, "bin", "", "folder of platformd and the plugins (default: the folder of this upshift)")
 }
 
 func (f *labFlags) options() lab.Options {
-	return lab.Options{Dir: f.dir, Bin: f.binDir(), Database: f.db, LoadBalancer: f.lb, NodePlugin: f.nodes}
+	return lab.Options{Dir: f.dir, Bin: f.binDir(), Database: f.db, LoadBalancer: f.lb, NodePlugin: f.nodes, NoAffinity: !f.affinity}
 }
 
 func (f *labFlags) binDir() string {
