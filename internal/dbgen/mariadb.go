@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	_ "github.com/go-sql-driver/mysql" // driver "mysql"
@@ -19,9 +20,9 @@ var myTables = []string{
 // myFill inserts rows ? to ? of a table from the SEQUENCE engine; the
 // third ? is the number of customers.
 var myFill = map[string]string{
-	"customers": "INSERT INTO customers SELECT seq, CONCAT('customer ', seq), CONCAT('c', seq, '@example.com'), CONCAT(CHAR(65 + seq % 26), CHAR(65 + (seq DIV 26) % 26)), '2020-01-01' + INTERVAL seq MINUTE FROM seq_1_to_%d WHERE seq BETWEEN ? AND ? AND ? > 0",
-	"orders":    "INSERT INTO orders SELECT seq, 1 + seq % ?, (seq % 100000) / 100.0, ELT(1 + seq % 5, 'new','paid','shipped','done','refunded'), '2020-01-01' + INTERVAL seq * 10 SECOND, IF(seq % 3 = 0, NULL, MD5(seq)) FROM seq_1_to_%d WHERE seq BETWEEN ? AND ?",
-	"events":    "INSERT INTO events SELECT seq, 1 + seq % GREATEST(? * 8, 1), ELT(1 + seq % 6, 'created','paid','packed','sent','delivered','viewed'), CONCAT(MD5(seq), MD5(seq * 7)), '2020-01-01' + INTERVAL seq * 5 SECOND FROM seq_1_to_%d WHERE seq BETWEEN ? AND ?",
+	"customers": "INSERT INTO customers SELECT seq, CONCAT('customer ', seq), CONCAT('c', seq, '@example.com'), CONCAT(CHAR(65 + seq % 26), CHAR(65 + (seq DIV 26) % 26)), '2020-01-01' + INTERVAL seq MINUTE FROM seq_1_to_{N} WHERE seq BETWEEN ? AND ? AND ? > 0",
+	"orders":    "INSERT INTO orders SELECT seq, 1 + seq % ?, (seq % 100000) / 100.0, ELT(1 + seq % 5, 'new','paid','shipped','done','refunded'), '2020-01-01' + INTERVAL seq * 10 SECOND, IF(seq % 3 = 0, NULL, MD5(seq)) FROM seq_1_to_{N} WHERE seq BETWEEN ? AND ?",
+	"events":    "INSERT INTO events SELECT seq, 1 + seq % GREATEST(? * 8, 1), ELT(1 + seq % 6, 'created','paid','packed','sent','delivered','viewed'), CONCAT(MD5(seq), MD5(seq * 7)), '2020-01-01' + INTERVAL seq * 5 SECOND FROM seq_1_to_{N} WHERE seq BETWEEN ? AND ?",
 }
 
 var myIndexes = []string{
@@ -49,7 +50,7 @@ func MariaDB(ctx context.Context, dsn string, n Size) error {
 	var fills []func(context.Context) error
 	for _, t := range n.Tables() {
 		fills = append(fills, func(ctx context.Context) error {
-			q := fmt.Sprintf(myFill[t.Name], max(t.Rows, 1))
+			q := strings.ReplaceAll(myFill[t.Name], "{N}", strconv.FormatInt(max(t.Rows, 1), 10))
 			for lo := int64(1); lo <= t.Rows; lo += chunk / 4 {
 				hi := min(lo+chunk/4-1, t.Rows)
 				args := []any{customers, lo, hi}
@@ -104,11 +105,26 @@ func MariaDBSummary(ctx context.Context, db *sql.DB, name string) (Summary, erro
 		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM "+q).Scan(&n); err != nil {
 			return s, err
 		}
-		// CHECKSUM TABLE reads every row of the table: the same rows give
-		// the same sum whatever the file layout.
-		var tn string
+		// Every column's value (QUOTE tells NULL from 'NULL'), hashed per
+		// row and folded: a changed, missing or extra row changes it.
+		// (CHECKSUM TABLE would not do: it sums stored records, and a row
+		// changed by an instant ADD COLUMN sums otherwise than its copy.)
+		var cols []string
+		crows, err := db.QueryContext(ctx, "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position", name, t)
+		if err != nil {
+			return s, err
+		}
+		for crows.Next() {
+			var c string
+			if err := crows.Scan(&c); err != nil {
+				crows.Close()
+				return s, err
+			}
+			cols = append(cols, "QUOTE(`"+c+"`)")
+		}
+		crows.Close()
 		var sum sql.NullString
-		if err := db.QueryRowContext(ctx, "CHECKSUM TABLE "+q+" EXTENDED").Scan(&tn, &sum); err != nil {
+		if err := db.QueryRowContext(ctx, "SELECT BIT_XOR(CAST(CONV(LEFT(MD5(CONCAT_WS('|', "+strings.Join(cols, ", ")+")), 16), 16, 10) AS UNSIGNED)) FROM "+q).Scan(&sum); err != nil {
 			return s, err
 		}
 		s.Rows[t], s.Sums[t] = n, sum.String

@@ -357,41 +357,66 @@ func (d *my) Copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 			return cty.NilVal, err
 		}
 	}
-	if err := d.dumpRestore(ctx, c, b, runID, r); err != nil {
-		_, _ = c.ExecContext(context.Background(), "DROP DATABASE IF EXISTS `"+b+"`")
+	method, err := d.dumpRestore(ctx, c, b, runID, r)
+	if err != nil {
+		// The half B goes; the step's context may be over, so the drop
+		// gets a deadline of its own.
+		dctx, cancel := context.WithTimeout(context.Background(), d.timeout)
+		defer cancel()
+		if _, derr := c.ExecContext(dctx, "DROP DATABASE IF EXISTS `"+b+"`"); derr != nil {
+			return cty.NilVal, fmt.Errorf("%w; and the unfinished %s could not be dropped (drop it yourself): %v", err, d.where(b), derr)
+		}
 		return cty.NilVal, err
 	}
-	return d.copyResult(r, b, "dump-restore")
+	return d.copyResult(r, b, method)
 }
 
-// dumpRestore pipes a consistent dump of A into a new database B, then
-// marks B as a finished copy. MariaDB has no in-server database copy; a
-// dump keeps tables, views, routines, triggers and events.
-func (d *my) dumpRestore(ctx context.Context, c *sql.DB, b, runID string, r *sdk.Request) error {
+// dumpRestore makes the new database B a copy of A and marks it a
+// finished copy; it returns how. MariaDB has no in-server database copy:
+// the fast way is parallelCopy, inside the server; without the privilege
+// to lock A's tables, a consistent dump piped into B. Both keep tables,
+// views, routines, triggers and events.
+func (d *my) dumpRestore(ctx context.Context, c *sql.DB, b, runID string, r *sdk.Request) (string, error) {
 	if _, err := c.ExecContext(ctx, "CREATE DATABASE `"+b+"`"); err != nil {
-		return fmt.Errorf("creating %s: %w", d.where(b), err)
+		return "", fmt.Errorf("creating %s: %w", d.where(b), err)
 	}
 	marker := "`" + b + "`." + markerTable
 	if _, err := c.ExecContext(ctx, "CREATE TABLE "+marker+" (source VARCHAR(64) NOT NULL, run_id VARCHAR(128) NULL, finished BOOLEAN NOT NULL)"); err != nil {
-		return fmt.Errorf("marking %s: %w", d.where(b), err)
+		return "", fmt.Errorf("marking %s: %w", d.where(b), err)
 	}
 	if _, err := c.ExecContext(ctx, "INSERT INTO "+marker+" VALUES (?, ?, FALSE)", d.cfg.DBName, sql.NullString{String: runID, Valid: runID != ""}); err != nil {
-		return fmt.Errorf("marking %s: %w", d.where(b), err)
+		return "", fmt.Errorf("marking %s: %w", d.where(b), err)
 	}
 	dir, err := os.MkdirTemp("", "upshift-mysql-")
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer os.RemoveAll(dir)
 	cnf, err := d.defaultsFile(dir)
 	if err != nil {
-		return err
+		return "", err
 	}
+	method := "parallel"
+	r.Progress("copying %s to %s inside the server, %d tables at a time", d.cfg.DBName, b, workers())
+	err = d.parallelCopy(ctx, r, b, cnf)
+	var noLock errNoLock
+	if errors.As(err, &noLock) {
+		r.Progress("%v; copying by dump and restore instead", err)
+		method, err = "dump-restore", d.pipeDump(ctx, cnf, b)
+	}
+	if err != nil {
+		return "", err
+	}
+	_, err = c.ExecContext(ctx, "UPDATE "+marker+" SET finished = TRUE")
+	return method, err
+}
+
+// pipeDump pipes a consistent dump of A into B.
+func (d *my) pipeDump(ctx context.Context, cnf, b string) error {
 	client, err := tool("mariadb", "mysql")
 	if err != nil {
 		return err
 	}
-	r.Progress("copying %s to %s by dump and restore", d.cfg.DBName, b)
 	restore := exec.Command(client, "--defaults-extra-file="+cnf, b)
 	in, out := io.Pipe()
 	var stderr bytes.Buffer
@@ -409,11 +434,7 @@ func (d *my) dumpRestore(ctx context.Context, c *sql.DB, b, runID string, r *sdk
 	if err := <-restored; err != nil {
 		return fmt.Errorf("restoring into %s: %v: %s", d.where(b), err, strings.TrimSpace(stderr.String()))
 	}
-	if dumpErr != nil {
-		return dumpErr
-	}
-	_, err = c.ExecContext(ctx, "UPDATE "+marker+" SET finished = TRUE")
-	return err
+	return dumpErr
 }
 
 func (d *my) CheckCopy(ctx context.Context, r *sdk.Request) (plugins.CheckResponse, error) {
