@@ -69,7 +69,7 @@ func TestTwoPhasesReadEachFileOnce(t *testing.T) {
 	assert.Equal(t, "/var/lib/platform/db/a.sqlite", cfg.GetAttr("path").AsString())
 
 	want := map[string]int{vars: 1}
-	for _, f := range []string{"cluster.hcl", "upgrade.hcl", "variables.hcl"} {
+	for _, f := range []string{"cluster.hcl", "upgrade.hcl", "variables.hcl", "verify.hcl"} {
 		want[filepath.Join("rolling-upgrade", f)] = 1
 	}
 	assert.Equal(t, want, reads, "each file read exactly once")

@@ -19,7 +19,7 @@ const (
 	exitOK        = 0 // done, or nothing to do
 	exitInvalid   = 1 // invalid playbook (or plugins missing or not as pinned)
 	exitUsage     = 2
-	exitPreflight = 3 // preflight checks failed: nothing changed
+	exitPreflight = 3 // a preflight (nothing changed) or verify check found a problem
 	exitFailed    = 4 // the run failed: a step failed, or the run could not go on
 	exitStopped   = 5 // paused (on_failure = "pause") or stopped by a signal: resume with upshift run
 	exitLocked    = 6 // another run holds the lock
@@ -88,6 +88,7 @@ database and kind of node.`,
 		newFmtCommand(),
 		newInitCommand(),
 		newCheckCommand(),
+		newVerifyCommand(),
 		newRunCommand(),
 		newApproveCommand(),
 		newStatusCommand(),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,16 +43,7 @@ found a problem.`,
 func checkPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 	out, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
 	state := stateDir(dir, rf.state)
-	if err := os.MkdirAll(state, 0o700); err != nil {
-		return runError(cmd, err)
-	}
-	logFile, err := os.OpenFile(filepath.Join(state, journal.LogName), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		return runError(cmd, err)
-	}
-	defer logFile.Close()
-	logger := hclog.New(&hclog.LoggerOptions{Name: "upshift", Output: logFile, Level: hclog.Debug})
-	l, err := load(cmd, dir, rf.vars, withPlugins, logger)
+	l, err := loadLogged(cmd, dir, state, rf)
 	if err != nil {
 		return err
 	}
@@ -75,11 +67,42 @@ func checkPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 		return failed(cmd, err)
 	}
 	rep := runner.Preflight(cmd.Context(), l.graph, l.plugins.Providers(), nil, rf.parallelism)
+	writeProbeReport(out, l.graph.Preflights, rep)
+	if !rep.OK() {
+		fmt.Fprintln(out, "Nothing was changed.")
+		return exitError{exitPreflight}
+	}
+	return nil
+}
+
+// loadLogged loads the playbook with its plugins, their logs going to the
+// run log in the state folder (the terminal is for the report).
+func loadLogged(cmd *cobra.Command, dir, state string, rf runFlags) (*loaded, error) {
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		return nil, runError(cmd, err)
+	}
+	logFile, err := os.OpenFile(filepath.Join(state, journal.LogName), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, runError(cmd, err)
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "upshift", Output: logFile, Level: hclog.Debug})
+	l, err := load(cmd, dir, rf.vars, withPlugins, logger)
+	if err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	l.logFile = logFile
+	return l, nil
+}
+
+// writeProbeReport prints one line per probe instance, ok or FAIL with
+// every problem it found, then the count.
+func writeProbeReport(out io.Writer, insts []*runner.StepInstance, rep *runner.ProbeReport) {
 	failedAt := map[string]runner.PreflightFailure{}
 	for _, f := range rep.Failures {
 		failedAt[f.Address] = f
 	}
-	for _, inst := range l.graph.Preflights {
+	for _, inst := range insts {
 		if f, bad := failedAt[inst.Addr]; bad {
 			fmt.Fprintf(out, "  FAIL  %s (%s)\n        %s\n", inst.Addr, f.Action, strings.ReplaceAll(termtext.Block(f.Error), "\n", "\n        "))
 			continue
@@ -87,9 +110,8 @@ func checkPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 		fmt.Fprintf(out, "  ok    %s (%s)\n", inst.Addr, inst.Step.Run)
 	}
 	if !rep.OK() {
-		fmt.Fprintf(out, "\n%d of %d checks found problems (%s). Nothing was changed.\n", len(rep.Failures), rep.Checked, rep.Duration.Round(time.Millisecond))
-		return exitError{exitPreflight}
+		fmt.Fprintf(out, "\n%d of %d checks found problems (%s). ", len(rep.Failures), rep.Checked, rep.Duration.Round(time.Millisecond))
+		return
 	}
 	fmt.Fprintf(out, "\nAll %d checks passed (%s).\n", rep.Checked, rep.Duration.Round(time.Millisecond))
-	return nil
 }

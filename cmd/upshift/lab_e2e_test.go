@@ -239,6 +239,19 @@ func TestFailedMigrationHaltsAndResumes(t *testing.T) {
 	assert.True(t, byWhat["haproxy: node-3 UP and in rotation"])
 	assert.False(t, byWhat["haproxy: node-2 UP and in rotation"])
 
+	// upshift verify, through the plugins, says what the halted run left.
+	vout, err := upshift(t, "verify", playbook, "-var-file", s.VarsFile()).CombinedOutput()
+	require.Error(t, err, "%s", vout)
+	assert.Equal(t, exitPreflight, second2code(err), "%s", vout)
+	vtext := string(vout)
+	assert.Contains(t, vtext, `  FAIL  verify.load_balancer (load_balancer.front.verify)`)
+	assert.Regexp(t, `server "node-2" is \w+, not in rotation`, vtext)
+	assert.Contains(t, vtext, "node node-3: runs version 1, not 2")
+	assert.Contains(t, vtext, "node node-3: is still in read-only mode")
+	assert.Contains(t, vtext, "different values of db.dsn (values not shown)")
+	assert.NotContains(t, vtext, "node node-1: ", "node-1 is upgraded and serving")
+	assert.Contains(t, vtext, "2 of 2 checks found problems")
+
 	// The operator fixes the cause; the run resumes and finishes.
 	require.NoError(t, os.WriteFile(s.VarsFile(), good, 0o644))
 	out2 := runOK(t, "run", playbook, "-var-file", s.VarsFile())
@@ -253,6 +266,8 @@ func TestFailedMigrationHaltsAndResumes(t *testing.T) {
 	for _, c := range lab.FinalChecks(ctx, s, "2") {
 		assert.True(t, c.OK, "%s: %s", c.What, c.Got)
 	}
+	vtext = runOK(t, "verify", playbook, "-var-file", s.VarsFile())
+	assert.Contains(t, vtext, "All 2 checks passed")
 }
 
 // noDrainPlaybook is the shipped playbook with its drain step replaced by a

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
@@ -46,6 +47,9 @@ type loaded struct {
 	graph   *runner.Graph
 	plan    *runner.Plan
 	plugins *host.Session
+	// logFile, when set, receives the plugins' logs; Close closes it
+	// after them.
+	logFile *os.File
 }
 
 // parse is the first phase of loading a playbook (every file read once),
@@ -136,5 +140,11 @@ func (l *loaded) pluginInfos() map[string]runner.PluginInfo {
 	return infos
 }
 
-// Close ends the plugins.
-func (l *loaded) Close() error { return l.plugins.Close() }
+// Close ends the plugins (and closes their log).
+func (l *loaded) Close() error {
+	err := l.plugins.Close()
+	if l.logFile != nil {
+		_ = l.logFile.Close()
+	}
+	return err
+}
