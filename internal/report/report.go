@@ -1,7 +1,8 @@
-// Package report owns the demo's HTML report: one self-contained file with
-// a timeline of the upgrade's steps per node, the traffic during the run
-// with its failures, and the final state. Inline CSS and SVG only: no
-// script, no network.
+// Package report owns upshift's HTML reports, each one self-contained file
+// (inline CSS and SVG only: no script, no network): the demo's (Write: a
+// timeline of the upgrade's steps per node from the run's events, the
+// traffic during the run with its failures, and the final state), and any
+// run's from its journal (WriteRun, for `upshift report`).
 package report
 
 import (

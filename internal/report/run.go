@@ -382,13 +382,58 @@ func runRows(r *journal.Run) []stepRow {
 		if !a.first.Equal(b.first) {
 			return a.first.Before(b.first)
 		}
-		return a.name < b.name
+		return naturalLess(a.name, b.name)
 	})
+	// Items of one batch start within moments of each other, in no
+	// meaningful order: within such a group, names go in natural order
+	// (node-2 before node-10).
+	for i := 0; i < len(order); {
+		j := i + 1
+		for j < len(order) && !byKey[order[i]].first.IsZero() && byKey[order[j]].first.Sub(byKey[order[i]].first) < 250*time.Millisecond {
+			j++
+		}
+		if byKey[order[i]].name != "cluster" {
+			group := order[i:j]
+			sort.SliceStable(group, func(a, b int) bool { return naturalLess(group[a], group[b]) })
+		}
+		i = j
+	}
 	out := make([]stepRow, 0, len(order))
 	for _, k := range order {
 		out = append(out, *byKey[k])
 	}
 	return out
+}
+
+// naturalLess orders names with their numbers by value: node-2 < node-10.
+func naturalLess(a, b string) bool {
+	for a != "" && b != "" {
+		da, db := digits(a), digits(b)
+		if da > 0 && db > 0 {
+			na, nb := strings.TrimLeft(a[:da], "0"), strings.TrimLeft(b[:db], "0")
+			if len(na) != len(nb) {
+				return len(na) < len(nb)
+			}
+			if na != nb {
+				return na < nb
+			}
+			a, b = a[da:], b[db:]
+			continue
+		}
+		if a[0] != b[0] {
+			return a[0] < b[0]
+		}
+		a, b = a[1:], b[1:]
+	}
+	return len(a) < len(b)
+}
+
+func digits(s string) int {
+	n := 0
+	for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+		n++
+	}
+	return n
 }
 
 // sortedSteps lists the run's steps by start, then address: the journal

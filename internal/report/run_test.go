@@ -134,3 +134,26 @@ func TestRunReportFiftyNodes(t *testing.T) {
 		assert.Contains(t, buf.String(), fmt.Sprintf(">node-%d</text>", i))
 	}
 }
+
+// Nodes of one batch start together: their rows go in natural order.
+func TestRunReportRowOrder(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
+	r := &journal.Run{ID: "r", StartedAt: t0, UpdatedAt: t0.Add(3 * time.Second), Steps: map[string]*journal.Step{}}
+	for i, k := range []string{"node-10", "node-2", "node-1", "node-11"} {
+		start := t0.Add(time.Duration(i) * 10 * time.Millisecond)
+		if k == "node-11" {
+			start = t0.Add(2 * time.Second) // the next batch
+		}
+		a := `step.drain["` + k + `"]`
+		r.Steps[a] = &journal.Step{Address: a, Status: journal.Done, StartedAt: start, EndedAt: start.Add(time.Second)}
+	}
+	var buf bytes.Buffer
+	_, err := report.WriteRun(&buf, report.RunData{Run: r})
+	require.NoError(t, err)
+	names := regexp.MustCompile(`class="name"[^>]*><title>([^<]*)</title>`).FindAllStringSubmatch(buf.String(), -1)
+	var got []string
+	for _, n := range names {
+		got = append(got, n[1])
+	}
+	assert.Equal(t, []string{"node-1", "node-2", "node-10", "node-11"}, got)
+}
