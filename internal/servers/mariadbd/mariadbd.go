@@ -103,6 +103,10 @@ type Options struct {
 	// login (and the install, separately). Default 60s; ctx may end it
 	// sooner.
 	ReadyTimeout time.Duration
+	// Args are extra mariadbd options, after (so overriding) this
+	// package's own, e.g. a bigger --innodb-buffer-pool-size for a
+	// benchmark of real size.
+	Args []string
 }
 
 func (o Options) withDefaults() Options {
@@ -325,7 +329,7 @@ func (pr *proc) exited() bool {
 // password, or until it exits, ctx ends or limit passes. attr decides
 // whether the server dies with us (tests) or lives on in its own session
 // (lab).
-func launch(ctx context.Context, bins binaries, p paths, password string, port int, limit time.Duration, attr *syscall.SysProcAttr) (*proc, error) {
+func launch(ctx context.Context, bins binaries, p paths, password string, port int, limit time.Duration, attr *syscall.SysProcAttr, extra []string) (*proc, error) {
 	// Read by the server before it accepts connections, so no login ever
 	// finds root without a password; not needed once it has.
 	if err := dbserver.WriteFile(p.init, []byte(initSQL(password)), 0o600); err != nil {
@@ -340,7 +344,7 @@ func launch(ctx context.Context, bins binaries, p paths, password string, port i
 	st, _ := logf.Stat()
 	logStart := st.Size()
 	// Not CommandContext: the server outlives the ctx that started it.
-	cmd := exec.Command(bins.server, serverArgs(p, port)...)
+	cmd := exec.Command(bins.server, append(serverArgs(p, port), extra...)...)
 	cmd.Dir = p.dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = attr
@@ -560,7 +564,7 @@ func launchRetrying(ctx context.Context, o Options, bins binaries, p paths, pass
 				return 0, nil, err
 			}
 		}
-		pr, err := launch(ctx, bins, p, password, port, o.ReadyTimeout, attr)
+		pr, err := launch(ctx, bins, p, password, port, o.ReadyTimeout, attr, o.Args)
 		if err == nil {
 			return port, pr, nil
 		}
