@@ -117,3 +117,13 @@ func hasPassword(dsn string) bool {
 	}
 	return false
 }
+
+// State is the playbook's `state` block as phase 1 decoded it (nil when it
+// has none, or when the parse failed before reaching it): commands that
+// read state without loading plugins (status, abort) take it from here.
+func (c *Parsed) State() *StateBlock {
+	if c == nil || c.pb == nil {
+		return nil
+	}
+	return c.pb.State
+}

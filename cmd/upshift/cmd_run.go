@@ -146,8 +146,7 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 	stderr := cmd.ErrOrStderr()
 	out := cmd.OutOrStdout()
 	state := stateDir(dir, rf.state)
-	backend, err := rf.backend.resolve()
-	if err != nil {
+	if _, err := rf.backend.resolve(); err != nil {
 		fmt.Fprintf(stderr, "Error: %s\n", err)
 		return exitError{exitUsage}
 	}
@@ -155,14 +154,6 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 	store, err := journal.OpenStore(state)
 	if err != nil {
 		return runError(cmd, err)
-	}
-	var pg *journal.PGStore
-	if backend.postgres {
-		if pg, err = openState(cmd.Context(), backend); err != nil {
-			return runError(cmd, err)
-		}
-		defer pg.Close()
-		store = nil // the state folder's journals are not this run's
 	}
 
 	// Plugins' logs, of every cluster of this state folder (appended).
@@ -191,6 +182,19 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 	}
 	defer l.Close()
 
+	// Flags and environment first, then the playbook's state block.
+	backend, err := rf.backend.resolveWith(l.pb.State)
+	if err != nil {
+		return runError(cmd, err)
+	}
+	var pg *journal.PGStore
+	if backend.postgres {
+		if pg, err = openState(ctx, backend); err != nil {
+			return runError(cmd, err)
+		}
+		defer pg.Close()
+		store = nil // the state folder's journals are not this run's
+	}
 	cluster := runner.Identify(l.pb)
 	// A backend that goes away for longer than its retry bound stops the
 	// run as a signal would: no new step starts.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/upshift-dev/upshift/playbooks"
 	"github.com/upshift-dev/upshift/runner/journal"
 )
 
@@ -52,10 +53,17 @@ type stateConfig struct {
 	pg       journal.PGConfig
 }
 
-// resolve reads the flags, -backend-config and the environment. A DSN
-// with a password on the command line is refused: it would be seen by
+// resolve is resolveWith without a playbook's state block.
+func (f *stateFlags) resolve() (*stateConfig, error) { return f.resolveWith(nil) }
+
+// resolveWith reads the flags, -backend-config, the environment and then the
+// playbook's state block (pb, nil when none), the first that says wins. A
+// DSN with a password on the command line is refused: it would be seen by
 // every user of the machine (ps) and kept in shell histories.
-func (f *stateFlags) resolve() (*stateConfig, error) {
+func (f *stateFlags) resolveWith(pb *playbooks.StateBlock) (*stateConfig, error) {
+	if pb == nil {
+		pb = &playbooks.StateBlock{}
+	}
 	kv := map[string]string{}
 	for _, c := range f.config {
 		k, v, ok := strings.Cut(c, "=")
@@ -69,14 +77,21 @@ func (f *stateFlags) resolve() (*stateConfig, error) {
 		}
 		kv[k] = v
 	}
+	retry := ""
+	if pb.Retry > 0 {
+		retry = pb.Retry.String()
+	}
+	fromBlock := map[string]string{"dsn": pb.DSN, "password_file": pb.PasswordFile, "key_file": pb.KeyFile, "retry": retry}
 	pick := func(flag, key, env string) string {
 		switch {
 		case flag != "":
 			return flag
 		case kv[key] != "":
 			return kv[key]
+		case os.Getenv(env) != "":
+			return os.Getenv(env)
 		}
-		return os.Getenv(env)
+		return fromBlock[key]
 	}
 	kind := f.kind
 	if kind == "" {
@@ -84,6 +99,9 @@ func (f *stateFlags) resolve() (*stateConfig, error) {
 	}
 	if kind == "" && (f.dsn != "" || kv["dsn"] != "") {
 		kind = statePostgres
+	}
+	if kind == "" {
+		kind = pb.Backend
 	}
 	switch kind {
 	case "", stateLocal:
@@ -100,7 +118,7 @@ func (f *stateFlags) resolve() (*stateConfig, error) {
 	cfg := &stateConfig{postgres: true}
 	cfg.pg.DSN = pick(f.dsn, "dsn", envStateDSN)
 	if cfg.pg.DSN == "" {
-		return nil, fmt.Errorf("--state postgres needs a DSN: --state-dsn, -backend-config dsn=... or %s", envStateDSN)
+		return nil, fmt.Errorf("--state postgres needs a DSN: --state-dsn, -backend-config dsn=..., %s or the playbook's state block", envStateDSN)
 	}
 	if p := pick("", "password_file", envStatePassword); p != "" {
 		b, err := os.ReadFile(p)
@@ -219,6 +237,18 @@ func stopOrGone(stop <-chan struct{}, backend <-chan error, gone *atomic.Pointer
 	return out
 }
 
+// playbookState is DIR's state block for the commands that do not load
+// the playbook (status, abort, state migrate): read with the environment's
+// variables only; a playbook that does not parse has none here (flags and
+// environment still choose).
+func playbookState(dir string) *playbooks.StateBlock {
+	parsed, diags := playbooks.NewParser().Parse(dir, playbooks.LoadOptions{})
+	if diags.HasErrors() {
+		return nil
+	}
+	return parsed.State()
+}
+
 func newStateCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "state",
@@ -250,7 +280,7 @@ folder; PostgreSQL's rows are deleted once the files are written.`,
 			if sf.kind == "" {
 				sf.kind = statePostgres
 			}
-			cfg, err := sf.resolve()
+			cfg, err := sf.resolveWith(playbookState(args[0]))
 			if err == nil && !cfg.postgres {
 				err = errors.New("state migrate moves to or from PostgreSQL: give its DSN (--state-dsn or " + envStateDSN + ")")
 			}

@@ -51,7 +51,7 @@ upshift and playbook digest, how it ended, and its write-outage window.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := args[0]
-			backend, err := sf.resolve()
+			backend, err := sf.resolveWith(playbookState(args[0]))
 			if err != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "Error: %s\n", err)
 				return exitError{exitUsage}
@@ -321,7 +321,7 @@ func newAbortCommand() *cobra.Command {
 		Short: "Give up a cluster's unfinished run, so that its next run starts from the beginning",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			backend, err := sf.resolve()
+			backend, err := sf.resolveWith(playbookState(args[0]))
 			if err != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "Error: %s\n", err)
 				return exitError{exitUsage}
