@@ -76,6 +76,7 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /version", s.handleVersion)
+	mux.HandleFunc("GET /manifest", s.handleManifest)
 	mux.HandleFunc("GET /items", s.handleListItems)
 	mux.HandleFunc("GET /items/{id}", s.handleGetItem)
 	mux.HandleFunc("POST /items", s.handlePostItem)
