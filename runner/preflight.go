@@ -69,6 +69,9 @@ type ProbeReport struct {
 	// Verify: the probes were verify blocks, checking the end state; else
 	// preflights, before anything changed.
 	Verify bool
+	// Results are the checks' results by address, what they saw of the
+	// cluster (a saved plan keeps them).
+	Results map[string]cty.Value
 }
 
 // PreflightReport is what the preflights found.
@@ -162,6 +165,12 @@ func runProbes(ctx context.Context, g *Graph, insts []*StepInstance, providers m
 				events.Emit(Event{Time: time.Now(), Type: StepFailed, Address: inst.Addr, Error: msg, Duration: time.Since(began)})
 				return
 			}
+			mu.Lock()
+			if rep.Results == nil {
+				rep.Results = map[string]cty.Value{}
+			}
+			rep.Results[inst.Addr] = resp.Result
+			mu.Unlock()
 			events.Emit(Event{Time: time.Now(), Type: StepFinished, Address: inst.Addr, Duration: time.Since(began)})
 		}(inst, args)
 	}

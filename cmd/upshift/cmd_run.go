@@ -81,12 +81,14 @@ type runFlags struct {
 	autoApprove bool       // no confirmation: CI
 	target      string     // one rollout item, then hold
 	approve     bool       // upshift approve: the run must wait at a gate
+	planFile    string     // run FILE / --plan FILE: a saved plan
+	saved       *runner.SavedPlan
 }
 
 func newRunCommand() *cobra.Command {
 	var rf runFlags
 	cmd := &cobra.Command{
-		Use:     "run DIR",
+		Use:     "run DIR | run FILE",
 		Aliases: []string{"resume"},
 		Short:   "Run a playbook, or resume its cluster's unfinished run (alias: resume)",
 		Long: `run executes the playbook's steps through its plugins, recording each step in
@@ -106,8 +108,26 @@ cancels them.
 Exit codes: 0 done (or nothing to do), 1 invalid playbook, 2 usage,
 3 preflight failed, 4 run failed, 5 paused or stopped, 6 lock held,
 7 refused by the state folder (nothing changed).`,
-		Args: cobra.ExactArgs(1),
+		Args: cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := rf.planFile
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			if st, err := os.Stat(dir); rf.planFile == "" && err == nil && st.Mode().IsRegular() {
+				rf.planFile = dir
+			}
+			switch {
+			case dir == "":
+				fmt.Fprintln(cmd.ErrOrStderr(), "Error: run takes a playbook folder, or a saved plan (upshift plan DIR -out FILE).")
+				return exitError{exitUsage}
+			case rf.planFile != "":
+				if err := useSavedPlan(&rf, rf.planFile); err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "Error: %s\n", err)
+					return exitError{exitUsage}
+				}
+				dir = rf.saved.Playbook
+			}
 			if rf.again {
 				fmt.Fprintln(cmd.ErrOrStderr(), "Error: --again is gone: a finished run stays finished, and --new-run begins a new upgrade of the cluster (after printing its plan).")
 				return exitError{exitUsage}
@@ -118,10 +138,11 @@ Exit codes: 0 done (or nothing to do), 1 invalid playbook, 2 usage,
 				fmt.Fprintf(cmd.ErrOrStderr(), "Error: --legacy-state is %q or %q, not %q.\n", legacyAdopt, legacySetAside, rf.legacy)
 				return exitError{exitUsage}
 			}
-			return runPlaybook(cmd, args[0], rf)
+			return runPlaybook(cmd, dir, rf)
 		},
 	}
 	rf.vars.register(cmd)
+	cmd.Flags().StringVar(&rf.planFile, "plan", "", "apply the plan saved by upshift plan -out FILE (the same as run FILE)")
 	rf.backend.register(cmd)
 	cmd.Flags().StringVar(&rf.state, "state-dir", "", "state folder: one journal, lock and history per cluster (default DIR/.upshift/state)")
 	cmd.Flags().IntVar(&rf.parallelism, "parallelism", defaultParallelism, "most steps running at once")
@@ -309,6 +330,11 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 	}
 	if err := l.configure(ctx); err != nil {
 		return failed(cmd, err)
+	}
+	if rf.saved != nil {
+		if err := checkSavedPlan(cmd, dir, rf, l, prev, beginning); err != nil {
+			return err
+		}
 	}
 	// The state folder's lock keeps two runs from this folder apart; the
 	// cluster's own lock, in its database, keeps apart two runs from
