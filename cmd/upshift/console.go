@@ -220,7 +220,7 @@ func (s *ConsoleSink) line(e runner.Event) {
 		s.start = e.Time
 		fmt.Fprintf(s.w, "[   0.0s] %s\n", e.Message)
 	case runner.StepStarted:
-		fmt.Fprintf(s.w, "%s %s: %s ...\n", at, e.Address, e.Action)
+		fmt.Fprintf(s.w, "%s %s: %s ...%s\n", at, e.Address, e.Action, suffix(e.Message))
 	case runner.StepProgress:
 		fmt.Fprintf(s.w, "%s %s:   %s\n", at, e.Address, e.Message)
 	case runner.StepRetrying:

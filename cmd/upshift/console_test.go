@@ -78,6 +78,12 @@ func TestFooterLines(t *testing.T) {
 	assert.Equal(t, "  n1    1/3     FAILED at stop", plain[1], "NO_COLOR: the same line without colour")
 	assert.Contains(t, plain[0], "1 failed")
 
+	// A gate holding the rollout shows on the run's line.
+	s.track(runner.Event{Time: at(11 * time.Second), Type: runner.StepStarted, Address: `gate.up["after-1"]`, Action: "gate", Message: "baking 1m0s (after batch 1)"})
+	assert.Contains(t, s.footer(at(13*time.Second), 10, palette{})[0], "| gate: baking 1m0s (after batch 1), 2.0s")
+	s.track(runner.Event{Time: at(14 * time.Second), Type: runner.StepFinished, Address: `gate.up["after-1"]`})
+	assert.NotContains(t, s.footer(at(14*time.Second), 10, palette{})[0], "gate:")
+
 	// Capped: running and failed nodes stay, the rest is counted.
 	capped := s.footer(at(11*time.Second), 2, palette{})
 	assert.Equal(t, []string{plain[0], plain[1], plain[2], "  ... 1 more: 1 queued"}, capped)

@@ -127,16 +127,18 @@ type nodeState struct {
 
 // liveState is the run as the footer shows it.
 type liveState struct {
-	layout   *runLayout
-	nodes    map[string]*nodeState
-	order    []string
-	start    time.Time
-	finished int // steps that ended in this run (for the estimate)
-	settled  int // steps done, skipped or restored
-	failed   int
-	batchNow map[string]int // rollout -> highest batch started
-	rollout  string         // the rollout last active
-	ended    bool
+	layout    *runLayout
+	nodes     map[string]*nodeState
+	order     []string
+	start     time.Time
+	finished  int // steps that ended in this run (for the estimate)
+	settled   int // steps done, skipped or restored
+	failed    int
+	batchNow  map[string]int // rollout -> highest batch started
+	gate      string         // the gate holding the run, "" when none
+	gateSince time.Time
+	rollout   string // the rollout last active
+	ended     bool
 }
 
 func newLiveState(l *runLayout) *liveState {
@@ -172,6 +174,17 @@ func (s *liveState) stepName(addr string) string {
 func (s *liveState) track(e runner.Event) {
 	if s.start.IsZero() && e.Type == runner.RunStarted {
 		s.start = e.Time
+	}
+	if strings.HasPrefix(e.Address, "gate.") {
+		// A rollout's gate: an approval or a bake between batches, shown
+		// on the run's line while it holds the rollout.
+		switch e.Type {
+		case runner.StepStarted:
+			s.gate, s.gateSince = e.Message, e.Time
+		case runner.StepFinished, runner.StepRestored, runner.StepFailed:
+			s.gate = ""
+		}
+		return
 	}
 	if _, known := s.layout.stepNames[e.Address]; e.Address != "" && !known && s.layout.total > 0 {
 		return // a preflight check, or a rollout's own line: not a step of the plan
@@ -314,6 +327,9 @@ func (s *liveState) headline(now time.Time) string {
 	}
 	if s.failed > 0 {
 		parts = append(parts, fmt.Sprintf("%d failed", s.failed))
+	}
+	if s.gate != "" {
+		parts = append(parts, fmt.Sprintf("gate: %s, %s", s.gate, shortDur(now.Sub(s.gateSince))))
 	}
 	return "  " + strings.Join(parts, " | ")
 }
