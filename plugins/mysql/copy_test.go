@@ -133,3 +133,14 @@ func TestCancelledCopyLeavesNoB(t *testing.T) {
 	_, err := admin.ExecContext(wctx, "INSERT INTO `"+a+"`.customers (name, email, country, created_at) VALUES ('x', 'x', 'XX', NOW())")
 	assert.NoError(t, err)
 }
+
+func TestBackupReportsProgress(t *testing.T) {
+	fastProgress(t)
+	a, _ := generatedA(t, 20_000)
+	p := provider(t, serverDSN(t)+a)
+	var got lines
+	to := t.TempDir() + "/a.sql"
+	r := p.Invoke(context.Background(), plugins.InvokeRequest{Action: "backup", Args: cty.ObjectVal(map[string]cty.Value{"to": cty.StringVal(to)}), Progress: got.add})
+	require.False(t, r.Diagnostics.HasErrors(), "%v", r.Diagnostics.Err())
+	assert.NotEmpty(t, got.matching(regexp.MustCompile(`^backup to \S+: \S+ \S*B, \S+ \S*B/s$`)), "bytes written and rate: %q", got.l)
+}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -283,7 +284,10 @@ func (d *my) Backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	if err != nil {
 		return cty.NilVal, err
 	}
-	err = d.dump(ctx, cnf, f)
+	var written atomic.Int64
+	m := dbkit.StartMeter(r, "backup to "+to, dbkit.Bytes, 0, written.Load)
+	err = d.dump(ctx, cnf, &counter{w: f, n: &written})
+	m.Stop()
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -299,6 +303,18 @@ func (d *my) Backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	}
 	st, _ := os.Stat(to)
 	return result(r, map[string]cty.Value{"path": cty.StringVal(to), "bytes": cty.NumberIntVal(st.Size())})
+}
+
+// counter counts what goes through it, for a Meter.
+type counter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c *counter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 func complete(path string) error {

@@ -118,3 +118,20 @@ func TestFailedCopyLeavesNoB(t *testing.T) {
 		return n == 0
 	}, 10*time.Second, 20*time.Millisecond, "no half B is left behind, claimed by the run or not")
 }
+
+func TestBackupReportsProgress(t *testing.T) {
+	fastProgress(t)
+	_, dsn, _ := generatedA(t, 20_000)
+	p := provider(t, dsn)
+	var lines progressLines
+	to := t.TempDir() + "/a.backup"
+	r := p.Invoke(context.Background(), plugins.InvokeRequest{Action: "backup", Args: cty.ObjectVal(map[string]cty.Value{"to": cty.StringVal(to)}), Progress: lines.add})
+	require.False(t, r.Diagnostics.HasErrors(), "%v", r.Diagnostics.Err())
+	var metered int
+	for _, l := range lines.all() {
+		if regexp.MustCompile(`^backup to \S+: \S+ \S*B, \S+ \S*B/s$`).MatchString(l) {
+			metered++
+		}
+	}
+	assert.NotZero(t, metered, "bytes written and rate: %q", lines.all())
+}

@@ -272,7 +272,12 @@ func (d *pg) Backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 		return cty.NilVal, err
 	}
 	r.Progress("pg_dump of %s", d.where(d.cfg.Database))
-	if err := d.run(ctx, d.cfg.Database, "pg_dump", "--format=custom", "--file="+tmp); err != nil {
+	// The dump is compressed: its size says how much is written, not how
+	// much of A is left, so the meter shows no total.
+	m := dbkit.StartMeter(r, "backup to "+to, dbkit.Bytes, 0, func() int64 { return fileSize(tmp) })
+	err := d.run(ctx, d.cfg.Database, "pg_dump", "--format=custom", "--file="+tmp)
+	m.Stop()
+	if err != nil {
 		return cty.NilVal, err
 	}
 	// A dump pg_restore cannot list is no backup.
@@ -477,6 +482,14 @@ func (d *pg) sizeOf(ctx context.Context, db string) (func() int64, func()) {
 			defer mu.Unlock()
 			c.Close(context.Background())
 		}
+}
+
+func fileSize(path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
 }
 
 // dirSize is the bytes in the files of dir (pg_dump's output so far).
