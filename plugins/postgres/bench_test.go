@@ -106,7 +106,9 @@ func BenchmarkBackupAndCopy(b *testing.B) {
 	nothing := func() {}
 	backupTo := filepath.Join(dir, "a.backup")
 	run("upshift-backup", func() { os.Remove(backupTo) }, func() { invoke("backup", map[string]cty.Value{"to": cty.StringVal(backupTo)}) })
-	run("native-pg_dump-Fc", nothing, func() { shell(fmt.Sprintf("%s --format=custom --file=%s bench_a", pgDump, filepath.Join(dir, "native.dump"))) })
+	run("native-pg_dump-Fc", nothing, func() {
+		shell(fmt.Sprintf("%s --format=custom --file=%s bench_a", pgDump, filepath.Join(dir, "native.dump")))
+	})
 	run("upshift-copy-template", func() { drop("bench_b") }, func() { invoke("copy", copyArgs) })
 	run("native-create-database-template", func() { drop("bench_n") }, func() { exec1("CREATE DATABASE bench_n TEMPLATE bench_a") })
 
