@@ -106,7 +106,9 @@ func (s *ConsoleSink) tick(t *time.Ticker, done chan struct{}) {
 			return
 		case <-t.C:
 			s.mu.Lock()
-			s.dueLines(s.now())
+			if !s.closed { // a tick that waited for finish prints nothing after the table
+				s.dueLines(s.now())
+			}
 			s.mu.Unlock()
 		}
 	}
