@@ -20,7 +20,7 @@ import (
 )
 
 // BenchmarkBackupAndCopy backs up and copies a generated database A
-// (dbgen: UPSHIFT_BENCH_DB_SIZE=1GB for about 10 million rows and 1 GB;
+// (dbgen: UPSHIFT_BENCH_DB_SIZE=1GB for 1 GB, =10M for 10 million rows;
 // 20,000 rows by default) with the plugin and with PostgreSQL's own tools
 // on the same server in the same run:
 //

@@ -18,7 +18,7 @@ import (
 )
 
 // BenchmarkBackupAndCopy backs up and copies a generated database A
-// (dbgen: UPSHIFT_BENCH_DB_SIZE=1GB for about 10 million rows and 1 GB;
+// (dbgen: UPSHIFT_BENCH_DB_SIZE=1GB for 1 GB, =10M for 10 million rows;
 // 20,000 rows by default) with the plugin and natively on the same disk in
 // the same run: cp of the file (exact only while nobody writes A), the
 // sqlite3 shell's .backup (the same online backup API, in C) and VACUUM
