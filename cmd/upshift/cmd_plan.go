@@ -129,7 +129,7 @@ func savePlan(cmd *cobra.Command, dir string, vf varFlags, file string, asJSON b
 	if err := sp.Write(file); err != nil {
 		return runError(cmd, err)
 	}
-	msg := fmt.Sprintf("\nSaved this plan to %s (preflight: %d checks passed). `upshift run %s` applies exactly it, without asking, and refuses if the playbook, its variables, the plugins or what preflight sees of the cluster changed meanwhile.\n", file, len(sp.Observed), shellQuote(file))
+	msg := fmt.Sprintf("\nSaved this plan to %s, with what preflight saw of the load balancer and the nodes. `upshift run %s` applies exactly it, without asking, and refuses if the playbook, its variables, the plugins or what preflight sees of the cluster changed meanwhile.\n", file, shellQuote(file))
 	if len(secret) > 0 {
 		msg += fmt.Sprintf("Sensitive variables are not saved (%s): give them to upshift run again (-var or UPSHIFT_VAR_<name>).\n", strings.Join(secret, ", "))
 	}
@@ -181,7 +181,7 @@ func checkSavedPlan(cmd *cobra.Command, dir string, rf runFlags, l *loaded, prev
 	switch {
 	case errors.As(err, &pe):
 		for _, f := range pe.Report.Failures {
-			diffs = append(diffs, fmt.Sprintf("preflight %s now finds a problem: %s", f.Address, f.Error))
+			diffs = append(diffs, fmt.Sprintf("preflight %s now finds a problem: %s", f.Address, strings.ReplaceAll(f.Error, "\n", "\n      ")))
 		}
 		// The rest still compares: the files or variables may say why.
 		now, err = runner.SavePlan(l.plan, l.pluginInfos(), &runner.PreflightReport{}, runner.Identify(l.pb).ID, rf.saved.Salt)

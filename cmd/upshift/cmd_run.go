@@ -306,7 +306,7 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 			return err
 		}
 	}
-	if rf.newRun && beginning {
+	if rf.newRun && beginning && rf.saved == nil { // a saved plan was shown when made
 		w := out
 		if rf.asJSON {
 			w = stderr
