@@ -160,3 +160,27 @@ func TestClip(t *testing.T) {
 	assert.Equal(t, "short", clip("short", 80))
 	assert.False(t, strings.Contains(clip("x", 0), "\x1b"))
 }
+
+// Through the sink: a wait polled every 200 ms for 25 s prints its first
+// line and heartbeats, not 125 lines.
+func TestConsoleThinsWaitLines(t *testing.T) {
+	var buf bytes.Buffer
+	s := NewConsoleSink(&buf)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s.start = t0
+	addr := `step.healthy["n1"]`
+	s.Emit(runner.Event{Time: t0, Type: runner.StepStarted, Address: addr, Key: "n1", Action: "node_pool.p.wait_healthy"})
+	for ms := 200; ms <= 25_000; ms += 200 {
+		now := t0.Add(time.Duration(ms) * time.Millisecond)
+		s.Emit(runner.Event{Time: now, Type: runner.StepProgress, Address: addr, Key: "n1", Message: "waiting: HTTP 503: starting"})
+		s.mu.Lock()
+		s.dueLines(now) // what the sink's ticker does
+		s.mu.Unlock()
+	}
+	s.Emit(runner.Event{Time: t0.Add(25 * time.Second), Type: runner.StepFinished, Address: addr, Key: "n1", Duration: 25 * time.Second})
+	s.Close()
+	out := buf.String()
+	assert.Equal(t, 1, strings.Count(out, "n1\"]:   waiting: HTTP 503: starting"), out)
+	assert.Equal(t, 2, strings.Count(out, "still waiting"), out)
+	assert.Contains(t, out, `[  10.2s] step.healthy["n1"]:   still waiting (10.2s): waiting: HTTP 503: starting`)
+}
