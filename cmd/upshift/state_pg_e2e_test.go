@@ -358,3 +358,36 @@ func TestPGStateMigrateBothWays(t *testing.T) {
 	// The finished run stays finished, locally now.
 	assert.Contains(t, runOK(t, "run", dir), "Nothing to do")
 }
+
+// TestPGStateFromPlaybookBlock: the playbook's state block chooses
+// PostgreSQL (its DSN has no password); the password and key files come
+// from the environment; nothing is kept in the state folder.
+func TestPGStateFromPlaybookBlock(t *testing.T) {
+	p := startPGState(t)
+	dir, state := kitPlaybook(t, 2, fmt.Sprintf(`
+state {
+  backend = "postgres"
+  dsn     = %q
+}
+`, p.dsn))
+	initPlaybook(t, dir)
+	secrets := func(cmd *exec.Cmd) *exec.Cmd {
+		for _, e := range p.env {
+			if strings.HasPrefix(e, "UPSHIFT_STATE_PASSWORD_FILE=") || strings.HasPrefix(e, "UPSHIFT_STATE_KEY_FILE=") {
+				cmd.Env = append(cmd.Env, e)
+			}
+		}
+		return cmd
+	}
+	out, err := secrets(upshift(t, "run", dir)).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Equal(t, 1, recordCounts(t, state)["second-n2"])
+	run := p.current(t)
+	assert.Equal(t, journal.Done, run.Status)
+	_, err = os.Stat(filepath.Join(dir, ".upshift", "state", "clusters"))
+	assert.ErrorIs(t, err, os.ErrNotExist, "nothing of the run may be kept in the state folder")
+	// status reads the block too.
+	status, err := secrets(upshift(t, "status", dir)).CombinedOutput()
+	require.NoError(t, err, "%s", status)
+	assert.Contains(t, string(status), "run "+run.ID+": done")
+}

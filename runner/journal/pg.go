@@ -181,6 +181,9 @@ func OpenPG(ctx context.Context, cfg PGConfig) (*PGStore, error) {
 	}
 	if err := s.migrate(ctx); err != nil {
 		s.pool.Close()
+		if !strings.HasPrefix(err.Error(), "journal: ") {
+			err = fmt.Errorf("journal: PostgreSQL at %s: %w", s.where, err)
+		}
 		return nil, s.scrub(err)
 	}
 	if cfg.Key != nil {
