@@ -77,6 +77,7 @@ type rateBar struct {
 type nodeSummary struct {
 	Name, Steps, Outcome, Took, Slowest string
 	Bad                                 bool
+	Class                               string // pass, bad, or none for a node not done
 }
 
 type legendItem struct{ Name, Color, Class string }
@@ -99,7 +100,7 @@ func WriteRun(w io.Writer, d RunData) (Metrics, error) {
 	}
 	start, end := runSpan(r, d.Now)
 	span := end.Sub(start).Seconds()
-	x := func(t time.Time) float64 { return gutter + round(plotW*t.Sub(start).Seconds()/span) }
+	x := func(t time.Time) float64 { return round(gutter + plotW*t.Sub(start).Seconds()/span) }
 
 	rows := runRows(r)
 	rowH := 24.0
@@ -186,11 +187,13 @@ func WriteRun(w io.Writer, d RunData) (Metrics, error) {
 			bars = append(bars, b)
 		}
 		ns.Steps = fmt.Sprintf("%d/%d", done, total)
-		if ns.Outcome == "" {
-			ns.Outcome = "done"
-			if done < total {
-				ns.Outcome = fmt.Sprintf("%d not done", total-done)
-			}
+		switch {
+		case ns.Bad:
+			ns.Class = "bad"
+		case done < total:
+			ns.Outcome = fmt.Sprintf("%d not done", total-done)
+		default:
+			ns.Outcome, ns.Class = "done", "pass"
 		}
 		ns.Took = "-"
 		if !first.IsZero() {
@@ -266,9 +269,10 @@ func WriteRun(w io.Writer, d RunData) (Metrics, error) {
 		labTop += chartH + 30
 	}
 	var labBars []rateBar
-	var labFailed int
+	var labFailed, labMax int
 	if len(d.Traffic) > 0 {
 		secs, maxN := trafficSeconds(d.Traffic, start, end)
+		labMax = maxN
 		for _, s := range secs {
 			at := start.Add(time.Duration(s.i) * time.Second)
 			bx, bw := x(at), round(math.Max(plotW/span-0.5, 1))
@@ -316,7 +320,7 @@ func WriteRun(w io.Writer, d RunData) (Metrics, error) {
 		"Title": title, "R": r, "Audit": r.Audit, "Digest": shortDigest(r.Digest),
 		"Start": start, "Took": shortDuration(end.Sub(start)),
 		"Rows": rrows, "Bars": bars, "RowLabels": rowLabels, "Ticks": ticks, "PlotH": plotH, "Top": top, "Outage": outage,
-		"LBBars": lbBars, "LBTop": lbTop, "MaxRate": fmt.Sprintf("%.0f", maxRate), "LabBars": labBars, "LabTop": labTop, "LabFailed": labFailed,
+		"LBBars": lbBars, "LBTop": lbTop, "MaxRate": fmt.Sprintf("%.0f", maxRate), "LabBars": labBars, "LabTop": labTop, "LabFailed": labFailed, "LabMax": labMax,
 		"ChartH": chartH, "W": m.Width, "H": m.Height, "Gutter": gutter, "PlotW": plotW, "Legend": legend,
 		"Nodes": summaries, "Gates": gates, "Failed": failed, "Ending": r.Ending, "M": m, "HasSamples": len(r.Samples) > 0,
 	})
@@ -347,11 +351,11 @@ func runSpan(r *journal.Run, now time.Time) (time.Time, time.Time) {
 type stepRow struct {
 	name  string
 	steps []*journal.Step
-	first time.Time
+	first time.Time // when its last step started: the row's place
 }
 
 // runRows puts the cluster-wide steps and gates on the first row, then
-// one row per node (instance key) in the order the nodes began.
+// one row per node (instance key) in the order the nodes were upgraded.
 func runRows(r *journal.Run) []stepRow {
 	byKey := map[string]*stepRow{}
 	var order []string
@@ -367,7 +371,10 @@ func runRows(r *journal.Run) []stepRow {
 			order = append(order, key)
 		}
 		row.steps = append(row.steps, s)
-		if !s.StartedAt.IsZero() && (row.first.IsZero() || s.StartedAt.Before(row.first)) {
+		// A row is placed by its last step's start: every node's
+		// cluster-wide steps (read_only, backup_data) start together, its
+		// rollout item's steps in the order the rollout takes the nodes.
+		if !s.StartedAt.IsZero() && s.StartedAt.After(row.first) {
 			row.first = s.StartedAt
 		}
 	}
@@ -655,7 +662,7 @@ svg .grid{stroke:#e4e4e4}
 {{end}}{{if .LBBars}}<text class="axis" x="4" y="{{add $.LBTop 12}}">load balancer</text><text class="axis" x="4" y="{{add $.LBTop 26}}">requests/s (max {{.MaxRate}})</text>
 {{range .LBBars}}<g><title>{{.Title}}</title><rect class="{{.Class}}" x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="{{.H}}"></rect></g>
 {{end}}{{range .Ticks}}<line class="grid" x1="{{.X}}" x2="{{.X}}" y1="{{$.LBTop}}" y2="{{add $.LBTop $.ChartH}}"></line>
-{{end}}{{end}}{{if .LabBars}}<text class="axis" x="4" y="{{add $.LabTop 12}}">lab traffic</text><text class="axis" x="4" y="{{add $.LabTop 26}}">requests/s{{if .LabFailed}}, {{.LabFailed}} failed{{end}}</text>
+{{end}}{{end}}{{if .LabBars}}<text class="axis" x="4" y="{{add $.LabTop 12}}">lab traffic</text><text class="axis" x="4" y="{{add $.LabTop 26}}">requests/s (max {{.LabMax}}){{if .LabFailed}}, {{.LabFailed}} failed{{end}}</text>
 {{range .LabBars}}<g><title>{{.Title}}</title><rect class="{{.Class}}" x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="{{.H}}"></rect></g>
 {{end}}{{range .Ticks}}<text class="axis" x="{{.X}}" y="{{add $.LabTop (add $.ChartH 14)}}">{{.Label}}</text>
 {{end}}{{end}}</svg>
@@ -666,7 +673,7 @@ svg .grid{stroke:#e4e4e4}
 {{with .Failed}}<h2>Failed steps</h2><table>{{range .}}<tr><td>{{.Address}}</td><td><pre style="margin:0;white-space:pre-wrap">{{.Error}}</pre></td></tr>{{end}}</table>{{end}}
 <h2>Nodes</h2>
 <table><tr><th>Node</th><th>Steps done</th><th>Outcome</th><th>Time</th><th>Slowest step</th></tr>
-{{range .Nodes}}<tr><td>{{.Name}}</td><td>{{.Steps}}</td><td class="{{if .Bad}}bad{{else}}pass{{end}}">{{.Outcome}}</td><td>{{.Took}}</td><td>{{.Slowest}}</td></tr>
+{{range .Nodes}}<tr><td>{{.Name}}</td><td>{{.Steps}}</td><td class="{{.Class}}">{{.Outcome}}</td><td>{{.Took}}</td><td>{{.Slowest}}</td></tr>
 {{end}}</table>
 </body></html>
 `))
