@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/upshift-dev/upshift/internal/benchmeter"
 	"github.com/upshift-dev/upshift/playbooks"
 )
 
@@ -32,12 +33,27 @@ func writeNodes(b *testing.B, n int) string {
 	return path
 }
 
+// stepsFor is the number of steps the shipped playbook plans for n nodes:
+// linear in n, so two small plans give it, whatever steps the playbook has.
+func stepsFor(b *testing.B, n int) int {
+	count := func(k int) int {
+		_, plan, diags := check(b, "rolling-upgrade", playbooks.LoadOptions{VarFiles: []string{writeNodes(b, k)}, Env: []string{}})
+		if diags.HasErrors() {
+			b.Fatal(diags.Error())
+		}
+		return len(plan.Steps)
+	}
+	s2, s3 := count(2), count(3)
+	return s2 + (n-2)*(s3-s2)
+}
+
 // BenchmarkPlan loads, expands and plans the shipped playbook for clusters
 // of 3, 100 and 1,000 nodes (target: 1,000 nodes in under 200 ms).
 func BenchmarkPlan(b *testing.B) {
 	for _, n := range []int{3, 100, 1000} {
 		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
 			vars := writeNodes(b, n)
+			want := stepsFor(b, n)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -45,11 +61,34 @@ func BenchmarkPlan(b *testing.B) {
 				if diags.HasErrors() {
 					b.Fatal(diags.Error())
 				}
-				if len(plan.Steps) != 2*n+2+9*n {
-					b.Fatalf("plan has %d steps", len(plan.Steps))
+				if len(plan.Steps) != want {
+					b.Fatalf("plan has %d steps, want %d", len(plan.Steps), want)
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkPlan10000 is validate (and plan) of the shipped playbook for
+// 10,000 nodes: target under 1 s of CPU and 250 MB of heap.
+func BenchmarkPlan10000(b *testing.B) {
+	const n = 10000
+	vars := writeNodes(b, n)
+	want := stepsFor(b, n)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		m := benchmeter.Start()
+		_, plan, diags := check(b, "rolling-upgrade", playbooks.LoadOptions{VarFiles: []string{vars}, Env: []string{}})
+		cpu, peak := m.Stop()
+		if diags.HasErrors() {
+			b.Fatal(diags.Error())
+		}
+		if len(plan.Steps) != want {
+			b.Fatalf("plan has %d steps, want %d", len(plan.Steps), want)
+		}
+		b.ReportMetric(float64(cpu.Milliseconds()), "cpu-ms/op")
+		b.ReportMetric(peak, "peak-heap-MB")
 	}
 }
 
