@@ -126,6 +126,7 @@ type demoFlags struct {
 	workers     int
 	durationCap time.Duration
 	runCmd      string
+	state       string
 }
 
 func newLabDemoCommand() *cobra.Command {
@@ -141,12 +142,16 @@ prints the verdict and writes an HTML report. It exits 0 only with zero
 failed requests, zero lost writes and every final check passing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.state != "" && f.state != stateLocal && f.state != statePostgres {
+				fmt.Fprintf(cmd.ErrOrStderr(), "Error: --state is %q or %q, not %q.\n", stateLocal, statePostgres, f.state)
+				return exitError{exitUsage}
+			}
 			self, err := os.Executable()
 			if err != nil {
 				return runError(cmd, err)
 			}
 			ok, err := lab.Demo(cmd.Context(), lab.DemoOptions{Options: f.options(), Upshift: self, Playbook: f.playbook,
-				Warmup: f.warmup, Workers: f.workers, DurationCap: f.durationCap, RunCmd: f.runCmd}, cmd.OutOrStdout())
+				Warmup: f.warmup, Workers: f.workers, DurationCap: f.durationCap, RunCmd: f.runCmd, State: f.state}, cmd.OutOrStdout())
 			switch {
 			case err != nil:
 				return runError(cmd, err)
@@ -161,6 +166,7 @@ failed requests, zero lost writes and every final check passing.`,
 	cmd.Flags().DurationVar(&f.warmup, "warmup", 2*time.Second, "traffic before the upgrade starts (and after it ends)")
 	cmd.Flags().IntVar(&f.workers, "workers", 8, "concurrent traffic clients")
 	cmd.Flags().DurationVar(&f.durationCap, "duration-cap", 2*time.Minute, "stop the run (and fail) if the upgrade takes longer")
+	cmd.Flags().StringVar(&f.state, "state", "", "where upshift keeps the run's state: local (the lab's playbook copy) or postgres (a PostgreSQL of the lab's own in DIR/state-postgres, as a team's shared one)")
 	// A stand-in for `upshift run`, for testing the orchestration: it is
 	// given the same arguments (run <playbook> -var-file <vars> --json).
 	cmd.Flags().StringVar(&f.runCmd, "run-cmd", "", "command to run instead of this upshift (space-separated argv)")

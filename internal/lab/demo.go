@@ -39,6 +39,10 @@ type DemoOptions struct {
 	// given "run <playbook> -var-file <vars> --json"): a stand-in for
 	// testing the orchestration.
 	RunCmd string
+	// State is where upshift keeps the run's state: "" or "local" (the
+	// lab's copy of the playbook), or "postgres" (a server of the lab's
+	// own, DIR/state-postgres, as a team's shared one).
+	State string
 }
 
 // Demo starts a fresh lab (stopping and deleting an earlier one in the same
@@ -69,6 +73,21 @@ func Demo(ctx context.Context, f DemoOptions, out io.Writer) (bool, error) {
 	playbook := filepath.Join(s.Dir, "playbook")
 	if err := CopyPlaybook(f.Playbook, playbook); err != nil {
 		return false, err
+	}
+	if f.State == "postgres" {
+		env, err := StartStateDB(ctx, s.Dir)
+		if err != nil {
+			return false, err
+		}
+		// upshift (run, and the status and report the lab suggests)
+		// finds the state server through its environment.
+		for _, kv := range env {
+			k, v, _ := strings.Cut(kv, "=")
+			if err := os.Setenv(k, v); err != nil {
+				return false, err
+			}
+		}
+		fmt.Fprintf(out, "State: PostgreSQL of the lab's own in %s (UPSHIFT_STATE=postgres; the DSN, password and key files in its environment: %s).\n", filepath.Join(s.Dir, stateDBDir), strings.Join(env[1:], " "))
 	}
 	if b, err := exec.CommandContext(ctx, self, "init", playbook, "-var-file", s.VarsFile()).CombinedOutput(); err != nil {
 		return false, fmt.Errorf("upshift init: %v\n%s", err, b)

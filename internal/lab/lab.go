@@ -483,6 +483,9 @@ func Purge(s *State) error {
 	if err := s.DB.drop(context.Background()); err != nil {
 		return err
 	}
+	if err := removeStateDB(s.Dir); err != nil {
+		return err
+	}
 	if srv := s.DB.server(); srv != nil {
 		if err := srv.Remove(); err != nil {
 			return err
@@ -519,6 +522,12 @@ func Down(s *State, log io.Writer) error {
 		} else {
 			fmt.Fprintln(log, "  sshd stopped")
 		}
+	}
+	// upshift's own state server (lab demo --state postgres), if any.
+	if ran, err := stopStateDB(s.Dir); err != nil {
+		errs = append(errs, err)
+	} else if ran {
+		fmt.Fprintln(log, "  state server stopped")
 	}
 	// The database last: the nodes were its clients.
 	if srv := s.DB.server(); srv != nil {
