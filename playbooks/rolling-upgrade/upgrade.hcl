@@ -85,6 +85,11 @@ rollout "upgrade" {
   max_parallel = 1
   on_failure   = "halt"
   depends_on   = [step.backup, step.backup_data, step.copy]
+  # To stop after the processing node until an operator approves
+  # (upshift run again, or upshift approve), and to wait between the
+  # other nodes:
+  #   pause_after_batch = [1]
+  #   bake              = "30s"
 
   step "drain" {
     description = "Take the node out of the load balancer once its in-flight requests are done."
