@@ -61,7 +61,7 @@ func TestTwoPhasesReadEachFileOnce(t *testing.T) {
 	require.False(t, diags.HasErrors(), diags.Error())
 	plan, diags := runner.MakePlan(g)
 	require.False(t, diags.HasErrors(), diags.Error())
-	assert.Len(t, plan.Steps, 35)
+	assert.Len(t, plan.Steps, 38)
 
 	assert.Equal(t, map[string]int{"haproxy": 1, "process": 1, "sqlite": 1}, asked)
 	cfg := pb.Resources["database.main"].Config

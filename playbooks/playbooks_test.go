@@ -109,7 +109,7 @@ func TestShippedPlaybookPlan(t *testing.T) {
 		return i
 	}
 	nodes := []string{"node-1", "node-2", "node-3"}
-	rolloutSteps := []string{"drain", "stop", "point", "install", "migrate", "marker", "start", "healthy", "enable"}
+	rolloutSteps := []string{"drain", "stop", "point", "install", "migrate", "purge_generated", "marker", "start", "healthy", "enable"}
 	firstTouch := len(plan.Steps)
 	for _, n := range nodes {
 		firstTouch = min(firstTouch, at("drain", n))

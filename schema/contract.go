@@ -407,6 +407,22 @@ var contracts = map[Kind][]*Action{
 			Idempotent: true,
 		},
 		{
+			Name: "purge_generated",
+			Description: "Empties a node's folder of generated files (caches, compiled resources: derived data the platform rebuilds on demand, never shared between nodes) inside its data folder, keeping the folder, so that a node upgraded to X+1 cannot serve what X generated. " +
+				"The node must be stopped. A path that leaves the data folder or goes through a symbolic link is refused; a link inside the folder is removed, not followed. A missing folder is nothing to purge.",
+			Args: obj(
+				req("node", cty.String, "Node name."),
+				opt("path", cty.String, "The folder, relative to the node's data folder. Default \"generated\"."),
+			),
+			Result: obj(
+				req("node", cty.String, "The node purged."),
+				req("path", cty.String, "The folder, as an absolute path on the node's host."),
+				req("existed", cty.Bool, "Whether the folder was there."),
+				req("removed", cty.Number, "Entries removed from the folder (its top level; a sub-folder counts once)."),
+			),
+			Idempotent: true,
+		},
+		{
 			Name:        "preflight",
 			Description: "Checks, changing nothing, that every node can be upgraded: it is known to the plugin and reachable, its config file can be read, its process runs as the plugin knows it (pid file), and it answers its health check, on the expected version. Every problem is reported at once.",
 			Args: obj(

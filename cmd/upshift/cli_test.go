@@ -24,7 +24,7 @@ func runCLI(args ...string) (int, string, string) {
 func TestExitCodes(t *testing.T) {
 	code, out, _ := runCLI("validate", shipped, "-var-file", threeNodes)
 	assert.Equal(t, exitOK, code)
-	assert.Contains(t, out, "is valid: 35 steps")
+	assert.Contains(t, out, "is valid: 38 steps")
 
 	code, _, stderr := runCLI("validate", "../../playbooks/testdata/invalid/cycle_two_steps")
 	assert.Equal(t, exitInvalid, code)

@@ -167,7 +167,7 @@ func TestDrillCrossClusterRun(t *testing.T) {
 	out, code = runCode(t, "run", playbook, "-var-file", g.s.VarsFile(), "--new-run")
 	require.Equal(t, 0, code, out)
 	assert.Contains(t, out, "Beginning the first run of cluster")
-	assert.Contains(t, out, "running 35 steps", "nothing of F's run is taken as done")
+	assert.Contains(t, out, "running 38 steps", "nothing of F's run is taken as done")
 	assert.NotContains(t, out, "resuming")
 	g.upgraded(t)
 	assert.Len(t, g.backupRuns(t), 1, "G has its own backup")

@@ -270,6 +270,18 @@ func FinalChecks(ctx context.Context, s *State, want string) []report.Check {
 			vgot = fmt.Sprintf("HTTP %d, version %q", resp.StatusCode, v.Version)
 		}
 		checks = append(checks, report.Check{What: n.Name + ": /version says " + want, OK: v.Version == want, Got: vgot})
+		// The node's generated files are its own version's: the manifest
+		// the lab had it render on version 1 was purged, not served stale.
+		var m struct {
+			Version string `json:"version"`
+		}
+		mgot := "not answering"
+		if resp, err := client.Get("http://" + n.Address + "/manifest"); err == nil {
+			_ = json.NewDecoder(resp.Body).Decode(&m)
+			resp.Body.Close()
+			mgot = fmt.Sprintf("HTTP %d, rendered by version %q (%s)", resp.StatusCode, m.Version, resp.Header.Get("X-Platform-Generated"))
+		}
+		checks = append(checks, report.Check{What: n.Name + ": no stale generated file", OK: m.Version == want, Got: mgot})
 		var cfg map[string]any
 		b, _ := os.ReadFile(n.ConfigFile)
 		_ = json.Unmarshal(b, &cfg)

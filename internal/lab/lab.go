@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -336,6 +337,12 @@ func (s *State) start(ctx context.Context, o Options, log io.Writer) error {
 			return fmt.Errorf("%s: %w (log: %s)", n.Name, err, n.LogFile)
 		}
 		s.Nodes[i].Pid = ln.Pid()
+		// A node renders its generated files on first use, as in
+		// production: the lab has it do so on version 1, so that an
+		// upgrade that does not purge them is seen (FinalChecks).
+		if err := warmGenerated(ctx, n.Address); err != nil {
+			return fmt.Errorf("%s: %w", n.Name, err)
+		}
 		fmt.Fprintf(log, "  %s  version 1  http://%s%s\n", n.Name, n.Address, map[bool]string{true: "  (processing)"}[n.Processing])
 	}
 	if s.LB == "nginx" {
@@ -475,6 +482,26 @@ func (s *State) writeVars() error {
 		}))
 	}
 	return writePrivate(s.VarsFile(), hclwrite.Format(f.Bytes()))
+}
+
+// warmGenerated asks a node's GET /manifest, which it renders into its
+// generated folder.
+func warmGenerated(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/manifest", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("rendering its generated manifest: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("rendering its generated manifest: HTTP %d", resp.StatusCode)
+	}
+	return nil
 }
 
 // Purge deletes the lab's files and its databases on a server. The lab must

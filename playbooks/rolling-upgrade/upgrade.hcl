@@ -141,6 +141,17 @@ rollout "upgrade" {
     }
   }
 
+  # Generated files (caches, compiled resources) are the old version's:
+  # the node rebuilds them on demand, so they go before it starts on X+1.
+  step "purge_generated" {
+    description = "Empty the node's folder of generated files, rebuilt on demand by X+1."
+    run         = node_pool.cluster.purge_generated
+    with {
+      node = each.value.name
+      path = var.generated_dir
+    }
+  }
+
   step "marker" {
     description = "Let X+1 run alongside the X nodes still serving."
     run         = node_pool.cluster.touch

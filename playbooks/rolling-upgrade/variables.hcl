@@ -82,6 +82,12 @@ variable "marker" {
   default     = "rolling-upgrade"
 }
 
+variable "generated_dir" {
+  description = "The node's folder of generated files (caches, compiled resources), relative to its data folder: emptied after the migration, before the node starts on X+1."
+  type        = string
+  default     = "generated"
+}
+
 variable "drain_timeout" {
   description = "How long a node may take to finish its in-flight requests once drained."
   type        = string

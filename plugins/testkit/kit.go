@@ -120,6 +120,7 @@ func (k *kit) plugin() *sdk.Plugin {
 			{Schema: std("verify"), Run: k.verify},
 			{Schema: std("wait_healthy"), Run: k.waitHealthy},
 			{Schema: std("backup_data"), Run: k.backupData},
+			{Schema: std("purge_generated"), Run: k.purgeGenerated},
 			{Schema: noopAction, Run: k.noop},
 			{Schema: sleepAction, Run: k.sleep},
 			{Schema: flakyAction, Run: k.flaky},

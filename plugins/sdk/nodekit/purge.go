@@ -19,27 +19,8 @@ import (
 // data folder: where platformd keeps its generated files.
 const DefaultGenerated = "generated"
 
-// PurgeGeneratedSchema is purge_generated, an action of the process and
-// ssh node pools (not of the kind's contract: a platform without
-// generated files has no use for it).
-var PurgeGeneratedSchema = &schema.Action{
-	Name: "purge_generated",
-	Description: "Empties a node's folder of generated files (caches, compiled resources: derived data the platform rebuilds on demand, " +
-		"never shared between nodes) inside its data folder, keeping the folder itself, so that an upgraded node cannot serve what the old version generated. " +
-		"The node must be stopped. A path that leaves the data folder, or goes through a symbolic link, is refused; a link inside the folder is removed, not followed. " +
-		"A missing folder is nothing to purge.",
-	Args: &schema.Object{Attributes: []*schema.Attribute{
-		{Name: "node", Type: cty.String, Required: true, Description: "The node, by name."},
-		{Name: "path", Type: cty.String, Description: "The folder, relative to the node's data folder. Default \"" + DefaultGenerated + "\"."},
-	}},
-	Result: &schema.Object{Attributes: []*schema.Attribute{
-		{Name: "node", Type: cty.String, Required: true, Description: "The node purged."},
-		{Name: "path", Type: cty.String, Required: true, Description: "The folder, as an absolute path on the node's host."},
-		{Name: "existed", Type: cty.Bool, Required: true, Description: "Whether the folder was there."},
-		{Name: "removed", Type: cty.Number, Required: true, Description: "Entries removed from the folder (its top level; a sub-folder counts once)."},
-	}},
-	Idempotent: true,
-}
+// PurgeGeneratedSchema is the node_pool contract's purge_generated.
+var PurgeGeneratedSchema = schema.ContractAction(schema.KindNodePool, "purge_generated")
 
 // Purger is implemented by a driver that can empty a folder of a node's.
 type Purger[N Member] interface {
