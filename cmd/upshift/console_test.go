@@ -38,9 +38,9 @@ Nodes:
 // A footer as the operator sees it: the run's line, nodes in run order,
 // queued ones as queued, what a running step waits for.
 func TestFooterLines(t *testing.T) {
-	l := &runLayout{steps: map[string]int{"n1": 3, "n2": 3, "n3": 3}, total: 10, nodes: []string{"n1", "n2", "n3"},
+	l := &runLayout{steps: map[string]int{"cluster": 1, "n1": 3, "n2": 3, "n3": 3}, total: 10, nodes: []string{"cluster", "n1", "n2", "n3"},
 		rollout: map[string]string{}, batch: map[string]int{}, batches: map[string]int{"up": 3}, stepNames: map[string]string{}}
-	for i, n := range l.nodes {
+	for i, n := range l.nodes[1:] {
 		for _, st := range []string{"drain", "stop", "start"} {
 			a := fmt.Sprintf("step.%s[%q]", st, n)
 			l.stepNames[a], l.rollout[a], l.batch[a] = st, "up", i+1
@@ -62,20 +62,21 @@ func TestFooterLines(t *testing.T) {
 	got := s.footer(at(9500*time.Millisecond), 10, palette{})
 	assert.Equal(t, []string{
 		"  batch 1/3 | step 1/10 | 9.5s elapsed | about 1m26s left",
-		"  n1    0/3     drain 7.5s  3 session(s) left",
-		"  n2    0/3     queued",
-		"  n3    0/3     queued",
+		"  cluster  1/1     done 2.0s",
+		"  n1       0/3     drain 7.5s  3 session(s) left",
+		"  n2       0/3     queued",
+		"  n3       0/3     queued",
 	}, got)
 	// Elapsed times move with the clock alone.
-	assert.Contains(t, s.footer(at(12*time.Second), 10, palette{})[1], "drain 10.0s")
+	assert.Contains(t, s.footer(at(12*time.Second), 10, palette{})[2], "drain 10.0s")
 
 	s.track(runner.Event{Time: at(10 * time.Second), Type: runner.StepFinished, Address: `step.drain["n1"]`, Key: "n1", Duration: 8 * time.Second})
 	s.track(runner.Event{Time: at(10 * time.Second), Type: runner.StepStarted, Address: `step.stop["n1"]`, Key: "n1"})
 	s.track(runner.Event{Time: at(11 * time.Second), Type: runner.StepFailed, Address: `step.stop["n1"]`, Key: "n1", Error: "x"})
 	colored := s.footer(at(11*time.Second), 10, palette{on: true})
-	assert.Contains(t, colored[1], "\x1b[31mFAILED at stop\x1b[0m")
+	assert.Contains(t, colored[2], "\x1b[31mFAILED at stop\x1b[0m")
 	plain := s.footer(at(11*time.Second), 10, palette{})
-	assert.Equal(t, "  n1    1/3     FAILED at stop", plain[1], "NO_COLOR: the same line without colour")
+	assert.Equal(t, "  n1       1/3     FAILED at stop", plain[2], "NO_COLOR: the same line without colour")
 	assert.Contains(t, plain[0], "1 failed")
 
 	// A gate holding the rollout shows on the run's line.
@@ -86,7 +87,7 @@ func TestFooterLines(t *testing.T) {
 
 	// Capped: running and failed nodes stay, the rest is counted.
 	capped := s.footer(at(11*time.Second), 2, palette{})
-	assert.Equal(t, []string{plain[0], plain[1], plain[2], "  ... 1 more: 1 queued"}, capped)
+	assert.Equal(t, []string{plain[0], "  n1    1/3     FAILED at stop", "  n2    0/3     queued", "  ... 2 more: 1 queued, 1 done"}, capped)
 }
 
 // A wait polled every 200 ms prints its first line, its changes at most

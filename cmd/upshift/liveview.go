@@ -91,17 +91,32 @@ func layoutOf(g *runner.Graph) *runLayout {
 			}
 			l.batches[r] = len(g.Items[r])
 		}
+		key := inst.Key
 		if !inst.Keyed {
-			continue
+			key = clusterRow
 		}
-		l.steps[inst.Key]++
-		if !seen[inst.Key] {
-			seen[inst.Key] = true
-			l.nodes = append(l.nodes, inst.Key)
+		l.steps[key]++
+		if !seen[key] {
+			seen[key] = true
+			l.nodes = append(l.nodes, key)
 		}
+	}
+	if seen[clusterRow] {
+		// The cluster-wide steps (backup, copy) first, as they run first.
+		out := []string{clusterRow}
+		for _, n := range l.nodes {
+			if n != clusterRow {
+				out = append(out, n)
+			}
+		}
+		l.nodes = out
 	}
 	return l
 }
+
+// clusterRow is the footer's line for the steps that are not a node's (a
+// backup, a copy): a long copy must not look like a frozen view.
+const clusterRow = "cluster"
 
 func rolloutOf(s *playbooks.Step) string {
 	if s == nil || s.Rollout == nil {
@@ -205,10 +220,14 @@ func (s *liveState) track(e runner.Event) {
 	case runner.RunFinished:
 		s.ended = true
 	}
-	if e.Key == "" {
-		return
+	key := e.Key
+	if key == "" {
+		if e.Address == "" {
+			return
+		}
+		key = clusterRow
 	}
-	n := s.node(e.Key)
+	n := s.node(key)
 	step := s.stepName(e.Address)
 	switch e.Type {
 	case runner.StepStarted:
