@@ -50,8 +50,14 @@ e2e: setup build
 drills: setup build
 	UPSHIFT_DRILLS=1 $(GO) test -count=1 -timeout 15m -run '^TestDrill' -v ./cmd/upshift
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# make bench: every benchmark (the database ones at a small size unless
+# UPSHIFT_BENCH_DB_SIZE is set, Ansible's reference when ansible-playbook is
+# installed), then one table of the figures we hold ourselves to
+# (internal/benchtable); the raw output stays in bin/bench.txt.
+bench: setup build
+	@$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./... > $(BIN)/bench.txt 2>&1; status=$$?; \
+	  grep -E '^(Benchmark|ok|FAIL|---|pkg:|\s+bench_)' $(BIN)/bench.txt; \
+	  echo; $(GO) run ./internal/benchtable < $(BIN)/bench.txt; exit $$status
 
 # make demo: a fresh 3-node lab behind HAProxy, upgraded from version 1 to 2
 # by the shipped playbook under live traffic; the lab stays up afterwards.
