@@ -93,7 +93,7 @@ type Progress struct {
 // The kits' line shapes; see plugins/haproxy/lb.go, plugins/nginx/lb.go,
 // plugins/sdk/nodekit/health.go, plugins/process/localnode, testkit.
 var (
-	reWaitSessions = regexp.MustCompile(`^(\S+): waiting for (\d+) in-flight session\(s\) \((\S+) of (\S+)\)$`)
+	reWaitSessions = regexp.MustCompile(`^(\S+): waiting for (\d+) in-flight session\(s\)(?:, (.*))? \((\S+) of (\S+)\)$`)
 	reDrainSet     = regexp.MustCompile(`^(\S+): drain set \(was .*, (\d+) sessions\)$`)
 	reDraining     = regexp.MustCompile(`^(\S+) is already draining \((\d+) sessions\)$`)
 	reNoSessions   = regexp.MustCompile(`^(\S+): no sessions left after (\S+); now in maintenance$`)
@@ -115,7 +115,7 @@ func ParseProgress(line string) *Progress {
 	i64 := func(s string) *int64 { n, _ := strconv.ParseInt(s, 10, 64); return &n }
 	num := func(s string) *int { n, _ := strconv.Atoi(s); return &n }
 	if m := reWaitSessions.FindStringSubmatch(line); m != nil {
-		return &Progress{Phase: "drain", Server: m[1], Sessions: i64(m[2]), Waited: dur(m[3]), Timeout: dur(m[4])}
+		return &Progress{Phase: "drain", Server: m[1], Sessions: i64(m[2]), Detail: m[3], Waited: dur(m[4]), Timeout: dur(m[5])}
 	}
 	if m := reDrainSet.FindStringSubmatch(line); m != nil {
 		return &Progress{Phase: "drain", Server: m[1], Sessions: i64(m[2])}

@@ -50,6 +50,8 @@ func TestParseProgress(t *testing.T) {
 	}{
 		{fmt.Sprintf("%s: waiting for %d in-flight session(s) (%s of %s)", "node-2", 3, 1200*time.Millisecond, time.Minute),
 			&Progress{Phase: "drain", Server: "node-2", Sessions: i64(3), Waited: 1200 * time.Millisecond, Timeout: time.Minute}},
+		{fmt.Sprintf("%s: waiting for %d in-flight session(s), last new session %s ago (%s of %s)", "node-1", 0, 1100*time.Millisecond, 1100*time.Millisecond, 3*time.Second),
+			&Progress{Phase: "drain", Server: "node-1", Sessions: i64(0), Detail: "last new session 1.1s ago", Waited: 1100 * time.Millisecond, Timeout: 3 * time.Second}},
 		{fmt.Sprintf("%s: drain set (was %s, %d sessions)", "node-2", "UP, check L7OK", 5),
 			&Progress{Phase: "drain", Server: "node-2", Sessions: i64(5)}},
 		{fmt.Sprintf("%s is already draining (%d sessions)", "node-2", 0), &Progress{Phase: "drain", Server: "node-2", Sessions: i64(0)}},
