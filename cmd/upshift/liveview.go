@@ -248,6 +248,11 @@ func (s *liveState) track(e runner.Event) {
 			if e.Type == runner.StepSkipped {
 				n.state = "skipped"
 			}
+			if t := s.layout.steps[n.name]; t > 0 && n.done < t {
+				// Its cluster-wide steps done, it waits for its turn
+				// in the rollout.
+				n.state = "queued"
+			}
 		}
 	case runner.StepFailed:
 		n.step, n.state, n.wait, n.last, n.failed = step, "failed", "", e.Time, step
