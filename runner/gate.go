@@ -206,14 +206,21 @@ func (h *holding) holdAt(v string, why *Hold) {
 	h.close()
 }
 
-// heldVertex reports whether v may not run in this run (--target), and
-// holds there.
+// heldVertex reports whether v may not run in this run (--target): it
+// returns without running, and without stopping the walk, since what the
+// target waits for may still be running beside it (an item of its batch);
+// v's dependents are held in turn, none being what the target waits for.
 func (x *execution) heldVertex(v dag.Vertex) bool {
 	h := x.holds
 	if h.allowed == nil || h.allowed[v.Name()] {
 		return false
 	}
-	h.holdAt(v.Name(), &Hold{Target: x.opts.Target})
+	h.mu.Lock()
+	h.held[v.Name()] = true
+	if h.hold == nil {
+		h.hold = &Hold{Target: x.opts.Target}
+	}
+	h.mu.Unlock()
 	return true
 }
 

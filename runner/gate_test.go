@@ -187,3 +187,22 @@ func TestPlanShowsGates(t *testing.T) {
     batch 3: n3
 `, summary.String())
 }
+
+// TestTargetLetsItsBatchMatesWait: --target's item runs to its end while
+// the other item of its batch does not start.
+func TestTargetLetsItsBatchMatesWait(t *testing.T) {
+	f := newFixture(t, gated(`  max_parallel = 2`))
+	res, err, _ := f.run(runner.Options{Target: "n1"})
+	require.ErrorIs(t, err, runner.ErrRunFailed)
+	assert.Equal(t, journal.Paused, res.Status)
+	assert.Equal(t, []string{"drain:n1", "enable:n1"}, f.lb.Calls())
+	assert.Equal(t, []string{"set_config:n1", "start:n1"}, f.nodes.Calls())
+	run, err := f.j.Load()
+	require.NoError(t, err)
+	assert.Equal(t, journal.Pending, run.Steps[`step.drain["n2"]`].Status)
+
+	res, err, _ = f.run(runner.Options{})
+	require.NoError(t, err)
+	assert.Equal(t, journal.Done, res.Status)
+	assert.Len(t, f.lb.Calls(), 6)
+}

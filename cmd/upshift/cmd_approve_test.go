@@ -72,3 +72,29 @@ func TestRunAsksForYes(t *testing.T) {
 	require.Equal(t, exitOK, code, "%s\n%s", out, stderr)
 	assert.Equal(t, 1, recordCounts(t, state)["second-n3"])
 }
+
+// TestTargetRunsOneItemThenPauses: run --target n1 upgrades n1 alone (its
+// batch-mate n2 waits), ends paused with exit 5 and the command that goes
+// on; that command upgrades the rest.
+func TestTargetRunsOneItemThenPauses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries")
+	}
+	dir, state := kitPlaybook(t, 3, "")
+	initPlaybook(t, dir)
+	out, code := runCode(t, "run", dir, "--target", "n1")
+	require.Equal(t, exitStopped, code, out)
+	assert.Contains(t, out, `is paused after item "n1" of --target, which is done. Nothing was undone`)
+	assert.Contains(t, out, "To continue, run\n  upshift run "+dir+" --auto-approve\n")
+	assert.Equal(t, map[string]int{"first-n1": 1, "second-n1": 1}, recordCounts(t, state))
+
+	out, code = runCode(t, "run", dir, "--target", "n9")
+	require.Equal(t, exitFailed, code, out)
+	assert.Contains(t, out, `--target "n9" is not an item of any rollout of the playbook (did you mean "n1"?)`)
+
+	runOK(t, "run", dir)
+	counts := recordCounts(t, state)
+	assert.Equal(t, 1, counts["first-n1"], "n1 is not run again")
+	assert.Equal(t, 1, counts["second-n3"])
+	assert.Len(t, counts, 6)
+}
