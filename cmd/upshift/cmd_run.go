@@ -101,6 +101,14 @@ whatever changed in the playbook or its variables; --new-run begins a new
 upgrade of the cluster, after printing its plan. Only one run at a time may
 use a cluster's journal.
 
+On a terminal, run first shows what it will do (batches, gates, the point
+of no return) and goes on only on "yes"; without one it refuses unless
+given --auto-approve. run FILE applies a plan saved by upshift plan -out
+FILE, without asking, and refuses, naming each difference, if the playbook,
+its variables, the plugins or what preflight sees changed since. A rollout
+gate ends the run paused; run again (or upshift approve) passes it.
+--target ITEM runs that rollout item alone, then pauses.
+
 Ctrl-C, SIGTERM, SIGHUP (terminal closed) and SIGPIPE (output pipe gone)
 start no new step and let running steps finish; a second Ctrl-C or SIGTERM
 cancels them.
