@@ -269,7 +269,10 @@ func waitText(e runner.Event) string {
 	switch {
 	case p == nil:
 		return e.Message
-	case p.Sessions != nil && *p.Sessions > 0:
+	case p.Sessions != nil:
+		if p.Detail != "" {
+			return fmt.Sprintf("%d session(s) left, %s", *p.Sessions, p.Detail)
+		}
 		return fmt.Sprintf("%d session(s) left", *p.Sessions)
 	case p.Workers != nil:
 		return fmt.Sprintf("%d old nginx worker(s) finishing", *p.Workers)
