@@ -155,3 +155,70 @@ func BenchmarkLoad10000(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPGUpdate is BenchmarkUpdate against PostgreSQL (the tests'
+// throwaway server, which runs with fsync off: the figures are the
+// round trips and transactions, not a disk's flush). "update" commits
+// both records of a step; "record+update" marks it running with Record.
+func BenchmarkPGUpdate(b *testing.B) {
+	dsn := newPGDB(b, pgAdminDSN(b))
+	s := openTestPG(b, dsn, testKey(b))
+	c := pgCluster("be0c4be0c4be0c4b")
+	require.NoError(b, s.Register(b.Context(), c))
+	for _, mode := range []struct {
+		name   string
+		record bool
+	}{{"update", false}, {"record+update", true}} {
+		b.Run(mode.name, func(b *testing.B) {
+			j := s.Journal(c)
+			runs := 0
+			begin := func() {
+				runs++
+				require.NoError(b, j.Begin(&Run{ID: fmt.Sprint(mode.name, "-", runs), Playbook: "p", Steps: map[string]*Step{}}))
+			}
+			begin()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				st := benchStep(i)
+				st.Address = benchAddrs[(i/2)%benchSteps]
+				call := j.Update
+				if mode.record && st.Status == Running {
+					call = j.Record
+				}
+				if err := call(st); err != nil {
+					b.Fatal(err)
+				}
+				if i++; i == 2*benchSteps {
+					require.NoError(b, j.Finish(Done))
+					begin()
+					i = 0
+				}
+			}
+			require.NoError(b, j.Finish(Done))
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)*2/1e6, "ms/step")
+		})
+	}
+}
+
+// BenchmarkPGUpdateParallel shows group commit in PostgreSQL: parallel
+// steps' Updates share transactions.
+func BenchmarkPGUpdateParallel(b *testing.B) {
+	dsn := newPGDB(b, pgAdminDSN(b))
+	s := openTestPG(b, dsn, testKey(b))
+	c := pgCluster("be0c4be0c4be0c4c")
+	require.NoError(b, s.Register(b.Context(), c))
+	j := s.Journal(c)
+	require.NoError(b, j.Begin(&Run{ID: "bench", Steps: map[string]*Step{}}))
+	var n atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := j.Update(benchStep(int(n.Add(1)))); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

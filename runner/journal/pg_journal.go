@@ -121,17 +121,23 @@ func (d *pgJournal) begin(key []byte, run *Run, audit *Audit) error {
 		return err
 	}
 	ctx := context.Background()
+	attempts := 0
 	err = d.retry(ctx, func(ctx context.Context) error {
+		attempts++
 		return pgx.BeginFunc(ctx, d.s.pool, func(tx pgx.Tx) error {
 			if err := d.fence(ctx, tx); err != nil {
 				return err
 			}
-			var prevID, prevStatus string
-			err := tx.QueryRow(ctx, `SELECT run_id, status FROM upshift_runs WHERE cluster_id = $1 AND current FOR UPDATE`, d.cluster).Scan(&prevID, &prevStatus)
+			var prevID, prevStatus, prevHeader string
+			err := tx.QueryRow(ctx, `SELECT run_id, status, header FROM upshift_runs WHERE cluster_id = $1 AND current FOR UPDATE`, d.cluster).Scan(&prevID, &prevStatus, &prevHeader)
 			switch {
 			case errors.Is(err, pgx.ErrNoRows):
 			case err != nil:
 				return err
+			case prevID == hdr.ID && attempts > 1 && prevHeader == header:
+				// An earlier attempt committed, but its answer was lost
+				// with the connection: the run has begun.
+				return errBegun
 			case prevID == hdr.ID:
 				return fmt.Errorf("journal: run id %q was already used", hdr.ID)
 			case !Status(prevStatus).Finished():
@@ -162,7 +168,7 @@ func (d *pgJournal) begin(key []byte, run *Run, audit *Audit) error {
 			return err
 		})
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errBegun) {
 		return d.s.scrub(err)
 	}
 	d.run = &hdr
@@ -221,6 +227,13 @@ func (d *pgJournal) fence(ctx context.Context, tx pgx.Tx) error {
 	}
 	return nil
 }
+
+// lockLostMark is the text the fence of a batch fails to cast when the
+// run's lock token is no longer the cluster's.
+const lockLostMark = "upshift run lock lost"
+
+// errBegun ends a retried Begin whose first attempt had committed.
+var errBegun = errors.New("journal: the run had begun")
 
 var errLockLost = errors.New("journal: this run no longer holds the cluster's lock in PostgreSQL (another run took it while the server was unreachable); nothing more of this run is written")
 
@@ -399,22 +412,30 @@ func (d *pgJournal) commit(always bool) error {
 		return herr
 	}
 
+	// One round trip: a batch runs as one implicit transaction, which the
+	// fence's failed cast aborts whole. It is built afresh for each attempt:
+	// a batch once sent refers to statements prepared on its connection.
+	batch := func() *pgx.Batch {
+		b := &pgx.Batch{}
+		if d.token != "" {
+			b.Queue(`SELECT (CASE WHEN EXISTS (SELECT 1 FROM upshift_locks WHERE cluster_id = $1 AND token = $2) THEN '1' ELSE '`+lockLostMark+`' END)::int`, d.cluster, d.token)
+		}
+		b.Queue(`UPDATE upshift_runs SET status = $3, updated_at = $4, header = $5 WHERE cluster_id = $1 AND run_id = $2`, d.cluster, runID, string(status), updated, header)
+		for _, addr := range order {
+			b.Queue(`INSERT INTO upshift_steps (cluster_id, run_id, address, step) VALUES ($1, $2, $3, $4)
+				ON CONFLICT (cluster_id, run_id, address) DO UPDATE SET step = EXCLUDED.step`, d.cluster, runID, addr, steps[addr])
+		}
+		for _, s := range samples {
+			b.Queue(`INSERT INTO upshift_samples (cluster_id, run_id, n, sample) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, d.cluster, runID, s.n, s.json)
+		}
+		return b
+	}
 	err := d.retry(context.Background(), func(ctx context.Context) error {
-		return pgx.BeginFunc(ctx, d.s.pool, func(tx pgx.Tx) error {
-			if err := d.fence(ctx, tx); err != nil {
-				return err
-			}
-			b := &pgx.Batch{}
-			b.Queue(`UPDATE upshift_runs SET status = $3, updated_at = $4, header = $5 WHERE cluster_id = $1 AND run_id = $2`, d.cluster, runID, string(status), updated, header)
-			for _, addr := range order {
-				b.Queue(`INSERT INTO upshift_steps (cluster_id, run_id, address, step) VALUES ($1, $2, $3, $4)
-					ON CONFLICT (cluster_id, run_id, address) DO UPDATE SET step = EXCLUDED.step`, d.cluster, runID, addr, steps[addr])
-			}
-			for _, s := range samples {
-				b.Queue(`INSERT INTO upshift_samples (cluster_id, run_id, n, sample) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, d.cluster, runID, s.n, s.json)
-			}
-			return tx.SendBatch(ctx, b).Close()
-		})
+		err := d.s.pool.SendBatch(ctx, batch()).Close()
+		if err != nil && strings.Contains(err.Error(), lockLostMark) {
+			return errLockLost
+		}
+		return err
 	})
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -473,8 +494,9 @@ func unreachable(err error) bool {
 	if errors.As(err, &pgErr) {
 		code := pgErr.SQLState()
 		// 57P01..57P03: admin shutdown, crash shutdown, cannot connect now;
-		// class 08: connection exceptions.
-		return code == "57P01" || code == "57P02" || code == "57P03" || len(code) == 5 && code[:2] == "08"
+		// class 08: connection exceptions; 26000: a statement prepared on a
+		// session the server no longer has (it restarted).
+		return code == "57P01" || code == "57P02" || code == "57P03" || code == "26000" || len(code) == 5 && code[:2] == "08"
 	}
 	var netErr net.Error
 	var connErr *pgconn.ConnectError

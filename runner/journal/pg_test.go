@@ -40,7 +40,7 @@ func stopPG() error {
 	return pgServer.Stop()
 }
 
-func pgAdminDSN(t *testing.T) string {
+func pgAdminDSN(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a PostgreSQL server")
@@ -68,7 +68,7 @@ func withDB(dsn, db string) string {
 
 // newPGDB creates a database for the test, dropped when it ends, and
 // returns its DSN.
-func newPGDB(t *testing.T, admin string) string {
+func newPGDB(t testing.TB, admin string) string {
 	t.Helper()
 	ctx := context.Background()
 	c, err := pgx.Connect(ctx, admin)
@@ -85,14 +85,14 @@ func newPGDB(t *testing.T, admin string) string {
 	return withDB(admin, name)
 }
 
-func testKey(t *testing.T) []byte {
+func testKey(t testing.TB) []byte {
 	k := make([]byte, keyLen)
 	_, err := rand.Read(k)
 	require.NoError(t, err)
 	return k
 }
 
-func openTestPG(t *testing.T, dsn string, key []byte) *PGStore {
+func openTestPG(t testing.TB, dsn string, key []byte) *PGStore {
 	t.Helper()
 	s, err := OpenPG(context.Background(), PGConfig{DSN: dsn, Key: key})
 	require.NoError(t, err)
