@@ -72,6 +72,10 @@ type ProbeReport struct {
 	// Results are the checks' results by address, what they saw of the
 	// cluster (a saved plan keeps them).
 	Results map[string]cty.Value
+	// Warnings are what checks that passed warned of (a plugin's progress
+	// line starting "warning: ", such as session affinity off), by
+	// address: worth knowing, not a reason to stop.
+	Warnings map[string][]string
 }
 
 // PreflightReport is what the preflights found.
@@ -158,7 +162,17 @@ func runProbes(ctx context.Context, g *Graph, insts []*StepInstance, providers m
 			}
 			began := time.Now()
 			events.Emit(Event{Time: began, Type: StepStarted, Address: inst.Addr, Action: inst.Step.Run.String(), Key: inst.Key})
-			resp := p.Invoke(cctx, plugins.InvokeRequest{Action: inst.Step.Run.Action.Name, Args: args})
+			warn := func(line string) {
+				if w, ok := strings.CutPrefix(line, "warning: "); ok {
+					mu.Lock()
+					defer mu.Unlock()
+					if rep.Warnings == nil {
+						rep.Warnings = map[string][]string{}
+					}
+					rep.Warnings[inst.Addr] = append(rep.Warnings[inst.Addr], w)
+				}
+			}
+			resp := p.Invoke(cctx, plugins.InvokeRequest{Action: inst.Step.Run.Action.Name, Args: args, Progress: warn})
 			if resp.Diagnostics.HasErrors() {
 				msg := resp.Diagnostics.Err().Error()
 				fail(inst, msg)

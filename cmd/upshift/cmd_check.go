@@ -108,6 +108,9 @@ func writeProbeReport(out io.Writer, insts []*runner.StepInstance, rep *runner.P
 			continue
 		}
 		fmt.Fprintf(out, "  ok    %s (%s)\n", inst.Addr, inst.Step.Run)
+		for _, w := range rep.Warnings[inst.Addr] {
+			fmt.Fprintf(out, "        warning: %s\n", strings.ReplaceAll(termtext.Block(w), "\n", "\n        "))
+		}
 	}
 	if !rep.OK() {
 		fmt.Fprintf(out, "\n%d of %d checks found problems (%s). ", len(rep.Failures), rep.Checked, rep.Duration.Round(time.Millisecond))
