@@ -1,5 +1,7 @@
 // Package journal owns the on-disk record of a run (.upshift/state) and the
-// run lock that keeps two runs off one environment.
+// run lock that keeps two runs off one environment; for a team, the same
+// record and lock in PostgreSQL (pg.go, pg_journal.go: a Journal whose db
+// is set), and moving state between the two (migrate.go).
 //
 // The record is a snapshot (run.json) plus an append-only log of step updates
 // (run.log, one JSON object per line). An Update is one appended line and one
