@@ -113,7 +113,7 @@ func pausedMessage(w io.Writer, dir string, rf runFlags, l *loaded, res *runner.
 	} else {
 		where = fmt.Sprintf("after item %q of --target, which is done", h.Target)
 	}
-	approve := strings.Replace(strings.Replace(resume, "upshift run ", "upshift approve ", 1), " --auto-approve", "", 1)
+	approve := strings.Replace(resume, "upshift run ", "upshift approve ", 1)
 	fmt.Fprintf(w, "\nRun %s of cluster %s is paused %s. Nothing was undone; the nodes done so far serve on the new version.\nTo continue, run\n  %s\nor, to approve without being asked,\n  %s\n",
 		res.RunID, cluster, termtext.Block(where), resume, approve)
 }

@@ -85,7 +85,7 @@ func TestTargetRunsOneItemThenPauses(t *testing.T) {
 	out, code := runCode(t, "run", dir, "--target", "n1")
 	require.Equal(t, exitStopped, code, out)
 	assert.Contains(t, out, `is paused after item "n1" of --target, which is done. Nothing was undone`)
-	assert.Contains(t, out, "To continue, run\n  upshift run "+dir+" --auto-approve\n")
+	assert.Contains(t, out, "To continue, run\n  upshift run "+dir+"\n")
 	assert.Equal(t, map[string]int{"first-n1": 1, "second-n1": 1}, recordCounts(t, state))
 
 	out, code = runCode(t, "run", dir, "--target", "n9")

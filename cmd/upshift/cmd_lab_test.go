@@ -42,7 +42,7 @@ func TestLabDemoVerdictNeedsTheUpgrade(t *testing.T) {
 	require.Error(t, err, text)
 	got, rerr := os.ReadFile(args)
 	require.NoError(t, rerr)
-	assert.Equal(t, "run "+filepath.Join(dir, "playbook")+" -var-file "+filepath.Join(dir, "cluster.vars.hcl")+" --json\n", string(got))
+	assert.Equal(t, "run "+filepath.Join(dir, "playbook")+" -var-file "+filepath.Join(dir, "cluster.vars.hcl")+" --json --auto-approve\n", string(got))
 	assert.Contains(t, text, `step.stub_step                     done   500ms`)
 	assert.Contains(t, text, "Upgrade finished in")
 	assert.Regexp(t, `reads:  \d+ sent, 0 failed`, text)

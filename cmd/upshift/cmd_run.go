@@ -537,9 +537,6 @@ func resumeCommand(dir string, rf runFlags, pb *playbooks.Playbook) string {
 	if rf.noPreflight {
 		args = append(args, "--skip-preflight")
 	}
-	if rf.autoApprove {
-		args = append(args, "--auto-approve")
-	}
 	s := strings.Join(args, " ")
 	if elided {
 		s += "   (sensitive values elided)"

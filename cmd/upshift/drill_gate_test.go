@@ -54,7 +54,7 @@ func TestDrillGateAfterFirstBatch(t *testing.T) {
 	out, code = runCode(t, "run", playbook, "-var-file", d.s.VarsFile())
 	require.Equal(t, exitStopped, code, out)
 	assert.Contains(t, out, `is paused at gate.upgrade["after batch 1"], after batch 1 of rollout "upgrade", waiting for approval. Nothing was undone`)
-	assert.Contains(t, out, "To continue, run\n  upshift run "+playbook+" -var-file "+d.s.VarsFile()+" --auto-approve\n")
+	assert.Contains(t, out, "To continue, run\n  upshift run "+playbook+" -var-file "+d.s.VarsFile()+"\n")
 	assert.Contains(t, out, "  upshift approve "+playbook+" -var-file "+d.s.VarsFile()+"\n")
 	require.True(t, d.s.Nodes[0].Processing)
 	assert.Equal(t, "2", health(t, d.s.Nodes[0].Address).Version, "node-1 is on X+1 at the gate")
