@@ -143,7 +143,10 @@ func (d *my) tables(ctx context.Context, db *sql.DB) ([]table, error) {
 }
 
 // copyTable copies t's rows from A into B on a connection of its own,
-// without checks the rows passed in A already (foreign and unique keys).
+// without foreign key checks: A's rows passed them, and a referenced
+// table may not be copied yet. Unique checks stay on: with both off,
+// MariaDB 10.6+ takes its bulk path for an empty table, which measured
+// 3.5x slower here (36 s against 10.6 s for 550,000 rows).
 func (d *my) copyTable(ctx context.Context, db *sql.DB, b string, t table, ids *running) (int64, error) {
 	c, err := db.Conn(ctx)
 	if err != nil {
@@ -154,7 +157,7 @@ func (d *my) copyTable(ctx context.Context, db *sql.DB, b string, t table, ids *
 	if err := c.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&id); err != nil {
 		return 0, err
 	}
-	if _, err := c.ExecContext(ctx, "SET SESSION foreign_key_checks = 0, unique_checks = 0"); err != nil {
+	if _, err := c.ExecContext(ctx, "SET SESSION foreign_key_checks = 0"); err != nil {
 		return 0, err
 	}
 	ids.set(id, true)
