@@ -51,11 +51,26 @@ func (s *State) StartLBCount(ctx context.Context) (*LBCount, error) {
 }
 
 // Since returns the counters' growth since StartLBCount (Sessions: the
-// current value).
+// current value). A load balancer counts a request just after it answered
+// it (nginx writes its log line then): Since reads until two readings
+// settleEvery apart agree, for at most settleFor, so that the last
+// requests of a load just stopped are in.
 func (c *LBCount) Since(ctx context.Context) (lbkit.Counters, error) {
 	now, err := c.read(ctx)
 	if err != nil {
 		return lbkit.Counters{}, err
+	}
+	for deadline := time.Now().Add(settleFor); time.Now().Before(deadline); {
+		time.Sleep(settleEvery)
+		again, err := c.read(ctx)
+		if err != nil {
+			return lbkit.Counters{}, err
+		}
+		settled := again.Requests == now.Requests && again.HTTP == now.HTTP
+		now = again
+		if settled {
+			break
+		}
 	}
 	d := now
 	d.Requests -= c.start.Requests
@@ -68,6 +83,12 @@ func (c *LBCount) Since(ctx context.Context) (lbkit.Counters, error) {
 	d.Redispatches -= c.start.Redispatches
 	return d, nil
 }
+
+// How Since waits for the load balancer's last counts.
+const (
+	settleEvery = 250 * time.Millisecond
+	settleFor   = 5 * time.Second
+)
 
 // LBAgreement sets the load balancer's counts beside the traffic
 // checker's.
