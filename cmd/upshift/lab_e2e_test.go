@@ -46,6 +46,7 @@ var (
 	readsRE  = regexp.MustCompile(`reads:  (\d+) sent, (\d+) failed`)
 	writesRE = regexp.MustCompile(`writes: (\d+) acknowledged, (\d+) refused cleanly while read-only \(503\), (\d+) failed otherwise`)
 	lostRE   = regexp.MustCompile(`acknowledged writes missing from the final database: (\d+)`)
+	missesRE = regexp.MustCompile(`read-your-writes misses: (\d+) of (\d+) reads`)
 	// The load balancer's own count beside the checker's (lab.LBAgreement).
 	lbAgreeRE = regexp.MustCompile(`failed requests: (\d+) by the load balancer's count .*, (\d+) by the traffic checker's, of (\d+) and (\d+) requests: (they agree|THEY DISAGREE)`)
 )
@@ -91,8 +92,15 @@ func TestDemoUpgradesWithZeroFailures(t *testing.T) {
 	assert.Equal(t, "0", w[3], "writes failed otherwise")
 	assert.Equal(t, "0", lostRE.FindStringSubmatch(text)[1], "lost acknowledged writes")
 	assert.Equal(t, 0, assertLBAgrees(t, text), "failed requests by both counts")
+	// With session affinity (the lab's default) no session reads its own
+	// write back as missing while old and new versions both serve.
+	m := missesRE.FindStringSubmatch(text)
+	require.NotNil(t, m, text)
+	assert.Equal(t, "0", m[1], "read-your-writes misses")
+	assert.Greater(t, atoi(t, m[2]), 20, "sessions read their own writes back")
 	assert.NotContains(t, text, "FAILED")
 	for _, n := range []string{"node-1", "node-2", "node-3"} {
+		assert.Regexp(t, n+`: no stale generated file +ok`, text)
 		assert.Regexp(t, n+`: healthy, writable, version 2 +ok`, text)
 		assert.Regexp(t, n+`: uses database B +ok`, text)
 		assert.Regexp(t, n+`: rolling-upgrade marker +ok`, text)
