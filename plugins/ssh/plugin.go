@@ -36,6 +36,7 @@ var configSchema = &schema.Object{Attributes: []*schema.Attribute{
 	{Name: "timeout", Type: cty.String, Description: "Deadline of connecting and of each remote command of upshift's own. Default 15s."},
 	{Name: "read_only_path", Type: cty.String, Description: "Read-only admin endpoint path, for nodes without read_only_url. Default /admin/read-only."},
 	{Name: "backup_root", Type: cty.String, Description: "Folder on the hosts every backup_data `to` must be inside. Unset: any folder but /, the data folder and what holds it, and an existing one is replaced only when it is a backup upshift made."},
+	{Name: "max_sessions", Type: cty.Number, Description: "Most commands and file transfers at once on one host, over its one connection (nodes on the same host and user share it). Default 8, under sshd's MaxSessions of 10."},
 }}
 
 // settings is configSchema decoded.
@@ -48,6 +49,7 @@ type settings struct {
 	Timeout        time.Duration `cty:"timeout,positive" default:"15s"`
 	ReadOnlyPath   string        `cty:"read_only_path" default:"/admin/read-only"`
 	BackupRoot     string        `cty:"backup_root"`
+	MaxSessions    int           `cty:"max_sessions" default:"8"`
 }
 
 func newPlugin() *sdk.Plugin {
@@ -122,7 +124,11 @@ func configure(kit *nodekit.Kit[*node], req plugins.ConfigureRequest) error {
 	if req.Nodes.IsNull() {
 		return errors.New("an ssh node pool needs a list of nodes")
 	}
+	if c.MaxSessions < 1 {
+		return sdk.ArgError("max_sessions", "must be 1 or more, not %d", c.MaxSessions)
+	}
 	var nodes []*node
+	hosts := map[string]*host{}
 	for it := req.Nodes.ElementIterator(); it.Next(); {
 		_, v := it.Element()
 		kn, err := nodekit.FromValue(v, c.ReadOnlyPath, "host")
@@ -137,7 +143,13 @@ func configure(kit *nodekit.Kit[*node], req plugins.ConfigureRequest) error {
 		if user == "" {
 			user = c.User
 		}
-		n.host = &host{user: user, addr: nodekit.Attr(v, "host"), cfg: cfg}
+		// One connection per host and user, whatever the number of nodes
+		// on it: a thousand nodes on one host are one SSH handshake.
+		key := user + "@" + nodekit.Attr(v, "host")
+		if hosts[key] == nil {
+			hosts[key] = newHost(user, nodekit.Attr(v, "host"), cfg, c.MaxSessions)
+		}
+		n.host = hosts[key]
 		nodes = append(nodes, n)
 	}
 	return kit.SetNodes(nodes, 0, 0)
@@ -334,7 +346,7 @@ func (driver) SetConfig(ctx context.Context, n *node, key, value string) (bool, 
 	}
 	cfg[key], _ = json.Marshal(value)
 	out, _ := json.MarshalIndent(cfg, "", "  ")
-	return true, replaceRemote(fs, n.ConfigFile, info, append(out, '\n'), n.host.user == "root")
+	return true, replaceRemote(fs.Client, n.ConfigFile, info, append(out, '\n'), n.host.user == "root")
 }
 
 // replaceRemote replaces file over SFTP through a temporary file renamed
@@ -397,7 +409,7 @@ func (driver) Touch(ctx context.Context, n *node, p string) error {
 		return err
 	}
 	defer fs.Close()
-	return touchRemote(fs, n.DataDir, p)
+	return touchRemote(fs.Client, n.DataDir, p)
 }
 
 // BackupData copies the data folder to `to` on the node's host, replacing

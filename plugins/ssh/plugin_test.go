@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 
 func TestQuoting(t *testing.T) {
 	srv := sshd.Start(t)
-	h := &host{user: "root", addr: srv.Addr, cfg: &sshConfig{knownHosts: srv.KnownHosts, timeout: 10e9}}
+	h := newHost("root", srv.Addr, &sshConfig{knownHosts: srv.KnownHosts, timeout: 10e9}, 8)
 	auth, err := authMethods(srv.ClientKey, "")
 	require.NoError(t, err)
 	h.cfg.auth = auth

@@ -23,7 +23,7 @@ func (driver) Purge(ctx context.Context, n *node, p string) (int, bool, error) {
 		return 0, false, err
 	}
 	defer sfs.Close()
-	fi, err := lstatInside(sfs, n.DataDir, p)
+	fi, err := lstatInside(sfs.Client, n.DataDir, p)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return 0, false, nil

@@ -112,13 +112,32 @@ func authMethods(keyFile, passphrase string) ([]ssh.AuthMethod, error) {
 	return out, nil
 }
 
-// host is one connection to a node's host, opened on first use and reused.
+// host is one connection to a node's host, opened on first use and reused
+// by every node on that host, with at most max_sessions sessions open on it
+// at once (sshd refuses more than its MaxSessions).
 type host struct {
 	user, addr string
 	cfg        *sshConfig
 	mu         sync.Mutex
 	client     *ssh.Client
+	slots      chan struct{}
 }
+
+func newHost(user, addr string, cfg *sshConfig, maxSessions int) *host {
+	return &host{user: user, addr: addr, cfg: cfg, slots: make(chan struct{}, maxSessions)}
+}
+
+// acquire waits for a session slot on the host.
+func (h *host) acquire(ctx context.Context) error {
+	select {
+	case h.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (h *host) release() { <-h.slots }
 
 func (h *host) conn(ctx context.Context) (*ssh.Client, error) {
 	h.mu.Lock()
@@ -204,6 +223,10 @@ func (h *host) runStep(ctx context.Context, argv []string, env map[string]string
 }
 
 func (h *host) session(ctx context.Context, line string, stdin io.Reader, timeout time.Duration) (string, string, error) {
+	if err := h.acquire(ctx); err != nil {
+		return "", "", err
+	}
+	defer h.release()
 	c, err := h.conn(ctx)
 	if err != nil {
 		return "", "", err
@@ -248,16 +271,35 @@ func cut(s *ssh.Session, done <-chan error) bool {
 	}
 }
 
-func (h *host) sftp(ctx context.Context) (*sftp.Client, error) {
+// sftpClient is an SFTP session that gives its slot back when closed.
+type sftpClient struct {
+	*sftp.Client
+	release func()
+	once    sync.Once
+}
+
+// Close ends the SFTP session and frees its slot.
+func (c *sftpClient) Close() error {
+	err := c.Client.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+func (h *host) sftp(ctx context.Context) (*sftpClient, error) {
+	if err := h.acquire(ctx); err != nil {
+		return nil, err
+	}
 	c, err := h.conn(ctx)
 	if err != nil {
+		h.release()
 		return nil, err
 	}
 	s, err := sftp.NewClient(c)
 	if err != nil {
+		h.release()
 		return nil, fmt.Errorf("sftp: %w", err)
 	}
-	return s, nil
+	return &sftpClient{Client: s, release: h.release}, nil
 }
 
 type limited struct{ bytes.Buffer }

@@ -152,7 +152,7 @@ func TestSetConfigTempFolderIsPrivate(t *testing.T) {
 	ns, _, _ := nodes(t, srv)
 	p := sshProvider(t, srv, ns, "")
 	_ = p
-	h := &host{user: "root", addr: srv.Addr, cfg: &sshConfig{knownHosts: srv.KnownHosts, timeout: 10e9}}
+	h := newHost("root", srv.Addr, &sshConfig{knownHosts: srv.KnownHosts, timeout: 10e9}, 8)
 	auth, err := authMethods(srv.ClientKey, "")
 	require.NoError(t, err)
 	h.cfg.auth = auth
@@ -161,7 +161,7 @@ func TestSetConfigTempFolderIsPrivate(t *testing.T) {
 	require.NoError(t, err)
 	defer fs.Close()
 	parent := t.TempDir()
-	dir, err := privateDir(fs, parent)
+	dir, err := privateDir(fs.Client, parent)
 	require.NoError(t, err)
 	fi, err := os.Stat(dir)
 	require.NoError(t, err)

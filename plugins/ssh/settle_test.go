@@ -91,7 +91,7 @@ func TestExecOverSSHEndsWithTheStep(t *testing.T) {
 	requireGone(t, pids)
 
 	// The plugin dies: its connection closes under the running command.
-	h := &host{user: "root", addr: srv.Addr, cfg: &sshConfig{knownHosts: srv.KnownHosts, timeout: 10 * time.Second}}
+	h := newHost("root", srv.Addr, &sshConfig{knownHosts: srv.KnownHosts, timeout: 10 * time.Second}, 8)
 	auth, err := authMethods(srv.ClientKey, "")
 	require.NoError(t, err)
 	h.cfg.auth = auth

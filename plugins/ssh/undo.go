@@ -50,7 +50,7 @@ func (driver) ReadConfig(ctx context.Context, n *node, key string) (string, bool
 		return "", false, err
 	}
 	defer fs.Close()
-	b, _, err := readRemote(fs, n.ConfigFile)
+	b, _, err := readRemote(fs.Client, n.ConfigFile)
 	if err != nil {
 		return "", false, err
 	}
@@ -67,7 +67,7 @@ func (driver) RestoreConfig(ctx context.Context, n *node, key, value string, ok 
 		return false, err
 	}
 	defer fs.Close()
-	b, info, err := readRemote(fs, n.ConfigFile)
+	b, info, err := readRemote(fs.Client, n.ConfigFile)
 	if err != nil {
 		return false, err
 	}
@@ -75,7 +75,7 @@ func (driver) RestoreConfig(ctx context.Context, n *node, key, value string, ok 
 	if err != nil || !changed {
 		return false, err
 	}
-	return true, replaceRemote(fs, n.ConfigFile, info, out, n.host.user == "root")
+	return true, replaceRemote(fs.Client, n.ConfigFile, info, out, n.host.user == "root")
 }
 
 // lstatInside lstats p, a path inside the data folder, checking that no
@@ -104,7 +104,7 @@ func (driver) Exists(ctx context.Context, n *node, p string) (bool, error) {
 		return false, err
 	}
 	defer sfs.Close()
-	_, err = lstatInside(sfs, n.DataDir, p)
+	_, err = lstatInside(sfs.Client, n.DataDir, p)
 	switch {
 	case err == nil:
 		return true, nil
@@ -120,7 +120,7 @@ func (driver) Remove(ctx context.Context, n *node, p string) (bool, error) {
 		return false, err
 	}
 	defer sfs.Close()
-	fi, err := lstatInside(sfs, n.DataDir, p)
+	fi, err := lstatInside(sfs.Client, n.DataDir, p)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return false, nil
