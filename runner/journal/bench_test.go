@@ -156,6 +156,8 @@ func BenchmarkLoad10000(b *testing.B) {
 	}
 }
 
+var pgBenchRuns atomic.Int64
+
 // BenchmarkPGUpdate is BenchmarkUpdate against PostgreSQL (the tests'
 // throwaway server, which runs with fsync off: the figures are the
 // round trips and transactions, not a disk's flush). "update" commits
@@ -171,10 +173,10 @@ func BenchmarkPGUpdate(b *testing.B) {
 	}{{"update", false}, {"record+update", true}} {
 		b.Run(mode.name, func(b *testing.B) {
 			j := s.Journal(c)
-			runs := 0
 			begin := func() {
-				runs++
-				require.NoError(b, j.Begin(&Run{ID: fmt.Sprint(mode.name, "-", runs), Playbook: "p", Steps: map[string]*Step{}}))
+				// Unique across -count repetitions, which share the cluster.
+				id := fmt.Sprint(mode.name, "-", pgBenchRuns.Add(1))
+				require.NoError(b, j.Begin(&Run{ID: id, Playbook: "p", Steps: map[string]*Step{}}))
 			}
 			begin()
 			b.ReportAllocs()
