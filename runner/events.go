@@ -84,6 +84,15 @@ type Progress struct {
 	// Waited and Timeout: how long the wait has lasted, and its limit.
 	Waited  time.Duration `json:"waited_ns,omitempty"`
 	Timeout time.Duration `json:"timeout_ns,omitempty"`
+	// Bytes or Rows done of BytesTotal or RowsTotal (a database copy,
+	// dump or restore, as dbkit's meter reports them: rounded as shown,
+	// 412 MiB, 2.5M rows), Percent of the total, Left the time estimated.
+	Bytes      *int64        `json:"bytes,omitempty"`
+	BytesTotal *int64        `json:"bytes_total,omitempty"`
+	Rows       *int64        `json:"rows,omitempty"`
+	RowsTotal  *int64        `json:"rows_total,omitempty"`
+	Percent    *int          `json:"percent,omitempty"`
+	Left       time.Duration `json:"left_ns,omitempty"`
 	// Pid of a process a start launched or a stop signalled.
 	Pid int `json:"pid,omitempty"`
 	// Detail is the reason the wait goes on (a health check's answer).
@@ -105,6 +114,7 @@ var (
 	reStarted      = regexp.MustCompile(`^started pid (\d+), waiting for it to answer on (\S+)$`)
 	reSigterm      = regexp.MustCompile(`^sent SIGTERM to pid (\d+)$`)
 	reSleeping     = regexp.MustCompile(`^sleeping (\S+)$`)
+	reMeter        = regexp.MustCompile(`^([\w.-]+): ([\d.]+)(k|M)? ?(B|KiB|MiB|GiB|rows)(?: of ([\d.]+)(k|M)? ?(B|KiB|MiB|GiB|rows) \((\d+)%\))?, [^,]+/s(?:, about (\S+) left)?$`)
 	reLockHeld     = regexp.MustCompile(`^lock "[^"]*" is held by (.*); waiting up to (\S+)$`)
 )
 
@@ -164,10 +174,49 @@ func ParseProgress(line string) *Progress {
 	if m := reSleeping.FindStringSubmatch(line); m != nil {
 		return &Progress{Phase: "sleep", Timeout: dur(m[1])}
 	}
+	if m := reMeter.FindStringSubmatch(line); m != nil {
+		p := &Progress{Phase: m[1], Left: dur(m[9])}
+		done, rows := amount(m[2], m[3], m[4])
+		if rows {
+			p.Rows = &done
+		} else {
+			p.Bytes = &done
+		}
+		if m[5] != "" {
+			total, _ := amount(m[5], m[6], m[7])
+			if rows {
+				p.RowsTotal = &total
+			} else {
+				p.BytesTotal = &total
+			}
+			p.Percent = num(m[8])
+		}
+		return p
+	}
 	if m := reLockHeld.FindStringSubmatch(line); m != nil {
 		return &Progress{Phase: "lock", Detail: "held by " + m[1], Timeout: dur(m[2])}
 	}
 	return nil
+}
+
+// amount reads a meter's amount: 412 MiB, 1.5 KiB, 2.5M rows.
+func amount(n, suffix, unit string) (int64, bool) {
+	f, _ := strconv.ParseFloat(n, 64)
+	switch suffix {
+	case "k":
+		f *= 1e3
+	case "M":
+		f *= 1e6
+	}
+	switch unit {
+	case "KiB":
+		f *= 1 << 10
+	case "MiB":
+		f *= 1 << 20
+	case "GiB":
+		f *= 1 << 30
+	}
+	return int64(f + 0.5), unit == "rows"
 }
 
 // Sink receives events. Emit is called from several goroutines.

@@ -70,6 +70,11 @@ func TestParseProgress(t *testing.T) {
 		{fmt.Sprintf("started pid %d, waiting for it to answer on %s", 4242, "127.0.0.1:8081"), &Progress{Phase: "start", Pid: 4242, Detail: "waiting for it to answer on 127.0.0.1:8081"}},
 		{fmt.Sprintf("sent SIGTERM to pid %d", 4242), &Progress{Phase: "stop", Pid: 4242}},
 		{fmt.Sprintf("sleeping %s", 6*time.Second), &Progress{Phase: "sleep", Timeout: 6 * time.Second}},
+		{"copy: 412 MiB of 1.0 GiB (40%), 82 MiB/s, about 7s left",
+			&Progress{Phase: "copy", Bytes: i64(412 << 20), BytesTotal: i64(1 << 30), Percent: num(40), Left: 7 * time.Second}},
+		{"rows: 2.5M rows of 10.0M rows (25%), 1.2M rows/s, about 6s left",
+			&Progress{Phase: "rows", Rows: i64(2_500_000), RowsTotal: i64(10_000_000), Percent: num(25), Left: 6 * time.Second}},
+		{"dump: 1.5 KiB, 768 B/s", &Progress{Phase: "dump", Bytes: i64(1536)}},
 		{"copying main.db to main_b.db with VACUUM INTO", nil},
 	} {
 		assert.Equal(t, c.want, ParseProgress(c.line), c.line)
@@ -111,6 +116,8 @@ func TestJSONStreamShape(t *testing.T) {
 		{Time: at(20), Type: StepProgress, Address: drain, Action: "load_balancer.front.drain", Key: "node-1", Attempt: 1, Message: "node-1: waiting for 2 in-flight session(s) (1s of 1m0s)"},
 		{Time: at(30), Type: StepProgress, Address: drain, Action: "load_balancer.front.drain", Key: "node-1", Attempt: 1, Message: "waiting: HTTP 503: starting"},
 		{Time: at(35), Type: StepProgress, Address: drain, Action: "load_balancer.front.drain", Key: "node-1", Attempt: 1, Message: "node-3: DOWN 1/2, check L7OK (1s of 2m0s)"},
+		{Time: at(36), Type: StepProgress, Address: "step.copy", Action: "database.main.copy", Attempt: 1, Message: "copy: 412 MiB of 1.0 GiB (40%), 82 MiB/s, about 7s left"},
+		{Time: at(37), Type: StepProgress, Address: "step.copy", Action: "database.main.copy", Attempt: 1, Message: "rows: 2.5M rows of 10.0M rows (25%), 1.2M rows/s, about 6s left"},
 		{Time: at(40), Type: StepRetrying, Address: drain, Key: "node-1", Attempt: 1, Error: "refused", Message: "next attempt in 1s"},
 		{Time: at(50), Type: StepFinished, Address: drain, Key: "node-1", Duration: 40 * time.Millisecond},
 		{Time: at(60), Type: StepFailed, Address: `step.stop["node-1"]`, Key: "node-1", Error: "exit 1", Duration: time.Millisecond},
