@@ -130,6 +130,25 @@ func TestWaitLinesAreThinned(t *testing.T) {
 	assert.Equal(t, []string{"waiting: answer 1", "waiting: answer 6", "waiting: answer 11", "waiting: answer 16", "waiting: answer 21"}, lines)
 }
 
+// A database copy's meter, a line every 2 s with new figures: its first
+// line, then heartbeats only.
+func TestMeterLinesAreThinned(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	w := &waitLines{quietSince: t0}
+	printed := 0
+	for s := 2; s <= 60; s += 2 {
+		now := t0.Add(time.Duration(s) * time.Second)
+		msg := fmt.Sprintf("copy: %d MiB of 1.0 GiB (%d%%), 17 MiB/s, about %ds left", 17*s, 17*s*100/1024, (1024-17*s)/17)
+		if w.admit(runner.Event{Time: now, Message: msg, Progress: runner.ParseProgress(msg)}) {
+			printed++
+		}
+		if e, hb := w.due(now); e != nil || hb {
+			printed++
+		}
+	}
+	assert.Equal(t, 1+5, printed, "the first line and a heartbeat every 10 s of a 60 s copy")
+}
+
 // The live footer redraws on its timer: with no event after the step
 // started, the elapsed time on the node's line still changes.
 func TestLiveFooterRedrawsWithoutEvents(t *testing.T) {

@@ -280,6 +280,10 @@ func waitText(e runner.Event) string {
 		return fmt.Sprintf("health checks %d/%d passed", *p.HealthyChecks, *p.HealthyNeeded)
 	case p.Healthy != nil && !*p.Healthy:
 		return "not healthy yet: " + p.Detail
+	case p.Percent != nil && p.Left > 0:
+		return fmt.Sprintf("%s %d%%, about %s left", p.Phase, *p.Percent, p.Left)
+	case p.Percent != nil:
+		return fmt.Sprintf("%s %d%%", p.Phase, *p.Percent)
 	}
 	return e.Message
 }
@@ -464,6 +468,8 @@ type waitLines struct {
 
 var durationRE = regexp.MustCompile(`\d+(\.\d+)?(ns|µs|us|ms|s|m|h)(\d+(\.\d+)?(ns|µs|us|ms|s|m|h))*`)
 
+var numberRE = regexp.MustCompile(`\d+(\.\d+)?`)
+
 // normWait drops what changes with every poll of an unchanged wait: its
 // durations ("(1.2s of 1m0s)").
 func normWait(s string) string { return durationRE.ReplaceAllString(s, "#") }
@@ -472,6 +478,11 @@ func normWait(s string) string { return durationRE.ReplaceAllString(s, "#") }
 // soon after the last is kept and flushed by due.
 func (w *waitLines) admit(e runner.Event) bool {
 	norm := normWait(e.Message)
+	if e.Progress != nil && e.Progress.Percent != nil {
+		// A meter (a copy's bytes) moves at every line: its heartbeat
+		// is enough, the footer has the latest figures.
+		norm = numberRE.ReplaceAllString(e.Message, "#")
+	}
 	if norm == w.lastText {
 		w.pending = nil
 		return false
