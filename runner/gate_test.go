@@ -206,3 +206,22 @@ func TestTargetLetsItsBatchMatesWait(t *testing.T) {
 	assert.Equal(t, journal.Done, res.Status)
 	assert.Len(t, f.lb.Calls(), 6)
 }
+
+// TestGateBeforeThePointOfNoReturnUndoesNothing: a gate that holds the run
+// before its point of no return is a pause, not a stop: nothing is
+// returned to the start (the nodes stay read-only as the run made them),
+// and the next run goes on from there.
+func TestGateBeforeThePointOfNoReturnUndoesNothing(t *testing.T) {
+	f := newFixture(t, strings.Replace(shipped, "  depends_on = [step.copy]\n", "  depends_on = [step.copy]\n  gate \"first\" {\n    before = \"n1\"\n  }\n", 1))
+	res, err, _ := f.run(runner.Options{})
+	require.ErrorIs(t, err, runner.ErrRunFailed)
+	assert.Equal(t, journal.Paused, res.Status)
+	assert.Nil(t, res.Returned, "a pause is not a stop: no return to the start")
+	assert.Empty(t, res.PointOfNoReturn)
+	assert.ElementsMatch(t, []string{"read_only:n1", "read_only:n2", "read_only:n3"}, f.nodes.Calls(), "read-only stays while the gate waits")
+	assert.Empty(t, f.lb.Calls(), "no node was drained")
+
+	res, err, _ = f.run(runner.Options{})
+	require.NoError(t, err)
+	assert.Equal(t, journal.Done, res.Status)
+}
