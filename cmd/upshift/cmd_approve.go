@@ -11,8 +11,8 @@ import (
 	"os"
 	"strings"
 
-	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/upshift-dev/upshift/runner"
 	"github.com/upshift-dev/upshift/runner/journal"
@@ -28,7 +28,7 @@ func (rf *runFlags) registerApproval(cmd *cobra.Command) {
 // Tests replace it.
 var stdinIsTerminal = func(r io.Reader) bool {
 	f, ok := r.(*os.File)
-	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // confirm shows what the run is about to do and goes on only on "yes":
