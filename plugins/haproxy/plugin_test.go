@@ -86,7 +86,7 @@ func TestPluginSchemaIsTheContract(t *testing.T) {
 	assert.Equal(t, schema.KindLoadBalancer, s.Kind)
 	require.NoError(t, schema.CheckContract(s))
 	assert.Equal(t, []string{"drain", "enable", "metrics", "preflight", "status", "verify"}, s.ActionNames())
-	assert.Equal(t, []string{"socket", "backend", "state_file", "timeout"}, s.Config.Names())
+	assert.Equal(t, []string{"socket", "backend", "state_file", "timeout", "session_idle"}, s.Config.Names())
 }
 
 func TestPluginConfigureErrors(t *testing.T) {
