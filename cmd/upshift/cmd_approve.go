@@ -54,7 +54,7 @@ func confirm(cmd *cobra.Command, dir string, rf runFlags, l *loaded, who string,
 	}
 	in := cmd.InOrStdin()
 	if !stdinIsTerminal(in) {
-		fmt.Fprintf(stderr, "Error: upshift run changes the cluster, so it asks for yes first, and there is no terminal to ask on. Pass --auto-approve (CI), or save a plan and apply it:\n  upshift plan %s -out upgrade.plan\n  upshift run upgrade.plan\nNothing was changed.\n", shellQuote(dir))
+		fmt.Fprintf(stderr, "Error: upshift run changes the cluster, so it asks for yes first, and there is no terminal to ask on. Pass --auto-approve (CI), or save a plan and apply it:\n  %s\n  upshift run upgrade.plan\nNothing was changed.\n", commandWith("plan", dir, rf.vars, l.pb, "-out", "upgrade.plan"))
 		return exitError{exitUsage}
 	}
 	w := cmd.OutOrStdout()

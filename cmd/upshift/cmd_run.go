@@ -385,7 +385,7 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 	}
 	switch {
 	case errors.As(err, &preflight):
-		fmt.Fprintf(stderr, "\nError: %s\nFix them and run again (`upshift check %s` runs the checks alone); no run was begun.\n", termtext.Block(preflight.Error()), shellQuote(dir))
+		fmt.Fprintf(stderr, "\nError: %s\nFix them and run again (`%s` runs the checks alone); no run was begun.\n", termtext.Block(preflight.Error()), commandWith("check", dir, rf.vars, l.pb))
 		return exitError{exitPreflight}
 	case errors.Is(err, runner.ErrRunFailed):
 		code := exitFailed
@@ -418,6 +418,9 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 		return refused(cmd, err)
 	case err != nil:
 		return failed(cmd, err)
+	}
+	if res.Status == journal.Done {
+		return verifyAfterRun(cmd, l, dir, rf)
 	}
 	return nil
 }
@@ -510,12 +513,33 @@ func otherClusters(cmd *cobra.Command, store *journal.Store, cluster *journal.Cl
 // resumeCommand is the command that resumes the run: every flag it was
 // given, sensitive variable values elided.
 func resumeCommand(dir string, rf runFlags, pb *playbooks.Playbook) string {
-	args := []string{"upshift", "run", shellQuote(dir)}
-	for _, f := range rf.vars.varFiles {
+	var extra []string
+	if rf.state != "" {
+		extra = append(extra, "--state-dir", shellQuote(rf.state))
+	}
+	extra = append(extra, rf.backend.args()...)
+	if rf.parallelism != defaultParallelism {
+		extra = append(extra, "--parallelism", strconv.Itoa(rf.parallelism))
+	}
+	if rf.asJSON {
+		extra = append(extra, "--json")
+	}
+	if rf.noPreflight {
+		extra = append(extra, "--skip-preflight")
+	}
+	return commandWith("run", dir, rf.vars, pb, extra...)
+}
+
+// commandWith is `upshift VERB DIR` with the -var-file and -var flags as
+// given (sensitive values elided), then extra: a command in a hint that
+// the operator can copy as it is.
+func commandWith(verb, dir string, vf varFlags, pb *playbooks.Playbook, extra ...string) string {
+	args := []string{"upshift", verb, shellQuote(dir)}
+	for _, f := range vf.varFiles {
 		args = append(args, "-var-file", shellQuote(f))
 	}
 	elided := false
-	for _, v := range rf.vars.vars {
+	for _, v := range vf.vars {
 		name, _, _ := strings.Cut(v, "=")
 		if pv := pb.Variables[strings.TrimSpace(name)]; pv != nil && pv.Sensitive {
 			args = append(args, "-var", shellQuote(strings.TrimSpace(name)+"=(sensitive: give it again)"))
@@ -524,20 +548,7 @@ func resumeCommand(dir string, rf runFlags, pb *playbooks.Playbook) string {
 		}
 		args = append(args, "-var", shellQuote(v))
 	}
-	if rf.state != "" {
-		args = append(args, "--state-dir", shellQuote(rf.state))
-	}
-	args = append(args, rf.backend.args()...)
-	if rf.parallelism != defaultParallelism {
-		args = append(args, "--parallelism", strconv.Itoa(rf.parallelism))
-	}
-	if rf.asJSON {
-		args = append(args, "--json")
-	}
-	if rf.noPreflight {
-		args = append(args, "--skip-preflight")
-	}
-	s := strings.Join(args, " ")
+	s := strings.Join(append(args, extra...), " ")
 	if elided {
 		s += "   (sensitive values elided)"
 	}

@@ -64,3 +64,23 @@ func reportVerify(cmd *cobra.Command, l *loaded, parallelism int) error {
 	}
 	return nil
 }
+
+// verifyAfterRun checks the end state once a run has finished every step
+// (not a canary run of one --target item, which ends with the rest of the
+// cluster on X by design): the playbook's verify blocks, as `upshift
+// verify` runs them. With --json the report is left to `upshift verify`,
+// so the event stream stays one JSON object per line. A problem is exit 3:
+// every step succeeded, yet the cluster is not as the playbook says it
+// ends, which an operator must hear before calling the upgrade done.
+func verifyAfterRun(cmd *cobra.Command, l *loaded, dir string, rf runFlags) error {
+	if rf.target != "" || rf.asJSON || len(l.graph.Verifies) == 0 {
+		return nil
+	}
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "\nVerify, the end state through the plugins:\n")
+	if err := reportVerify(cmd, l, rf.parallelism); err != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "\nEvery step succeeded, but the end state is not the playbook's: see the problems above. `upshift verify %s` checks it again once they are dealt with.\n", shellQuote(dir))
+		return err
+	}
+	return nil
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/upshift-dev/upshift/internal/traffic"
 	"github.com/upshift-dev/upshift/plugins/haproxy/runtimeapi"
 	"github.com/upshift-dev/upshift/plugins/nginx/nginxctl"
+	"github.com/upshift-dev/upshift/runner/journal"
 )
 
 // DemoOptions are the inputs of Demo.
@@ -133,6 +134,7 @@ func Demo(ctx context.Context, f DemoOptions, out io.Writer) (bool, error) {
 	}
 	sum := traffic.Summarize(samples, lost, upgradeStart)
 	checks := FinalChecks(ctx, s, "2")
+	checks = append(checks, verifyCheck(ctx, self, playbook, s.VarsFile()))
 	var nodes []report.Node
 	for _, n := range s.Inspect(ctx).Nodes {
 		nodes = append(nodes, report.Node{Name: n.Name, Version: n.Version, InLB: n.InRotation(), Healthy: n.Healthy})
@@ -164,6 +166,9 @@ func Demo(ctx context.Context, f DemoOptions, out io.Writer) (bool, error) {
 	}
 
 	fmt.Fprintf(out, "\nUpgrade %s in %s.\n", map[bool]string{true: "finished", false: "DID NOT FINISH"}[runErr == nil], upgradeEnd.Sub(upgradeStart).Round(100*time.Millisecond))
+	if o := demoOutage(playbook); o != nil {
+		fmt.Fprintf(out, "write outage: writes refused for %s\n", o.Summary())
+	}
 	fmt.Fprint(out, sum.String())
 	if lbErr != nil {
 		fmt.Fprintf(out, "load balancer: its counters could not be read: %v\n", lbErr)
@@ -233,6 +238,34 @@ func runAndWatch(ctx context.Context, out io.Writer, path, self string, args ...
 		return fmt.Errorf("%v %s", err, strings.TrimSpace(stderr.String()))
 	}
 	return nil
+}
+
+// verifyCheck asks the plugins, through the playbook's verify blocks
+// (`upshift verify`), what any cluster's operator can ask: every node on
+// X+1, writable, with its marker, on one database, in rotation.
+func verifyCheck(ctx context.Context, self, playbook, varsFile string) report.Check {
+	out, err := exec.CommandContext(ctx, self, "verify", playbook, "-var-file", varsFile).CombinedOutput()
+	text := strings.TrimSpace(string(out))
+	got := text
+	if i := strings.LastIndexByte(text, '\n'); i >= 0 && err == nil {
+		got = text[i+1:] // "All 2 checks passed (..)."
+	}
+	return report.Check{What: "upshift verify: the playbook's end state", OK: err == nil, Got: got}
+}
+
+// demoOutage is the write-outage window of the run just made, from the
+// journal of the lab's one cluster (nil with a PostgreSQL state, or when
+// the run did not go read-only).
+func demoOutage(playbook string) *journal.Outage {
+	store, err := journal.OpenStore(filepath.Join(playbook, ".upshift", "state"))
+	if err != nil {
+		return nil
+	}
+	clusters, err := store.Clusters()
+	if err != nil || len(clusters) != 1 {
+		return nil
+	}
+	return clusters[0].Current.WriteOutage()
 }
 
 // FinalChecks inspects every node and HAProxy; with want set, a node must

@@ -67,6 +67,24 @@ func (o *Outage) Duration() time.Duration {
 	return o.To.Sub(o.From)
 }
 
+// Summary is the window in one line, for a console: its length (or "not
+// over"), then each part's, "6.1s (backup 0.4s, copy 1.2s, ...)".
+func (o *Outage) Summary() string {
+	round := func(d time.Duration) string { return d.Round(10 * time.Millisecond).String() }
+	s := round(o.Duration())
+	if o.To.IsZero() {
+		s += " so far (not over)"
+	}
+	var parts []string
+	for _, p := range o.Parts {
+		parts = append(parts, p.Name+" "+round(p.To.Sub(p.From)))
+	}
+	if len(parts) > 0 {
+		s += " (" + strings.Join(parts, ", ") + ")"
+	}
+	return s
+}
+
 // WriteOutage computes the run's write-outage window from its step
 // records, by the standard actions' names: the last read_only step to
 // finish opens it, the first enable to finish after that closes it. The
