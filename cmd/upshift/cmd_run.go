@@ -114,7 +114,8 @@ start no new step and let running steps finish; a second Ctrl-C or SIGTERM
 cancels them.
 
 Exit codes: 0 done (or nothing to do), 1 invalid playbook, 2 usage,
-3 preflight failed, 4 run failed, 5 paused or stopped, 6 lock held,
+3 preflight failed (or, every step done, a verify check found a problem),
+4 run failed, 5 paused or stopped, 6 lock held,
 7 refused by the state folder (nothing changed).`,
 		Args: cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
