@@ -76,7 +76,7 @@ func (p *lines) matching(re *regexp.Regexp) (out []string) {
 	return out
 }
 
-var meterLine = regexp.MustCompile(`^copy to \S+: \S+ rows of \S+ rows \(\d+%\), \S+ rows/s`)
+var meterLine = regexp.MustCompile(`^copy: \S+ rows of \S+ rows \(\d+%\), \S+ rows/s`)
 
 func TestParallelCopyIsCompleteAndExact(t *testing.T) {
 	fastProgress(t)
@@ -142,5 +142,5 @@ func TestBackupReportsProgress(t *testing.T) {
 	to := t.TempDir() + "/a.sql"
 	r := p.Invoke(context.Background(), plugins.InvokeRequest{Action: "backup", Args: cty.ObjectVal(map[string]cty.Value{"to": cty.StringVal(to)}), Progress: got.add})
 	require.False(t, r.Diagnostics.HasErrors(), "%v", r.Diagnostics.Err())
-	assert.NotEmpty(t, got.matching(regexp.MustCompile(`^backup to \S+: \S+ \S*B, \S+ \S*B/s$`)), "bytes written and rate: %q", got.l)
+	assert.NotEmpty(t, got.matching(regexp.MustCompile(`^backup: \S+ \S*B, \S+ \S*B/s$`)), "bytes written and rate: %q", got.l)
 }

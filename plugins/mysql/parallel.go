@@ -81,7 +81,7 @@ func (d *my) parallelCopy(ctx context.Context, r *sdk.Request, b, cnf string) er
 	}
 	var finished atomic.Int64
 	ids := &running{ids: map[int64]bool{}}
-	m := dbkit.StartMeter(r, "copy to "+b, dbkit.Rows, total, func() int64 { return finished.Load() + d.inFlight(ctx, db, ids) })
+	m := dbkit.StartMeter(r, "copy", dbkit.Rows, total, func() int64 { return finished.Load() + d.inFlight(ctx, db, ids) })
 	defer m.Stop()
 
 	work := make(chan table)

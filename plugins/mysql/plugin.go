@@ -285,7 +285,7 @@ func (d *my) Backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 		return cty.NilVal, err
 	}
 	var written atomic.Int64
-	m := dbkit.StartMeter(r, "backup to "+to, dbkit.Bytes, 0, written.Load)
+	m := dbkit.StartMeter(r, "backup", dbkit.Bytes, 0, written.Load)
 	err = d.dump(ctx, cnf, &counter{w: f, n: &written})
 	m.Stop()
 	if cerr := f.Close(); err == nil {

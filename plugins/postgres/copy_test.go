@@ -56,7 +56,7 @@ func (p *progressLines) all() []string {
 	return append([]string(nil), p.lines...)
 }
 
-var meterLine = regexp.MustCompile(`^(dump of|restore into) \S+: \S+ \S+ of \S+ \S+ \(\d+%\), \S+ \S+/s`)
+var meterLine = regexp.MustCompile(`^(dump|restore): \S+ \S+ of \S+ \S+ \(\d+%\), \S+ \S+/s`)
 
 func TestCopyIsCompleteAndExactBothWays(t *testing.T) {
 	fastProgress(t)
@@ -106,7 +106,7 @@ func TestFailedCopyLeavesNoB(t *testing.T) {
 	var once sync.Once
 	r := p.Invoke(ctx, plugins.InvokeRequest{Action: "copy", Args: cty.ObjectVal(map[string]cty.Value{"to": cty.StringVal(a + "_b"), "replace": cty.NullVal(cty.Bool), "run_id": cty.StringVal("run-1")}),
 		Progress: func(l string) {
-			if regexp.MustCompile(`^restore into`).MatchString(l) {
+			if regexp.MustCompile(`^restore: `).MatchString(l) {
 				once.Do(cancel)
 			}
 		}})
@@ -129,7 +129,7 @@ func TestBackupReportsProgress(t *testing.T) {
 	require.False(t, r.Diagnostics.HasErrors(), "%v", r.Diagnostics.Err())
 	var metered int
 	for _, l := range lines.all() {
-		if regexp.MustCompile(`^backup to \S+: \S+ \S*B, \S+ \S*B/s$`).MatchString(l) {
+		if regexp.MustCompile(`^backup: \S+ \S*B, \S+ \S*B/s$`).MatchString(l) {
 			metered++
 		}
 	}

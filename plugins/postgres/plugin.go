@@ -274,7 +274,7 @@ func (d *pg) Backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	r.Progress("pg_dump of %s", d.where(d.cfg.Database))
 	// The dump is compressed: its size says how much is written, not how
 	// much of A is left, so the meter shows no total.
-	m := dbkit.StartMeter(r, "backup to "+to, dbkit.Bytes, 0, func() int64 { return fileSize(tmp) })
+	m := dbkit.StartMeter(r, "backup", dbkit.Bytes, 0, func() int64 { return fileSize(tmp) })
 	err := d.run(ctx, d.cfg.Database, "pg_dump", "--format=custom", "--file="+tmp)
 	m.Stop()
 	if err != nil {
@@ -454,7 +454,7 @@ func (d *pg) dumpRestore(ctx context.Context, r *sdk.Request, c *pgx.Conn, b, ru
 	defer os.RemoveAll(dir)
 	dump := filepath.Join(dir, "a")
 	n := strconv.Itoa(jobs())
-	m := dbkit.StartMeter(r, "dump of "+d.cfg.Database, dbkit.Bytes, tables, func() int64 { return dirSize(dump) })
+	m := dbkit.StartMeter(r, "dump", dbkit.Bytes, tables, func() int64 { return dirSize(dump) })
 	err = d.run(ctx, d.cfg.Database, "pg_dump", "--format=directory", "--compress=0", "--jobs="+n, "--file="+dump)
 	m.Stop()
 	if err != nil {
@@ -462,7 +462,7 @@ func (d *pg) dumpRestore(ctx context.Context, r *sdk.Request, c *pgx.Conn, b, ru
 	}
 	sizeOfB, closeB := d.sizeOf(ctx, b)
 	defer closeB()
-	m = dbkit.StartMeter(r, "restore into "+b, dbkit.Bytes, total, sizeOfB)
+	m = dbkit.StartMeter(r, "restore", dbkit.Bytes, total, sizeOfB)
 	defer m.Stop()
 	return d.run(ctx, b, "pg_restore", "--no-owner", "--exit-on-error", "--jobs="+n, "--dbname="+b, dump)
 }

@@ -59,7 +59,7 @@ func (p *lines) matching(re *regexp.Regexp) (out []string) {
 	return out
 }
 
-var meterLine = regexp.MustCompile(`^(copy|backup) to \S+: \S+ \S+ of \S+ \S+ \(\d+%\), \S+ \S+/s`)
+var meterLine = regexp.MustCompile(`^(copy|backup): \S+ \S+ of \S+ \S+ \(\d+%\), \S+ \S+/s`)
 
 func TestBackupAndCopyAreExactWithProgress(t *testing.T) {
 	smallSteps(t)

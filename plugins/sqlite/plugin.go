@@ -232,7 +232,7 @@ func (d *db) Backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 		return cty.NilVal, sdk.ArgError("to", "%q must be an absolute path", to)
 	}
 	r.Progress("backing up %s with the online backup API", d.path)
-	n, err := pageCopy(ctx, r, "backup to "+to, d.path, to, false)
+	n, err := pageCopy(ctx, r, "backup", d.path, to, false)
 	if err != nil {
 		return cty.NilVal, err
 	}
@@ -333,7 +333,7 @@ func (d *db) Copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 		return cty.NilVal, err
 	}
 	r.Progress("copying %s to %s with the online backup API", d.path, to)
-	if _, err := pageCopy(ctx, r, "copy to "+to, d.path, to, true); err != nil {
+	if _, err := pageCopy(ctx, r, "copy", d.path, to, true); err != nil {
 		// No B was made: its marker goes too, so nothing is left claimed
 		// by this run. (A B being replaced stays, marked unfinished, for
 		// this run, resumed, to make again.)

@@ -44,6 +44,9 @@ type Meter struct {
 }
 
 // StartMeter reports what done() returns against total on r until Stop.
+// what is one word (copy, dump, restore, backup): the runner reads it as
+// the phase of the step's progress fields (runner.ParseProgress), which
+// take a line of this shape apart for the live view and --json.
 // done is called from the meter's own goroutine, so it must be safe for
 // that (an atomic counter, a file size, a query on a connection of its
 // own).
