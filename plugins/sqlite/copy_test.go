@@ -93,13 +93,20 @@ func TestCancelledCopyLeavesNothing(t *testing.T) {
 	b := filepath.Join(filepath.Dir(a), "b.sqlite")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// Cancelled after the first step, and the copy waits until the
+	// cancellation has reached it: a copy in the middle, every time.
 	var once sync.Once
-	r := p.Invoke(ctx, plugins.InvokeRequest{Action: "copy", Args: cty.ObjectVal(map[string]cty.Value{"to": cty.StringVal(b), "replace": cty.NullVal(cty.Bool), "run_id": cty.StringVal("run-1")}),
-		Progress: func(l string) {
-			if meterLine.MatchString(l) {
-				once.Do(cancel)
+	afterStep = func(stepCtx context.Context) {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-stepCtx.Done():
+			case <-time.After(10 * time.Second):
 			}
-		}})
+		})
+	}
+	t.Cleanup(func() { afterStep = nil })
+	r := p.Invoke(ctx, plugins.InvokeRequest{Action: "copy", Args: cty.ObjectVal(map[string]cty.Value{"to": cty.StringVal(b), "replace": cty.NullVal(cty.Bool), "run_id": cty.StringVal("run-1")})})
 	require.True(t, r.Diagnostics.HasErrors(), "a cancelled copy fails")
 	// The host's call returns at once; the plugin cleans up as it unwinds.
 	assert.Eventually(t, func() bool {

@@ -83,6 +83,10 @@ func open(path string) (*sql.DB, error) {
 // variable so that tests can make many steps of a small database.
 var stepPages int32 = 4096
 
+// afterStep, when set (by tests), runs after each backup step with the
+// step's context.
+var afterStep func(context.Context)
+
 // pageCopy writes a consistent copy of src to dst with SQLite's online
 // backup API, which copies pages as they are, as fast as a file copy
 // allows (VACUUM INTO, which this plugin used before, rebuilds every table
@@ -185,6 +189,9 @@ func backupTo(ctx context.Context, r *sdk.Request, what, src, dst string) error 
 				return err
 			}
 			done.Store(int64(bk.PageCount()-bk.Remaining()) * pageSize)
+			if afterStep != nil {
+				afterStep(ctx)
+			}
 		}
 		return bk.Finish()
 	})
