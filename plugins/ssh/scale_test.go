@@ -106,16 +106,25 @@ func TestNodesOnOneHostShareAConnection(t *testing.T) {
 // gRPC, with the journal fsync'd: per node an exec, a set_config and a
 // touch (3,000 steps). One connection serves them all (max_sessions 8). It
 // reports the wall time, the CPU of upshift and of the plugin, the runner's
-// peak heap and the plugin's peak resident set.
+// peak heap and the plugin's peak resident set. UPSHIFT_BENCH_SSH_NODES
+// runs it over fewer nodes.
 func BenchmarkSSHRollout1000(b *testing.B) {
-	const n = 1000
+	n := 1000
+	if v := os.Getenv("UPSHIFT_BENCH_SSH_NODES"); v != "" { // a quick look at fewer nodes
+		fmt.Sscan(v, &n)
+	}
 	srv := sshd.Start(b)
 	tmp := b.TempDir()
 	path, sum, err := hosttest.Build("github.com/upshift-dev/upshift/plugins/ssh", "ssh", tmp)
 	require.NoError(b, err)
 	src := fmt.Sprintf(`node_pool "fleet" {
   plugin = "ssh"
-  nodes  = [%s]
+  config {
+    known_hosts      = %q
+    private_key_file = %q
+    timeout          = "30s"
+  }
+  nodes = [%s]
 }
 rollout "upgrade" {
   over         = node_pool.fleet.nodes
@@ -143,13 +152,7 @@ rollout "upgrade" {
     }
   }
 }
-`, strings.Join(folderNodes(b, srv, n), ",\n    "))
-	cfg := cty.ObjectVal(map[string]cty.Value{
-		"known_hosts": cty.StringVal(srv.KnownHosts), "trust_on_first_use": cty.False, "user": cty.NullVal(cty.String),
-		"private_key_file": cty.StringVal(srv.ClientKey), "passphrase": cty.NullVal(cty.String),
-		"timeout": cty.StringVal("30s"), "read_only_path": cty.NullVal(cty.String), "backup_root": cty.NullVal(cty.String),
-		"max_sessions": cty.NullVal(cty.Number),
-	})
+`, srv.KnownHosts, srv.ClientKey, strings.Join(folderNodes(b, srv, n), ",\n    "))
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		dir := b.TempDir()
@@ -162,7 +165,8 @@ rollout "upgrade" {
 		require.False(b, diags.HasErrors(), diags.Error())
 		g, diags := runner.BuildGraph(pb)
 		require.False(b, diags.HasErrors(), diags.Error())
-		d := p.Configure(context.Background(), plugins.ConfigureRequest{Config: cfg, Nodes: pb.Resources["node_pool.fleet"].Nodes})
+		fleet := pb.Resources["node_pool.fleet"]
+		d := p.Configure(context.Background(), plugins.ConfigureRequest{Config: fleet.Config, Nodes: fleet.Nodes})
 		require.False(b, d.HasErrors(), "%v", d.Err())
 		j, err := journal.Open(filepath.Join(dir, "state"))
 		require.NoError(b, err)
