@@ -41,7 +41,7 @@ func newPlugin() *sdk.Plugin {
 		Name: "process", Version: Version, Kind: schema.KindNodePool, Config: configSchema,
 		Node:      nodekit.NodeSchema(),
 		Configure: func(_ context.Context, req plugins.ConfigureRequest) error { return configure(kit, req) },
-		Actions:   append(kit.Actions(), kit.PurgeGenerated(driver{})),
+		Actions:   kit.Actions(),
 	}
 }
 

@@ -58,7 +58,7 @@ func newPlugin() *sdk.Plugin {
 		Name: "ssh", Version: Version, Kind: schema.KindNodePool, Config: configSchema,
 		Node:      nodeSchema,
 		Configure: func(_ context.Context, req plugins.ConfigureRequest) error { return configure(kit, req) },
-		Actions:   append(kit.Actions(), kit.PurgeGenerated(driver{})),
+		Actions:   kit.Actions(),
 	}
 }
 

@@ -3,7 +3,6 @@ package lbkit
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/zclconf/go-cty/cty"
@@ -33,16 +32,7 @@ type Pinger interface {
 // them drained at once still leave min_in_service others in service. It
 // returns every problem at once.
 func Preflight(servers []Server, a PreflightArgs) (inService int, problems []string) {
-	byName := map[string]Server{}
-	var names []string
-	for _, s := range servers {
-		byName[s.Name] = s
-		names = append(names, s.Name)
-		if s.State == StateReady && s.Health != HealthDown {
-			inService++
-		}
-	}
-	sort.Strings(names)
+	byName, names, inService := index(servers)
 	// The rollout drains at most max_parallel of its own servers at once,
 	// and only those in service now take anything out of service: a
 	// rollout over one server with max_parallel 2 drains one.

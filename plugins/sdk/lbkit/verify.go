@@ -16,16 +16,7 @@ import (
 // every one of want is in the backend, in rotation and not reported down.
 // It returns the servers in service and every problem at once.
 func Verify(servers []Server, want []string) (inService int, problems []string) {
-	byName := map[string]Server{}
-	var names []string
-	for _, s := range servers {
-		byName[s.Name] = s
-		names = append(names, s.Name)
-		if s.State == StateReady && s.Health != HealthDown {
-			inService++
-		}
-	}
-	sort.Strings(names)
+	byName, names, inService := index(servers)
 	for _, name := range want {
 		s, ok := byName[name]
 		switch {
@@ -38,6 +29,21 @@ func Verify(servers []Server, want []string) (inService int, problems []string) 
 		}
 	}
 	return inService, problems
+}
+
+// index is servers by name, their names sorted, and how many are in
+// service (in rotation and not reported down).
+func index(servers []Server) (byName map[string]Server, names []string, inService int) {
+	byName = map[string]Server{}
+	for _, s := range servers {
+		byName[s.Name] = s
+		names = append(names, s.Name)
+		if s.State == StateReady && s.Health != HealthDown {
+			inService++
+		}
+	}
+	sort.Strings(names)
+	return byName, names, inService
 }
 
 func (k *kit) verify(ctx context.Context, req *sdk.Request) (cty.Value, error) {

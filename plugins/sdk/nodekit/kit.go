@@ -253,6 +253,7 @@ func (k *Kit[N]) Actions() []*sdk.Action {
 		}),
 		{Schema: schema.ContractAction(schema.KindNodePool, "preflight"), Run: k.preflight},
 		{Schema: schema.ContractAction(schema.KindNodePool, "verify"), Run: k.verify},
+		k.purgeAction(),
 		// wait_healthy only reads: it does not wait for the node's lock.
 		k.action("wait_healthy", false, func(ctx context.Context, n N, r *sdk.Request) (map[string]cty.Value, error) {
 			timeout, err := r.Duration("timeout", 2*time.Minute)

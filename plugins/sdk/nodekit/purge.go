@@ -31,6 +31,18 @@ type Purger[N Member] interface {
 	Purge(ctx context.Context, n N, p string) (removed int, existed bool, err error)
 }
 
+// purgeAction is purge_generated as Actions declares it: served by the
+// driver when it is a Purger; otherwise a standard action it must still
+// declare, which says it cannot.
+func (k *Kit[N]) purgeAction() *sdk.Action {
+	if p, ok := any(k.driver).(Purger[N]); ok {
+		return k.PurgeGenerated(p)
+	}
+	return &sdk.Action{Schema: PurgeGeneratedSchema, Run: func(context.Context, *sdk.Request) (cty.Value, error) {
+		return cty.NilVal, fmt.Errorf("the %s plugin cannot purge a node's folder", k.plugin)
+	}}
+}
+
 // PurgeGenerated is the purge_generated action, served by p.
 func (k *Kit[N]) PurgeGenerated(p Purger[N]) *sdk.Action {
 	return &sdk.Action{

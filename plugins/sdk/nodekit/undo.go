@@ -194,14 +194,7 @@ func (k *Kit[N]) preflight(ctx context.Context, r *sdk.Request) (cty.Value, erro
 		sort.Strings(parts)
 		problems = append(problems, "the nodes do not run one version: "+strings.Join(parts, "; "))
 	}
-	if len(problems) > 0 {
-		return cty.NilVal, fmt.Errorf("%d problem(s):\n  - %s", len(problems), strings.Join(problems, "\n  - "))
-	}
-	vm := cty.MapValEmpty(cty.String)
-	if len(versions) > 0 {
-		vm = cty.MapVal(versions)
-	}
-	return Result(r, map[string]cty.Value{"versions": vm})
+	return versionsResult(r, problems, versions)
 }
 
 // preflightNode checks one node; it returns the version it reports and

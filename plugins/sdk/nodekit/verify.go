@@ -144,6 +144,12 @@ func (k *Kit[N]) verify(ctx context.Context, r *sdk.Request) (cty.Value, error) 
 			problems = append(problems, fmt.Sprintf("the nodes hold %d different values of %s (values not shown): {%s}", len(groups), key, strings.Join(parts, "} {")))
 		}
 	}
+	return versionsResult(r, problems, versions)
+}
+
+// versionsResult is the result of a probe that reports each node's
+// version (preflight, verify), or every problem it found as one error.
+func versionsResult(r *sdk.Request, problems []string, versions map[string]cty.Value) (cty.Value, error) {
 	if len(problems) > 0 {
 		return cty.NilVal, fmt.Errorf("%d problem(s):\n  - %s", len(problems), strings.Join(problems, "\n  - "))
 	}
