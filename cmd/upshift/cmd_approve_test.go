@@ -39,6 +39,10 @@ func inProcess(t *testing.T, stdin string, args ...string) (int, string, string)
 	was := stdinIsTerminal
 	stdinIsTerminal = func(io.Reader) bool { return true }
 	t.Cleanup(func() { stdinIsTerminal = was })
+	// This process goes on starting upshift processes: it must not be left
+	// with SIGHUP ignored (TestSignalsStopCleanly/SIGHUP failed after it).
+	hangupIgnoredWhileLoading = false
+	t.Cleanup(func() { hangupIgnoredWhileLoading = true })
 	var out, errb bytes.Buffer
 	root := newRootCommand(&out, &errb)
 	root.SetIn(strings.NewReader(stdin))

@@ -71,12 +71,25 @@ func (s *stopper) loop() {
 	}
 }
 
+// hangupIgnoredWhileLoading: see withHangupIgnored.
+var hangupIgnoredWhileLoading = true
+
 // withHangupIgnored runs f (which starts the plugins) with SIGHUP ignored:
 // the plugin processes inherit that, so the hang-up of a closed terminal,
 // sent to its whole process group, does not kill them in the middle of a
 // step. upshift hears SIGHUP again when f returns. A hang-up during f is
 // not seen.
+//
+// Ignoring is for good in one respect: the Go runtime then keeps SIG_IGN
+// as the disposition it restores once upshift stops listening, so every
+// process started afterwards inherits SIGHUP ignored. The command exits
+// after one run, so that is harmless there; tests that run upshift in
+// their own process turn it off (hangupIgnoredWhileLoading), or every
+// upshift they start later would take itself for one started by nohup.
 func (s *stopper) withHangupIgnored(f func() (*loaded, error)) (*loaded, error) {
+	if !hangupIgnoredWhileLoading {
+		return f()
+	}
 	signal.Ignore(syscall.SIGHUP)
 	defer func() {
 		if s.hangup {
