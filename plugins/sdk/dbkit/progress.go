@@ -37,6 +37,9 @@ type Meter struct {
 	total int64
 	done  func() int64
 	start time.Time
+	// every is ProgressEvery when the meter started: Stop may run after a
+	// test put the variable back, as a cancelled copy unwinds.
+	every time.Duration
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -51,11 +54,11 @@ type Meter struct {
 // that (an atomic counter, a file size, a query on a connection of its
 // own).
 func StartMeter(r *sdk.Request, what string, unit Unit, total int64, done func() int64) *Meter {
-	m := &Meter{r: r, what: what, unit: unit, total: total, done: done, start: time.Now(), stop: make(chan struct{})}
+	m := &Meter{r: r, what: what, unit: unit, total: total, done: done, start: time.Now(), every: ProgressEvery, stop: make(chan struct{})}
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		t := time.NewTicker(ProgressEvery)
+		t := time.NewTicker(m.every)
 		defer t.Stop()
 		for {
 			select {
@@ -76,7 +79,7 @@ func (m *Meter) Stop() {
 	m.stopOnce.Do(func() {
 		close(m.stop)
 		m.wg.Wait()
-		if el := time.Since(m.start); el >= ProgressEvery {
+		if el := time.Since(m.start); el >= m.every {
 			n := m.done()
 			m.r.Progress("%s: %s in %s, %s", m.what, m.amount(n), el.Round(100*time.Millisecond), m.rate(n, el))
 		}
