@@ -79,7 +79,7 @@ func verifyAfterRun(cmd *cobra.Command, l *loaded, dir string, rf runFlags) erro
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "\nVerify, the end state through the plugins:\n")
 	if err := reportVerify(cmd, l, rf.parallelism); err != nil {
-		fmt.Fprintf(cmd.ErrOrStderr(), "\nEvery step succeeded, but the end state is not the playbook's: see the problems above. `upshift verify %s` checks it again once they are dealt with.\n", shellQuote(dir))
+		fmt.Fprintf(cmd.ErrOrStderr(), "\nEvery step succeeded, but the end state is not the playbook's: see the problems above. `%s` checks it again once they are dealt with.\n", commandWith("verify", dir, rf.vars, l.pb))
 		return err
 	}
 	return nil
