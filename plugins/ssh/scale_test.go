@@ -21,6 +21,7 @@ import (
 	"github.com/upshift-dev/upshift/plugins"
 	pluginhost "github.com/upshift-dev/upshift/plugins/host"
 	"github.com/upshift-dev/upshift/plugins/host/hosttest"
+	"github.com/upshift-dev/upshift/plugins/sdk/procfs"
 	"github.com/upshift-dev/upshift/plugins/sdk/sdktest"
 	"github.com/upshift-dev/upshift/runner"
 	"github.com/upshift-dev/upshift/runner/journal"
@@ -193,16 +194,11 @@ rollout "upgrade" {
 	}
 }
 
-// processCPU is the user and system time of process pid so far, from
-// /proc/PID/stat (fields 14 and 15, in clock ticks of 1/100 s).
+// processCPU is the user and system time of process pid so far.
 func processCPU(tb testing.TB, pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	require.NoError(tb, err)
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	var utime, stime int64
-	fmt.Sscan(f[11], &utime)
-	fmt.Sscan(f[12], &stime)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
+	p, ok := procfs.Read(pid)
+	require.True(tb, ok, "process %d", pid)
+	return p.CPU
 }
 
 // processMaxRSSMB is the peak resident set of process pid (VmHWM).

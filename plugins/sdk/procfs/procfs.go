@@ -28,6 +28,9 @@ type Proc struct {
 	// Args is the command line; a process may rewrite it (nginx's
 	// "nginx: worker process"), and a zombie's is empty.
 	Args []string
+	// CPU is the user and system time it has used (stat's utime and
+	// stime, in clock ticks of 1/100 s, USER_HZ on Linux).
+	CPU time.Duration
 }
 
 // Read returns what /proc says of pid, false when there is no such process.
@@ -52,6 +55,11 @@ func Read(pid int) (Proc, bool) {
 	}
 	ppid, _ := strconv.Atoi(f[1])
 	p := Proc{Pid: pid, PPid: ppid, State: f[0][0]}
+	if len(f) > 12 {
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		p.CPU = time.Duration(utime+stime) * 10 * time.Millisecond
+	}
 	if c, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); err == nil && len(c) > 0 {
 		p.Args = strings.Split(string(bytes.TrimRight(c, "\x00")), "\x00")
 	}

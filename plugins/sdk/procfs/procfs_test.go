@@ -21,6 +21,16 @@ func TestReadSelf(t *testing.T) {
 	assert.Equal(t, os.Getppid(), p.PPid)
 	exe, _ := os.Executable()
 	assert.Equal(t, filepath.Base(exe), filepath.Base(p.Args[0]))
+	// CPU time grows while this process spins (ticks of 10 ms; the loop
+	// is bounded so that a busy machine only makes it longer).
+	before := p.CPU
+	grew := false
+	for start := time.Now(); !grew && time.Since(start) < 5*time.Second; {
+		p, ok = procfs.Read(os.Getpid())
+		require.True(t, ok)
+		grew = p.CPU > before
+	}
+	assert.True(t, grew, "utime and stime grow as the process runs")
 	_, ok = procfs.Read(0)
 	assert.False(t, ok)
 }
