@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/upshift-dev/upshift/runner/journal"
 )
 
 // EventType says what happened.
@@ -26,6 +28,10 @@ const (
 	StepRestored  EventType = "step_restored" // done in an earlier, interrupted run
 	RunFinished   EventType = "run_finished"
 	RollbackStart EventType = "rollback_started"
+	// WriteOutageClosed is sent once, when the run's write-outage window
+	// closes: the first node on the new version took writes. Its
+	// WriteOutage holds the window with its parts.
+	WriteOutageClosed EventType = "write_outage"
 	// FormatLine is the first line of a JSON stream (JSONSink): it names
 	// the stream's format and version. It is not an Event.
 	FormatLine EventType = "format"
@@ -59,6 +65,10 @@ type Event struct {
 	// Progress is what a step_progress line says in fields, when the line
 	// is one the plugin kits write (ParseProgress); nil otherwise.
 	Progress *Progress `json:"progress,omitempty"`
+	// WriteOutage is the run's write-outage window (journal.Run.WriteOutage,
+	// the same object as `upshift status --json` shows): on the
+	// write_outage event, and on run_finished when the run went read-only.
+	WriteOutage *journal.Outage `json:"write_outage,omitempty"`
 }
 
 // Progress is a progress line's content as fields. Plugins send text

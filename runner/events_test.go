@@ -15,6 +15,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/upshift-dev/upshift/runner/journal"
 )
 
 var updateEvents = flag.Bool("update-events", false, "rewrite testdata/events.golden.jsonl")
@@ -110,6 +112,9 @@ func TestJSONStreamShape(t *testing.T) {
 	t0 := time.Date(2026, 12, 5, 8, 45, 0, 0, time.UTC)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	drain := `step.drain["node-1"]`
+	outage := &journal.Outage{From: at(1), To: at(90), Item: "node-1", Parts: []journal.OutagePart{
+		{Name: "backup", From: at(1), To: at(30)}, {Name: "copy", From: at(2), To: at(40)}, {Name: `first item's stop to enable (node-1)`, From: at(60), To: at(90)},
+	}}
 	for _, e := range []Event{
 		{Time: at(0), Type: RunStarted, Message: "running 9 steps"},
 		{Time: at(10), Type: StepStarted, Address: drain, Action: "load_balancer.front.drain", Key: "node-1"},
@@ -124,7 +129,9 @@ func TestJSONStreamShape(t *testing.T) {
 		{Time: at(70), Type: StepSkipped, Address: `step.start["node-1"]`, Key: "node-1", Message: "an earlier step failed"},
 		{Time: at(80), Type: StepRestored, Address: "step.copy"},
 		{Time: at(90), Type: RollbackStart, Message: "returning to the start"},
+		{Time: at(95), Type: WriteOutageClosed, WriteOutage: outage},
 		{Time: at(100), Type: RunFinished, Status: "failed", Message: "1 failed", Duration: 100 * time.Millisecond},
+		{Time: at(110), Type: RunFinished, Status: "done", Message: "9 steps done", Duration: 110 * time.Millisecond, WriteOutage: outage},
 	} {
 		s.Emit(e)
 	}
@@ -159,6 +166,15 @@ func shapeOf(t *testing.T, stream []byte) string {
 					fields = append(fields, prefix+k+": number")
 				case bool:
 					fields = append(fields, prefix+k+": bool")
+				case []any:
+					// An array of objects: its first element's fields.
+					if len(v) > 0 {
+						if o, ok := v[0].(map[string]any); ok {
+							walk(prefix+k+"[].", o)
+							continue
+						}
+					}
+					fields = append(fields, prefix+k+": array")
 				default:
 					fields = append(fields, prefix+k+": string")
 				}
