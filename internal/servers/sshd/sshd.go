@@ -184,6 +184,18 @@ func start(dir string, detached bool) (*Server, *exec.Cmd, error) {
 	s.Addr = l.Addr().String()
 	l.Close()
 	_, port, _ := net.SplitHostPort(s.Addr)
+	// Every command a client runs is its login shell's `-c`, and bash run
+	// by sshd reads ~/.bashrc even when not interactive: the home of the
+	// machine's root is not the host under test's (a developer's .bashrc
+	// that runs `pyenv init` cost 1 to 2 s per command, which any test or
+	// benchmark then measured instead of itself). Sessions get a home of
+	// their own in dir, empty; SetEnv overrides the HOME sshd sets from
+	// the passwd entry. UseDNS no: no reverse lookup of 127.0.0.1 on each
+	// connection.
+	home := filepath.Join(dir, "home")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return nil, nil, err
+	}
 	cfg := fmt.Sprintf(`Port %s
 ListenAddress 127.0.0.1
 HostKey %s
@@ -193,9 +205,13 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 StrictModes no
 UsePAM no
+UseDNS no
+PrintMotd no
+PrintLastLog no
+SetEnv HOME=%s
 PidFile %s
 Subsystem sftp internal-sftp
-`, port, filepath.Join(dir, "host_key"), filepath.Join(dir, "authorized_keys"), filepath.Join(dir, "sshd.pid"))
+`, port, filepath.Join(dir, "host_key"), filepath.Join(dir, "authorized_keys"), home, filepath.Join(dir, "sshd.pid"))
 	if err := os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(cfg), 0o600); err != nil {
 		return nil, nil, err
 	}
