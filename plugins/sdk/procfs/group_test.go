@@ -26,13 +26,28 @@ import (
 const outliving = `sleep 30 & echo $!; wait`
 
 func TestMain(m *testing.M) {
-	if os.Getenv("PROCFS_TEST_STEP_PARENT") != "" {
+	if mode := os.Getenv("PROCFS_TEST_STEP_PARENT"); mode != "" {
 		// A plugin-like parent running a step that would outlive it; the
-		// test SIGKILLs it.
+		// test SIGKILLs it. In mode "reaper-killed", its reaper is killed
+		// first (someone's stray kill): a new one must take over.
+		pr, pw, _ := os.Pipe()
 		cmd := exec.Command("sh", "-c", "echo $$; "+outliving)
-		cmd.Stdout = os.Stdout
-		_, _ = procfs.RunGroup(context.Background(), cmd)
-		os.Exit(0)
+		cmd.Stdout = pw
+		go func() { _, _ = procfs.RunGroup(context.Background(), cmd) }()
+		r := bufio.NewReader(pr)
+		for range 2 {
+			line, _ := r.ReadString('\n')
+			fmt.Print(line)
+		}
+		if mode == "reaper-killed" {
+			old := procfs.ReaperPid()
+			_ = syscall.Kill(old, syscall.SIGKILL)
+			for procfs.ReaperPid() == old || procfs.ReaperPid() == 0 {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		fmt.Println("ready")
+		select {}
 	}
 	os.Exit(m.Run())
 }
@@ -57,13 +72,14 @@ func TestRunGroupExitCode(t *testing.T) {
 
 	_, err = procfs.RunGroup(context.Background(), exec.Command("no-such-program-on-path"))
 	require.Error(t, err, "not found on PATH: not started")
-	out.Reset()
-	cmd = exec.Command("/no/such/program")
-	cmd.Stderr = &out
-	code, err = procfs.RunGroup(context.Background(), cmd)
+	_, err = procfs.RunGroup(context.Background(), exec.Command("/no/such/program"))
+	require.Error(t, err, "a missing program is not started: an error, not an exit status")
+	assert.Contains(t, err.Error(), "/no/such/program")
+
+	// A command killed by a signal reports 128+n, as a shell does.
+	code, err = procfs.RunGroup(context.Background(), exec.Command("sh", "-c", "kill -TERM $$"))
 	require.NoError(t, err)
-	assert.Equal(t, 127, code, "the shell's status for a missing program")
-	assert.Contains(t, out.String(), "/no/such/program")
+	assert.Equal(t, 128+int(syscall.SIGTERM), code)
 }
 
 // TestRunGroupKillsWhatIsLeft: what the command left in the background
@@ -117,12 +133,18 @@ func TestRunGroupDiesWithItsParent(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the parent-death signal is Linux only")
 	}
+	for _, mode := range []string{"plain", "reaper-killed"} {
+		t.Run(mode, func(t *testing.T) { diesWithItsParent(t, mode) })
+	}
+}
+
+func diesWithItsParent(t *testing.T, mode string) {
 	self, err := os.Executable()
 	require.NoError(t, err)
 	left := 0
 	for round := range 10 {
 		cmd := exec.Command(self, "-test.run=^$")
-		cmd.Env = append(os.Environ(), "PROCFS_TEST_STEP_PARENT=1")
+		cmd.Env = append(os.Environ(), "PROCFS_TEST_STEP_PARENT="+mode)
 		out, err := cmd.StdoutPipe()
 		require.NoError(t, err)
 		require.NoError(t, cmd.Start())
@@ -136,6 +158,9 @@ func TestRunGroupDiesWithItsParent(t *testing.T) {
 			require.True(t, procfs.Alive(pid))
 			pids = append(pids, pid)
 		}
+		line, err := r.ReadString('\n')
+		require.NoError(t, err)
+		require.Equal(t, "ready\n", line)
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 		_ = cmd.Wait()
 		for _, pid := range procfs.WaitGone(pids, 3*time.Second) {
@@ -144,7 +169,44 @@ func TestRunGroupDiesWithItsParent(t *testing.T) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-	t.Logf("10 SIGKILLs of the parent mid-step: %d of 20 step processes left", left)
+	t.Logf("10 SIGKILLs of the parent mid-step (%s): %d of 20 step processes left", mode, left)
+}
+
+// TestReaperKillsTheGroupsStillListed runs the reaper's sh alone: of the
+// groups it was told of, it kills those not removed since, and only those,
+// when its stdin ends.
+func TestReaperKillsTheGroupsStillListed(t *testing.T) {
+	group := func() *exec.Cmd {
+		c := exec.Command("sleep", "30")
+		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		require.NoError(t, c.Start())
+		t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+		return c
+	}
+	finished, running, other := group(), group(), group()
+	sh := exec.Command("sh", "-c", procfs.ReaperScript)
+	sh.Stdin = strings.NewReader(fmt.Sprintf("+ %d\n+ %d\n+ %d\n- %d\n- %d\n",
+		finished.Process.Pid, running.Process.Pid, other.Process.Pid, finished.Process.Pid, other.Process.Pid))
+	require.NoError(t, sh.Run())
+	gone(t, running.Process.Pid)
+	assert.True(t, procfs.Alive(finished.Process.Pid), "a group removed from the list is left alone")
+	assert.True(t, procfs.Alive(other.Process.Pid), "a group removed from the list is left alone")
+}
+
+// TestOneReaperForEveryStep: steps share one reaper, and a finished step's
+// group leaves its list.
+func TestOneReaperForEveryStep(t *testing.T) {
+	_, err := procfs.RunGroup(context.Background(), exec.Command("true"))
+	require.NoError(t, err)
+	pid := procfs.ReaperPid()
+	require.NotZero(t, pid)
+	for range 5 {
+		code, err := procfs.RunGroup(context.Background(), exec.Command("sh", "-c", "sleep 30 & exit 4"))
+		require.NoError(t, err)
+		require.Equal(t, 4, code)
+	}
+	assert.Equal(t, pid, procfs.ReaperPid(), "one reaper for every step")
+	assert.Zero(t, procfs.LiveGroups(), "finished groups leave the reaper's list")
 }
 
 func TestListensOn(t *testing.T) {
