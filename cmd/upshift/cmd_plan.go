@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -47,27 +50,124 @@ func newValidateCommand() *cobra.Command {
 
 func newPlanCommand() *cobra.Command {
 	var asJSON bool
-	var outFile string
-	cmd := checkCommand("plan DIR", "Show the steps a run would execute, in order, with their arguments",
-		func(w io.Writer, _ string, l *loaded) error {
-			if asJSON {
-				return l.plan.WriteJSON(w)
-			}
-			return l.plan.WriteText(w)
-		})
+	var outFile, state string
+	var sf stateFlags
+	cmd := checkCommand("plan DIR", "Show the steps a run would execute, in order, with their arguments", nil)
+	cmd.Long = `plan shows the steps a run would execute, in order, with their arguments.
+When the cluster's state (the state folder, or PostgreSQL with --state
+postgres) holds finished runs of it, plan ends with the write outage they
+had: the median of the last 5 that closed one, with its parts.`
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
 	cmd.Flags().StringVar(&outFile, "out", "", "save the plan to FILE, with what preflight sees of the cluster; upshift run FILE applies exactly it")
-	show := cmd.RunE
+	cmd.Flags().StringVar(&state, "state-dir", "", "state folder whose past runs give the write-outage estimate (default DIR/.upshift/state)")
+	sf.register(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if outFile == "" {
-			return show(cmd, args)
-		}
 		var vf varFlags
 		vf.vars, _ = cmd.Flags().GetStringArray("var")
 		vf.varFiles, _ = cmd.Flags().GetStringArray("var-file")
-		return savePlan(cmd, args[0], vf, outFile, asJSON)
+		estimate := func(l *loaded) *journal.OutageEstimate {
+			return outageEstimate(cmd.ErrOrStderr(), args[0], l, state, sf)
+		}
+		if outFile != "" {
+			return savePlan(cmd, args[0], vf, outFile, asJSON, estimate)
+		}
+		l, err := load(cmd, args[0], vf, withContracts, nil)
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		return writePlan(cmd.OutOrStdout(), l, asJSON, estimate(l))
 	}
 	return cmd
+}
+
+// estimateTimeout bounds reading a PostgreSQL state for the estimate: plan
+// must stay quick, and works without any state.
+const estimateTimeout = 3 * time.Second
+
+// outageEstimate is what the cluster's past runs say of a run's write
+// outage (journal.EstimateOutage), from the state the run would use: the
+// state folder or PostgreSQL (flags, environment, then the playbook's
+// state block, as run chooses). Only this cluster's runs count. nil when
+// there are none; when the state cannot be read, a note says so and plan
+// goes on.
+func outageEstimate(notes io.Writer, dir string, l *loaded, state string, sf stateFlags) *journal.OutageEstimate {
+	backend, err := sf.resolveWith(l.pb.State)
+	if err != nil {
+		fmt.Fprintf(notes, "Note: no write-outage estimate: %s\n", termtext.Line(err.Error()))
+		return nil
+	}
+	cluster := runner.Identify(l.pb)
+	var runs []*journal.Run
+	if backend.postgres {
+		ctx, cancel := context.WithTimeout(context.Background(), estimateTimeout)
+		defer cancel()
+		backend.pg.Key = nil // a reader needs no secret
+		backend.pg.Retry = estimateTimeout
+		var pg *journal.PGStore
+		if pg, err = openState(ctx, backend); err == nil {
+			runs, err = pg.RecentRuns(ctx, cluster)
+			pg.Close()
+		}
+	} else {
+		runs, err = journal.RecentRuns(stateDir(dir, state), cluster)
+	}
+	if err != nil {
+		fmt.Fprintf(notes, "Note: no write-outage estimate: the state's past runs could not be read: %s\n", termtext.Line(err.Error()))
+		return nil
+	}
+	return journal.EstimateOutage(runs)
+}
+
+// writePlan prints the plan, then the write-outage estimate when there is
+// one: a last line of text, or write_outage_estimate in the JSON.
+func writePlan(w io.Writer, l *loaded, asJSON bool, est *journal.OutageEstimate) error {
+	if !asJSON {
+		if err := l.plan.WriteText(w); err != nil {
+			return err
+		}
+		if est != nil {
+			_, err := fmt.Fprintf(w, "\nWrite outage: %s.\n", est.Text())
+			return err
+		}
+		return nil
+	}
+	if est == nil {
+		return l.plan.WriteJSON(w)
+	}
+	var buf bytes.Buffer
+	if err := l.plan.WriteJSON(&buf); err != nil {
+		return err
+	}
+	doc, err := withField(buf.Bytes(), "write_outage_estimate", est)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(doc)
+	return err
+}
+
+// withField adds name: v as the last member of doc, an indented JSON
+// object, keeping its members in their order (the plan's format_version
+// stays first).
+func withField(doc []byte, name string, v any) ([]byte, error) {
+	doc = bytes.TrimRight(doc, "\n")
+	if !json.Valid(doc) || len(doc) < 2 || doc[len(doc)-1] != '}' {
+		return nil, errors.New("plan: the JSON document is not an object")
+	}
+	val, err := json.MarshalIndent(v, "  ", "  ")
+	if err != nil {
+		return nil, err
+	}
+	key, _ := json.Marshal(name)
+	body := bytes.TrimRight(doc[:len(doc)-1], " \n")
+	var out bytes.Buffer
+	out.Write(body)
+	if !bytes.HasSuffix(body, []byte("{")) {
+		out.WriteByte(',')
+	}
+	fmt.Fprintf(&out, "\n  %s: %s\n}\n", key, val)
+	return out.Bytes(), nil
 }
 
 func newGraphCommand() *cobra.Command {
@@ -78,7 +178,7 @@ func newGraphCommand() *cobra.Command {
 // savePlan is plan -out: the plan, with what preflight sees of the cluster
 // now (the plugins are started and configured for it; nothing is
 // changed), written to file for `upshift run FILE`.
-func savePlan(cmd *cobra.Command, dir string, vf varFlags, file string, asJSON bool) error {
+func savePlan(cmd *cobra.Command, dir string, vf varFlags, file string, asJSON bool, estimate func(*loaded) *journal.OutageEstimate) error {
 	l, err := load(cmd, dir, vf, withPlugins, nil)
 	if err != nil {
 		return err
@@ -118,12 +218,7 @@ func savePlan(cmd *cobra.Command, dir string, vf varFlags, file string, asJSON b
 	o := journal.CurrentOwner("")
 	sp.CreatedAt, sp.CreatedBy, sp.Digest = time.Now().UTC(), o.User+"@"+o.Host, digest(l.pb)
 	w := cmd.OutOrStdout()
-	if asJSON {
-		err = l.plan.WriteJSON(w)
-	} else {
-		err = l.plan.WriteText(w)
-	}
-	if err != nil {
+	if err := writePlan(w, l, asJSON, estimate(l)); err != nil {
 		return runError(cmd, err)
 	}
 	if err := sp.Write(file); err != nil {

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -302,7 +303,7 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 		msg := fmt.Sprintf("Nothing to do: run %s of %s finished at %s, and a finished run stays finished whatever changed in the playbook or its variables. `%s` shows it; `upshift run %s --new-run` begins a new upgrade of this cluster.",
 			prev.ID, who, prev.UpdatedAt.UTC().Format("2006-01-02 15:04:05 UTC"), statusArgs(dir, rf), shellQuote(dir))
 		if rf.asJSON {
-			runner.NewJSONSink(out).Emit(runner.Event{Time: time.Now(), RunID: prev.ID, Type: runner.RunFinished, Status: string(journal.Done), Message: msg})
+			runner.NewJSONSink(out).Emit(runner.Event{Time: time.Now(), RunID: prev.ID, Type: runner.RunFinished, Status: string(journal.Done), Message: msg, WriteOutage: prev.WriteOutage()})
 		} else {
 			fmt.Fprintln(out, msg)
 		}
@@ -356,12 +357,13 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 
 	var goneErr atomic.Pointer[error] // set when the state backend stays unreachable
 	sink := newRunSink(out, rf.asJSON, l.graph, runIDOf(l.pb, prev))
+	outage := &outageSink{next: sink, load: j.Load}
 	fmt.Fprintf(stderr, "Cluster %s: %s (journal %s).\n", cluster.Label(), cluster.Describe(), clusterDir)
 	res, err := runner.Run(ctx, l.graph, runner.Options{
 		Providers:   l.plugins.Providers(),
 		Plugins:     l.pluginInfos(),
 		Journal:     j,
-		Events:      sink,
+		Events:      outage,
 		Parallelism: rf.parallelism,
 		Stop:        stopOrGone(stopper.Stop(), backendGone, &goneErr),
 		Digest:      digest(l.pb),
@@ -373,6 +375,9 @@ func runPlaybook(cmd *cobra.Command, dir string, rf runFlags) error {
 		Approver:    approver(rf),
 	})
 	sink.Close() // the live view ends before anything else is printed
+	if o := outage.window(); o != nil && !rf.asJSON {
+		fmt.Fprintf(out, "Write outage: %s.\n", termtext.Line(o.Line(clockTime)))
+	}
 	var mismatch *runner.ClusterMismatchError
 	var preflight *runner.PreflightError
 	var unreachable *journal.UnreachableError
@@ -612,3 +617,88 @@ func sortedVarNames(pb *playbooks.Playbook) []string {
 	sort.Strings(out)
 	return out
 }
+
+// outageSink passes a run's events on, adding its write-outage window
+// (journal.Run.WriteOutage, as status computes it): a write_outage event
+// as soon as the window closes (an enable finished after read-only: the
+// first node on the new version takes writes), so that a pipeline knows it
+// then, and the window on run_finished. It reads the journal only when an
+// enable finishes before that, and when the run finishes.
+type outageSink struct {
+	next runner.Sink
+	load func() (*journal.Run, error)
+
+	mu sync.Mutex
+	// readOnly is when this process last saw a read_only step finish: the
+	// journal of a run returned to its start keeps only the undo's record.
+	readOnly time.Time
+	// maybe: a read_only step finished, here or in the run this resumes.
+	maybe bool
+	sent  bool
+	last  *journal.Outage
+}
+
+// window is the window as the run's last event said it (nil if none).
+func (s *outageSink) window() *journal.Outage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+
+// current reads the window from the journal, its start filled from this
+// process's events when the journal no longer keeps it.
+func (s *outageSink) current() *journal.Outage {
+	run, err := s.load()
+	if err != nil {
+		return nil // the window is a report: the run goes on without it
+	}
+	o := run.WriteOutage()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o != nil && o.From.IsZero() && o.State() == journal.OutageReturned && !s.readOnly.IsZero() && s.readOnly.Before(o.Reopened) {
+		o.From = s.readOnly
+	}
+	return o
+}
+
+func (s *outageSink) Emit(e runner.Event) {
+	verb := e.Action[strings.LastIndexByte(e.Action, '.')+1:]
+	s.mu.Lock()
+	switch {
+	case e.Type == runner.StepFinished && verb == "read_only":
+		s.maybe = true
+		if e.Time.After(s.readOnly) {
+			s.readOnly = e.Time
+		}
+	case e.Type == runner.StepRestored:
+		s.maybe = true // the journal says which
+	}
+	check := e.Type == runner.StepFinished && verb == "enable" && s.maybe && !s.sent
+	s.mu.Unlock()
+
+	if e.Type == runner.RunFinished {
+		if o := s.current(); o != nil {
+			e.WriteOutage = o
+			s.mu.Lock()
+			s.last = o
+			s.mu.Unlock()
+		}
+	}
+	s.next.Emit(e)
+	if !check {
+		return
+	}
+	if o := s.current(); o != nil && o.State() == journal.OutageClosed {
+		s.mu.Lock()
+		first := !s.sent
+		s.sent, s.last = true, o
+		s.mu.Unlock()
+		if first {
+			s.next.Emit(runner.Event{Time: time.Now(), Type: runner.WriteOutageClosed, Message: o.Line(clockTime), WriteOutage: o})
+		}
+	}
+}
+
+// clockTime is a time of day as the console shows one: local, with its
+// zone.
+func clockTime(t time.Time) string { return t.Local().Format("15:04:05 MST") }

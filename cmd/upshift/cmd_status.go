@@ -195,17 +195,20 @@ func writeAudit(out io.Writer, run *journal.Run) {
 	}
 }
 
-// outageText is a run's write-outage window in one line, "" without one.
+// outageText is a run's write-outage window in one line, "" without one:
+// its length, times and parts once a node on the new version took writes;
+// otherwise what became of it (still refused, or taken again by the old
+// version when the run returned the cluster to where it began).
 func outageText(run *journal.Run) string {
 	o := run.WriteOutage()
 	if o == nil {
 		return ""
 	}
-	d := func(from, to time.Time) string { return to.Sub(from).Round(time.Millisecond).String() }
-	s := "writes refused since " + localTime(o.From) + " (not over)"
-	if !o.To.IsZero() {
-		s = "writes refused for " + d(o.From, o.To) + " (" + localTime(o.From) + " to " + o.To.Local().Format("15:04:05") + ")"
+	if o.State() != journal.OutageClosed {
+		return termtext.Line(o.Line(localTime))
 	}
+	d := func(from, to time.Time) string { return to.Sub(from).Round(time.Millisecond).String() }
+	s := "writes refused for " + d(o.From, o.To) + " (" + localTime(o.From) + " to " + o.To.Local().Format("15:04:05") + ")"
 	var parts []string
 	for _, p := range o.Parts {
 		parts = append(parts, termtext.Line(p.Name)+" "+d(p.From, p.To))

@@ -237,6 +237,8 @@ func (s *ConsoleSink) line(e runner.Event) {
 		fmt.Fprintf(s.w, "%s %s: done in an earlier run\n", at, e.Address)
 	case runner.RollbackStart:
 		fmt.Fprintf(s.w, "%s %s\n", at, e.Message)
+	case runner.WriteOutageClosed:
+		fmt.Fprintf(s.w, "%s write outage over: %s\n", at, e.Message)
 	case runner.RunFinished:
 		fmt.Fprintf(s.w, "%s run %s: %s\n", at, e.Status, e.Message)
 	}

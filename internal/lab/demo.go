@@ -166,8 +166,13 @@ func Demo(ctx context.Context, f DemoOptions, out io.Writer) (bool, error) {
 	}
 
 	fmt.Fprintf(out, "\nUpgrade %s in %s.\n", map[bool]string{true: "finished", false: "DID NOT FINISH"}[runErr == nil], upgradeEnd.Sub(upgradeStart).Round(100*time.Millisecond))
-	if o := demoOutage(playbook); o != nil {
-		fmt.Fprintf(out, "write outage: writes refused for %s\n", o.Summary())
+	// The window as the run reported it on its --json stream (with a
+	// PostgreSQL state too); the journal's only if the stream lacked it,
+	// said as such.
+	if o := RunOutage(evb); o != nil {
+		fmt.Fprintf(out, "write outage: %s\n", o.Line(clockTime))
+	} else if o := demoOutage(playbook); o != nil {
+		fmt.Fprintf(out, "write outage (from the journal: the run's --json stream did not report it): %s\n", o.Line(clockTime))
 	}
 	fmt.Fprint(out, sum.String())
 	if lbErr != nil {
@@ -252,6 +257,34 @@ func verifyCheck(ctx context.Context, self, playbook, varsFile string) report.Ch
 	}
 	return report.Check{What: "upshift verify: the playbook's end state", OK: err == nil, Got: got}
 }
+
+// RunOutage is the write-outage window a `run --json` stream reported:
+// its run_finished line's (the window as the run ended), else its
+// write_outage line's; nil when neither holds one.
+func RunOutage(stream []byte) *journal.Outage {
+	var found *journal.Outage
+	sc := bufio.NewScanner(bytes.NewReader(stream))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var e struct {
+			Type        string          `json:"type"`
+			WriteOutage *journal.Outage `json:"write_outage"`
+		}
+		if json.Unmarshal(sc.Bytes(), &e) != nil || e.WriteOutage == nil {
+			continue
+		}
+		switch e.Type {
+		case "run_finished":
+			return e.WriteOutage
+		case "write_outage":
+			found = e.WriteOutage
+		}
+	}
+	return found
+}
+
+// clockTime is a time of day as the demo prints one.
+func clockTime(t time.Time) string { return t.Local().Format("15:04:05 MST") }
 
 // demoOutage is the write-outage window of the run just made, from the
 // journal of the lab's one cluster (nil with a PostgreSQL state, or when

@@ -235,13 +235,25 @@ func WriteRun(w io.Writer, d RunData) (Metrics, error) {
 	// The write outage: from read-only to the first upgraded node taking
 	// writes, shaded across the timeline.
 	var outage *runBar
+	outageLine := ""
 	if o := r.WriteOutage(); o != nil {
+		// The whole window in words, with its parts, whatever became of
+		// it (a run returned to its start undid read-only instead).
+		outageLine = o.Line(clock)
 		to := o.To
-		if to.IsZero() {
+		label := "writes refused "
+		switch o.State() {
+		case journal.OutageReturned:
+			to = o.Reopened
+			label = "read-only, then undone: "
+		case journal.OutageOpen:
 			to = end
+			label = "writes refused (not over) "
 		}
-		outage = &runBar{X: x(o.From), W: round(math.Max(x(to)-x(o.From), 1)), Y: top, H: plotH - top,
-			Title: fmt.Sprintf("writes refused (read-only) for %s", shortDuration(to.Sub(o.From))), Label: "writes refused " + shortDuration(to.Sub(o.From))}
+		if !o.From.IsZero() {
+			outage = &runBar{X: x(o.From), W: round(math.Max(x(to)-x(o.From), 1)), Y: top, H: plotH - top,
+				Title: outageLine, Label: label + shortDuration(to.Sub(o.From))}
+		}
 	}
 
 	// Under the timeline: the load balancer's rates and the lab's traffic,
@@ -319,13 +331,17 @@ func WriteRun(w io.Writer, d RunData) (Metrics, error) {
 	err := runPage.Execute(w, map[string]any{
 		"Title": title, "R": r, "Audit": r.Audit, "Digest": shortDigest(r.Digest),
 		"Start": start, "Took": shortDuration(end.Sub(start)),
-		"Rows": rrows, "Bars": bars, "RowLabels": rowLabels, "Ticks": ticks, "PlotH": plotH, "Top": top, "Outage": outage,
+		"Rows": rrows, "Bars": bars, "RowLabels": rowLabels, "Ticks": ticks, "PlotH": plotH, "Top": top, "Outage": outage, "OutageLine": outageLine,
 		"LBBars": lbBars, "LBTop": lbTop, "MaxRate": fmt.Sprintf("%.0f", maxRate), "LabBars": labBars, "LabTop": labTop, "LabFailed": labFailed, "LabMax": labMax,
 		"ChartH": chartH, "W": m.Width, "H": m.Height, "Gutter": gutter, "PlotW": plotW, "Legend": legend,
 		"Nodes": summaries, "Gates": gates, "Failed": failed, "Ending": r.Ending, "M": m, "HasSamples": len(r.Samples) > 0,
 	})
 	return m, err
 }
+
+// clock is a time of day as the report shows times: UTC, so that the same
+// run gives the same page wherever it is rendered.
+func clock(t time.Time) string { return t.UTC().Format("15:04:05.000 UTC") }
 
 // runSpan is the time the report covers: the run's start to its last
 // step's end (or its last update, or now for a run still going).
@@ -646,6 +662,7 @@ svg .grid{stroke:#e4e4e4}
 <tr><th>Run</th><td>{{.R.ID}}: <strong class="{{if eq (print .R.Status) "done"}}pass{{else}}bad{{end}}">{{.R.Status}}</strong>, began {{time .Start}}, {{.Took}}</td></tr>
 <tr><th>Playbook</th><td>{{.R.Playbook}}{{if .Digest}} (digest {{.Digest}}){{end}}</td></tr>
 {{if .R.Cluster}}<tr><th>Cluster</th><td>{{.R.Cluster}}</td></tr>{{end}}
+{{with .OutageLine}}<tr><th>Write outage</th><td>{{.}}</td></tr>{{end}}
 {{with .Audit}}<tr><th>Who</th><td>{{if .User}}{{.User}}{{else}}unknown{{end}} on {{if .Host}}{{.Host}}{{else}}an unknown host{{end}}, upshift {{if .Version}}{{.Version}}{{else}}(version not recorded){{end}}</td></tr>
 {{if .Command}}<tr><th>Command</th><td><code>{{.Command}}</code></td></tr>{{end}}{{else}}<tr><th>Who</th><td>not recorded (a journal of an older upshift)</td></tr>{{end}}
 </table>

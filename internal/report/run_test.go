@@ -107,6 +107,7 @@ func TestRunReportGolden(t *testing.T) {
 	assert.Contains(t, html, `gate.upgrade[&#34;after-batch-1&#34;]`)
 	assert.Contains(t, html, "approved by ops")
 	assert.Contains(t, html, "writes refused")
+	assert.Contains(t, html, "<tr><th>Write outage</th><td>writes refused for 6s (copy 2s, first item&#39;s stop to enable (node-1) 2.5s)</td></tr>", "the window with its parts")
 	assert.Contains(t, html, "lab traffic")
 	assert.Contains(t, html, "1 failed")
 	assert.NotRegexp(t, `<script|https?://`, html, "self-contained")
@@ -156,4 +157,23 @@ func TestRunReportRowOrder(t *testing.T) {
 		got = append(got, n[1])
 	}
 	assert.Equal(t, []string{"node-1", "node-2", "node-10", "node-11"}, got)
+}
+
+// A run returned to its start undid read-only before any node on the new
+// version took writes: the report says so instead of drawing nothing.
+func TestRunReportReturnedRun(t *testing.T) {
+	r := fakeRun(3, true)
+	ro := r.Steps["step.read_only"]
+	ro.Status, ro.Note = journal.RolledBack, "undone by node_pool.cluster.read_write"
+	ro.StartedAt, ro.EndedAt = r.StartedAt.Add(10*time.Second), r.StartedAt.Add(10500*time.Millisecond)
+	for _, s := range r.Steps {
+		if s.Status == journal.Done && s.Address != "step.read_only" {
+			s.Status, s.Note = journal.RolledBack, "returned to the start"
+		}
+	}
+	var buf bytes.Buffer
+	_, err := report.WriteRun(&buf, report.RunData{Run: r})
+	require.NoError(t, err)
+	assert.Contains(t, buf.String(), "<tr><th>Write outage</th><td>writes refused until 09:00:10.500 UTC, then taken again by the old version: the run returned the cluster to where it began before any node on the new version took writes")
+	assert.NotContains(t, buf.String(), `class="outage"`, "no band: when read-only began is not in the journal")
 }
