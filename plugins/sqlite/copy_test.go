@@ -72,6 +72,18 @@ func TestBackupAndCopyAreExactWithProgress(t *testing.T) {
 		t.Run(action, func(t *testing.T) {
 			to := filepath.Join(t.TempDir(), "b.sqlite")
 			var got lines
+			// The file copy of a small A is over in milliseconds: its
+			// first step waits for a report, so that one is made.
+			var once sync.Once
+			afterStep = func(context.Context) {
+				once.Do(func() {
+					deadline := time.Now().Add(10 * time.Second)
+					for len(got.matching(meterLine)) == 0 && time.Now().Before(deadline) {
+						time.Sleep(time.Millisecond)
+					}
+				})
+			}
+			t.Cleanup(func() { afterStep = nil })
 			args := map[string]cty.Value{"to": cty.StringVal(to)}
 			if action == "copy" {
 				args["replace"] = cty.NullVal(cty.Bool)

@@ -78,65 +78,15 @@ func open(path string) (*sql.DB, error) {
 	return db, nil
 }
 
-// stepPages is how many pages one backup step copies (16 MiB of 4 KiB
-// pages): progress between steps, a cancelled step noticed soon. A
-// variable so that tests can make many steps of a small database.
+// stepPages is how many pages one step copies (16 MiB of 4 KiB pages), by
+// the backup API or the file copy: progress between steps, a cancelled
+// step noticed soon. A variable so that tests can make many steps of a
+// small database.
 var stepPages int32 = 4096
 
-// afterStep, when set (by tests), runs after each backup step with the
-// step's context.
+// afterStep, when set (by tests), runs after each step of either way with
+// the step's context.
 var afterStep func(context.Context)
-
-// pageCopy writes a consistent copy of src to dst with SQLite's online
-// backup API, which copies pages as they are, as fast as a file copy
-// allows (VACUUM INTO, which this plugin used before, rebuilds every table
-// and index: 5-10 times slower on a database of real size). The source is
-// held in one read transaction for the whole copy, so every step sees the
-// same snapshot while writers carry on in WAL mode. The copy is written to
-// a temporary name, read back, synced, then renamed; what is the copy's
-// name in progress lines.
-//
-// A backup is private (0600, folders made 0700); a copy (B, which the
-// nodes open as A) gets A's mode and, when the plugin runs as root, A's
-// owner, so it is never more open than A.
-func pageCopy(ctx context.Context, r *sdk.Request, what, src, dst string, likeSrc bool) (int64, error) {
-	if err := os.MkdirAll(filepath.Dir(dst), dbkit.FolderMode); err != nil {
-		return 0, err
-	}
-	tmp := dst + ".upshift-tmp"
-	if err := dbkit.CreatePrivate(tmp); err != nil {
-		return 0, err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			removeDB(tmp)
-		}
-	}()
-	if likeSrc {
-		if err := sameAccess(src, tmp); err != nil {
-			return 0, err
-		}
-	}
-	if err := backupTo(ctx, r, what, src, tmp); err != nil {
-		return 0, fmt.Errorf("database %s: copying to %s: %w", src, dst, err)
-	}
-	if err := readable(ctx, tmp); err != nil {
-		return 0, err
-	}
-	if err := syncFile(tmp); err != nil {
-		return 0, err
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		return 0, err
-	}
-	ok = true
-	st, err := os.Stat(dst)
-	if err != nil {
-		return 0, err
-	}
-	return st.Size(), nil
-}
 
 // backuper is the part of modernc.org/sqlite's connection that starts an
 // online backup.
@@ -206,11 +156,7 @@ func readable(ctx context.Context, path string) error {
 		return err
 	}
 	defer c.Close()
-	var n int
-	if err := c.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
-		return fmt.Errorf("the copy %s does not read back: %w", path, err)
-	}
-	return nil
+	return readableDB(ctx, c, path)
 }
 
 // syncFile makes path durable before it is renamed into place.
@@ -238,16 +184,16 @@ func (d *db) Backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	if !filepath.IsAbs(to) {
 		return cty.NilVal, sdk.ArgError("to", "%q must be an absolute path", to)
 	}
-	r.Progress("backing up %s with the online backup API", d.path)
-	n, err := pageCopy(ctx, r, "backup", d.path, to, false)
+	r.Progress("backing up %s to %s", d.path, to)
+	n, _, err := copyDB(ctx, r, "backup", d.path, to, false)
 	if err != nil {
 		return cty.NilVal, err
 	}
 	return result(r, map[string]cty.Value{"path": cty.StringVal(to), "bytes": cty.NumberIntVal(n)})
 }
 
-// copyResult is copy's result; method is backup-api, or kept for a
-// finished copy adopted.
+// copyResult is copy's result; method is file-copy or backup-api (the
+// way B was made, see copyDB), or kept for a finished copy adopted.
 func (d *db) copyResult(r *sdk.Request, to, method string) (cty.Value, error) {
 	return result(r, map[string]cty.Value{"name": cty.StringVal(to), "dsn": cty.StringVal(to), "method": cty.StringVal(method)})
 }
@@ -339,8 +285,9 @@ func (d *db) Copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	if err := d.mark(to, runID, false); err != nil {
 		return cty.NilVal, err
 	}
-	r.Progress("copying %s to %s with the online backup API", d.path, to)
-	if _, err := pageCopy(ctx, r, "copy", d.path, to, true); err != nil {
+	r.Progress("copying %s to %s", d.path, to)
+	_, method, err := copyDB(ctx, r, "copy", d.path, to, true)
+	if err != nil {
 		// No B was made: its marker goes too, so nothing is left claimed
 		// by this run. (A B being replaced stays, marked unfinished, for
 		// this run, resumed, to make again.)
@@ -352,7 +299,7 @@ func (d *db) Copy(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	if err := d.mark(to, runID, true); err != nil {
 		return cty.NilVal, err
 	}
-	return d.copyResult(r, to, "backup-api")
+	return d.copyResult(r, to, method)
 }
 
 func (d *db) CheckCopy(_ context.Context, r *sdk.Request) (plugins.CheckResponse, error) {

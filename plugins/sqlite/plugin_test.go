@@ -75,7 +75,7 @@ func TestCopyWhileWriting(t *testing.T) {
 	resp := invoke(p, "copy", map[string]cty.Value{"to": cty.StringVal(b), "replace": cty.NullVal(cty.Bool)})
 	require.False(t, resp.Diagnostics.HasErrors(), resp.Diagnostics.Err())
 	assert.Equal(t, b, resp.Result.GetAttr("dsn").AsString())
-	assert.Equal(t, "backup-api", resp.Result.GetAttr("method").AsString())
+	assert.Equal(t, "file-copy", resp.Result.GetAttr("method").AsString())
 	n := rows(t, b)
 	assert.Greater(t, n, 0)
 	assert.LessOrEqual(t, n, written(), "a snapshot, never rows that were not written")
