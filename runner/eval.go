@@ -18,8 +18,17 @@ import (
 )
 
 // ResultFunc returns the result of a finished instance, or false when it
-// has none yet (during plan, every result is still unknown).
+// has none yet (during plan, every result is still unknown). A nil
+// ResultFunc is one that has none for any instance: what a plan passes.
 type ResultFunc func(inst *StepInstance) (cty.Value, bool)
+
+// resultOf is results(t), nil results having none.
+func resultOf(results ResultFunc, t *StepInstance) (cty.Value, bool) {
+	if results == nil {
+		return cty.NilVal, false
+	}
+	return results(t)
+}
 
 // Scope builds what inst's expressions can see: its each, and the values of
 // exactly the steps it refers to. A result not known yet is an unknown value
@@ -35,7 +44,7 @@ func (g *Graph) Scope(inst *StepInstance, results ResultFunc) *playbooks.Scope {
 			continue
 		}
 		stepValue := func(t *StepInstance) cty.Value {
-			if res, ok := results(t); ok {
+			if res, ok := resultOf(results, t); ok {
 				return cty.ObjectVal(map[string]cty.Value{"result": markSensitive(res, target.Run.Action.Result)})
 			}
 			return g.pending(target)
@@ -54,7 +63,7 @@ func (g *Graph) Scope(inst *StepInstance, results ResultFunc) *playbooks.Scope {
 		default:
 			var byKey map[string]cty.Value
 			for i, t := range instances {
-				if _, ok := results(t); ok && byKey == nil {
+				if _, ok := resultOf(results, t); ok && byKey == nil {
 					byKey = make(map[string]cty.Value, len(instances))
 					for _, p := range instances[:i] {
 						byKey[p.Key] = g.pending(target)
@@ -81,6 +90,17 @@ func (g *Graph) Scope(inst *StepInstance, results ResultFunc) *playbooks.Scope {
 // instances share, so they share one context too: building 11,000 contexts
 // for a 1,000-node plan cost a quarter of the time.
 func (g *Graph) evalContext(inst *StepInstance, results ResultFunc) *hcl.EvalContext {
+	if len(inst.Step.References) > 0 && results == nil {
+		// Nothing has finished, so every instance of the step sees the
+		// same steps (each one pending): that object is made once per
+		// step, not once for each of 10,000 instances.
+		child := g.Playbook.EvalContext(nil).NewChild()
+		child.Variables = map[string]cty.Value{"step": g.pendingScope(inst)}
+		if inst.Each != cty.NilVal {
+			child.Variables["each"] = inst.Each
+		}
+		return child
+	}
 	if len(inst.Step.References) > 0 || inst.env == nil {
 		return g.Playbook.EvalContext(g.Scope(inst, results))
 	}
@@ -93,6 +113,29 @@ func (g *Graph) evalContext(inst *StepInstance, results ResultFunc) *hcl.EvalCon
 type itemEnv struct {
 	once sync.Once
 	ctx  *hcl.EvalContext
+}
+
+// pendingScope is the `step` object inst's expressions see while no
+// instance has finished: the same for every instance of inst's step (a
+// sibling in a rollout item is pending like any other), so it is made once.
+func (g *Graph) pendingScope(inst *StepInstance) cty.Value {
+	g.pendingMu.Lock()
+	v, ok := g.pendingScopes[inst.Step]
+	g.pendingMu.Unlock()
+	if ok {
+		return v
+	}
+	v = cty.EmptyObjectVal
+	if steps := g.Scope(inst, nil).Steps; len(steps) > 0 {
+		v = cty.ObjectVal(steps)
+	}
+	g.pendingMu.Lock()
+	defer g.pendingMu.Unlock()
+	if g.pendingScopes == nil {
+		g.pendingScopes = map[*playbooks.Step]cty.Value{}
+	}
+	g.pendingScopes[inst.Step] = v
+	return v
 }
 
 // pending is what a step instance that has not finished looks like to an

@@ -63,6 +63,7 @@ type Graph struct {
 	pendingMu      sync.Mutex
 	pendingVals    map[*playbooks.Step]cty.Value
 	allPendingVals map[*playbooks.Step]cty.Value
+	pendingScopes  map[*playbooks.Step]cty.Value // see pendingScope
 }
 
 // InstanceAddr renders the address of an instance.

@@ -50,7 +50,7 @@ func MakePlan(g *Graph) (*Plan, hcl.Diagnostics) {
 	if err != nil {
 		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Dependency cycle", Detail: err.Error()}}
 	}
-	var insts []*StepInstance
+	insts := make([]*StepInstance, 0, len(g.Instances))
 	for _, name := range order {
 		if inst, ok := g.DAG.Vertex(name).(*StepInstance); ok {
 			insts = append(insts, inst)
@@ -63,7 +63,7 @@ func MakePlan(g *Graph) (*Plan, hcl.Diagnostics) {
 		diags hcl.Diagnostics
 	}
 	out := make([]decoded, len(insts))
-	none := func(*StepInstance) (cty.Value, bool) { return cty.NilVal, false }
+	var none ResultFunc // nothing has finished
 	var wg sync.WaitGroup
 	workers := runtime.GOMAXPROCS(0)
 	for w := 0; w < workers; w++ {
@@ -81,7 +81,8 @@ func MakePlan(g *Graph) (*Plan, hcl.Diagnostics) {
 	}
 	wg.Wait()
 
-	p := &Plan{Graph: g}
+	p := &Plan{Graph: g, Steps: make([]*PlannedStep, 0, len(insts))}
+	planned := make([]PlannedStep, len(insts))
 	var failed instanceDiags
 	refs := map[*playbooks.Step]map[string][]string{}
 	for i, inst := range insts {
@@ -90,7 +91,9 @@ func MakePlan(g *Graph) (*Plan, hcl.Diagnostics) {
 			continue
 		}
 		args := out[i].args
-		p.Steps = append(p.Steps, &PlannedStep{Instance: inst, Args: args, KnownAfter: knownAfter(inst.Step, args, refs)})
+		ps := &planned[len(p.Steps)] // one allocation for all of them
+		*ps = PlannedStep{Instance: inst, Args: args, KnownAfter: knownAfter(inst.Step, args, refs)}
+		p.Steps = append(p.Steps, ps)
 	}
 	for _, probes := range []struct {
 		insts []*StepInstance
