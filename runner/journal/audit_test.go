@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -263,4 +264,43 @@ func TestRecentRunsReadsOnlyItsCluster(t *testing.T) {
 	runs, err = RecentRuns(dir, twin)
 	require.NoError(t, err)
 	assert.Empty(t, runs)
+}
+
+// TestPGRecentRunsReadsOnlyItsCluster is TestRecentRunsReadsOnlyItsCluster
+// with the state in a real PostgreSQL: another cluster's runs in the same
+// database are not read.
+func TestPGRecentRunsReadsOnlyItsCluster(t *testing.T) {
+	s := openTestPG(t, newPGDB(t, pgAdminDSN(t)), testKey(t))
+	ctx := context.Background()
+	t0 := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
+	write := func(c *Cluster, total float64, ids ...string) {
+		require.NoError(t, s.Register(ctx, c))
+		j := s.Journal(c)
+		for i, id := range ids {
+			r := closedRun(id, t0.Add(time.Duration(i)*time.Hour), 1, 2, total)
+			steps := r.Steps
+			r.Steps, r.Status = nil, Running
+			require.NoError(t, j.Begin(r))
+			for _, st := range steps {
+				require.NoError(t, j.Update(*st))
+			}
+			require.NoError(t, j.Finish(Done))
+		}
+	}
+	mine, other := pgCluster("aa11bb22cc33dd44"), pgCluster("ff11bb22cc33dd44")
+	write(mine, 10, "m1", "m2", "m3")
+	write(other, 600, "o1", "o2")
+	runs, err := s.RecentRuns(ctx, mine)
+	require.NoError(t, err)
+	var ids []string
+	for _, r := range runs {
+		ids = append(ids, r.ID)
+	}
+	assert.Equal(t, []string{"m3", "m2", "m1"}, ids)
+	e := EstimateOutage(runs)
+	require.NotNil(t, e)
+	assert.Equal(t, 10*time.Second, e.Duration)
+	none, err := s.RecentRuns(ctx, pgCluster("0011bb22cc33dd44"))
+	require.NoError(t, err)
+	assert.Empty(t, none)
 }
