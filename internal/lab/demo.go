@@ -153,7 +153,7 @@ func Demo(ctx context.Context, f DemoOptions, out io.Writer) (bool, error) {
 	}
 	title := fmt.Sprintf("upshift demo: rolling upgrade of 3 nodes from version 1 to 2 (%s, %s)", s.LB, s.DB.Engine)
 	werr := report.Write(rf, report.Data{Title: title, Start: start, End: end, UpgradeStart: upgradeStart, UpgradeEnd: upgradeEnd,
-		Events: report.ParseEvents(bytes.NewReader(evb)), Samples: samples, Summary: sum, Nodes: nodes, Checks: checks})
+		Events: report.ParseEvents(bytes.NewReader(evb)), Samples: samples, Summary: sum, Nodes: nodes, Checks: checks, WriteOutage: RunOutage(evb)})
 	if cerr := rf.Close(); werr == nil {
 		werr = cerr
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/upshift-dev/upshift/internal/traffic"
+	"github.com/upshift-dev/upshift/runner/journal"
 )
 
 // Event is the part of a runner JSON event the report uses.
@@ -71,6 +72,9 @@ type Data struct {
 	Summary                  traffic.Summary
 	Nodes                    []Node
 	Checks                   []Check
+	// WriteOutage is the run's write-outage window as its --json stream
+	// reported it; nil draws nothing.
+	WriteOutage *journal.Outage
 }
 
 type bar struct {
@@ -127,8 +131,16 @@ func Write(w io.Writer, d Data) error {
 	return page.Execute(w, map[string]any{
 		"D": d, "Rows": timeline, "Secs": secs, "Width": width, "BarW": round(max(width/span-1, 1)),
 		"Height": 30*len(timeline) + 25, "Span": fmt.Sprintf("%.1fs", span), "Ticks": ticks, "Marks": marks,
-		"MaxPerSecond": perSecond, "Verdict": verdict,
+		"MaxPerSecond": perSecond, "Verdict": verdict, "Outage": outageLine(d.WriteOutage),
 	})
+}
+
+// outageLine is the window in one sentence, "" without one.
+func outageLine(o *journal.Outage) string {
+	if o == nil {
+		return ""
+	}
+	return o.Line(clock)
 }
 
 // steps makes one row for cluster-wide steps, then one per node (by name),
@@ -245,7 +257,8 @@ svg text{font-size:10px;fill:#fff}svg .name{fill:#222;font-size:12px}svg .axis{f
 </style></head><body>
 <h1>{{.D.Title}}</h1>
 <p>{{.D.Start.Format "2006-01-02 15:04:05 MST"}}, {{.Span}} of traffic. Verdict: {{if .Verdict}}<strong class="pass">zero failed requests, zero lost writes, final state as expected</strong>{{else}}<strong class="bad">FAILED</strong>{{end}}.</p>
-<h2>Traffic</h2>
+{{with .Outage}}<p>Write outage: {{.}}.</p>
+{{end}}<h2>Traffic</h2>
 <table>
 <tr><td>Requests</td><td>{{.D.Summary.Requests}}</td></tr>
 <tr><td>Reads</td><td>{{.D.Summary.Reads}} sent ({{.D.Summary.SlowReads}} slow, {{.D.Summary.FastReads}} fast), <span class="{{if .D.Summary.ReadsFailed}}bad{{else}}pass{{end}}">{{.D.Summary.ReadsFailed}} failed</span></td></tr>

@@ -13,6 +13,7 @@ import (
 
 	"github.com/upshift-dev/upshift/internal/report"
 	"github.com/upshift-dev/upshift/internal/traffic"
+	"github.com/upshift-dev/upshift/runner/journal"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -112,6 +113,15 @@ func TestReportOfACleanRun(t *testing.T) {
 	assert.Contains(t, b.String(), "zero failed requests, zero lost writes")
 	assert.NotContains(t, b.String(), `<rect class="reqfail"`, "no failure bar")
 	assert.NotContains(t, b.String(), `<rect class="ro"`, "no refusal bar")
+	assert.NotContains(t, b.String(), "Write outage", "none reported: nothing said")
+
+	// The window the run reported, with its parts.
+	t0 := d.Start
+	d.WriteOutage = &journal.Outage{From: t0.Add(2 * time.Second), To: t0.Add(4500 * time.Millisecond), Item: "node-1",
+		Parts: []journal.OutagePart{{Name: "copy", From: t0.Add(2 * time.Second), To: t0.Add(3 * time.Second)}}}
+	b.Reset()
+	require.NoError(t, report.Write(&b, d))
+	assert.Contains(t, b.String(), "<p>Write outage: writes refused for 2.5s (copy 1s).</p>")
 
 	// Nothing at all still renders.
 	b.Reset()
