@@ -387,10 +387,14 @@ func median(ds []time.Duration) time.Duration {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
-// roughly rounds an estimate as a person reads one: tenths of a second
-// under a minute, whole seconds above.
+// roughly rounds an estimate as a person reads one: hundredths of a
+// second under a second (a local backup takes milliseconds), tenths under
+// a minute, whole seconds above.
 func roughly(d time.Duration) string {
-	if d < time.Minute {
+	switch {
+	case d < time.Second:
+		return d.Round(10 * time.Millisecond).String()
+	case d < time.Minute:
 		return d.Round(100 * time.Millisecond).String()
 	}
 	return d.Round(time.Second).String()

@@ -208,6 +208,7 @@ func TestEstimateOutage(t *testing.T) {
 	assert.Len(t, e.Runs, EstimateRuns)
 	assert.Equal(t, 80*time.Second, e.Duration)
 	assert.Equal(t, "about 1m20s (backup 1s, copy 1s in parallel, first item's stop to enable 2s), from the last 5 runs of this cluster", e.Text())
+	assert.Equal(t, "about 30ms, from the last run of this cluster", (&OutageEstimate{Duration: 28 * time.Millisecond, Runs: []string{"r"}}).Text(), "a local window of milliseconds is not 0s")
 	e = EstimateOutage(many[:2])
 	assert.Equal(t, 65*time.Second, e.Duration)
 	assert.Equal(t, "about 1m5s (backup 1s, copy 1s in parallel, first item's stop to enable 2s), from the last 2 runs of this cluster", e.Text())
