@@ -93,10 +93,10 @@ func copyDB(ctx context.Context, r *sdk.Request, what, src, dst string, likeSrc 
 	if why != "" {
 		method = methodBackup
 		r.Progress("copying %s to %s with the online backup API: the file copy cannot be used (%s)", src, dst, why)
+		removeDB(tmp) // with the file copy's WAL and -shm
 		if err := newFile(src, tmp, likeSrc); err != nil {
 			return 0, "", err
 		}
-		_ = os.Remove(tmp + "-wal")
 		if err := backupTo(ctx, r, what, src, tmp); err != nil {
 			return 0, "", fmt.Errorf("database %s: copying to %s: %w", src, dst, err)
 		}
