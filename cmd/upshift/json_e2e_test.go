@@ -330,3 +330,15 @@ func TestOutageSinkReturnedRun(t *testing.T) {
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"from":"2026-12-05T09:00:01Z","reopened":"2026-12-05T09:00:04.5Z","state":"returned","duration_ns":3500000000}`, string(b))
 }
+
+// TestConsoleSaysWhenTheWindowCloses: the console view prints the
+// write_outage event as a line of its own.
+func TestConsoleSaysWhenTheWindowCloses(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
+	var buf bytes.Buffer
+	c := NewConsoleSink(&buf)
+	c.Emit(runner.Event{Time: t0, Type: runner.RunStarted, Message: "running 3 steps"})
+	c.Emit(runner.Event{Time: t0.Add(9 * time.Second), Type: runner.WriteOutageClosed, Message: "writes refused for 8s (backup 2s, copy 3s, first item's stop to enable (node-1) 4s)"})
+	c.Close()
+	assert.Contains(t, buf.String(), "[   9.0s] write outage over: writes refused for 8s (backup 2s, copy 3s, first item's stop to enable (node-1) 4s)\n")
+}
