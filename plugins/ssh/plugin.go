@@ -393,6 +393,13 @@ func replaceRemote(fs *sftp.Client, file string, info os.FileInfo, data []byte, 
 	if _, err := w.Write(data); err != nil {
 		return fail("writing", err)
 	}
+	// On disk before the rename, as fsutil.WriteFile does locally: a crash
+	// after it must find the old config or the new, never an empty file.
+	// (fsync@openssh.com; a server without it is not refused.)
+	var status *sftp.StatusError
+	if err := w.Sync(); err != nil && !(errors.As(err, &status) && status.FxCode() == sftp.ErrSSHFxOpUnsupported) {
+		return fail("syncing", err)
+	}
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("writing %s: %w", tmp, err)
 	}

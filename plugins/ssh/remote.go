@@ -115,13 +115,47 @@ func authMethods(keyFile, passphrase string) ([]ssh.AuthMethod, error) {
 // host is one connection to a node's host, opened on first use and reused
 // by every node on that host, with at most max_sessions sessions open on it
 // at once (sshd refuses more than its MaxSessions).
+//
+// File operations share one SFTP session per connection, kept open: the
+// SFTP protocol carries many requests at once (each with its id, and
+// pkg/sftp's client is safe for concurrent use), and each session opened is
+// a channel round trip plus a process sshd forks. Opening one per file
+// operation (set_config is a read and a write, touch an lstat and a
+// create) made them most of a rollout's sessions. The shared session takes
+// one of the max_sessions slots for as long as it is open; with
+// max_sessions 1 there is no slot to spare, and each file operation opens
+// and closes its own.
 type host struct {
 	user, addr string
 	cfg        *sshConfig
-	mu         sync.Mutex
-	client     *ssh.Client
 	slots      chan struct{}
+
+	mu   sync.Mutex // the connection: dialling, checking, replacing
+	link *link      // nil until first use, or after it ended
+
+	fsMu sync.Mutex   // the shared SFTP session
+	fs   *sftp.Client // nil until a file operation needs it, or after it ended
 }
+
+// link is one SSH connection to the host.
+type link struct {
+	*ssh.Client
+	h    *host
+	used time.Time // when it last opened a session (h.mu)
+
+	mu         sync.Mutex
+	freed      int  // slots of sessions closed here, not yet given back
+	confirming bool // a round trip is on its way to give them back
+}
+
+// idleCheck is how long a connection may sit unused before it is checked
+// with a keepalive before reuse. One that sshd closed, or that broke, ends
+// on its own (watched by ssh.Client.Wait); one dropped silently (a NAT's
+// table, a host that vanished) only shows when asked, and is replaced then,
+// not found by a command hanging. A connection in use is not asked before
+// each session: a round trip per session, under the connection's lock, was
+// a queue every session of every node on the host waited in.
+const idleCheck = 15 * time.Second
 
 func newHost(user, addr string, cfg *sshConfig, maxSessions int) *host {
 	return &host{user: user, addr: addr, cfg: cfg, slots: make(chan struct{}, maxSessions)}
@@ -139,16 +173,56 @@ func (h *host) acquire(ctx context.Context) error {
 
 func (h *host) release() { <-h.slots }
 
-func (h *host) conn(ctx context.Context) (*ssh.Client, error) {
+// free gives back the slot of a session closed on l, once sshd has let go
+// of the session too. sshd counts a session against MaxSessions until it
+// has both sent and received the channel's close and then collected the
+// channel, which it does between reading batches of packets: a new session
+// opened at once, in the same batch as the close, found the old one still
+// counted and was refused ("no more sessions", from 50 nodes at once on
+// max_sessions 8). So the slot waits for the reply to a keepalive sent
+// after the close: sshd answers it after the close is read and collects
+// the channel before it reads anything sent later. One round trip gives
+// back every slot freed meanwhile, off the path of the command that ended.
+func (l *link) free() {
+	l.mu.Lock()
+	l.freed++
+	if l.confirming {
+		l.mu.Unlock()
+		return
+	}
+	l.confirming = true
+	l.mu.Unlock()
+	go func() {
+		for {
+			l.mu.Lock()
+			n := l.freed
+			l.freed = 0
+			if n == 0 {
+				l.confirming = false
+				l.mu.Unlock()
+				return
+			}
+			l.mu.Unlock()
+			if !l.h.alive(l.Client) {
+				l.Close() // its sessions end with it
+			}
+			for range n {
+				l.h.release()
+			}
+		}
+	}()
+}
+
+func (h *host) conn(ctx context.Context) (*link, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.client != nil {
-		// A dead connection is replaced.
-		if _, _, err := h.client.SendRequest("keepalive@upshift", true, nil); err == nil {
-			return h.client, nil
+	if l := h.link; l != nil {
+		if time.Since(l.used) < idleCheck || h.alive(l.Client) {
+			l.used = time.Now()
+			return l, nil
 		}
-		h.client.Close()
-		h.client = nil
+		l.Close() // its watcher forgets it
+		h.link = nil
 	}
 	cb, err := h.cfg.hostKeyCallback()
 	if err != nil {
@@ -166,16 +240,43 @@ func (h *host) conn(ctx context.Context) (*ssh.Client, error) {
 		return nil, fmt.Errorf("ssh %s@%s: %v", h.user, h.addr, err)
 	}
 	_ = raw.SetDeadline(time.Time{})
-	h.client = ssh.NewClient(c, chans, reqs)
-	return h.client, nil
+	l := &link{Client: ssh.NewClient(c, chans, reqs), h: h, used: time.Now()}
+	h.link = l
+	// A connection that ends (sshd restarted, the network cut it, close)
+	// is forgotten, so the next session dials anew.
+	go func() {
+		_ = l.Wait()
+		h.mu.Lock()
+		if h.link == l {
+			h.link = nil
+		}
+		h.mu.Unlock()
+	}()
+	return l, nil
+}
+
+// alive asks the server for a reply on c, waiting at most the configured
+// timeout: a connection dropped silently would never answer.
+func (h *host) alive(c *ssh.Client) bool {
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := c.SendRequest("keepalive@upshift", true, nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err == nil
+	case <-time.After(h.cfg.timeout):
+		return false // the caller closes c, which ends SendRequest
+	}
 }
 
 func (h *host) close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.client != nil {
-		h.client.Close()
-		h.client = nil
+	if h.link != nil {
+		h.link.Close() // the shared SFTP session ends with it
+		h.link = nil
 	}
 }
 
@@ -192,15 +293,20 @@ func (h *host) run(ctx context.Context, line string, timeout time.Duration) (str
 // command that ends normally stops the watchdog first.
 //
 // (A background job's stdin is /dev/null unless redirected: the watchdog
-// reads the session's stdin through descriptor 3.)
+// reads the session's stdin through descriptor 3. It holds neither the
+// session's stdout nor its stderr: sshd closes the channel once the
+// command has exited and those are closed, and a watchdog's cat still
+// holding one made each step wait for the round trip of the client's EOF
+// to end it first, tens of milliseconds per step on a busy host.)
 //
 // The session's stdin first carries the step's environment (envScript: a
 // byte count, then `export` lines), read and evaluated before anything else,
-// so variable values never appear on the remote command line.
+// so variable values never appear on the remote command line. Without
+// variables (a count of 0) there is nothing to read: no dd is started.
 const stepGuard = `read -r n
-eval "$(dd bs=1 count="$n" 2>/dev/null)"
+[ "$n" = 0 ] || eval "$(dd bs=1 count="$n" 2>/dev/null)"
 exec 3<&0
-(cat <&3 >/dev/null; kill -KILL 0) &
+(cat <&3; kill -KILL 0) >/dev/null 2>&1 &
 w=$!
 exec 3<&-
 "$@" </dev/null &
@@ -226,15 +332,17 @@ func (h *host) session(ctx context.Context, line string, stdin io.Reader, timeou
 	if err := h.acquire(ctx); err != nil {
 		return "", "", err
 	}
-	defer h.release()
-	c, err := h.conn(ctx)
+	l, err := h.conn(ctx)
 	if err != nil {
+		h.release()
 		return "", "", err
 	}
-	s, err := c.NewSession()
+	s, err := l.NewSession()
 	if err != nil {
+		h.release() // not opened: sshd holds nothing
 		return "", "", err
 	}
+	defer l.free() // after the close
 	defer s.Close()
 	var stdout, stderr limited
 	s.Stdout, s.Stderr, s.Stdin = &stdout, &stderr, stdin
@@ -271,35 +379,81 @@ func cut(s *ssh.Session, done <-chan error) bool {
 	}
 }
 
-// sftpClient is an SFTP session that gives its slot back when closed.
+// sftpClient is an SFTP session for one file operation; Close gives it
+// back (the shared session stays open for the next).
 type sftpClient struct {
 	*sftp.Client
 	release func()
 	once    sync.Once
 }
 
-// Close ends the SFTP session and frees its slot.
+// Close ends the file operation's use of the SFTP session.
 func (c *sftpClient) Close() error {
-	err := c.Client.Close()
 	c.once.Do(c.release)
-	return err
+	return nil
 }
 
+// sftp returns an SFTP session for a file operation: the host's shared
+// one, opened on first use in a slot of its own, or, with max_sessions 1,
+// a session of the operation's own.
 func (h *host) sftp(ctx context.Context) (*sftpClient, error) {
+	if cap(h.slots) < 2 {
+		return h.ownSFTP(ctx)
+	}
+	h.fsMu.Lock()
+	defer h.fsMu.Unlock()
+	if h.fs == nil {
+		fs, l, err := h.openSFTP(ctx)
+		if err != nil {
+			return nil, err
+		}
+		h.fs = fs
+		// The session ends with its connection (or sftp-server's end): its
+		// slot is freed and the next file operation opens a new one.
+		go func() {
+			_ = fs.Wait()
+			h.fsMu.Lock()
+			if h.fs == fs {
+				h.fs = nil
+			}
+			h.fsMu.Unlock()
+			l.free()
+		}()
+	}
+	return &sftpClient{Client: h.fs, release: func() {}}, nil
+}
+
+// ownSFTP opens an SFTP session for one operation, in a slot of its own.
+func (h *host) ownSFTP(ctx context.Context) (*sftpClient, error) {
+	fs, l, err := h.openSFTP(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &sftpClient{Client: fs, release: func() {
+		_ = fs.Close()
+		_ = fs.Wait() // the channel closed both ways, as free needs
+		l.free()
+	}}, nil
+}
+
+// openSFTP opens an SFTP session in a slot it takes.
+func (h *host) openSFTP(ctx context.Context) (*sftp.Client, *link, error) {
 	if err := h.acquire(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	c, err := h.conn(ctx)
+	l, err := h.conn(ctx)
 	if err != nil {
 		h.release()
-		return nil, err
+		return nil, nil, err
 	}
-	s, err := sftp.NewClient(c)
+	fs, err := sftp.NewClient(l.Client)
 	if err != nil {
-		h.release()
-		return nil, fmt.Errorf("sftp: %w", err)
+		// Opened or not, a channel may have been: give the slot back as
+		// for a closed session.
+		l.free()
+		return nil, nil, fmt.Errorf("sftp: %w", err)
 	}
-	return &sftpClient{Client: s, release: h.release}, nil
+	return fs, l, nil
 }
 
 type limited struct{ bytes.Buffer }
