@@ -124,7 +124,7 @@ func (p *Parser) ParseSource(src []byte, filename string) (*hcl.File, hcl.Diagno
 	if json {
 		return p.p.ParseJSON(src, filename)
 	}
-	return p.p.ParseHCL(src, filename)
+	return p.parseHCL(src, filename)
 }
 
 // parseFile reads and parses path, once: a file already parsed is not read
