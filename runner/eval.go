@@ -321,15 +321,22 @@ func decodeArg(content *hcl.BodyContent, a *schema.Attribute, ctx *hcl.EvalConte
 // known element type is converted element by element: cty's own
 // conversion first unifies the element types by sorting them, which for
 // 10,000 node names cost seconds of CPU per argument. Anything else, or
-// an element that does not convert (for cty's message), goes to cty.
+// an element that does not convert (for cty's message), or a tuple not
+// wholly known or with a marked part, goes to cty. Those are checked element
+// by element, a string at a time: cty's deep walks of the whole tuple cost
+// more than the conversion.
 func convertArg(v cty.Value, ty cty.Type) (cty.Value, error) {
 	if !ty.IsListType() || ty.ElementType() == cty.DynamicPseudoType || !v.Type().IsTupleType() ||
-		!v.IsWhollyKnown() || v.IsNull() || v.LengthInt() == 0 || v.ContainsMarked() {
+		v.IsMarked() || !v.IsKnown() || v.IsNull() || v.LengthInt() == 0 {
 		return convert.Convert(v, ty)
 	}
 	elems := make([]cty.Value, 0, v.LengthInt())
 	for it := v.ElementIterator(); it.Next(); {
 		_, e := it.Element()
+		if e.Type().IsPrimitiveType() && (!e.IsKnown() || e.IsMarked()) ||
+			!e.Type().IsPrimitiveType() && (!e.IsWhollyKnown() || e.ContainsMarked()) {
+			return convert.Convert(v, ty)
+		}
 		c, err := convert.Convert(e, ty.ElementType())
 		if err != nil {
 			return convert.Convert(v, ty)
