@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/upshift-dev/upshift/playbooks"
@@ -37,11 +38,24 @@ func (expandTransform) Transform(b *graphBuild) hcl.Diagnostics {
 	}
 	// Items first, so the graph is sized once for every instance.
 	unitItems := make([][]item, len(units))
+	// Steps whose for_each is the same variable or local (read_only and
+	// backup_data over local.nodes_by_name) share its items and their each
+	// objects: 10,000 nodes made 10,000 more objects for each such step.
+	byTraversal := map[string][]item{}
+	eachOf := map[*item][]cty.Value{} // by the items' first, made once
 	size := 0
 	for i, u := range units {
 		var ds hcl.Diagnostics
 		if u.step != nil {
-			unitItems[i], ds = expandForEach(pb, u.step)
+			key, same := sameValue(u.step.ForEach)
+			if items, ok := byTraversal[key]; same && ok {
+				unitItems[i] = items
+			} else {
+				unitItems[i], ds = expandForEach(pb, u.step)
+				if same && len(ds) == 0 {
+					byTraversal[key] = unitItems[i]
+				}
+			}
 			size += max(1, len(unitItems[i]))
 		} else {
 			unitItems[i], ds = expandOver(pb, u.rollout)
@@ -57,8 +71,18 @@ func (expandTransform) Transform(b *graphBuild) hcl.Diagnostics {
 				add(&StepInstance{Addr: InstanceAddr(u.step.Name, "", false), Step: u.step, Each: cty.NilVal})
 				continue
 			}
-			for _, it := range items {
-				add(&StepInstance{Addr: InstanceAddr(u.step.Name, it.key, true), Step: u.step, Key: it.key, Keyed: true, Each: it.each()})
+			var each []cty.Value
+			if len(items) > 0 {
+				if each = eachOf[&items[0]]; each == nil {
+					each = make([]cty.Value, len(items))
+					for j, it := range items {
+						each[j] = it.each()
+					}
+					eachOf[&items[0]] = each
+				}
+			}
+			for j, it := range items {
+				add(&StepInstance{Addr: InstanceAddr(u.step.Name, it.key, true), Step: u.step, Key: it.key, Keyed: true, Each: each[j]})
 			}
 			if wanted["step."+u.step.Name] && len(items) != 1 {
 				b.addJoin("step." + u.step.Name + "[*]")
@@ -87,6 +111,25 @@ func (expandTransform) Transform(b *graphBuild) hcl.Diagnostics {
 		}
 	}
 	return diags
+}
+
+// sameValue names expr when it is a variable or a local, or an attribute
+// of one (var.nodes, local.by_name.x): its value is the same wherever it
+// is evaluated, so its items are too.
+func sameValue(expr hcl.Expression) (string, bool) {
+	st, ok := expr.(*hclsyntax.ScopeTraversalExpr)
+	if !ok || st.Traversal.IsRelative() || (st.Traversal.RootName() != "var" && st.Traversal.RootName() != "local") {
+		return "", false
+	}
+	key := st.Traversal.RootName()
+	for _, t := range st.Traversal[1:] {
+		a, ok := t.(hcl.TraverseAttr)
+		if !ok {
+			return "", false
+		}
+		key += "." + a.Name
+	}
+	return key, true
 }
 
 // unit is what expansion takes one at a time: a top-level step or a
