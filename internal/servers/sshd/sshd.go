@@ -55,13 +55,13 @@ func Start(t testing.TB) *Server {
 	if os.Geteuid() != 0 {
 		t.Skip("sshd for tests needs root")
 	}
-	s, cmd, err := start(t.TempDir(), false)
+	s, cmd, exited, err := start(t.TempDir(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		<-exited
 	})
 	return s
 }
@@ -69,7 +69,7 @@ func Start(t testing.TB) *Server {
 // StartDetached starts sshd as a daemon in dir, outliving this process (the
 // demo lab uses it); Stop ends it.
 func StartDetached(dir string) (*Server, error) {
-	s, _, err := start(dir, true)
+	s, _, _, err := start(dir, true)
 	return s, err
 }
 
@@ -156,30 +156,32 @@ func processesOf(dir string) []int {
 	return out
 }
 
-func start(dir string, detached bool) (*Server, *exec.Cmd, error) {
+// start starts sshd in dir. In the foreground (not detached), exited is
+// closed once the sshd it returns has exited (it is waited for there).
+func start(dir string, detached bool) (*Server, *exec.Cmd, chan struct{}, error) {
 	sshd := "/usr/sbin/sshd"
 	if _, err := os.Stat(sshd); err != nil {
-		return nil, nil, fmt.Errorf("sshd is not installed (openssh-server): run .ci/setup")
+		return nil, nil, nil, fmt.Errorf("sshd is not installed (openssh-server): run .ci/setup")
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	s := &Server{Dir: dir, KnownHosts: filepath.Join(dir, "known_hosts"), ClientKey: filepath.Join(dir, "client_key")}
 	hostPub, err := keyPair(filepath.Join(dir, "host_key"))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	s.HostKey = hostPub
 	clientPub, err := keyPair(s.ClientKey)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), ssh.MarshalAuthorizedKey(clientPub), 0o600); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	s.Addr = l.Addr().String()
 	l.Close()
@@ -194,7 +196,7 @@ func start(dir string, detached bool) (*Server, *exec.Cmd, error) {
 	// connection.
 	home := filepath.Join(dir, "home")
 	if err := os.MkdirAll(home, 0o700); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	cfg := fmt.Sprintf(`Port %s
 ListenAddress 127.0.0.1
@@ -213,7 +215,7 @@ PidFile %s
 Subsystem sftp internal-sftp
 `, port, filepath.Join(dir, "host_key"), filepath.Join(dir, "authorized_keys"), home, filepath.Join(dir, "sshd.pid"))
 	if err := os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(cfg), 0o600); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	_ = os.MkdirAll("/run/sshd", 0o755) // privilege separation directory
 	args := []string{"-e", "-f", filepath.Join(dir, "sshd_config")}
@@ -223,17 +225,24 @@ Subsystem sftp internal-sftp
 	cmd := exec.Command(sshd, args...)
 	log, err := os.OpenFile(filepath.Join(dir, "sshd.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer log.Close()
 	cmd.Stdout, cmd.Stderr = log, log
 	if detached {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 		if err := cmd.Run(); err != nil { // sshd forks its daemon and returns
-			return nil, nil, fmt.Errorf("starting sshd: %w", err)
+			return nil, nil, nil, fmt.Errorf("starting sshd: %w", err)
 		}
 	} else if err := cmd.Start(); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	exited := make(chan struct{})
+	if !detached {
+		go func() {
+			_ = cmd.Wait()
+			close(exited)
+		}()
 	}
 	// Ready is listening and, for a daemon, its pid file written (sshd
 	// writes it after it listens; Stop needs it).
@@ -245,23 +254,41 @@ Subsystem sftp internal-sftp
 		c.Close()
 		return !detached || ours(procfs.ReadPidFile(filepath.Join(dir, "sshd.pid")), dir)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if ready() {
-			break
+	// Not ready is failure only once sshd has exited (a bad config, the
+	// port taken meanwhile): how long it takes to listen depends on the
+	// machine's load, and a fixed wait failed tests on a busy one. The
+	// detached daemon is looked for by its config; a start that neither
+	// listens nor ends within minutes is a hang, reported as one.
+	gone := func() bool {
+		if detached {
+			return len(processesOf(dir)) == 0
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-exited:
+			return true
+		default:
+			return false
+		}
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for !ready() {
+		if gone() || time.Now().After(deadline) {
 			b, _ := os.ReadFile(filepath.Join(dir, "sshd.log"))
 			if !detached {
 				_ = cmd.Process.Kill()
+				<-exited
+			} else {
+				for _, p := range processesOf(dir) { // no pid file to Stop by yet
+					_ = syscall.Kill(p, syscall.SIGKILL)
+				}
 			}
-			return nil, nil, fmt.Errorf("sshd did not listen on %s: %s", s.Addr, strings.TrimSpace(string(b)))
+			return nil, nil, nil, fmt.Errorf("sshd did not listen on %s: %s", s.Addr, strings.TrimSpace(string(b)))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	line := knownhosts.Line([]string{knownhosts.Normalize(s.Addr)}, hostPub)
 	if err := os.WriteFile(s.KnownHosts, []byte(line+"\n"), 0o600); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return s, cmd, nil
+	return s, cmd, exited, nil
 }
