@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,10 +49,12 @@ import (
 // than mxFrame frames, the write lock not had in busy_timeout) makes the
 // copy fall back to the online backup API, saying why.
 
-// fastMu makes this plugin's file copies of A one at a time: backup and
-// copy at once, as the shipped playbook runs them, would otherwise each
-// wait on the other's write lock.
-var fastMu sync.Mutex
+// oneAtATime makes this plugin's copies of A one at a time, each from its
+// start to its synced end: backup and copy at once, as the shipped
+// playbook runs them, would otherwise wait on each other's write lock, and
+// one's copy would be slowed (A's write lock held longer) by the other's
+// sync of as many bytes to the same disk.
+var oneAtATime = make(chan struct{}, 1)
 
 // lockWait is how long the file copy waits for A's write lock before it
 // falls back to the backup API, which needs no write lock. A variable for
@@ -77,6 +78,12 @@ const (
 func copyDB(ctx context.Context, r *sdk.Request, what, src, dst string, likeSrc bool) (int64, string, error) {
 	if err := os.MkdirAll(filepath.Dir(dst), dbkit.FolderMode); err != nil {
 		return 0, "", err
+	}
+	select {
+	case oneAtATime <- struct{}{}:
+		defer func() { <-oneAtATime }()
+	case <-ctx.Done():
+		return 0, "", ctx.Err()
 	}
 	tmp := dst + ".upshift-tmp"
 	ok := false
@@ -164,8 +171,6 @@ func fileCopy(ctx context.Context, r *sdk.Request, what, src, tmp string, likeSr
 // committed WAL frames to tmp-wal, under A's write lock. frames is the
 // number of WAL frames copied, -1 in rollback-journal mode.
 func copyLocked(ctx context.Context, r *sdk.Request, what, src, tmp string, likeSrc bool) (frames int64, why string, err error) {
-	fastMu.Lock()
-	defer fastMu.Unlock()
 	s, err := open(src)
 	if err != nil {
 		return 0, "", err
