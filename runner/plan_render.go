@@ -209,6 +209,13 @@ func inlineValue(v cty.Value) string {
 			parts = append(parts, inlineValue(ev))
 		}
 		return "[" + strings.Join(parts, ", ") + "]"
+	case ty == cty.String && !v.IsMarked():
+		// Most are names and paths, which hclwrite would write as they
+		// are, between quotes; it builds tokens for each, a third of
+		// rendering a 10,000-node plan.
+		if s := v.AsString(); plainString(s) {
+			return `"` + s + `"`
+		}
 	case ty == cty.Number:
 		// hclwrite prints every number through big.Float's shortest
 		// decimal, some 30 µs each; whole numbers are most of them.
@@ -219,6 +226,21 @@ func inlineValue(v cty.Value) string {
 		}
 	}
 	return strings.TrimSpace(string(hclwrite.TokensForValue(v).Bytes()))
+}
+
+// plainString reports whether hclwrite writes s quoted as it is: printable
+// ASCII, with no quote, backslash or template introducer (${, %{) to
+// escape.
+func plainString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c > 0x7e || c == '"' || c == '\\':
+			return false
+		case (c == '$' || c == '%') && i+1 < len(s) && s[i+1] == '{':
+			return false
+		}
+	}
+	return true
 }
 
 func containsSensitive(v cty.Value) bool {
