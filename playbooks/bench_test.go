@@ -69,8 +69,12 @@ func BenchmarkPlan(b *testing.B) {
 	}
 }
 
-// BenchmarkPlan10000 is validate (and plan) of the shipped playbook for
-// 10,000 nodes: target under 1 s of CPU and 250 MB of heap.
+// BenchmarkPlan10000 is validate of the shipped playbook for 10,000 nodes,
+// which is also what plan does before printing: parse, decode, graph and
+// every instance's arguments (target under 1 s of CPU and 250 MB of heap,
+// cpu-ms/op and peak-heap-MB, CPU of every goroutine, as make bench's
+// table reads them). Printing the plan as text (120,000 steps) is measured
+// apart, text-cpu-ms/op, so that the headline stays the one issue 14 set.
 func BenchmarkPlan10000(b *testing.B) {
 	const n = 10000
 	vars := writeNodes(b, n)
@@ -87,8 +91,16 @@ func BenchmarkPlan10000(b *testing.B) {
 		if len(plan.Steps) != want {
 			b.Fatalf("plan has %d steps, want %d", len(plan.Steps), want)
 		}
+		b.StopTimer() // ns/op and B/op stay validate's
+		m = benchmeter.Start()
+		if err := plan.WriteText(io.Discard); err != nil {
+			b.Fatal(err)
+		}
+		text, _ := m.Stop()
+		b.StartTimer()
 		b.ReportMetric(float64(cpu.Milliseconds()), "cpu-ms/op")
 		b.ReportMetric(peak, "peak-heap-MB")
+		b.ReportMetric(float64(text.Milliseconds()), "text-cpu-ms/op")
 	}
 }
 
