@@ -85,6 +85,7 @@ func MakePlan(g *Graph) (*Plan, hcl.Diagnostics) {
 	planned := make([]PlannedStep, len(insts))
 	var failed instanceDiags
 	refs := map[*playbooks.Step]map[string][]string{}
+	lastKnownAfter := map[*playbooks.Step]map[string][]string{}
 	for i, inst := range insts {
 		if ds := out[i].diags; ds.HasErrors() {
 			failed.add(inst, ds)
@@ -92,7 +93,7 @@ func MakePlan(g *Graph) (*Plan, hcl.Diagnostics) {
 		}
 		args := out[i].args
 		ps := &planned[len(p.Steps)] // one allocation for all of them
-		*ps = PlannedStep{Instance: inst, Args: args, KnownAfter: knownAfter(inst.Step, args, refs)}
+		*ps = PlannedStep{Instance: inst, Args: args, KnownAfter: knownAfter(inst.Step, args, refs, lastKnownAfter)}
 		p.Steps = append(p.Steps, ps)
 	}
 	for _, probes := range []struct {
@@ -190,7 +191,7 @@ const RunStarts = "the run starts"
 // knownAfter finds, for each unknown argument, the steps its expression
 // refers to. The answer depends only on the step, so it is worked out once
 // per step (refs) and filtered by what is unknown in this instance.
-func knownAfter(s *playbooks.Step, args cty.Value, refs map[*playbooks.Step]map[string][]string) map[string][]string {
+func knownAfter(s *playbooks.Step, args cty.Value, refs map[*playbooks.Step]map[string][]string, lastKnownAfter map[*playbooks.Step]map[string][]string) map[string][]string {
 	if s.With == nil {
 		return nil // only a step's result or run.id can be unknown in a plan
 	}
@@ -235,5 +236,27 @@ func knownAfter(s *playbooks.Step, args cty.Value, refs map[*playbooks.Step]map[
 			out[name] = steps
 		}
 	}
+	// The instances of a step mostly have the same arguments unknown: they
+	// share one map (plans only read it) rather than 10,000 copies.
+	if out != nil {
+		if last := lastKnownAfter[s]; sameKeys(last, out) {
+			return last
+		}
+		lastKnownAfter[s] = out
+	}
 	return out
+}
+
+// sameKeys reports whether a and b map the same names (to the same steps,
+// since both come from one step's byAttr).
+func sameKeys(a, b map[string][]string) bool {
+	if a == nil || len(a) != len(b) {
+		return false
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			return false
+		}
+	}
+	return true
 }
