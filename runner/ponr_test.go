@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -270,4 +271,47 @@ func TestRollbackOfTheLastItemPutsItBackAsTheRunHadIt(t *testing.T) {
 	assert.Equal(t, []string{"drain:n3", "enable:n3"}, lb[len(lb)-2:], "enabled after read-only is back")
 	assert.NotContains(t, f.db.Calls(), "drop")
 	assert.NotContains(t, calls, "read_write:n1")
+}
+
+// The shipped playbook drains the first node while backup and copy run
+// (they alone hold back its stop). A copy that fails then returns the
+// cluster as any failure before the point of no return does: the drained
+// node gets its traffic back, read-only is released, nothing was stopped.
+func TestCopyFailingWhileTheFirstNodeDrainsReturnsItsTraffic(t *testing.T) {
+	overlapped := strings.Replace(shipped, "  depends_on = [step.copy]\n  step \"drain\"", "  depends_on = [step.read_only]\n  step \"drain\"", 1)
+	overlapped = strings.Replace(overlapped, "    run = node_pool.cluster.stop\n    with {\n      node = each.value.name\n    }\n",
+		"    run = node_pool.cluster.stop\n    with {\n      node = each.value.name\n    }\n    depends_on = [step.copy]\n", 1)
+	require.NotEqual(t, shipped, overlapped)
+	require.Contains(t, overlapped, "depends_on = [step.copy]\n  }")
+	f := newFixture(t, overlapped)
+	drained := make(chan struct{})
+	f.lb.InvokeFn = func(_ context.Context, action string, _ cty.Value) (cty.Value, error) {
+		if action == "drain" {
+			close(drained)
+		}
+		return cty.NilVal, nil
+	}
+	f.db.InvokeFn = func(_ context.Context, action string, _ cty.Value) (cty.Value, error) {
+		if action == "copy" {
+			select { // the first node is out of rotation when the copy fails
+			case <-drained:
+			case <-time.After(10 * time.Second): // not overlapped: the assertions below say so
+			}
+			return cty.NilVal, errors.New("disk full")
+		}
+		return cty.NilVal, nil
+	}
+	res, err, _ := f.run(runner.Options{Preflight: true})
+	require.ErrorIs(t, err, runner.ErrRunFailed)
+	require.NotNil(t, res.Returned)
+	assert.True(t, res.Returned.OK(), res.Returned.Summary())
+	assert.Equal(t, []string{"preflight", "drain:n1", "enable:n1"}, f.lb.Calls(), "the drained node is given its traffic back")
+	for _, c := range f.nodes.Calls() {
+		assert.False(t, strings.HasPrefix(c, "stop:"), "no node is stopped before backup and copy are done: %v", f.nodes.Calls())
+	}
+	assert.Contains(t, f.nodes.Calls(), "read_write:n1")
+	run, err := f.j.Load()
+	require.NoError(t, err)
+	assert.Equal(t, journal.RolledBack, run.Steps[`step.drain["n1"]`].Status)
+	assert.Equal(t, journal.Failed, run.Steps[`step.copy`].Status)
 }

@@ -100,7 +100,7 @@ func TestDemoUpgradesWithZeroFailures(t *testing.T) {
 	assert.Greater(t, atoi(t, m[2]), 20, "sessions read their own writes back")
 	assert.NotContains(t, text, "FAILED")
 	assert.Regexp(t, `upshift verify: the playbook's end state +ok +All 2 checks passed`, text)
-	assert.Regexp(t, `write outage: writes refused for [0-9.]+m?s \(backup [0-9.]+m?s, copy [0-9.]+m?s, first item's stop to enable \(node-\d\) [0-9.]+m?s\)`, text)
+	assert.Regexp(t, `write outage: writes refused for [0-9.]+m?s \(backup [0-9.]+m?s, copy [0-9.]+m?s, first item's drain \(node-\d\) [0-9.]+m?s, first item's stop to enable \(node-\d\) [0-9.]+m?s\)`, text)
 	for _, n := range []string{"node-1", "node-2", "node-3"} {
 		assert.Regexp(t, n+`: no stale generated file +ok`, text)
 		assert.Regexp(t, n+`: healthy, writable, version 2 +ok`, text)

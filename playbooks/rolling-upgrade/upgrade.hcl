@@ -84,7 +84,12 @@ rollout "upgrade" {
   over         = local.upgrade_order
   max_parallel = 1
   on_failure   = "halt"
-  depends_on   = [step.backup, step.backup_data, step.copy]
+  # The first node's drain runs while backup and copy do: writes are
+  # refused from read-only until that node takes them on X+1, and a drain
+  # waits for sessions to end (up to var.drain_timeout), so overlapping it
+  # with the copy takes it out of the write outage. Nothing on the node
+  # changes before backup and copy are done (stop waits for them).
+  depends_on = [step.read_only]
   # To stop after the processing node until an operator approves
   # (upshift run again, or upshift approve), and to wait between the
   # other nodes:
@@ -106,6 +111,7 @@ rollout "upgrade" {
     with {
       node = each.value.name
     }
+    depends_on = [step.backup, step.backup_data, step.copy]
   }
 
   step "point" {

@@ -270,6 +270,11 @@ func (r *Run) WriteOutage() *Outage {
 	span("copy", func(s *Step) bool { return actionVerb(s.Action) == "copy" })
 	if enable != nil {
 		key := o.Item
+		// Taking the first item out of the load balancer: with backup and
+		// copy when the playbook lets it start with them, else after.
+		span(firstDrainPart+" ("+key+")", func(s *Step) bool {
+			return itemKey(s.Address) == key && actionVerb(s.Action) == "drain" && s.Status == Done
+		})
 		span(firstItemPart+" ("+key+")", func(s *Step) bool {
 			v := actionVerb(s.Action)
 			return itemKey(s.Address) == key && (v == "stop" || v == "enable") && s.Status == Done
@@ -281,6 +286,9 @@ func (r *Run) WriteOutage() *Outage {
 // firstItemPart names the part from the first item's stop to its enable
 // (followed by the item's key).
 const firstItemPart = "first item's stop to enable"
+
+// firstDrainPart names the first item's drain (followed by its key).
+const firstDrainPart = "first item's drain"
 
 // actionVerb is the action's own name: "read_only" of
 // "node_pool.cluster.read_only".
@@ -371,8 +379,10 @@ func EstimateOutage(runs []*Run) *OutageEstimate {
 // partKind is a part's name without the item it names: the first item
 // differs from run to run.
 func partKind(name string) string {
-	if strings.HasPrefix(name, firstItemPart) {
-		return firstItemPart
+	for _, kind := range []string{firstItemPart, firstDrainPart} {
+		if strings.HasPrefix(name, kind) {
+			return kind
+		}
 	}
 	return name
 }

@@ -63,6 +63,7 @@ func TestWriteOutage(t *testing.T) {
 	require.Equal(t, []OutagePart{
 		{Name: "backup", From: at(1), To: at(3.5)},
 		{Name: "copy", From: at(1.2), To: at(4)},
+		{Name: `first item's drain (node-1)`, From: at(4), To: at(5)},
 		{Name: `first item's stop to enable (node-1)`, From: at(5), To: at(9)},
 	}, o.Parts)
 
