@@ -12,7 +12,8 @@ var _ dbkit.Sizer = (*db)(nil)
 
 // Size is A's size as SQLite sees it (pages times page size), not the
 // main file's: in WAL mode, committed rows may still be only in the -wal
-// file until a checkpoint, and the backup (VACUUM INTO) holds them too.
+// file until a checkpoint, and a backup (one file, the WAL checkpointed into
+// it) holds them too.
 func (d *db) Size(ctx context.Context) (int64, error) {
 	c, err := open(d.path)
 	if err != nil {

@@ -36,7 +36,7 @@ var configSchema = &schema.Object{Attributes: []*schema.Attribute{
 	{Name: "timeout", Type: cty.String, Description: "Deadline of connecting and of each remote command of upshift's own. Default 15s."},
 	{Name: "read_only_path", Type: cty.String, Description: "Read-only admin endpoint path, for nodes without read_only_url. Default /admin/read-only."},
 	{Name: "backup_root", Type: cty.String, Description: "Folder on the hosts every backup_data `to` must be inside. Unset: any folder but /, the data folder and what holds it, and an existing one is replaced only when it is a backup upshift made."},
-	{Name: "max_sessions", Type: cty.Number, Description: "Most commands and file transfers at once on one host, over its one connection (nodes on the same host and user share it). Default 8, under sshd's MaxSessions of 10."},
+	{Name: "max_sessions", Type: cty.Number, Description: "Most SSH sessions open at once on one connection (one per host and user, shared by the nodes there): commands, and the one SFTP session its file operations share, which holds a slot for as long as it is open (with 1, each file operation opens its own session in that slot). A slot is free again once sshd has collected the closed session. Default 8, under sshd's MaxSessions of 10."},
 }}
 
 // settings is configSchema decoded.
