@@ -270,7 +270,18 @@ func (x *execution) finish(inst *StepInstance, res cty.Value, started time.Time,
 	x.mu.Lock()
 	x.ended[inst.Addr] = st.EndedAt
 	x.mu.Unlock()
-	if err := x.record(inst, st); err != nil {
+	// An idempotent step's end needs no fdatasync of its own: lost in a
+	// crash, the step runs again on resume, which it may. The log keeps
+	// order, so the next synced record (a non-idempotent step's start, a
+	// failure, the run's end) makes it durable before anything that could
+	// not be repeated happens.
+	var err error
+	if inst.Step.Run.Action.Idempotent {
+		err = x.recordLazily(inst, st)
+	} else {
+		err = x.record(inst, st)
+	}
+	if err != nil {
 		return fmt.Errorf("the action succeeded but recording it in the journal failed: %w", err)
 	}
 	x.emit(Event{Type: StepFinished, Address: inst.Addr, Action: inst.Step.Run.String(), Key: inst.Key, Attempt: attempts, Duration: time.Since(started), Message: note})

@@ -460,17 +460,31 @@ func (x *execution) emit(e Event) {
 	x.opts.Events.Emit(e)
 }
 
-// record writes a step's state to the journal, filling what is common.
+// record writes a step's state to the journal, filling what is common,
+// and makes it durable before returning.
 func (x *execution) record(inst *StepInstance, s journal.Step) error {
 	if x.opts.Journal == nil {
 		return nil
 	}
+	return x.opts.Journal.Update(x.common(inst, s))
+}
+
+// recordLazily is record without waiting for the disk (journal.Record):
+// the record is durable with the next synced one.
+func (x *execution) recordLazily(inst *StepInstance, s journal.Step) error {
+	if x.opts.Journal == nil {
+		return nil
+	}
+	return x.opts.Journal.Record(x.common(inst, s))
+}
+
+func (x *execution) common(inst *StepInstance, s journal.Step) journal.Step {
 	s.Address = inst.Addr
 	s.Action = inst.Step.Run.String()
 	s.Idempotent = inst.Step.Run.Action.Idempotent
 	info := x.opts.Plugins[inst.Step.Run.Resource.Address()]
 	s.Plugin, s.Checksum = info.Name, info.Checksum
-	return x.opts.Journal.Update(s)
+	return s
 }
 
 // pauseRequested reports whether a failed rollout asked to pause.
