@@ -197,6 +197,21 @@ func copyLocked(ctx context.Context, r *sdk.Request, what, src, tmp string, like
 	locked := time.Now()
 	// The lock goes with the transaction, which wrote nothing.
 	defer c.ExecContext(context.Background(), "ROLLBACK") //nolint:errcheck // nothing to undo
+	// SQLite opens A read-only, silently, when this user cannot write it
+	// (or, in WAL mode, its -wal or -shm), and BEGIN IMMEDIATE then takes
+	// no write lock: writers would go on during the copy. Writing the
+	// header's user_version back unchanged, inside the transaction rolled
+	// back above, fails on such a connection and on no other.
+	var userVersion int64
+	if err := c.QueryRowContext(ctx, "PRAGMA user_version").Scan(&userVersion); err != nil {
+		return 0, "", err
+	}
+	if _, err := c.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", userVersion)); err != nil {
+		if ctx.Err() != nil {
+			return 0, "", ctx.Err()
+		}
+		return 0, fmt.Sprintf("SQLite opened A read-only for this plugin's user, so it holds no write lock (%v)", err), nil
+	}
 	var mode, file string
 	if err := c.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		return 0, "", err

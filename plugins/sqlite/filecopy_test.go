@@ -380,3 +380,28 @@ func TestFileCopyIsAsPrivateAsA(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "a backup is private")
 }
+
+// TestFileCopyFallsBackWhenAIsOpenedReadOnly: a user who may read A but
+// not write it gets a read-only connection from SQLite, on which BEGIN
+// IMMEDIATE takes no lock; the copy must not trust it. A is made
+// immutable (chattr +i: not even root may open it for writing), so the
+// plugin's connection is read-only as another user's would be.
+func TestFileCopyFallsBackWhenAIsOpenedReadOnly(t *testing.T) {
+	a, db := ledgerA(t, "delete", 50)
+	require.NoError(t, db.Close())
+	if out, err := exec.Command("chattr", "+i", a).CombinedOutput(); err != nil {
+		t.Skipf("chattr +i is not available here (needs root and a file system that has it): %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("chattr", "-i", a).Run() })
+	if f, err := os.OpenFile(a, os.O_RDWR, 0); err == nil {
+		f.Close()
+		t.Skip("an immutable file still opens for writing here")
+	}
+	b := filepath.Join(t.TempDir(), "b.sqlite")
+	var got lines
+	r := copyTo(t, configured(t, a), context.Background(), b, got.add)
+	require.False(t, r.Diagnostics.HasErrors(), "%v", r.Diagnostics.Err())
+	assert.Equal(t, "backup-api", r.Result.GetAttr("method").AsString())
+	assert.NotEmpty(t, got.matching(regexp.MustCompile(`the file copy cannot be used \(SQLite opened A read-only`)), "%q", got.l)
+	assert.Equal(t, 50, committedPrefix(t, b))
+}
