@@ -177,7 +177,7 @@ var contracts = map[Kind][]*Action{
 			Result: obj(
 				req("name", cty.String, "Name of the new database."),
 				secret(req("dsn", cty.String, "How nodes connect to the new database (may hold credentials).")),
-				req("method", cty.String, "How the copy was made, e.g. template, dump-restore, vacuum-into; kept when B was this run's finished copy already."),
+				req("method", cty.String, "How the copy was made, e.g. template, dump-restore, file-copy, backup-api; kept when B was this run's finished copy already."),
 			),
 			Idempotent: true,
 			Undo:       "drop",

@@ -6,7 +6,7 @@
 // when its finished-copy marker names this run, replaced only when asked,
 // and never dropped when it is another run's or someone else's), and the
 // cluster lock's arguments, wait and refusal message. What a vendor does
-// with its database (dumps, templates, VACUUM INTO, advisory locks) stays
+// with its database (dumps, templates, file copies, advisory locks) stays
 // in the vendor.
 package dbkit
 
