@@ -17,6 +17,7 @@ import (
 
 	"github.com/upshift-dev/upshift/plugins/sdk"
 	"github.com/upshift-dev/upshift/plugins/sdk/dbkit"
+	"github.com/upshift-dev/upshift/plugins/sdk/fsutil"
 )
 
 // The file copy: a consistent copy of A at the speed of copying its files.
@@ -125,7 +126,7 @@ func copyDB(ctx context.Context, r *sdk.Request, what, src, dst string, likeSrc 
 		return 0, "", err
 	}
 	ok = true
-	if err := syncDir(filepath.Dir(dst)); err != nil {
+	if err := fsutil.SyncDir(filepath.Dir(dst)); err != nil {
 		return 0, "", err
 	}
 	st, err := os.Stat(dst)
@@ -144,16 +145,6 @@ func newFile(src, path string, like bool) error {
 		return sameAccess(src, path)
 	}
 	return nil
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // fileCopy makes tmp a copy of src by the file copy and reports "" or,

@@ -68,6 +68,26 @@ func write(path string, data []byte, perm fs.FileMode, forceMode bool) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("writing %s: %w", path, UnwrapPath(err))
 	}
+	// The rename itself is durable only once the folder is synced: a
+	// crash could otherwise bring back the old file after the new one
+	// was reported written.
+	if err := SyncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("writing %s: %w", path, UnwrapPath(err))
+	}
+	return nil
+}
+
+// SyncDir makes a rename or a new file in dir durable. A file system that
+// cannot sync folders (EINVAL) is not an error.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
+		return err
+	}
 	return nil
 }
 
