@@ -107,7 +107,7 @@ func TestRunReportGolden(t *testing.T) {
 	assert.Contains(t, html, `gate.upgrade[&#34;after-batch-1&#34;]`)
 	assert.Contains(t, html, "approved by ops")
 	assert.Contains(t, html, "writes refused")
-	assert.Contains(t, html, "<tr><th>Write outage</th><td>writes refused for 6s (copy 2s, first item&#39;s stop to enable (node-1) 2.5s)</td></tr>", "the window with its parts")
+	assert.Contains(t, html, "<tr><th>Write outage</th><td>writes refused for 6s (copy 2s, first item&#39;s drain (node-1) 1.5s, first item&#39;s stop to enable (node-1) 2.5s)</td></tr>", "the window with its parts")
 	assert.Contains(t, html, "lab traffic")
 	assert.Contains(t, html, "1 failed")
 	assert.NotRegexp(t, `<script|https?://`, html, "self-contained")
