@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -284,10 +283,23 @@ func (d *my) Backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	if err != nil {
 		return cty.NilVal, err
 	}
-	var written atomic.Int64
-	m := dbkit.StartMeter(r, "backup", dbkit.Bytes, 0, written.Load)
-	err = d.dump(ctx, cnf, &counter{w: f, n: &written})
+	// The dump writes into the file itself (no pipe through this
+	// process); progress is the file's size.
+	m := dbkit.StartMeter(r, "backup", dbkit.Bytes, 0, func() int64 {
+		st, err := f.Stat()
+		if err != nil {
+			return 0
+		}
+		return st.Size()
+	})
+	err = d.dump(ctx, cnf, f)
 	m.Stop()
+	// On disk before the run goes on to change anything: a backup lost
+	// to a crash of the machine is no backup (pg_dump syncs its output
+	// for the same reason).
+	if err == nil {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -303,18 +315,6 @@ func (d *my) Backup(ctx context.Context, r *sdk.Request) (cty.Value, error) {
 	}
 	st, _ := os.Stat(to)
 	return result(r, map[string]cty.Value{"path": cty.StringVal(to), "bytes": cty.NumberIntVal(st.Size())})
-}
-
-// counter counts what goes through it, for a Meter.
-type counter struct {
-	w io.Writer
-	n *atomic.Int64
-}
-
-func (c *counter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n.Add(int64(n))
-	return n, err
 }
 
 func complete(path string) error {
