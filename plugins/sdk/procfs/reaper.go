@@ -103,9 +103,14 @@ func (r *reaper) add(pgid int) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.live[pgid] = true
-	if err := r.startLocked(); err != nil {
-		delete(r.live, pgid)
-		return err
+	if r.w == nil {
+		// A new reaper is told of every live group, this one included:
+		// telling it twice would leave the id on its list after remove.
+		if err := r.startLocked(); err != nil {
+			delete(r.live, pgid)
+			return err
+		}
+		return nil
 	}
 	if err := r.writeLocked('+', pgid); err != nil {
 		// The sh died between its start and now: its replacement is told
