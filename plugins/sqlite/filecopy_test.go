@@ -68,12 +68,8 @@ func appendRow(db *sql.DB, i int) error {
 // committedPrefix checks B with integrity_check and returns k, B holding
 // exactly rows 1..k and the total k.
 func committedPrefix(t *testing.T, path string) int {
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
-	require.NoError(t, err)
+	db := integrityOK(t, path)
 	defer db.Close()
-	var check string
-	require.NoError(t, db.QueryRow("pragma integrity_check").Scan(&check))
-	require.Equal(t, "ok", check)
 	var count, lo, hi, total int
 	require.NoError(t, db.QueryRow("select count(*), coalesce(min(id), 1), coalesce(max(id), 0), (select n from total) from ledger").Scan(&count, &lo, &hi, &total))
 	require.Equal(t, 1, lo)
@@ -207,19 +203,24 @@ func TestFileCopyHasTheWALsRows(t *testing.T) {
 			require.Len(t, m, 1, "%q", got.l)
 			assert.NotEqual(t, "0", walFrames.FindStringSubmatch(m[0])[1])
 			assert.Equal(t, want, digest(t, b, "ro"), "B has the rows that were only in A's WAL")
-			committedPrefixOK(t, b)
+			integrityOK(t, b).Close()
 		})
 	}
 }
 
-// committedPrefixOK runs integrity_check on a database without a ledger.
-func committedPrefixOK(t *testing.T, path string) {
+// integrityOK opens path read-only, requires integrity_check to say ok,
+// and returns it open for the caller to close.
+func integrityOK(t *testing.T, path string) *sql.DB {
+	t.Helper()
 	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
 	require.NoError(t, err)
-	defer db.Close()
 	var check string
-	require.NoError(t, db.QueryRow("pragma integrity_check").Scan(&check))
-	assert.Equal(t, "ok", check)
+	if err := db.QueryRow("pragma integrity_check").Scan(&check); err != nil || check != "ok" {
+		db.Close()
+		require.NoError(t, err)
+		require.Equal(t, "ok", check)
+	}
+	return db
 }
 
 func TestFileCopyWithACheckpointDuringIt(t *testing.T) {
@@ -261,7 +262,7 @@ func TestFileCopyWithACheckpointDuringIt(t *testing.T) {
 	assert.Equal(t, 1, truncBusy, "a truncating checkpoint is refused while the copy holds the write lock")
 	assert.Equal(t, "file-copy", r.Result.GetAttr("method").AsString(), "%q", got.l)
 	assert.Equal(t, want, digest(t, b, "ro"), "B is A as it was when the copy took the lock")
-	committedPrefixOK(t, b)
+	integrityOK(t, b).Close()
 }
 
 func TestFileCopyFallsBackWhenTheWriteLockIsHeld(t *testing.T) {
@@ -358,7 +359,7 @@ func TestFileCopyRollsBackAHotJournal(t *testing.T) {
 	alone(t, b) // before B is opened, which makes its own -shm
 	assert.Equal(t, "file-copy", r.Result.GetAttr("method").AsString(), "%q", got.l)
 	assert.Equal(t, want, digest(t, b, "ro"), "B is A before the dead writer's transaction")
-	committedPrefixOK(t, b)
+	integrityOK(t, b).Close()
 }
 
 func TestFileCopyIsAsPrivateAsA(t *testing.T) {

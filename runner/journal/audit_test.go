@@ -236,14 +236,7 @@ func TestRecentRunsReadsOnlyItsCluster(t *testing.T) {
 		require.NoError(t, err)
 		j := mustOpen(t, cdir)
 		for i, id := range ids {
-			r := closedRun(id, t0.Add(time.Duration(i)*time.Hour), 1, 2, 10)
-			steps := r.Steps
-			r.Steps, r.Status = nil, Running
-			require.NoError(t, j.Begin(r))
-			for _, s := range steps {
-				require.NoError(t, j.Update(*s))
-			}
-			require.NoError(t, j.Finish(Done))
+			journalRun(t, j, closedRun(id, t0.Add(time.Duration(i)*time.Hour), 1, 2, 10))
 		}
 		require.NoError(t, j.Close())
 	}
@@ -251,11 +244,7 @@ func TestRecentRunsReadsOnlyItsCluster(t *testing.T) {
 	write(other, "o1", "o2")
 	runs, err = RecentRuns(dir, mine)
 	require.NoError(t, err)
-	var ids []string
-	for _, r := range runs {
-		ids = append(ids, r.ID)
-	}
-	assert.Equal(t, []string{"m3", "m2", "m1"}, ids)
+	assert.Equal(t, []string{"m3", "m2", "m1"}, runIDs(runs))
 	e := EstimateOutage(runs)
 	require.NotNil(t, e)
 	assert.Equal(t, []string{"m3", "m2", "m1"}, e.Runs)
@@ -279,14 +268,7 @@ func TestPGRecentRunsReadsOnlyItsCluster(t *testing.T) {
 		require.NoError(t, s.Register(ctx, c))
 		j := s.Journal(c)
 		for i, id := range ids {
-			r := closedRun(id, t0.Add(time.Duration(i)*time.Hour), 1, 2, total)
-			steps := r.Steps
-			r.Steps, r.Status = nil, Running
-			require.NoError(t, j.Begin(r))
-			for _, st := range steps {
-				require.NoError(t, j.Update(*st))
-			}
-			require.NoError(t, j.Finish(Done))
+			journalRun(t, j, closedRun(id, t0.Add(time.Duration(i)*time.Hour), 1, 2, total))
 		}
 	}
 	mine, other := pgCluster("aa11bb22cc33dd44"), pgCluster("ff11bb22cc33dd44")
@@ -294,15 +276,32 @@ func TestPGRecentRunsReadsOnlyItsCluster(t *testing.T) {
 	write(other, 600, "o1", "o2")
 	runs, err := s.RecentRuns(ctx, mine)
 	require.NoError(t, err)
-	var ids []string
-	for _, r := range runs {
-		ids = append(ids, r.ID)
-	}
-	assert.Equal(t, []string{"m3", "m2", "m1"}, ids)
+	assert.Equal(t, []string{"m3", "m2", "m1"}, runIDs(runs))
 	e := EstimateOutage(runs)
 	require.NotNil(t, e)
 	assert.Equal(t, 10*time.Second, e.Duration)
 	none, err := s.RecentRuns(ctx, pgCluster("0011bb22cc33dd44"))
 	require.NoError(t, err)
 	assert.Empty(t, none)
+}
+
+// journalRun writes r through j as a run would: begun, each of its steps
+// recorded, finished done.
+func journalRun(t *testing.T, j *Journal, r *Run) {
+	t.Helper()
+	steps := r.Steps
+	r.Steps, r.Status = nil, Running
+	require.NoError(t, j.Begin(r))
+	for _, s := range steps {
+		require.NoError(t, j.Update(*s))
+	}
+	require.NoError(t, j.Finish(Done))
+}
+
+func runIDs(runs []*Run) []string {
+	var ids []string
+	for _, r := range runs {
+		ids = append(ids, r.ID)
+	}
+	return ids
 }
