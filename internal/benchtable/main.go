@@ -85,9 +85,9 @@ type result struct {
 	order   []string
 }
 
+// results holds the last run of each benchmark, by "pkg:Name".
 type results struct {
-	byKey  map[string]*result // "pkg:Name"
-	byName map[string][]*result
+	byKey map[string]*result
 }
 
 func main() {
@@ -100,7 +100,7 @@ func main() {
 }
 
 func read(in io.Reader) (*results, error) {
-	rs := &results{byKey: map[string]*result{}, byName: map[string][]*result{}}
+	rs := &results{byKey: map[string]*result{}}
 	r := benchfmt.NewReader(in, "stdin")
 	for r.Scan() {
 		rec, ok := r.Result().(*benchfmt.Result)
@@ -124,39 +124,27 @@ func read(in io.Reader) (*results, error) {
 			res.metrics[unit] = val
 			res.order = append(res.order, unit)
 		}
-		key := res.pkg + ":" + name
-		if rs.byKey[key] == nil {
-			rs.byName[name] = append(rs.byName[name], res)
-		} else {
-			for i, o := range rs.byName[name] {
-				if o == rs.byKey[key] {
-					rs.byName[name][i] = res
-				}
-			}
-		}
-		rs.byKey[key] = res
+		rs.byKey[res.pkg+":"+name] = res
 	}
 	return rs, r.Err()
 }
 
 // find returns the benchmarks a headline's bench names.
 func (rs *results) find(bench string) []*result {
-	if prefix, ok := strings.CutSuffix(bench, "*"); ok {
-		var out []*result
-		for n, l := range rs.byName {
-			if strings.HasPrefix(n, prefix) {
-				out = append(out, l...)
-			}
-		}
-		return out
-	}
 	if strings.Contains(bench, ":") {
 		if r := rs.byKey[bench]; r != nil {
 			return []*result{r}
 		}
 		return nil
 	}
-	return rs.byName[bench]
+	prefix, all := strings.CutSuffix(bench, "*")
+	var out []*result
+	for _, r := range rs.byKey {
+		if r.name == bench || all && strings.HasPrefix(r.name, prefix) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // metric is a headline's value: the one benchmark's, or the sum over a
