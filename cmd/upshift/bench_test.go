@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -92,7 +91,7 @@ func BenchmarkDemoWriteOutage(b *testing.B) {
 	if _, err := exec.LookPath("haproxy"); err != nil {
 		b.Skip("haproxy is not installed: run .ci/setup")
 	}
-	shipped, err := filepath.Abs("../../playbooks/rolling-upgrade")
+	shipped, err := filepath.Abs(shippedPlaybook)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -104,12 +103,6 @@ func BenchmarkDemoWriteOutage(b *testing.B) {
 		})
 	}
 }
-
-var (
-	demoReadsRE  = regexp.MustCompile(`reads:  (\d+) sent, (\d+) failed`)
-	demoWritesRE = regexp.MustCompile(`writes: (\d+) acknowledged, (\d+) refused cleanly while read-only \(503\), (\d+) failed otherwise`)
-	demoLostRE   = regexp.MustCompile(`acknowledged writes missing from the final database: (\d+)`)
-)
 
 func demoOutage(b *testing.B, playbook, db string) {
 	dir := filepath.Join(b.TempDir(), "lab")
@@ -158,7 +151,7 @@ func demoOutage(b *testing.B, playbook, db string) {
 		b.ReportMetric(float64(p.DurationNs)/1e9, unit)
 	}
 	text := string(out)
-	r, w, l := demoReadsRE.FindStringSubmatch(text), demoWritesRE.FindStringSubmatch(text), demoLostRE.FindStringSubmatch(text)
+	r, w, l := readsRE.FindStringSubmatch(text), writesRE.FindStringSubmatch(text), lostRE.FindStringSubmatch(text)
 	if r == nil || w == nil || l == nil {
 		b.Fatalf("the demo's traffic figures are missing:\n%s", text)
 	}
